@@ -1,0 +1,66 @@
+import type { z } from 'zod'
+import { type Envelope, envelopeSchema } from './envelope.ts'
+
+/**
+ * The contracts registry: which event types a topic may carry and the schema of each, per schema
+ * version. Consumers decode through it at the boundary, so a handler only ever sees a valid event
+ * and anything else is a poison message with a reason.
+ */
+export interface EventContract<Schema extends z.ZodType = z.ZodType> {
+  eventType: string
+  /** Schemas by `schemaVersion`; the highest is what producers write. */
+  versions: Record<number, Schema>
+}
+
+export type DecodeResult =
+  | { ok: true; event: Envelope & Record<string, unknown> }
+  | { ok: false; reason: 'NOT_JSON' | 'INVALID_ENVELOPE' | 'UNKNOWN_EVENT_TYPE' | 'INVALID_EVENT'; message: string }
+
+export interface ContractRegistry {
+  decode(raw: string): DecodeResult
+  has(eventType: string): boolean
+}
+
+export function createRegistry(contracts: EventContract[]): ContractRegistry {
+  const byType = new Map(contracts.map((c) => [c.eventType, c]))
+  return {
+    has: (eventType) => byType.has(eventType),
+    decode(raw) {
+      let json: unknown
+      try {
+        json = JSON.parse(raw)
+      } catch (error) {
+        return { ok: false, reason: 'NOT_JSON', message: `message is not JSON: ${(error as Error).message}` }
+      }
+      const envelope = envelopeSchema.safeParse(json)
+      if (!envelope.success) {
+        return { ok: false, reason: 'INVALID_ENVELOPE', message: describeIssues(envelope.error.issues) }
+      }
+      const contract = byType.get(envelope.data.eventType)
+      if (!contract) {
+        return {
+          ok: false,
+          reason: 'UNKNOWN_EVENT_TYPE',
+          message: `unknown eventType '${envelope.data.eventType}'`,
+        }
+      }
+      const schema = contract.versions[envelope.data.schemaVersion]
+      if (!schema) {
+        return {
+          ok: false,
+          reason: 'INVALID_EVENT',
+          message: `${envelope.data.eventType} has no schemaVersion ${envelope.data.schemaVersion}`,
+        }
+      }
+      const body = schema.safeParse(json)
+      if (!body.success) {
+        return { ok: false, reason: 'INVALID_EVENT', message: describeIssues(body.error.issues) }
+      }
+      return { ok: true, event: { ...envelope.data, ...(body.data as Record<string, unknown>) } }
+    },
+  }
+}
+
+export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ')
+}

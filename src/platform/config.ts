@@ -1,0 +1,126 @@
+import { z } from 'zod'
+
+/**
+ * Configuration from the environment. Names follow the seed documents where one names them
+ * (`KAFKA_BROKERS`, `KAFKA_RETRY_MAX`, `KAFKA_REQUIRED_ACKS`, `DATABASE_URL`, `PORT`).
+ * A bad value stops start-up with a `ConfigError` naming every wrong variable and what is allowed.
+ */
+
+const wholeNumber = (name: string, min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return fallback
+      const value = Number(raw)
+      if (!Number.isInteger(value) || value < min || value > max) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be a whole number from ${min} to ${max} (got '${raw}')` })
+        return z.NEVER
+      }
+      return value
+    })
+
+const brokerList = z
+  .string()
+  .optional()
+  .transform((raw, ctx) => {
+    if (raw === undefined || raw.trim() === '') return []
+    const brokers = raw.split(',').map((b) => b.trim())
+    for (const broker of brokers) {
+      if (!/^[^\s:]+:\d{1,5}$/.test(broker)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `KAFKA_BROKERS must be a comma-separated list of host:port (got '${broker}' in '${raw}')`,
+        })
+        return z.NEVER
+      }
+    }
+    return brokers
+  })
+
+const environmentSchema = z.object({
+  TRANSPORT: z
+    .enum(['embedded', 'kafka'], { error: (issue) => `TRANSPORT must be 'embedded' or 'kafka' (got '${issue.input}')` })
+    .optional(),
+  KAFKA_BROKERS: brokerList,
+  KAFKA_CLIENT_ID: z.string().default('orderflow'),
+  KAFKA_RETRY_MAX: wholeNumber('KAFKA_RETRY_MAX', 0, 20, 3),
+  KAFKA_RETRY_BACKOFF_MS: wholeNumber('KAFKA_RETRY_BACKOFF_MS', 0, 600_000, 1000),
+  KAFKA_REQUIRED_ACKS: z
+    .enum(['all', '-1', '1', '0'], {
+      error: (issue) => `KAFKA_REQUIRED_ACKS must be 'all', '1' or '0' (got '${issue.input}')`,
+    })
+    .default('all')
+    .transform((acks) => (acks === '-1' ? 'all' : acks)),
+  KAFKA_PARTITIONS: wholeNumber('KAFKA_PARTITIONS', 1, 1000, 3),
+  KAFKA_REPLICATION_FACTOR: wholeNumber('KAFKA_REPLICATION_FACTOR', 1, 10, 1),
+  DATABASE_URL: z
+    .string()
+    .optional()
+    .refine((url) => url === undefined || url === '' || /^postgres(ql)?:\/\//.test(url), {
+      message: "DATABASE_URL must be a PostgreSQL URL such as 'postgres://user@127.0.0.1:5432/orderflow'",
+    }),
+  DATA_DIR: z.string().default('.orderflow/data'),
+  PORT: wholeNumber('PORT', 0, 65535, 3000),
+  HOST: z.string().default('127.0.0.1'),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      error: (issue) =>
+        `LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got '${issue.input}')`,
+    })
+    .default('info'),
+})
+
+export type RequiredAcks = 'all' | '1' | '0'
+
+export interface Config {
+  transport: 'embedded' | 'kafka'
+  kafka: {
+    brokers: string[]
+    clientId: string
+    retryMax: number
+    retryBackoffMs: number
+    requiredAcks: RequiredAcks
+    partitions: number
+    replicationFactor: number
+  }
+  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string }
+  http: { port: number; host: string }
+  logLevel: string
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = environmentSchema.safeParse(env)
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => issue.message))
+  }
+  const e = parsed.data
+  const transport = e.TRANSPORT ?? (e.KAFKA_BROKERS.length > 0 ? 'kafka' : 'embedded')
+  if (transport === 'kafka' && e.KAFKA_BROKERS.length === 0) {
+    throw new ConfigError(["TRANSPORT is 'kafka' but KAFKA_BROKERS is empty: set KAFKA_BROKERS=host:port[,host:port]"])
+  }
+  return {
+    transport,
+    kafka: {
+      brokers: e.KAFKA_BROKERS,
+      clientId: e.KAFKA_CLIENT_ID,
+      retryMax: e.KAFKA_RETRY_MAX,
+      retryBackoffMs: e.KAFKA_RETRY_BACKOFF_MS,
+      requiredAcks: e.KAFKA_REQUIRED_ACKS,
+      partitions: e.KAFKA_PARTITIONS,
+      replicationFactor: e.KAFKA_REPLICATION_FACTOR,
+    },
+    database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: e.DATA_DIR },
+    http: { port: e.PORT, host: e.HOST },
+    logLevel: e.LOG_LEVEL,
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * The SQL port. Everything the platform stores (event store, outbox, inbox, embedded log) speaks
+ * PostgreSQL's dialect through this interface, so the same statements run on PGlite (embedded
+ * default) and on a PostgreSQL server (production).
+ */
+
+export interface QueryResult<Row> {
+  rows: Row[]
+  rowCount: number
+}
+
+export interface SqlExecutor {
+  query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>>
+  /** Runs several statements separated by semicolons, without parameters (schema migrations). */
+  exec(text: string): Promise<void>
+}
+
+export interface SqlDatabase extends SqlExecutor {
+  readonly dialect: 'pglite' | 'postgres'
+  /** Runs `work` in one transaction: committed if it resolves, rolled back if it throws. */
+  transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}

@@ -1,0 +1,56 @@
+import pg from 'pg'
+import type { QueryResult, SqlDatabase, SqlExecutor } from './port.ts'
+
+export interface PostgresOptions {
+  connectionString: string
+  /** Every connection of the pool uses this schema first (tests give each file its own). */
+  schema?: string
+  max?: number
+  onPoolError?: (error: Error) => void
+}
+
+/** A PostgreSQL server through a `pg` pool. */
+export function openPostgres(options: PostgresOptions): SqlDatabase {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: 5_000,
+    ...(options.schema ? { options: `-c search_path=${quoteIdentifier(options.schema)},public` } : {}),
+  })
+  // An idle client losing its connection must not crash the process; the next query reports it.
+  pool.on('error', (error) => options.onPoolError?.(error))
+
+  const executor = (target: pg.Pool | pg.PoolClient): SqlExecutor => ({
+    async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+      const result = await target.query(text, params)
+      return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length }
+    },
+    async exec(text: string) {
+      await target.query(text)
+    },
+  })
+
+  return {
+    dialect: 'postgres',
+    ...executor(pool),
+    async transaction(work) {
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        const result = await work(executor(client))
+        await client.query('COMMIT')
+        return result
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw error
+      } finally {
+        client.release()
+      }
+    },
+    close: () => pool.end(),
+  }
+}
+
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`
+}

@@ -1,0 +1,69 @@
+/**
+ * The transport port: the only way services talk to each other. Two adapters implement it —
+ * Kafka (production) and the embedded log (one process, PGlite or PostgreSQL) — and both must pass
+ * the shared contract suite in `contract.ts`.
+ *
+ * Semantics every adapter guarantees:
+ * - Messages with the same key land in the same partition and are handed to the handler in order.
+ * - Per partition, the handler is called for one message at a time; the next message is not read
+ *   until the previous handler settled (this is the backpressure: nothing buffers without bound).
+ * - A message's offset is committed only after its handler resolved (at-least-once).
+ * - A handler that throws stops the subscription without committing that message: the error is
+ *   reported through `onError`, and the message is redelivered to the next member of the group.
+ *   Retries and dead-lettering are layered on top (`consumer-runner.ts`), not done here.
+ */
+
+export type Headers = Record<string, string>
+
+export interface OutgoingMessage {
+  topic: string
+  key: string
+  value: string
+  headers?: Headers
+}
+
+/** Where a published message was written. Offsets are decimal strings: Kafka offsets are 64-bit. */
+export interface PublishedPosition {
+  topic: string
+  partition: number
+  offset: string
+}
+
+export interface IncomingMessage {
+  topic: string
+  partition: number
+  offset: string
+  key: string
+  value: string
+  headers: Headers
+  timestamp: Date
+}
+
+export type MessageHandler = (message: IncomingMessage) => Promise<void>
+
+export interface SubscribeOptions {
+  groupId: string
+  topics: string[]
+  handler: MessageHandler
+  /** Called once when the subscription stops because a handler threw or the transport failed. */
+  onError?: (error: Error) => void
+}
+
+export interface Subscription {
+  readonly groupId: string
+  /** Resolves once the member has joined its group and been assigned its partitions. */
+  readonly ready: Promise<void>
+  /** Stops reading, waits for the in-flight handler, commits what was handled, leaves the group. */
+  close(): Promise<void>
+}
+
+export interface Transport {
+  readonly kind: 'kafka' | 'embedded'
+  /** Creates the topics that do not exist yet, with the configured partition count. Idempotent. */
+  ensureTopics(topics: string[]): Promise<void>
+  /** Publishes in order; resolves once every message is durably acknowledged. */
+  publish(messages: OutgoingMessage[]): Promise<PublishedPosition[]>
+  /** Joins `groupId`; a group with no committed position starts from the earliest message. */
+  subscribe(options: SubscribeOptions): Promise<Subscription>
+  close(): Promise<void>
+}

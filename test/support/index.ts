@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto'
+import { openPglite } from '../../src/platform/sql/pglite.ts'
+import type { SqlDatabase } from '../../src/platform/sql/port.ts'
+import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
+
+/** The local PostgreSQL the test suite uses; `DATABASE_URL` overrides it. */
+export const testDatabaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test'
+
+/** A name no other test file or run uses: topics, groups, schemas. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`
+}
+
+export interface TestDatabase {
+  db: SqlDatabase
+  /** Opens one more connection pool onto the same schema (a second "process"). */
+  reopen(): SqlDatabase
+  /** Closes every pool and drops the schema. */
+  cleanup(): Promise<void>
+}
+
+/** A fresh schema on the local PostgreSQL, dropped by `cleanup()`. */
+export async function postgresTestDatabase(prefix = 'of_test'): Promise<TestDatabase> {
+  const schema = uniqueName(prefix)
+  const admin = openPostgres({ connectionString: testDatabaseUrl, max: 1 })
+  await admin.exec(`CREATE SCHEMA ${quoteIdentifier(schema)}`)
+  const pools: SqlDatabase[] = []
+  const reopen = () => {
+    const pool = openPostgres({ connectionString: testDatabaseUrl, schema })
+    pools.push(pool)
+    return pool
+  }
+  const db = reopen()
+  return {
+    db,
+    reopen,
+    async cleanup() {
+      await Promise.allSettled(pools.map((p) => p.close()))
+      await admin.exec(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`)
+      await admin.close()
+    },
+  }
+}
+
+/** An in-memory PGlite database. */
+export async function pgliteTestDatabase(): Promise<TestDatabase> {
+  const db = await openPglite()
+  return {
+    db,
+    reopen: () => {
+      throw new Error('an in-memory PGlite database cannot be opened twice; use a dataDir')
+    },
+    cleanup: () => db.close(),
+  }
+}
+
+/** The brokers of the Kafka the test command started (or the one `KAFKA_BROKERS` names). */
+export function kafkaBrokers(): string[] {
+  const raw = process.env.KAFKA_BROKERS
+  if (!raw) {
+    throw new Error('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker')
+  }
+  return raw.split(',').map((b) => b.trim())
+}
+
+/**
+ * Polls `condition` until it returns a truthy value, or fails with `message` after `timeoutMs`.
+ * Tests wait on conditions, never on fixed sleeps.
+ */
+export async function waitFor<T>(
+  condition: () => T | Promise<T>,
+  options: { timeoutMs?: number; intervalMs?: number; message: string | (() => string) },
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000)
+  let lastError: unknown
+  for (;;) {
+    try {
+      const value = await condition()
+      if (value) return value as NonNullable<T>
+    } catch (error) {
+      lastError = error
+    }
+    if (Date.now() > deadline) {
+      const text = typeof options.message === 'function' ? options.message() : options.message
+      throw new Error(`Timed out after ${options.timeoutMs ?? 20_000} ms: ${text}`, { cause: lastError })
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 25))
+  }
+}
