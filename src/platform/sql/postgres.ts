@@ -35,16 +35,25 @@ export function openPostgres(options: PostgresOptions): SqlDatabase {
     ...executor(pool),
     async transaction(work) {
       const client = await pool.connect()
+      // pg-pool drops its own 'error' listener while a client is checked out: without this one, a
+      // connection lost mid-transaction is an uncaught exception that takes the process down.
+      let lost: Error | undefined
+      const onError = (error: Error) => {
+        lost = error
+      }
+      client.on('error', onError)
       try {
         await client.query('BEGIN')
         const result = await work(executor(client))
         await client.query('COMMIT')
         return result
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {})
+        if (!lost) await client.query('ROLLBACK').catch(() => {})
         throw error
       } finally {
-        client.release()
+        client.off('error', onError)
+        // A broken client is destroyed rather than returned to the pool.
+        client.release(lost ?? false)
       }
     },
     close: () => pool.end(),

@@ -7,10 +7,15 @@
  * - Messages with the same key land in the same partition and are handed to the handler in order.
  * - Per partition, the handler is called for one message at a time; the next message is not read
  *   until the previous handler settled (this is the backpressure: nothing buffers without bound).
+ *   Different partitions run side by side: a handler must not assume it is the only call in flight.
  * - A message's offset is committed only after its handler resolved (at-least-once).
  * - A handler that throws stops the subscription without committing that message: the error is
  *   reported through `onError`, and the message is redelivered to the next member of the group.
- *   Retries and dead-lettering are layered on top (`consumer-runner.ts`), not done here.
+ *   Retries and dead-lettering are layered on top (`reliable-consumer.ts`), not done here.
+ * - A handler must settle: one that never does blocks `close()` and rebalances, and closing a
+ *   subscription from inside its own handler deadlocks.
+ * - The embedded adapter coordinates consumer groups within one transport instance (one process).
+ *   Scaling a group across processes is what the Kafka adapter is for.
  */
 
 export type Headers = Record<string, string>

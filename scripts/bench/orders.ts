@@ -1,0 +1,184 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order.ts'
+import { orderRoutes } from '../../src/order/http/routes.ts'
+import { createOrderService } from '../../src/order/service.ts'
+import { createHttpServer } from '../../src/platform/http/server.ts'
+import { createLogger } from '../../src/platform/logger.ts'
+import { createMetrics } from '../../src/platform/metrics.ts'
+import { openPglite } from '../../src/platform/sql/pglite.ts'
+import type { SqlDatabase } from '../../src/platform/sql/port.ts'
+import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
+import { createEmbeddedTransport } from '../../src/platform/transport/embedded.ts'
+import { createKafkaTransport } from '../../src/platform/transport/kafka.ts'
+import type { Transport } from '../../src/platform/transport/port.ts'
+import { type BenchContext, percentile, say } from './support.ts'
+
+/**
+ * `POST /api/orders` at increasing concurrency, on the embedded default (PGlite on disk + the
+ * embedded log) and on Kafka + PostgreSQL. Client, server, relay and the reading consumer share this
+ * one process, as they would in `npm start`; the figures are for the whole system on this machine.
+ *
+ * Commit-to-readable latency is the time the event was read from `order-events` minus its
+ * `occurredOn`, which the service stamps just before the transaction commits.
+ */
+
+interface LevelResult {
+  concurrency: number
+  accepted: number
+  rejected: number
+  ordersPerSecond: number
+  httpP50Ms: number
+  httpP99Ms: number
+  commitToReadableP50Ms: number
+  commitToReadableP99Ms: number
+  eventsSeen: number
+}
+
+const body = (i: number) =>
+  JSON.stringify({
+    customerId: `customer-${i % 50}`,
+    restaurantId: 'restaurant-456',
+    totalAmount: 45.99,
+    items: [{ menuItemId: 'item-1', name: 'Pizza', price: 12.99, quantity: 2 }],
+  })
+
+const round = (n: number) => Math.round(n * 100) / 100
+
+async function runMode(
+  mode: 'embedded' | 'kafka+postgres',
+  open: () => Promise<{ db: SqlDatabase; transport: Transport; cleanup(): Promise<void> }>,
+  levels: number[],
+  seconds: number,
+): Promise<{ mode: string; levels: LevelResult[] }> {
+  const logger = createLogger({ level: 'silent' })
+  const { db, transport, cleanup } = await open()
+  const service = await createOrderService({ db, transport, logger, retry: { max: 3, backoffMs: 1000 } })
+  const app = createHttpServer({ logger, metrics: createMetrics(), checks: [] })
+  await app.register(orderRoutes({ store: service.store, db }))
+  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+
+  const readAt = new Map<string, number>()
+  const subscription = await transport.subscribe({
+    groupId: `bench-reader-${Date.now()}`,
+    topics: [ORDER_EVENTS_TOPIC],
+    handler: async (message) => {
+      const event = JSON.parse(message.value) as { eventType: string; occurredOn: string; aggregateId: string }
+      if (event.eventType === 'OrderCreated') readAt.set(event.aggregateId, Date.now() - Date.parse(event.occurredOn))
+    },
+  })
+  await subscription.ready
+
+  const results: LevelResult[] = []
+  let counter = 0
+  for (const concurrency of levels) {
+    say(`${mode}: concurrency ${concurrency} for ${seconds} s…`)
+    const created: string[] = []
+    const httpLatencies: number[] = []
+    let rejected = 0
+    const deadline = performance.now() + seconds * 1000
+    const started = performance.now()
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now()
+          const response = await fetch(`${address}/api/orders`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: body(counter++),
+          })
+          const json = (await response.json()) as { id?: string }
+          httpLatencies.push(performance.now() - t0)
+          if (response.status === 201 && json.id) created.push(json.id)
+          else rejected++
+        }
+      }),
+    )
+    const elapsed = (performance.now() - started) / 1000
+    const waitUntil = Date.now() + 60_000
+    while (created.some((id) => !readAt.has(id)) && Date.now() < waitUntil) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    const e2e = created.map((id) => readAt.get(id)).filter((v): v is number => v !== undefined)
+    httpLatencies.sort((a, b) => a - b)
+    e2e.sort((a, b) => a - b)
+    const level: LevelResult = {
+      concurrency,
+      accepted: created.length,
+      rejected,
+      ordersPerSecond: Math.round(created.length / elapsed),
+      httpP50Ms: round(percentile(httpLatencies, 0.5)),
+      httpP99Ms: round(percentile(httpLatencies, 0.99)),
+      commitToReadableP50Ms: round(percentile(e2e, 0.5)),
+      commitToReadableP99Ms: round(percentile(e2e, 0.99)),
+      eventsSeen: e2e.length,
+    }
+    say(
+      `  ${level.ordersPerSecond} orders/s, HTTP p50 ${level.httpP50Ms} ms p99 ${level.httpP99Ms} ms, ` +
+        `commit→readable p50 ${level.commitToReadableP50Ms} ms p99 ${level.commitToReadableP99Ms} ms ` +
+        `(${level.eventsSeen}/${level.accepted} events seen)`,
+    )
+    results.push(level)
+  }
+  await subscription.close()
+  await app.close()
+  await service.stop()
+  await transport.close()
+  await cleanup()
+  return { mode, levels: results }
+}
+
+export async function benchOrders(
+  ctx: BenchContext,
+  options: { concurrency: number[]; seconds: number },
+): Promise<Record<string, unknown>> {
+  const embedded = await runMode(
+    'embedded',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'orderflow-bench-'))
+      const db = await openPglite(dir)
+      const transport = await createEmbeddedTransport({ db, partitions: ctx.partitions })
+      return {
+        db,
+        transport,
+        async cleanup() {
+          await db.close()
+          await rm(dir, { recursive: true, force: true })
+        },
+      }
+    },
+    options.concurrency,
+    options.seconds,
+  )
+  const schema = `bench_orders_${Date.now().toString(36)}`
+  const kafka = await runMode(
+    'kafka+postgres',
+    async () => {
+      const admin = openPostgres({ connectionString: ctx.databaseUrl, max: 1 })
+      await admin.exec(`CREATE SCHEMA ${quoteIdentifier(schema)}`)
+      const db = openPostgres({ connectionString: ctx.databaseUrl, schema, max: 20 })
+      const transport = await createKafkaTransport({
+        brokers: ctx.brokers,
+        clientId: 'bench-orders',
+        partitions: ctx.partitions,
+        replicationFactor: 1,
+        requiredAcks: 'all',
+        retries: 3,
+        retryBackoffMs: 100,
+      })
+      return {
+        db,
+        transport,
+        async cleanup() {
+          await db.close()
+          await admin.exec(`DROP SCHEMA ${quoteIdentifier(schema)} CASCADE`)
+          await admin.close()
+        },
+      }
+    },
+    options.concurrency,
+    options.seconds,
+  )
+  return { benchmark: 'orders', seconds: options.seconds, modes: [embedded, kafka] }
+}

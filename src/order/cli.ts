@@ -1,0 +1,529 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { Config } from '../platform/config.ts'
+import { isAppError } from '../platform/errors.ts'
+import type { Logger } from '../platform/logger.ts'
+import type { Runtime } from '../platform/runtime.ts'
+import type { SqlDatabase } from '../platform/sql/port.ts'
+import type { ReplayJob, ReplaySelection } from './replay.ts'
+
+/**
+ * The order service's operator commands: `npm run orders -- <command>`. They open the same
+ * database and transport as the server (same environment variables) and run one job to its end,
+ * reporting progress on stderr (or as JSON lines on stdout). Ctrl-C stops after the current batch
+ * and prints how to resume, so nothing is left half-written.
+ *
+ * Everything past argument parsing is imported when needed: the database drivers take over a
+ * second to load, and `help` or a mistyped option should answer at once.
+ */
+
+export const USAGE = `Usage: npm run orders -- <command> [options]
+       node src/order/cli.ts <command> [options]
+
+Commands:
+  replay               Re-publish stored order events to order-events (header replay: true),
+                       for a consumer that lost data. Writes nothing to the outbox or the event store.
+  rebuild-read-model   Rebuild the order read model (order lists) from the event store.
+  help                 Show this text.
+
+replay — choose exactly one of:
+  --order <id>                        one order's events, in version order
+  --from <time> [--to <time>]         events that occurred from --from (inclusive) to --to (exclusive);
+                                      ISO 8601 with a zone: 2025-01-31 or 2025-01-31T12:00:00Z
+  --after-position <n>                events stored after the event at global position n
+  --all                               every order event
+  --resume <job-id>                   continue an interrupted replay
+  A replay covers the events stored when it starts; later ones reach consumers as usual.
+
+rebuild-read-model [--resume]
+  Empties the read model and projects every event again; order lists are incomplete until it
+  ends. --resume continues an interrupted rebuild instead of starting over.
+
+Options of both:
+  --batch-size <n>   events per batch, 1 to 10000 (default 500)
+  --json             progress as one JSON object per line on stdout instead of text on stderr
+
+Ctrl-C stops after the current batch and prints the command that resumes.
+
+Environment, as for the server: DATABASE_URL (PostgreSQL) or DATA_DIR (embedded, default
+.orderflow/data; stop the server first, the embedded database is single-process), KAFKA_BROKERS
+or TRANSPORT, LOG_LEVEL (default warn, logs go to stderr).
+
+Exit status: 0 done, 1 failed, 2 bad arguments or configuration, 130 interrupted (resumable).
+`
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'UsageError'
+  }
+}
+
+export type CliCommand =
+  | { name: 'help' }
+  | {
+      name: 'replay'
+      target: { selection: ReplaySelection } | { resume: string }
+      batchSize: number
+      json: boolean
+    }
+  | { name: 'rebuild-read-model'; resume: boolean; batchSize: number; json: boolean }
+
+const commonOptions = {
+  'batch-size': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+const replayOptions = {
+  ...commonOptions,
+  order: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  'after-position': { type: 'string' },
+  all: { type: 'boolean' },
+  resume: { type: 'string' },
+} as const
+
+const rebuildOptions = { ...commonOptions, resume: { type: 'boolean' } } as const
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
+
+/**
+ * parseArgs in its lenient mode, checked here: its strict mode's messages explain `--` rather than
+ * naming what is wrong, and it would take `--order --json` as the order id "--json".
+ */
+function parseOptions(command: string, args: string[], spec: OptionSpec): Map<string, string | true> {
+  const { tokens } = parseArgs({ args, options: spec, strict: false, allowPositionals: true, tokens: true })
+  const values = new Map<string, string | true>()
+  for (const token of tokens) {
+    if (token.kind === 'positional') throw new UsageError(`${command}: unexpected argument '${token.value}'`)
+    if (token.kind === 'option-terminator') continue
+    const option = spec[token.name]
+    if (!option) throw new UsageError(`${command}: unknown option '${token.rawName}'`)
+    const name = `--${token.name}`
+    if (values.has(token.name)) throw new UsageError(`${command}: ${name} is given more than once`)
+    if (option.type === 'boolean') {
+      if (token.value !== undefined) throw new UsageError(`${command}: ${name} takes no value`)
+      values.set(token.name, true)
+    } else {
+      if (token.value === undefined || (!token.inlineValue && token.value.startsWith('--'))) {
+        throw new UsageError(`${command}: ${name} needs a value`)
+      }
+      values.set(token.name, token.value)
+    }
+  }
+  return values
+}
+
+// A time without a zone would be read in the local zone of whoever runs the command.
+const ISO_TIME = /^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d))?$/
+
+function isoTime(command: string, option: string, raw: string): string {
+  const time = Date.parse(raw)
+  if (!ISO_TIME.test(raw) || Number.isNaN(time)) {
+    throw new UsageError(
+      `${command}: --${option} must be an ISO 8601 date or time with its zone, such as 2025-01-31 or 2025-01-31T12:00:00Z (got '${raw}')`,
+    )
+  }
+  return new Date(time).toISOString()
+}
+
+function batchSize(command: string, values: Map<string, string | true>): number {
+  const raw = values.get('batch-size')
+  if (raw === undefined) return 500
+  const n = Number(raw)
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || n < 1 || n > 10_000) {
+    throw new UsageError(`${command}: --batch-size must be a whole number from 1 to 10000 (got '${raw}')`)
+  }
+  return n
+}
+
+function parseReplay(args: string[]): CliCommand {
+  const values = parseOptions('replay', args, replayOptions)
+  if (values.has('help')) return { name: 'help' }
+  const string = (name: string) => {
+    const value = values.get(name)
+    return typeof value === 'string' ? value : undefined
+  }
+  if (values.has('to') && !values.has('from')) throw new UsageError('replay: --to needs --from')
+  const selectors = ['order', 'from', 'after-position', 'all', 'resume'].filter((name) => values.has(name))
+  if (selectors.length === 0) {
+    throw new UsageError('replay: choose what to replay: --order, --from, --after-position, --all or --resume')
+  }
+  if (selectors.length > 1) {
+    throw new UsageError(`replay: choose one of ${selectors.map((s) => `--${s}`).join(', ')}, not several`)
+  }
+  const common = { batchSize: batchSize('replay', values), json: values.has('json') }
+  const resume = string('resume')
+  if (resume !== undefined) return { name: 'replay', target: { resume }, ...common }
+  let selection: ReplaySelection
+  const orderId = string('order')
+  const from = string('from')
+  const after = string('after-position')
+  if (orderId !== undefined) {
+    if (orderId.trim() === '') throw new UsageError('replay: --order needs an order id')
+    selection = { kind: 'order', orderId }
+  } else if (from !== undefined) {
+    const to = string('to')
+    selection = { kind: 'time', from: isoTime('replay', 'from', from) }
+    if (to !== undefined) {
+      selection.to = isoTime('replay', 'to', to)
+      if (selection.to <= selection.from) throw new UsageError('replay: --to must be later than --from')
+    }
+  } else if (after !== undefined) {
+    if (!/^\d{1,19}$/.test(after)) {
+      throw new UsageError(`replay: --after-position must be a global position, a whole number (got '${after}')`)
+    }
+    selection = { kind: 'after-position', globalPosition: BigInt(after).toString() }
+  } else {
+    selection = { kind: 'all' }
+  }
+  return { name: 'replay', target: { selection }, ...common }
+}
+
+/** Parses `<command> [options]`; throws UsageError naming what is wrong. */
+export function parseCommand(argv: string[]): CliCommand {
+  const [command, ...args] = argv
+  switch (command) {
+    case undefined:
+      throw new UsageError('no command given')
+    case 'help':
+    case '--help':
+    case '-h':
+      return { name: 'help' }
+    case 'replay':
+      return parseReplay(args)
+    case 'rebuild-read-model': {
+      const values = parseOptions(command, args, rebuildOptions)
+      if (values.has('help')) return { name: 'help' }
+      return {
+        name: command,
+        resume: values.has('resume'),
+        batchSize: batchSize(command, values),
+        json: values.has('json'),
+      }
+    }
+    default:
+      throw new UsageError(`unknown command '${command}'`)
+  }
+}
+
+interface Io {
+  stdout: { write(text: string): unknown }
+  stderr: { write(text: string): unknown }
+}
+
+const percent = (done: number, total: number) => (total === 0 ? 100 : Math.floor((done * 100) / total))
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
+
+/** Progress lines in one style for every command: text on stderr, or JSON lines on stdout. */
+function progressReporter(
+  io: Io,
+  options: {
+    json: boolean
+    command: string
+    verb: string
+    /** Events done before this run (a resumed job), left out of the rate. */
+    doneBefore: number
+  },
+) {
+  const startedAt = Date.now()
+  return {
+    progress(fields: { done: number; total: number; status: string; [key: string]: unknown }) {
+      const elapsedMs = Date.now() - startedAt
+      if (options.json) {
+        const line = { command: options.command, ...fields, percent: percent(fields.done, fields.total), elapsedMs }
+        io.stdout.write(`${JSON.stringify(line)}\n`)
+        return
+      }
+      const { done, total } = fields
+      let line = `${options.verb} ${done}/${total} events (${percent(done, total)}%)`
+      const rate = elapsedMs > 0 ? ((done - options.doneBefore) * 1000) / elapsedMs : 0
+      if (rate > 0 && done < total) {
+        line += `, ${Math.round(rate)} events/s, about ${Math.ceil((total - done) / rate)} s left`
+      }
+      io.stderr.write(`${line}\n`)
+    },
+    elapsed: () => seconds(Date.now() - startedAt),
+  }
+}
+
+function describeSelection(selection: ReplaySelection): string {
+  switch (selection.kind) {
+    case 'order':
+      return `order ${selection.orderId}`
+    case 'time':
+      return selection.to ? `occurred from ${selection.from} to ${selection.to}` : `occurred since ${selection.from}`
+    case 'after-position':
+      return `after global position ${selection.globalPosition}`
+    case 'all':
+      return 'all order events'
+  }
+}
+
+async function replayCommand(
+  runtime: Runtime,
+  command: Extract<CliCommand, { name: 'replay' }>,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const { db, transport } = runtime
+  const [{ ORDER_EVENTS_TOPIC }, { createReplayJob, getReplayJob, migrateReplayJobs, runReplayJob }] =
+    await Promise.all([import('../contracts/order.ts'), import('./replay.ts')])
+  await migrateReplayJobs(db)
+  if (signal.aborted) return 130
+  let job: ReplayJob
+  if ('resume' in command.target) {
+    const found = await getReplayJob(db, command.target.resume)
+    if (!found) {
+      io.stderr.write(`orders: there is no replay job '${command.target.resume}'\n`)
+      return 1
+    }
+    if (found.status === 'completed') {
+      io.stderr.write(`replay ${found.id} already completed (${found.done}/${found.total} events): nothing to resume\n`)
+      return 0
+    }
+    job = found
+  } else {
+    job = await createReplayJob(db, command.target.selection)
+  }
+  const resumeWith = `npm run orders -- replay --resume ${job.id}`
+  const reporter = progressReporter(io, {
+    json: command.json,
+    command: 'replay',
+    verb: 'replayed',
+    doneBefore: job.done,
+  })
+  if (!command.json) {
+    io.stderr.write(
+      `replay ${job.id}: ${job.total - job.done} of ${job.total} events to go (${describeSelection(job.filter)}) ` +
+        `to ${ORDER_EVENTS_TOPIC} via ${transport.kind}, in batches of ${command.batchSize}\n`,
+    )
+  }
+  // Text mode said as much in its first line.
+  if (command.json) reporter.progress({ jobId: job.id, status: 'running', done: job.done, total: job.total })
+  let result: ReplayJob
+  try {
+    result = await runReplayJob({ db, transport }, job.id, {
+      batchSize: command.batchSize,
+      signal,
+      onProgress: (p) => {
+        if (p.status === 'running') reporter.progress({ ...p })
+      },
+    })
+  } catch (error) {
+    // The job recorded its last published batch, so whatever broke, it can continue from there.
+    io.stderr.write(
+      `orders: replay ${job.id} failed: ${error instanceof Error ? error.message : error}\nOnce that is fixed, resume with:\n  ${resumeWith}\n`,
+    )
+    return 1
+  }
+  if (result.status === 'interrupted') {
+    if (command.json) {
+      reporter.progress({
+        jobId: result.id,
+        status: result.status,
+        done: result.done,
+        total: result.total,
+        resume: resumeWith,
+      })
+    } else {
+      io.stderr.write(
+        `replay ${result.id} interrupted after ${result.done}/${result.total} events (${percent(result.done, result.total)}%). Resume with:\n  ${resumeWith}\n`,
+      )
+    }
+    return 130
+  }
+  if (command.json) {
+    reporter.progress({ jobId: result.id, status: result.status, done: result.done, total: result.total })
+  } else {
+    io.stderr.write(
+      `replay ${result.id} completed: ${result.done}/${result.total} events re-published in ${reporter.elapsed()}\n`,
+    )
+  }
+  return 0
+}
+
+/**
+ * PGlite answers through promises alone, so rebuildReadModel's loop of batches never gives the
+ * event loop a turn and Ctrl-C would only be seen at the end. Each batch is one transaction: yield
+ * before each. (Better done in rebuildReadModel itself; this keeps the CLI interruptible meanwhile.)
+ */
+function yieldingEachTransaction(db: SqlDatabase): SqlDatabase {
+  return {
+    dialect: db.dialect,
+    query: (text, params) => db.query(text, params),
+    exec: (text) => db.exec(text),
+    transaction: async (work) => {
+      await new Promise((resolve) => setImmediate(resolve))
+      return db.transaction(work)
+    },
+    close: () => db.close(),
+  }
+}
+
+async function rebuildCommand(
+  runtime: Runtime,
+  command: Extract<CliCommand, { name: 'rebuild-read-model' }>,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const resumeWith = 'npm run orders -- rebuild-read-model --resume'
+  const reporter = progressReporter(io, {
+    json: command.json,
+    command: 'rebuild-read-model',
+    verb: 'projected',
+    // rebuildReadModel counts from 0 even when it resumes.
+    doneBefore: 0,
+  })
+  if (!command.json) {
+    io.stderr.write(
+      command.resume
+        ? 'resuming the read-model rebuild from its checkpoint\n'
+        : 'rebuilding the order read model from the event store (order lists are incomplete until it ends)\n',
+    )
+  }
+  const { rebuildReadModel } = await import('./application/read-model.ts')
+  let result: { done: number; total: number }
+  try {
+    result = await rebuildReadModel(yieldingEachTransaction(runtime.db), {
+      resume: command.resume,
+      batchSize: command.batchSize,
+      signal,
+      onProgress: (p) => reporter.progress({ status: 'running', ...p }),
+    })
+  } catch (error) {
+    // Each batch commits with its checkpoint, so the rebuild can continue from the last one.
+    io.stderr.write(
+      `orders: rebuild-read-model failed: ${error instanceof Error ? error.message : error}\nOnce that is fixed, resume with:\n  ${resumeWith}\n`,
+    )
+    return 1
+  }
+  if (signal.aborted && result.done < result.total) {
+    if (command.json) reporter.progress({ status: 'interrupted', ...result, resume: resumeWith })
+    else {
+      io.stderr.write(
+        `rebuild interrupted after ${result.done}/${result.total} events (${percent(result.done, result.total)}%). Resume with:\n  ${resumeWith}\n`,
+      )
+    }
+    return 130
+  }
+  if (command.json) reporter.progress({ status: 'completed', ...result })
+  else io.stderr.write(`read model rebuilt: ${result.done}/${result.total} events projected in ${reporter.elapsed()}\n`)
+  return 0
+}
+
+/**
+ * PGlite writes postmaster.pid into its directory while a process has it open and removes it on
+ * close. It takes no lock: a second process would open the same files and both would corrupt them.
+ */
+function embeddedDatabaseInUse(config: Config): string | null {
+  if (config.database.kind !== 'pglite') return null
+  const marker = join(config.database.dataDir, 'postmaster.pid')
+  return existsSync(marker) ? marker : null
+}
+
+async function cliLogger(env: Record<string, string | undefined>, config: Config): Promise<Logger> {
+  const { pino } = await import('pino')
+  // stdout is for --json progress; the server's default level would add start-up chatter.
+  return pino(
+    {
+      name: 'orderflow-cli',
+      level: env.LOG_LEVEL ? config.logLevel : 'warn',
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.destination({ dest: 2, sync: true }),
+  )
+}
+
+/** Runs one command; resolves to the process exit status. */
+export async function main(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+  io: Io = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
+  let command: CliCommand
+  try {
+    command = parseCommand(argv)
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error
+    io.stderr.write(`orders: ${error.message}\n\n${USAGE}`)
+    return 2
+  }
+  if (command.name === 'help') {
+    io.stdout.write(USAGE)
+    return 0
+  }
+
+  const { ConfigError, loadConfig } = await import('../platform/config.ts')
+  let config: Config
+  try {
+    config = loadConfig(env)
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    io.stderr.write(`orders: ${error.message}\n`)
+    return 2
+  }
+  const marker = embeddedDatabaseInUse(config)
+  if (marker) {
+    io.stderr.write(
+      `orders: the embedded database in DATA_DIR is open in another process (${marker} exists).\n` +
+        'Stop the server first (the embedded database is single-process) or run against PostgreSQL (DATABASE_URL).\n' +
+        'If no server is running, the last one did not shut down cleanly: start and stop it once, or delete that file.\n',
+    )
+    return 1
+  }
+
+  const controller = new AbortController()
+  let interrupts = 0
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupts++
+    if (interrupts === 1) {
+      io.stderr.write(`\n${signal}: stopping after the current batch (again to stop at once)\n`)
+      controller.abort()
+      return
+    }
+    io.stderr.write(`${signal}: stopping at once; the last batch may be published again on resume\n`)
+    process.exit(130)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  let runtime: Runtime | undefined
+  try {
+    const [{ openRuntime }, { migrateOrderService }] = await Promise.all([
+      import('../platform/runtime.ts'),
+      import('./service.ts'),
+    ])
+    runtime = await openRuntime(config, { logger: await cliLogger(env, config) })
+    await migrateOrderService(runtime.db)
+    return command.name === 'replay'
+      ? await replayCommand(runtime, command, io, controller.signal)
+      : await rebuildCommand(runtime, command, io, controller.signal)
+  } catch (error) {
+    if (isAppError(error, 'ORDER_NOT_FOUND') || isAppError(error, 'NOT_FOUND')) {
+      io.stderr.write(`orders: ${error.message}\n`)
+    } else {
+      io.stderr.write(
+        `orders: ${command.name} failed: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`,
+      )
+    }
+    return 1
+  } finally {
+    await runtime?.close()
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+if (import.meta.main) {
+  // `--json | head` closes stdout early: the replay goes on (its job must end cleanly), unread.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error
+  })
+  process.exitCode = await main(process.argv.slice(2))
+}

@@ -1,0 +1,492 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySerializerCompiler } from 'fastify'
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import { v7 as uuidv7 } from 'uuid'
+import { z } from 'zod'
+import { toDecimal } from '../../contracts/money.ts'
+import {
+  cancelOrderBody,
+  changeStatusBody,
+  confirmOrderBody,
+  createOrderBody,
+  encodeOrderEvent,
+  orderStatus,
+  requestedOrderStatus,
+  updateOrderBody,
+} from '../../contracts/order.ts'
+import { AppError } from '../../platform/errors.ts'
+import type { SqlDatabase } from '../../platform/sql/port.ts'
+import { type CommandMetadata, type OrderStore, toOrderEvent } from '../application/order-store.ts'
+import { decodeCursor, queryOrders } from '../application/read-model.ts'
+import type { Order, OrderCommand } from '../domain/order.ts'
+import { migrateIdempotency, requestHash, respondOnce, type StoredResponse } from './idempotency.ts'
+import { documentOrderRoute, problemResponses, responseHeaders } from './openapi.ts'
+
+/**
+ * The order service's HTTP API: commands in (create, update, confirm, cancel, change status), the
+ * order's current state, its history and a paginated list out.
+ *
+ * - Request bodies are the contracts' zod schemas: amounts are decimals on the wire (45.99) and
+ *   minor units in the domain. Invalid input is a 400 problem naming each field (`items.0.price`).
+ * - Every response carrying an order has `ETag: "<version>"`; updates take it back in `If-Match`
+ *   and answer 409 VERSION_CONFLICT if the order moved on.
+ * - `GET /api/orders/:id` reads the write side (read-your-writes); the list reads the read model,
+ *   which follows a moment behind.
+ */
+
+export interface OrderRoutesDeps {
+  store: OrderStore
+  db: SqlDatabase
+}
+
+export const DEFAULT_PAGE_SIZE = 20
+export const MAX_PAGE_SIZE = 100
+
+const amount = z.number().nonnegative().describe('Decimal amount, e.g. 12.99')
+
+const orderItemView = z.object({
+  menuItemId: z.string().optional(),
+  productId: z.string().optional(),
+  name: z.string().optional(),
+  price: amount,
+  quantity: z.number().int(),
+})
+
+/** An order as the API shows it: the domain's `Order` with decimal amounts. */
+export const orderView = z.object({
+  id: z.string(),
+  version: z.number().int().describe('Increases with every change; the ETag'),
+  status: orderStatus,
+  customerId: z.string(),
+  restaurantId: z.string().nullable(),
+  items: z.array(orderItemView),
+  subtotal: amount.describe("The items' prices times quantities"),
+  totalAmount: amount.describe('What the customer is charged: the subtotal plus any fees'),
+  currency: z.string(),
+  notes: z.string().nullable(),
+  paymentId: z.string().nullable(),
+  cancellationReason: z.string().nullable(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+})
+
+export type OrderView = z.output<typeof orderView>
+
+export function toOrderView(order: Order): OrderView {
+  return {
+    id: order.id,
+    version: order.version,
+    status: order.status,
+    customerId: order.customerId,
+    restaurantId: order.restaurantId,
+    items: order.items.map((item) => ({ ...item, price: toDecimal(item.price) })),
+    subtotal: toDecimal(order.subtotal),
+    totalAmount: toDecimal(order.totalAmount),
+    currency: order.currency,
+    notes: order.notes,
+    paymentId: order.paymentId,
+    cancellationReason: order.cancellationReason,
+    createdAt: order.createdAt,
+    updatedAt: order.updatedAt,
+  }
+}
+
+const orderPage = z.object({
+  orders: z.array(orderView),
+  nextCursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last page'),
+})
+
+/** An event as published on `order-events` (seed 001's shape): the envelope and the event's fields. */
+const eventView = z
+  .looseObject({
+    eventId: z.string(),
+    aggregateId: z.string(),
+    occurredOn: z.iso.datetime(),
+    version: z.number().int(),
+    eventType: z.string(),
+    schemaVersion: z.number().int(),
+    correlationId: z.string().optional(),
+    causationId: z.string().optional(),
+  })
+  .describe("The envelope plus the event's own fields (amounts as decimals)")
+
+const historyView = z.object({ orderId: z.string(), events: z.array(eventView) })
+
+const orderParams = z.object({ id: z.string().min(1).max(200, 'id must be at most 200 characters') })
+
+const ifMatchPattern = /^(?:W\/)?(?:"(\d{1,9})"|(\d{1,9}))$/
+const traceparentPattern = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/
+
+// Loose: Fastify replaces `request.headers` with what the schema returns, so unknown headers must
+// survive it.
+const requestHeaders = z.looseObject({
+  'x-correlation-id': z
+    .string()
+    .min(1)
+    .max(200, 'must be at most 200 characters')
+    .optional()
+    .describe("Recorded on the events; defaults to the request's id"),
+  traceparent: z.string().optional().describe('W3C trace context, carried to the published events'),
+  tracestate: z.string().optional(),
+})
+
+const commandHeaders = requestHeaders.extend({
+  'if-match': z
+    .string()
+    .trim()
+    .refine((value) => value === '*' || ifMatchPattern.test(value), 'must be one version tag, like "3"')
+    .optional()
+    .describe('The version the change is based on ("3", 3 or W/"3"); a different current version is a 409'),
+})
+
+const createHeaders = requestHeaders.extend({
+  'idempotency-key': z
+    .string()
+    .min(1, 'must not be empty')
+    .max(255, 'must be at most 255 characters')
+    .optional()
+    .describe('Retrying with the same key and body returns the first response instead of creating another order'),
+})
+
+const pageSizeMessage = `must be a whole number from 1 to ${MAX_PAGE_SIZE}`
+
+const listQuery = z.object({
+  customerId: z.string().trim().min(1, 'must not be empty').max(200).optional(),
+  status: requestedOrderStatus
+    .optional()
+    .describe('PENDING, CONFIRMED, DISPATCHED, DELIVERED or CANCELLED (case-insensitive)'),
+  limit: z.coerce
+    .number({ error: pageSizeMessage })
+    .int(pageSizeMessage)
+    .min(1, pageSizeMessage)
+    .max(MAX_PAGE_SIZE, pageSizeMessage)
+    .default(DEFAULT_PAGE_SIZE),
+  cursor: z
+    .string()
+    .transform((value, ctx) => {
+      const position = decodeCursor(value)
+      // The timestamp goes into SQL as timestamptz: a forged one must be a 400, not a failed query.
+      if (position && !Number.isNaN(Date.parse(position[0]))) return position
+      ctx.addIssue({ code: 'custom', message: 'is not a cursor this API returned' })
+      return z.NEVER
+    })
+    .optional()
+    .describe('nextCursor of the previous page'),
+})
+
+type CommandHeaders = z.output<typeof requestHeaders> & { 'if-match'?: string | undefined }
+
+function commandMetadata(request: FastifyRequest, headers: CommandHeaders): CommandMetadata {
+  const metadata: CommandMetadata = { correlationId: headers['x-correlation-id'] ?? request.id }
+  const expectedVersion = versionFrom(headers['if-match'])
+  if (expectedVersion !== undefined) metadata.expectedVersion = expectedVersion
+  // An invalid traceparent is dropped, not rejected: tracing must never fail a request (W3C).
+  if (headers.traceparent !== undefined && traceparentPattern.test(headers.traceparent)) {
+    metadata.traceparent = headers.traceparent
+    if (headers.tracestate !== undefined) metadata.tracestate = headers.tracestate
+  }
+  return metadata
+}
+
+/** The version in an If-Match header; `*` (any version) and no header check nothing. */
+function versionFrom(ifMatch: string | undefined): number | undefined {
+  const match = ifMatch === undefined ? null : ifMatchPattern.exec(ifMatch)
+  if (!match) return undefined
+  return Number(match[1] ?? match[2])
+}
+
+const etagOf = (order: Order) => `"${order.version}"`
+
+function sendOrder(reply: FastifyReply, order: Order) {
+  return reply.header('etag', etagOf(order)).send(toOrderView(order))
+}
+
+function sendStored(reply: FastifyReply, response: StoredResponse, replayed: boolean) {
+  reply.status(response.status).headers(response.headers)
+  if (replayed) reply.header('idempotent-replayed', 'true')
+  return reply.send(response.body)
+}
+
+function createdResponse(order: Order): StoredResponse {
+  return {
+    status: 201,
+    headers: { location: `/api/orders/${encodeURIComponent(order.id)}`, etag: etagOf(order) },
+    body: toOrderView(order),
+  }
+}
+
+function bodyRejected(message: string): AppError {
+  return new AppError('VALIDATION_FAILED', `the request body ${message}`, { fields: [{ field: '(body)', message }] })
+}
+
+// Error responses are the platform error handler's problems; their schemas are documentation, and
+// checking them could only turn a 4xx into a 500 over an extension field. Successful responses are
+// checked against (and shaped by) the route's zod schema.
+const serializeResponses: FastifySerializerCompiler<z.ZodType> = (route) =>
+  /^[45]/.test(String(route.httpStatus)) ? (data) => JSON.stringify(data) : serializerCompiler(route)
+
+export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
+  return async (plugin) => {
+    await migrateIdempotency(deps.db)
+
+    plugin.setValidatorCompiler(validatorCompiler)
+    plugin.setSerializerCompiler(serializeResponses)
+
+    // JSON only, and a body that is not JSON is a 400 naming the body like any other invalid
+    // input, rather than Fastify's own errors (415, or text/plain parsed as a string).
+    const parseJson = plugin.getDefaultJsonParser('error', 'error')
+    plugin.removeAllContentTypeParsers()
+    const jsonParser = (
+      request: FastifyRequest,
+      body: string | Buffer,
+      done: (error: Error | null, body?: unknown) => void,
+    ) =>
+      parseJson(request, body as string, (error, value) => {
+        if (!error) return done(null, value)
+        const code = (error as { code?: string }).code
+        done(bodyRejected(code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'must not be empty' : 'is not valid JSON'))
+      })
+    plugin.addContentTypeParser('application/json', { parseAs: 'string' }, jsonParser)
+    plugin.addContentTypeParser(/^application\/[\w.-]+\+json$/, { parseAs: 'string' }, jsonParser)
+    plugin.addContentTypeParser('*', (request, _payload, done) =>
+      done(bodyRejected(`must be application/json, not ${request.headers['content-type'] ?? 'unspecified'}`)),
+    )
+
+    // Said plainly rather than as zod's "expected object, received null".
+    plugin.addHook('preValidation', async (request) => {
+      if (request.routeOptions.schema?.body !== undefined && (request.body === undefined || request.body === null)) {
+        throw bodyRejected('is missing: send a JSON object')
+      }
+    })
+
+    const app = plugin.withTypeProvider<ZodTypeProvider>()
+    const tags = ['orders']
+    const orderResponse = { 200: orderView.describe('The order; ETag is its version') }
+
+    app.post(
+      '/api/orders',
+      {
+        schema: {
+          summary: 'Create an order',
+          operationId: 'createOrder',
+          tags,
+          headers: createHeaders,
+          body: createOrderBody,
+          response: {
+            201: orderView.describe('The order, created (or, for a replayed Idempotency-Key, as first created)'),
+            400: problemResponses[400],
+            422: problemResponses[422],
+            503: problemResponses[503],
+          },
+        },
+        config: {
+          swaggerTransform: documentOrderRoute({
+            201: { location: responseHeaders.location, etag: responseHeaders.etag },
+          }),
+        },
+      },
+      async (request, reply) => {
+        const orderId = `order-${uuidv7()}`
+        const command: OrderCommand = { commandType: 'CreateOrder', orderId, ...request.body }
+        const metadata = commandMetadata(request, request.headers)
+        const key = request.headers['idempotency-key']
+        if (key === undefined) {
+          const result = await deps.store.execute(command, metadata)
+          return sendStored(reply, createdResponse(result.order), false)
+        }
+        const { response, replayed } = await respondOnce(
+          deps.db,
+          { key, hash: requestHash({ method: 'POST', path: '/api/orders', body: request.body }) },
+          async (remember) => {
+            const { extra } = await deps.store.executeWith(command, metadata, async (tx, result) => {
+              const created = createdResponse(result.order)
+              await remember(tx, created)
+              return created
+            })
+            return extra
+          },
+        )
+        return sendStored(reply, response, replayed)
+      },
+    )
+
+    app.get(
+      '/api/orders',
+      {
+        schema: {
+          summary: 'List orders, newest first',
+          description:
+            'From the read model, which follows the writes by a moment: an order just created may take a moment to appear.',
+          operationId: 'listOrders',
+          tags,
+          querystring: listQuery,
+          response: { 200: orderPage, 400: problemResponses[400], 503: problemResponses[503] },
+        },
+        config: { swaggerTransform: documentOrderRoute() },
+      },
+      async (request) => {
+        const { customerId, status, limit, cursor } = request.query
+        const page = await queryOrders(
+          deps.db,
+          {
+            limit,
+            ...(customerId === undefined ? {} : { customerId }),
+            ...(status === undefined ? {} : { status }),
+          },
+          cursor ?? null,
+        )
+        return { orders: page.orders.map(toOrderView), nextCursor: page.nextCursor }
+      },
+    )
+
+    app.get(
+      '/api/orders/:id',
+      {
+        schema: {
+          summary: 'Get an order',
+          description: 'The current state, including writes made just before (read-your-writes).',
+          operationId: 'getOrder',
+          tags,
+          params: orderParams,
+          response: {
+            ...orderResponse,
+            400: problemResponses[400],
+            404: problemResponses[404],
+            503: problemResponses[503],
+          },
+        },
+        config: { swaggerTransform: documentOrderRoute({ 200: { etag: responseHeaders.etag } }) },
+      },
+      async (request, reply) => {
+        const order = await deps.store.get(request.params.id)
+        if (!order) throw new AppError('ORDER_NOT_FOUND', `order ${request.params.id} not found`)
+        return sendOrder(reply, order)
+      },
+    )
+
+    app.get(
+      '/api/orders/:id/events',
+      {
+        schema: {
+          summary: "An order's history",
+          description: 'Every event of the order, oldest first, in the shape published on order-events.',
+          operationId: 'getOrderEvents',
+          tags,
+          params: orderParams,
+          response: {
+            200: historyView,
+            400: problemResponses[400],
+            404: problemResponses[404],
+            503: problemResponses[503],
+          },
+        },
+        config: { swaggerTransform: documentOrderRoute() },
+      },
+      async (request) => {
+        const history = await deps.store.history(request.params.id)
+        if (history.length === 0) throw new AppError('ORDER_NOT_FOUND', `order ${request.params.id} not found`)
+        const events = history.map((stored) => ({
+          ...encodeOrderEvent(toOrderEvent(stored)),
+          // Always set on a stored event; the wire type has it optional because decoding defaults it.
+          schemaVersion: stored.schemaVersion,
+        }))
+        return { orderId: request.params.id, events }
+      },
+    )
+
+    const commandResponses = {
+      ...orderResponse,
+      400: problemResponses[400],
+      404: problemResponses[404],
+      409: problemResponses[409],
+      503: problemResponses[503],
+    }
+    const commandConfig = { swaggerTransform: documentOrderRoute({ 200: { etag: responseHeaders.etag } }) }
+    const execute = async (request: FastifyRequest, reply: FastifyReply, command: OrderCommand) => {
+      const result = await deps.store.execute(command, commandMetadata(request, request.headers as CommandHeaders))
+      return sendOrder(reply, result.order)
+    }
+
+    app.patch(
+      '/api/orders/:id',
+      {
+        schema: {
+          summary: "Change a pending order's items or notes",
+          description: 'New items reprice the order; fees included in the total are kept.',
+          operationId: 'updateOrder',
+          tags,
+          headers: commandHeaders,
+          params: orderParams,
+          body: updateOrderBody,
+          response: commandResponses,
+        },
+        config: commandConfig,
+      },
+      (request, reply) =>
+        execute(request, reply, { commandType: 'UpdateOrderDetails', orderId: request.params.id, ...request.body }),
+    )
+
+    app.post(
+      '/api/orders/:id/confirm',
+      {
+        schema: {
+          summary: 'Confirm an order with its payment',
+          operationId: 'confirmOrder',
+          tags,
+          headers: commandHeaders,
+          params: orderParams,
+          body: confirmOrderBody,
+          response: commandResponses,
+        },
+        config: commandConfig,
+      },
+      (request, reply) =>
+        execute(request, reply, {
+          commandType: 'ConfirmOrder',
+          orderId: request.params.id,
+          paymentId: request.body.paymentId,
+        }),
+    )
+
+    app.post(
+      '/api/orders/:id/cancel',
+      {
+        schema: {
+          summary: 'Cancel an order',
+          operationId: 'cancelOrder',
+          tags,
+          headers: commandHeaders,
+          params: orderParams,
+          body: cancelOrderBody,
+          response: commandResponses,
+        },
+        config: commandConfig,
+      },
+      (request, reply) =>
+        execute(request, reply, {
+          commandType: 'CancelOrder',
+          orderId: request.params.id,
+          reason: request.body.reason,
+        }),
+    )
+
+    app.post(
+      '/api/orders/:id/status',
+      {
+        schema: {
+          summary: 'Move an order along its fulfilment (DISPATCHED, DELIVERED)',
+          description:
+            'CONFIRMED (with paymentId) and CANCELLED (with an optional reason) follow the confirm and cancel rules.',
+          operationId: 'changeOrderStatus',
+          tags,
+          headers: commandHeaders,
+          params: orderParams,
+          body: changeStatusBody,
+          response: commandResponses,
+        },
+        config: commandConfig,
+      },
+      (request, reply) =>
+        execute(request, reply, { commandType: 'ChangeOrderStatus', orderId: request.params.id, ...request.body }),
+    )
+  }
+}

@@ -1,0 +1,274 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { v4 as uuidv4 } from 'uuid'
+import { type Broker, startBroker } from '../../scripts/kafka.ts'
+import { kafkaBrokers, postgresTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../test/support/index.ts'
+import { ORDER_COMMANDS_TOPIC, ORDER_EVENTS_TOPIC } from '../contracts/order.ts'
+import { createLogger } from '../platform/logger.ts'
+import { createKafkaTransport, type KafkaTransportOptions } from '../platform/transport/kafka.ts'
+import type { IncomingMessage, Subscription, Transport } from '../platform/transport/port.ts'
+import { type DeadLetterRecord, deadLetterTopic } from '../platform/transport/reliable-consumer.ts'
+import type { CreateOrder } from './domain/order.ts'
+import { createOrderService, type OrderService } from './service.ts'
+
+/**
+ * The order service on Kafka + PostgreSQL: the seed 001 flow end to end, the outbox closing the gap
+ * between commit and publish, commands from `order_commands` applied once, and a broker outage.
+ */
+
+const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
+const retry = { max: 1, backoffMs: 20 }
+
+const kafkaOptions = (brokers: string[]): KafkaTransportOptions => ({
+  brokers,
+  clientId: uniqueName('orders'),
+  partitions: 3,
+  replicationFactor: 1,
+  requiredAcks: 'all',
+  retries: 1,
+  retryBackoffMs: 100,
+})
+
+const createOrder = (orderId: string, customerId = 'customer-123'): CreateOrder => ({
+  commandType: 'CreateOrder',
+  orderId,
+  customerId,
+  restaurantId: 'restaurant-456',
+  totalAmount: 4599,
+  items: [{ menuItemId: 'item-1', name: 'Pizza', price: 1299, quantity: 2 }],
+  currency: 'USD',
+})
+
+/** Everything on `topic` from the beginning, read by a fresh group. */
+async function follow(transport: Transport, topic: string): Promise<{ seen: IncomingMessage[]; sub: Subscription }> {
+  const seen: IncomingMessage[] = []
+  const sub = await transport.subscribe({
+    groupId: uniqueName('reader'),
+    topics: [topic],
+    handler: async (m) => void seen.push(m),
+  })
+  await sub.ready
+  return { seen, sub }
+}
+
+const eventsOf = (seen: IncomingMessage[], orderId: string) =>
+  seen.filter((m) => m.key === orderId).map((m) => JSON.parse(m.value) as Record<string, unknown>)
+
+describe('order service on Kafka and PostgreSQL', () => {
+  let database: TestDatabase
+  let transport: Transport
+  let service: OrderService
+  let events: { seen: IncomingMessage[]; sub: Subscription }
+
+  before(async () => {
+    database = await postgresTestDatabase('of_orders')
+    transport = await createKafkaTransport(kafkaOptions(kafkaBrokers()))
+    service = await createOrderService({ db: database.db, transport, logger, retry, pollIntervalMs: 200 })
+    events = await follow(transport, ORDER_EVENTS_TOPIC)
+  })
+  after(async () => {
+    await events?.sub.close()
+    await service?.stop()
+    await transport?.close()
+    await database?.cleanup()
+  })
+
+  it("publishes seed 001's OrderCreated keyed by the order id, then OrderConfirmed and OrderCancelled", async () => {
+    const orderId = uniqueName('order')
+    await service.store.execute(createOrder(orderId))
+    await service.store.execute({ commandType: 'ConfirmOrder', orderId, paymentId: 'payment-1' })
+    await service.store.execute({ commandType: 'CancelOrder', orderId, reason: 'customer changed their mind' })
+    const published = await waitFor(
+      () => (eventsOf(events.seen, orderId).length === 3 ? eventsOf(events.seen, orderId) : null),
+      {
+        message: () => `saw ${eventsOf(events.seen, orderId).length} of 3 events for ${orderId}`,
+      },
+    )
+    assert.deepEqual(
+      published.map((e) => [e.eventType, e.version]),
+      [
+        ['OrderCreated', 1],
+        ['OrderConfirmed', 2],
+        ['OrderCancelled', 3],
+      ],
+    )
+    const created = published[0] ?? {}
+    assert.equal(created.aggregateId, orderId)
+    assert.equal(created.customerId, 'customer-123')
+    assert.equal(created.restaurantId, 'restaurant-456')
+    assert.equal(created.totalAmount, 45.99)
+    assert.deepEqual(created.items, [{ menuItemId: 'item-1', name: 'Pizza', price: 12.99, quantity: 2 }])
+    assert.match(String(created.eventId), /^[0-9a-f]{8}-[0-9a-f]{4}-7/)
+    assert.match(String(created.occurredOn), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)
+    assert.equal(published[1]?.paymentId, 'payment-1')
+    assert.equal(published[2]?.reason, 'customer changed their mind')
+    const message = events.seen.find((m) => m.key === orderId)
+    assert.equal(message?.headers['event-type'], 'OrderCreated')
+    assert.equal(message?.headers['event-id'], created.eventId)
+  })
+
+  it('loses nothing when the process dies between commit and publish: the restarted relay publishes the outbox', async () => {
+    // A database of its own: the service of this suite must not publish the rows before the "restart".
+    const own = await postgresTestDatabase('of_crash')
+    try {
+      // The first process commits its orders but dies before any publish reaches Kafka.
+      const dying: Transport = {
+        kind: 'kafka',
+        ensureTopics: async () => {},
+        subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {} }),
+        publish: async () => {
+          throw new Error('process killed before publishing')
+        },
+        close: async () => {},
+      }
+      const doomed = await createOrderService({ db: own.db, transport: dying, logger, retry, pollIntervalMs: 200 })
+      const orderIds = Array.from({ length: 5 }, () => uniqueName('crash'))
+      for (const orderId of orderIds) await doomed.store.execute(createOrder(orderId))
+      await doomed.stop()
+      assert.equal(await doomed.relay.pending(), 5, 'the committed events wait in the outbox')
+
+      const restarted = await createOrderService({
+        db: own.reopen(),
+        transport,
+        logger,
+        retry,
+        pollIntervalMs: 200,
+        commandsGroupId: uniqueName('commands'),
+      })
+      try {
+        await waitFor(() => orderIds.every((id) => eventsOf(events.seen, id).length === 1), {
+          message: () => `published ${orderIds.filter((id) => eventsOf(events.seen, id).length > 0).length} of 5`,
+        })
+        assert.equal(await restarted.relay.pending(), 0)
+      } finally {
+        await restarted.stop()
+      }
+    } finally {
+      await own.cleanup()
+    }
+  })
+
+  it('applies each order_commands message once, and dead-letters invalid and rejected commands with the reason', async () => {
+    const orderId = uniqueName('cmd')
+    await service.store.execute(createOrder(orderId))
+    const dlq = await follow(transport, deadLetterTopic(ORDER_COMMANDS_TOPIC))
+    const confirm = JSON.stringify({
+      commandId: uuidv4(),
+      commandType: 'ApproveOrder',
+      orderId,
+      paymentId: 'payment-7',
+      issuedOn: new Date().toISOString(),
+    })
+    // The same command delivered twice, as a saga orchestrator retrying would send it.
+    await transport.publish([
+      { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: confirm },
+      { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: confirm },
+      { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: '{"commandType":"ConfirmOrder"' },
+      {
+        topic: ORDER_COMMANDS_TOPIC,
+        key: orderId,
+        value: JSON.stringify({
+          commandId: uuidv4(),
+          commandType: 'ChangeOrderStatus',
+          orderId,
+          status: 'DELIVERED',
+          issuedOn: new Date().toISOString(),
+        }),
+      },
+    ])
+    await waitFor(() => dlq.seen.filter((m) => m.key === orderId).length === 2, {
+      message: () => `dead letters for ${orderId}: ${dlq.seen.filter((m) => m.key === orderId).length} of 2`,
+    })
+    const history = await service.store.history(orderId)
+    assert.deepEqual(
+      history.map((e) => e.eventType),
+      ['OrderCreated', 'OrderConfirmed'],
+    )
+    const records = dlq.seen.filter((m) => m.key === orderId).map((m) => JSON.parse(m.value) as DeadLetterRecord)
+    assert.deepEqual(records.map((r) => r.reason).sort(), ['NOT_JSON', 'REJECTED'])
+    const rejected = records.find((r) => r.reason === 'REJECTED')
+    assert.equal(rejected?.error.code, 'INVALID_TRANSITION')
+    assert.match(rejected?.error.message ?? '', /CONFIRMED/)
+    await dlq.sub.close()
+  })
+})
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      )
+    })
+  })
+}
+
+describe('order service through a Kafka outage', () => {
+  let dir: string
+  let broker: Broker | undefined
+  let database: TestDatabase
+  let transport: Transport
+  let reader: Transport
+  let service: OrderService
+  let port: number
+  let controllerPort: number
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'orderflow-outage-'))
+    port = await freePort()
+    controllerPort = await freePort()
+    broker = await startBroker({ dir, port, controllerPort })
+    database = await postgresTestDatabase('of_outage')
+    transport = await createKafkaTransport(kafkaOptions([broker.brokers]))
+    reader = await createKafkaTransport(kafkaOptions([broker.brokers]))
+    service = await createOrderService({ db: database.db, transport, logger, retry, pollIntervalMs: 200 })
+  })
+  after(async () => {
+    await service?.stop()
+    await Promise.allSettled([transport?.close(), reader?.close()])
+    await broker?.stop()
+    await database?.cleanup()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('keeps accepting orders while Kafka is down and delivers every event exactly once per order position after it returns', async () => {
+    const before = Array.from({ length: 3 }, () => uniqueName('before'))
+    for (const orderId of before) await service.store.execute(createOrder(orderId))
+    await waitFor(async () => (await service.relay.pending()) === 0, { message: 'the first orders are published' })
+
+    await broker?.stop()
+    broker = undefined
+    const during = Array.from({ length: 10 }, () => uniqueName('during'))
+    for (const orderId of during) {
+      await service.store.execute(createOrder(orderId))
+      await service.store.execute({ commandType: 'ConfirmOrder', orderId, paymentId: `pay-${orderId}` })
+    }
+    assert.ok((await service.relay.pending()) >= 20, 'the events wait in the outbox while Kafka is down')
+
+    broker = await startBroker({ dir, port, controllerPort })
+    const { seen, sub } = await follow(reader, ORDER_EVENTS_TOPIC)
+    const all = [...before, ...during]
+    const expected = before.length + during.length * 2
+    await waitFor(() => seen.filter((m) => all.includes(m.key)).length >= expected, {
+      timeoutMs: 90_000,
+      message: () =>
+        `received ${seen.filter((m) => all.includes(m.key)).length} of ${expected} events after the restart`,
+    })
+    const positions = seen.filter((m) => all.includes(m.key)).map((m) => `${m.key}@${JSON.parse(m.value).version}`)
+    assert.equal(new Set(positions).size, positions.length, `duplicates: ${positions.join(', ')}`)
+    assert.equal(positions.length, expected)
+    for (const orderId of during) {
+      assert.deepEqual(
+        eventsOf(seen, orderId).map((e) => e.eventType),
+        ['OrderCreated', 'OrderConfirmed'],
+      )
+    }
+    await sub.close()
+  })
+})

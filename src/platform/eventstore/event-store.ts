@@ -1,0 +1,233 @@
+import { AppError } from '../errors.ts'
+import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+
+/**
+ * An append-only event store in PostgreSQL's dialect (PGlite embedded, PostgreSQL in production).
+ *
+ * - Optimistic concurrency: (stream_id, version) is unique, so of two writers that read the same
+ *   version only the first commits; the other gets VERSION_CONFLICT, never a silent overwrite.
+ * - Events are never updated or deleted: a trigger refuses both.
+ * - Each row records the id of the transaction that wrote it. Readers that follow the whole store
+ *   (projections, replay) only read rows below the oldest transaction still running, so a row that
+ *   commits late with a smaller global position is never skipped.
+ */
+
+export interface NewEvent {
+  eventId: string
+  eventType: string
+  schemaVersion: number
+  occurredOn: string
+  /** The event's own fields. */
+  data: Record<string, unknown>
+  metadata: EventMetadata
+}
+
+export interface EventMetadata {
+  correlationId?: string
+  causationId?: string
+  traceparent?: string
+  tracestate?: string
+}
+
+export interface StoredEvent extends NewEvent {
+  streamId: string
+  streamType: string
+  version: number
+  globalPosition: string
+  transactionId: string
+}
+
+export interface StorePosition {
+  transactionId: string
+  globalPosition: string
+}
+
+export const START_POSITION: StorePosition = { transactionId: '0', globalPosition: '0' }
+
+export const eventStoreSchema = `
+CREATE TABLE IF NOT EXISTS es_events (
+  global_position bigserial PRIMARY KEY,
+  transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  stream_id text NOT NULL,
+  stream_type text NOT NULL,
+  version integer NOT NULL CHECK (version > 0),
+  event_id uuid NOT NULL UNIQUE,
+  event_type text NOT NULL,
+  schema_version integer NOT NULL,
+  data jsonb NOT NULL,
+  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  occurred_on timestamptz NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT es_events_stream_version UNIQUE (stream_id, version)
+);
+CREATE INDEX IF NOT EXISTS es_events_by_transaction ON es_events (transaction_id, global_position);
+CREATE INDEX IF NOT EXISTS es_events_by_time ON es_events (occurred_on);
+CREATE OR REPLACE FUNCTION es_events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'events are immutable: % on es_events is not allowed', TG_OP;
+END;
+$$;
+DROP TRIGGER IF EXISTS es_events_immutable ON es_events;
+CREATE TRIGGER es_events_immutable BEFORE UPDATE OR DELETE ON es_events
+  FOR EACH ROW EXECUTE FUNCTION es_events_are_immutable();
+`
+
+interface EventRow {
+  global_position: string
+  transaction_id: string
+  stream_id: string
+  stream_type: string
+  version: number
+  event_id: string
+  event_type: string
+  schema_version: number
+  data: Record<string, unknown>
+  metadata: EventMetadata
+  occurred_on: Date | string
+}
+
+const columns = `global_position::text, transaction_id::text, stream_id, stream_type, version, event_id::text,
+  event_type, schema_version, data, metadata, occurred_on`
+
+function toStored(row: EventRow): StoredEvent {
+  return {
+    globalPosition: row.global_position,
+    transactionId: row.transaction_id,
+    streamId: row.stream_id,
+    streamType: row.stream_type,
+    version: row.version,
+    eventId: row.event_id,
+    eventType: row.event_type,
+    schemaVersion: row.schema_version,
+    data: row.data,
+    metadata: row.metadata ?? {},
+    occurredOn: new Date(row.occurred_on).toISOString(),
+  }
+}
+
+export async function migrateEventStore(db: SqlExecutor): Promise<void> {
+  await db.exec(eventStoreSchema)
+}
+
+/**
+ * Appends `events` to a stream whose current version must be `expectedVersion` (0 for a new
+ * stream). Call it inside the transaction that also writes the state and the outbox.
+ */
+export async function appendToStream(
+  tx: SqlExecutor,
+  stream: { id: string; type: string; expectedVersion: number },
+  events: NewEvent[],
+): Promise<StoredEvent[]> {
+  const stored: StoredEvent[] = []
+  for (const [i, event] of events.entries()) {
+    const version = stream.expectedVersion + i + 1
+    try {
+      const { rows } = await tx.query<EventRow>(
+        `INSERT INTO es_events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata, occurred_on)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING ${columns}`,
+        [
+          stream.id,
+          stream.type,
+          version,
+          event.eventId,
+          event.eventType,
+          event.schemaVersion,
+          JSON.stringify(event.data),
+          JSON.stringify(event.metadata),
+          event.occurredOn,
+        ],
+      )
+      const row = rows[0]
+      if (row) stored.push(toStored(row))
+    } catch (error) {
+      if ((error as { code?: string }).code === '23505' && /stream_version/.test(String((error as Error).message))) {
+        throw new AppError(
+          'VERSION_CONFLICT',
+          `${stream.type} ${stream.id} was changed concurrently: expected version ${stream.expectedVersion}`,
+          { details: { streamId: stream.id, expectedVersion: stream.expectedVersion }, cause: error },
+        )
+      }
+      throw error
+    }
+  }
+  return stored
+}
+
+export async function readStream(db: SqlExecutor, streamId: string): Promise<StoredEvent[]> {
+  const { rows } = await db.query<EventRow>(`SELECT ${columns} FROM es_events WHERE stream_id = $1 ORDER BY version`, [
+    streamId,
+  ])
+  return rows.map(toStored)
+}
+
+export interface ReadAllOptions {
+  after: StorePosition
+  limit: number
+  streamType?: string
+  /** Only events that occurred in [from, to). */
+  from?: string
+  to?: string
+}
+
+/**
+ * Reads the whole store in commit-safe order after `after`. Rows of transactions still running, and
+ * anything after them, are left for a later call.
+ */
+export async function readAll(db: SqlExecutor, options: ReadAllOptions): Promise<StoredEvent[]> {
+  const params: unknown[] = [options.after.transactionId, options.after.globalPosition, options.limit]
+  const filters: string[] = []
+  if (options.streamType) {
+    params.push(options.streamType)
+    filters.push(`stream_type = $${params.length}`)
+  }
+  if (options.from) {
+    params.push(options.from)
+    filters.push(`occurred_on >= $${params.length}`)
+  }
+  if (options.to) {
+    params.push(options.to)
+    filters.push(`occurred_on < $${params.length}`)
+  }
+  const { rows } = await db.query<EventRow>(
+    `SELECT ${columns} FROM es_events
+      WHERE (es_events.transaction_id, es_events.global_position) > ($1::text::xid8, $2::bigint)
+        AND es_events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+        ${filters.map((f) => `AND ${f}`).join(' ')}
+      -- Qualified: the select list turns both into text, and ordering by text would put 10 before 9.
+      ORDER BY es_events.transaction_id, es_events.global_position
+      LIMIT $3`,
+    params,
+  )
+  return rows.map(toStored)
+}
+
+/** How many events follow `after` (for progress reporting). */
+export async function countAfter(
+  db: SqlExecutor,
+  after: StorePosition,
+  filter: Pick<ReadAllOptions, 'streamType' | 'from' | 'to'> = {},
+): Promise<number> {
+  const params: unknown[] = [after.transactionId, after.globalPosition]
+  const filters: string[] = []
+  if (filter.streamType) {
+    params.push(filter.streamType)
+    filters.push(`stream_type = $${params.length}`)
+  }
+  if (filter.from) {
+    params.push(filter.from)
+    filters.push(`occurred_on >= $${params.length}`)
+  }
+  if (filter.to) {
+    params.push(filter.to)
+    filters.push(`occurred_on < $${params.length}`)
+  }
+  const { rows } = await db.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM es_events
+      WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) ${filters.map((f) => `AND ${f}`).join(' ')}`,
+    params,
+  )
+  return Number(rows[0]?.n ?? 0)
+}
+
+export type { SqlDatabase }

@@ -1,0 +1,68 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+/**
+ * The platform's Prometheus metrics (seed 001's wish list: publish rate, consumer lag, DLQ count,
+ * retry attempts). One registry per process, served at `GET /metrics`.
+ */
+export interface Metrics {
+  registry: Registry
+  published: Counter<'topic'>
+  publishFailures: Counter<'topic'>
+  consumed: Counter<'topic' | 'group'>
+  retries: Counter<'topic' | 'group'>
+  deadLettered: Counter<'topic' | 'group' | 'reason'>
+  handlerSeconds: Histogram<'topic' | 'group'>
+  consumerLag: Gauge<'topic' | 'group'>
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry()
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'orderflow_' })
+  const registers = [registry]
+  return {
+    registry,
+    published: new Counter({
+      name: 'orderflow_messages_published_total',
+      help: 'Messages published, by topic',
+      labelNames: ['topic'],
+      registers,
+    }),
+    publishFailures: new Counter({
+      name: 'orderflow_publish_failures_total',
+      help: 'Publish attempts that failed, by topic',
+      labelNames: ['topic'],
+      registers,
+    }),
+    consumed: new Counter({
+      name: 'orderflow_messages_consumed_total',
+      help: 'Messages handled successfully, by topic and consumer group',
+      labelNames: ['topic', 'group'],
+      registers,
+    }),
+    retries: new Counter({
+      name: 'orderflow_handler_retries_total',
+      help: 'Handler retry attempts, by topic and consumer group',
+      labelNames: ['topic', 'group'],
+      registers,
+    }),
+    deadLettered: new Counter({
+      name: 'orderflow_dead_letters_total',
+      help: 'Messages sent to a dead-letter topic, by source topic, group and reason',
+      labelNames: ['topic', 'group', 'reason'],
+      registers,
+    }),
+    handlerSeconds: new Histogram({
+      name: 'orderflow_handler_duration_seconds',
+      help: 'Time spent in message handlers, retries included',
+      labelNames: ['topic', 'group'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15],
+      registers,
+    }),
+    consumerLag: new Gauge({
+      name: 'orderflow_consumer_lag_messages',
+      help: 'Messages published but not yet handled, by topic and consumer group',
+      labelNames: ['topic', 'group'],
+      registers,
+    }),
+  }
+}

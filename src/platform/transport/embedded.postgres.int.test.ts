@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict'
+import { after, describe, it } from 'node:test'
+import { postgresTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../../test/support/index.ts'
+import { transportContract } from './contract.ts'
+import { embeddedTransportSuite } from './embedded.testsuite.ts'
+import { createEmbeddedTransport } from './embedded.ts'
+import type { IncomingMessage } from './port.ts'
+
+/** One schema for the file, dropped at the end; a "restart" is a new transport on it. */
+let opened: Promise<TestDatabase> | undefined
+const database = () => {
+  opened ??= postgresTestDatabase('of_transport')
+  return opened
+}
+
+after(async () => {
+  await (await opened)?.cleanup()
+})
+
+transportContract('embedded on PostgreSQL', async () => {
+  const { db } = await database()
+  // The schema outlives the suite: the file-level `after` drops it.
+  return { transport: () => createEmbeddedTransport({ db }), cleanup: async () => {} }
+})
+
+embeddedTransportSuite('PostgreSQL', async () => (await database()).db)
+
+describe('embedded transport on PostgreSQL, several processes', () => {
+  it('sees messages another process writes into the same database, and offsets stay unique', async (t) => {
+    const { db, reopen } = await database()
+    // Separate pools stand for separate processes: nothing in memory tells the consumer about
+    // the writes, only the poll of the partition heads.
+    const consumer = await createEmbeddedTransport({ db, pollIntervalMs: 50 })
+    const writers = await Promise.all([0, 1, 2].map(() => createEmbeddedTransport({ db: reopen() })))
+    t.after(() => Promise.all([consumer, ...writers].map((transport) => transport.close())))
+    const topic = uniqueName('embedded_processes')
+    const received: IncomingMessage[] = []
+    const subscription = await consumer.subscribe({
+      groupId: uniqueName('embedded_processes'),
+      topics: [topic],
+      handler: async (message) => {
+        received.push(message)
+      },
+    })
+    await subscription.ready
+
+    const results = await Promise.all(
+      writers.flatMap((writer, w) =>
+        [0, 1, 2, 3].map((b) =>
+          writer.publish(
+            Array.from({ length: 25 }, (_, i) => ({ topic, key: `key-${i % 7}`, value: `${w}-${b}-${i}` })),
+          ),
+        ),
+      ),
+    )
+    const positions = results.flat()
+    const byPartition = Map.groupBy(positions, (position) => position.partition)
+    for (const [partition, inPartition] of byPartition) {
+      const offsets = inPartition.map((position) => BigInt(position.offset)).sort((a, b) => (a < b ? -1 : 1))
+      assert.deepEqual(
+        offsets,
+        offsets.map((_, i) => BigInt(i)),
+        `partition ${partition} has offsets 0..n-1 without gaps or duplicates`,
+      )
+    }
+
+    await waitFor(() => received.length >= positions.length, {
+      timeoutMs: 10_000,
+      message: () => `the consumer saw ${received.length} of ${positions.length} messages written by other pools`,
+    })
+    assert.equal(new Set(received.map((m) => m.value)).size, positions.length)
+  })
+})

@@ -1,0 +1,654 @@
+import { murmur2 } from '@platformatic/kafka'
+import { AppError, ErrorCodes, toError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import { migrate } from '../sql/migrate.ts'
+import type { SqlDatabase } from '../sql/port.ts'
+import type {
+  Headers,
+  IncomingMessage,
+  MessageHandler,
+  OutgoingMessage,
+  PublishedPosition,
+  SubscribeOptions,
+  Subscription,
+  Transport,
+} from './port.ts'
+
+/**
+ * The embedded transport: a durable, partitioned log in PostgreSQL-dialect tables, so the whole
+ * platform runs in one process on PGlite (or on a plain PostgreSQL server) without a broker.
+ *
+ * It keeps Kafka's semantics where services can observe them — partitioning by key (with Kafka's own
+ * partitioner), per-partition order, offsets committed per consumer group only after the handler
+ * resolved (at the end of each batch, at least every second, and whenever a partition stops, so a
+ * crash replays at most one batch) — but consumer groups are coordinated in memory: members of one
+ * group must live in the same transport instance. Two processes subscribing with the same group id
+ * would each read every partition.
+ */
+
+export type TransportLogger = Pick<Logger, 'debug' | 'warn' | 'error'>
+
+export interface EmbeddedTransportOptions {
+  db: SqlDatabase
+  /** Partitions of the topics this transport creates (existing topics keep theirs). */
+  partitions?: number
+  /** How often idle readers look for messages written by another process. */
+  pollIntervalMs?: number
+  /** Messages read per query: the reader is never more than this far ahead of the handler. */
+  batchSize?: number
+  logger?: TransportLogger
+}
+
+const DEFAULT_PARTITIONS = 3
+const DEFAULT_POLL_INTERVAL_MS = 250
+const DEFAULT_BATCH_SIZE = 100
+const COMMIT_INTERVAL_MS = 1_000
+
+// Kafka's rule for topic names, so a topic that works here also works on a broker.
+const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
+
+// `log_partitions.next_offset` is the offset allocator: publishers lock the row with an UPDATE
+// until they commit, so offsets of a partition become visible in order and without gaps, which is
+// what lets a reader trust "offset >= position" never to skip a message committed late.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS log_topics (
+  name text PRIMARY KEY,
+  partitions integer NOT NULL CHECK (partitions > 0),
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS log_partitions (
+  topic text NOT NULL REFERENCES log_topics (name),
+  partition integer NOT NULL,
+  next_offset bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS log_messages (
+  topic text NOT NULL,
+  partition integer NOT NULL,
+  "offset" bigint NOT NULL,
+  key text NOT NULL,
+  value text NOT NULL,
+  headers jsonb NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (topic, partition, "offset"),
+  FOREIGN KEY (topic, partition) REFERENCES log_partitions (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS log_group_offsets (
+  group_id text NOT NULL,
+  topic text NOT NULL,
+  partition integer NOT NULL,
+  next_offset bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (group_id, topic, partition)
+);
+`
+
+const silentLogger: TransportLogger = { debug() {}, warn() {}, error() {} }
+
+/**
+ * Publishers in this process tell every transport on the same database about new messages, so
+ * readers wake at once; the poll only matters for messages written by another process.
+ */
+const publishListeners = new WeakMap<SqlDatabase, Set<(topic: string, partition: number) => void>>()
+
+/** Kafka's Java-compatible default partitioner: a key lands in the same partition as on a broker. */
+export function partitionForKey(key: string, partitions: number): number {
+  return (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions
+}
+
+export async function createEmbeddedTransport(options: EmbeddedTransportOptions): Promise<Transport> {
+  const partitions = options.partitions ?? DEFAULT_PARTITIONS
+  if (!Number.isInteger(partitions) || partitions < 1) {
+    throw new RangeError(`partitions must be a whole number of at least 1 (got ${partitions})`)
+  }
+  await migrate(options.db, [(tx) => tx.exec(SCHEMA)])
+  return new EmbeddedTransport({
+    db: options.db,
+    partitions,
+    pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
+    batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+    logger: options.logger ?? silentLogger,
+  })
+}
+
+interface TopicPartition {
+  topic: string
+  partition: number
+}
+
+const partitionKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
+
+interface Settings {
+  db: SqlDatabase
+  partitions: number
+  pollIntervalMs: number
+  batchSize: number
+  logger: TransportLogger
+}
+
+class EmbeddedTransport implements Transport {
+  readonly kind = 'embedded' as const
+  #settings: Settings
+  #partitionCounts = new Map<string, number>()
+  #coordinators = new Map<string, GroupCoordinator>()
+  #members = new Set<GroupMember>()
+  #wakeups: PartitionWakeups
+  #onPublished: (topic: string, partition: number) => void
+  #closing: Promise<void> | undefined
+
+  constructor(settings: Settings) {
+    this.#settings = settings
+    this.#wakeups = new PartitionWakeups(settings)
+    this.#onPublished = (topic, partition) => this.#wakeups.published(topic, partition)
+    const listeners = publishListeners.get(settings.db) ?? new Set()
+    listeners.add(this.#onPublished)
+    publishListeners.set(settings.db, listeners)
+  }
+
+  async ensureTopics(topics: string[]): Promise<void> {
+    this.#assertOpen()
+    const missing = [...new Set(topics)].filter((topic) => !this.#partitionCounts.has(topic)).sort()
+    if (missing.length === 0) return
+    for (const topic of missing) {
+      if (!TOPIC_NAME.test(topic)) {
+        throw new RangeError(`'${topic}' is not a valid topic name: use 1 to 249 of a-z A-Z 0-9 . _ -`)
+      }
+    }
+    const rows = await this.#settings.db.transaction(async (tx) => {
+      await tx.query(
+        'INSERT INTO log_topics (name, partitions) SELECT unnest($1::text[]), $2::integer ON CONFLICT (name) DO NOTHING',
+        [missing, this.#settings.partitions],
+      )
+      // A topic created by another process may have a different partition count: the table decides.
+      await tx.query(
+        `INSERT INTO log_partitions (topic, partition)
+         SELECT t.name, p FROM log_topics t, generate_series(0, t.partitions - 1) AS p
+         WHERE t.name = ANY($1::text[])
+         ON CONFLICT (topic, partition) DO NOTHING`,
+        [missing],
+      )
+      const result = await tx.query<{ name: string; partitions: number }>(
+        'SELECT name, partitions FROM log_topics WHERE name = ANY($1::text[])',
+        [missing],
+      )
+      return result.rows
+    })
+    for (const row of rows) this.#partitionCounts.set(row.name, Number(row.partitions))
+  }
+
+  async publish(messages: OutgoingMessage[]): Promise<PublishedPosition[]> {
+    this.#assertOpen()
+    if (messages.length === 0) return []
+    await this.ensureTopics(messages.map((message) => message.topic))
+
+    // Messages of one partition keep their order in the batch; partitions are locked in a fixed
+    // order so that two concurrent batches cannot deadlock on each other's counter rows.
+    const byPartition = new Map<string, { topic: string; partition: number; indexes: number[] }>()
+    messages.forEach((message, index) => {
+      const partition = partitionForKey(message.key, this.#partitionCount(message.topic))
+      const key = partitionKey(message.topic, partition)
+      const group = byPartition.get(key) ?? { topic: message.topic, partition, indexes: [] }
+      group.indexes.push(index)
+      byPartition.set(key, group)
+    })
+    const groups = [...byPartition.values()].sort((a, b) =>
+      a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1,
+    )
+
+    const positions: PublishedPosition[] = new Array(messages.length)
+    await this.#settings.db.transaction(async (tx) => {
+      for (const group of groups) {
+        const { rows } = await tx.query<{ first_offset: string }>(
+          `UPDATE log_partitions SET next_offset = next_offset + $3
+           WHERE topic = $1 AND partition = $2
+           RETURNING (next_offset - $3)::text AS first_offset`,
+          [group.topic, group.partition, group.indexes.length],
+        )
+        const first = rows[0]?.first_offset
+        if (first === undefined) {
+          throw new AppError(
+            ErrorCodes.TRANSPORT_UNAVAILABLE,
+            `partition ${group.partition} of '${group.topic}' is missing`,
+          )
+        }
+        group.indexes.forEach((index, i) => {
+          positions[index] = {
+            topic: group.topic,
+            partition: group.partition,
+            offset: (BigInt(first) + BigInt(i)).toString(),
+          }
+        })
+      }
+      await tx.query(
+        `INSERT INTO log_messages (topic, partition, "offset", key, value, headers)
+         SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])`,
+        [
+          positions.map((position) => position.topic),
+          positions.map((position) => position.partition),
+          positions.map((position) => position.offset),
+          messages.map((message) => message.key),
+          messages.map((message) => message.value),
+          messages.map((message) => JSON.stringify(message.headers ?? {})),
+        ],
+      )
+    })
+
+    const listeners = publishListeners.get(this.#settings.db) ?? new Set()
+    for (const group of groups) {
+      for (const listener of listeners) listener(group.topic, group.partition)
+    }
+    return positions
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    this.#assertOpen()
+    if (options.topics.length === 0) throw new RangeError('subscribe needs at least one topic')
+    await this.ensureTopics(options.topics)
+    this.#assertOpen()
+
+    let coordinator = this.#coordinators.get(options.groupId)
+    if (!coordinator) {
+      coordinator = new GroupCoordinator(options.groupId, (topic) => this.#partitionCount(topic), this.#settings.logger)
+      this.#coordinators.set(options.groupId, coordinator)
+    }
+    const member = new GroupMember({
+      options,
+      coordinator,
+      read: (partition, handler, fail) => this.#readPartition(options.groupId, partition, handler, fail),
+      onLeft: (left) => this.#members.delete(left),
+      logger: this.#settings.logger,
+    })
+    this.#members.add(member)
+    return member
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#members].map((member) => member.close()))
+      this.#wakeups.close()
+      publishListeners.get(this.#settings.db)?.delete(this.#onPublished)
+    })()
+    return this.#closing
+  }
+
+  #assertOpen() {
+    if (this.#closing) throw new AppError(ErrorCodes.TRANSPORT_UNAVAILABLE, 'the embedded transport is closed')
+  }
+
+  #partitionCount(topic: string): number {
+    const count = this.#partitionCounts.get(topic)
+    if (count === undefined) throw new Error(`topic '${topic}' has not been ensured`)
+    return count
+  }
+
+  /** Reads one partition for a group until `signal` aborts or the handler throws. */
+  #readPartition(
+    groupId: string,
+    { topic, partition }: TopicPartition,
+    handler: MessageHandler,
+    fail: (error: Error) => void,
+  ): PartitionReader {
+    const { db, batchSize, logger } = this.#settings
+    const wakeups = this.#wakeups
+    const abort = new AbortController()
+    const signal = abort.signal
+
+    const run = async () => {
+      const where = `group '${groupId}' on ${topic}/${partition}`
+      let position: bigint
+      let committed: bigint
+      let committedAt = Date.now()
+      const commit = async () => {
+        if (position === committed) return
+        await db.query(
+          `INSERT INTO log_group_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (group_id, topic, partition)
+           DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+          [groupId, topic, partition, position.toString()],
+        )
+        committed = position
+        committedAt = Date.now()
+      }
+
+      try {
+        const { rows } = await db.query<{ next_offset: string }>(
+          'SELECT next_offset::text AS next_offset FROM log_group_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3',
+          [groupId, topic, partition],
+        )
+        // No committed position: start from the earliest message, as a new Kafka group would.
+        position = committed = BigInt(rows[0]?.next_offset ?? 0)
+
+        while (!signal.aborted) {
+          const version = wakeups.version(topic, partition)
+          const batch = await db.query<MessageRow>(
+            // Qualified: a bare "offset" in ORDER BY would sort by the text column of the output.
+            `SELECT m."offset"::text AS "offset", m.key, m.value, m.headers, m.created_at FROM log_messages m
+             WHERE m.topic = $1 AND m.partition = $2 AND m."offset" >= $3
+             ORDER BY m."offset" LIMIT $4`,
+            [topic, partition, position.toString(), batchSize],
+          )
+          if (batch.rows.length === 0) {
+            await wakeups.wait(topic, partition, position, version, signal)
+            continue
+          }
+          for (const row of batch.rows) {
+            // A revoked partition stops between messages; the next owner starts from the commit below.
+            if (signal.aborted) break
+            try {
+              await handler(toIncomingMessage(topic, partition, row))
+            } catch (error) {
+              // What was handled before stays handled; the failed message is left for redelivery.
+              await commit().catch((commitError: unknown) =>
+                logger.warn({ err: commitError }, `embedded log: committing ${where} after a handler failure failed`),
+              )
+              return fail(toError(error))
+            }
+            position = BigInt(row.offset) + 1n
+            // Committing once per batch keeps the log fast; the interval bounds what a crash replays
+            // when handlers are slow.
+            if (Date.now() - committedAt >= COMMIT_INTERVAL_MS) await commit()
+          }
+          await commit()
+        }
+      } catch (error) {
+        return fail(transportFailure(`reading or committing ${where}`, error))
+      }
+    }
+
+    const done = run()
+    return {
+      topic,
+      partition,
+      stop() {
+        abort.abort()
+        return done
+      },
+    }
+  }
+}
+
+interface MessageRow {
+  offset: string
+  key: string
+  value: string
+  headers: unknown
+  created_at: Date | string
+}
+
+function toIncomingMessage(topic: string, partition: number, row: MessageRow): IncomingMessage {
+  const headers = typeof row.headers === 'string' ? JSON.parse(row.headers) : row.headers
+  return {
+    topic,
+    partition,
+    offset: row.offset,
+    key: row.key,
+    value: row.value,
+    headers: (headers ?? {}) as Headers,
+    timestamp: new Date(row.created_at),
+  }
+}
+
+function transportFailure(doing: string, cause: unknown): AppError {
+  return new AppError(ErrorCodes.TRANSPORT_UNAVAILABLE, `embedded log: failed ${doing}`, { cause })
+}
+
+interface PartitionReader extends TopicPartition {
+  /** Stops after the in-flight message (handled and committed); resolves once the reader is idle. */
+  stop(): Promise<void>
+}
+
+/**
+ * Wakes idle readers when their partition has something new: at once for messages published in
+ * this process, and by one poll of the partition heads per interval for everything else (one
+ * query per transport, however many partitions are idle).
+ */
+class PartitionWakeups {
+  #db: SqlDatabase
+  #pollIntervalMs: number
+  #logger: TransportLogger
+  #versions = new Map<string, number>()
+  #waiters = new Set<{ topic: string; partition: number; position: bigint; wake: () => void }>()
+  #timer: NodeJS.Timeout | undefined
+  #polling = false
+  #closed = false
+
+  constructor(settings: Settings) {
+    this.#db = settings.db
+    this.#pollIntervalMs = settings.pollIntervalMs
+    this.#logger = settings.logger
+  }
+
+  /** Taken before a read, so a publish landing between the read and the wait is not missed. */
+  version(topic: string, partition: number): number {
+    return this.#versions.get(partitionKey(topic, partition)) ?? 0
+  }
+
+  published(topic: string, partition: number) {
+    const key = partitionKey(topic, partition)
+    this.#versions.set(key, (this.#versions.get(key) ?? 0) + 1)
+    for (const waiter of this.#waiters) {
+      if (waiter.topic === topic && waiter.partition === partition) waiter.wake()
+    }
+  }
+
+  /** Resolves when the partition may hold messages at or after `position`, or when `signal` aborts. */
+  wait(topic: string, partition: number, position: bigint, version: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted || this.#closed || this.version(topic, partition) !== version) return Promise.resolve()
+    return new Promise((resolve) => {
+      const waiter = {
+        topic,
+        partition,
+        position,
+        wake: () => {
+          this.#waiters.delete(waiter)
+          signal.removeEventListener('abort', waiter.wake)
+          resolve()
+        },
+      }
+      this.#waiters.add(waiter)
+      signal.addEventListener('abort', waiter.wake, { once: true })
+      this.#schedulePoll()
+    })
+  }
+
+  close() {
+    this.#closed = true
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    for (const waiter of this.#waiters) waiter.wake()
+  }
+
+  #schedulePoll() {
+    if (this.#closed || this.#timer || this.#polling || this.#waiters.size === 0) return
+    this.#timer = setTimeout(() => void this.#poll(), this.#pollIntervalMs)
+  }
+
+  async #poll() {
+    this.#timer = undefined
+    this.#polling = true
+    try {
+      const topics = [...new Set([...this.#waiters].map((waiter) => waiter.topic))]
+      const { rows } = await this.#db.query<{ topic: string; partition: number; next_offset: string }>(
+        'SELECT topic, partition, next_offset::text AS next_offset FROM log_partitions WHERE topic = ANY($1::text[])',
+        [topics],
+      )
+      const heads = new Map(rows.map((row) => [partitionKey(row.topic, row.partition), BigInt(row.next_offset)]))
+      for (const waiter of this.#waiters) {
+        const head = heads.get(partitionKey(waiter.topic, waiter.partition))
+        if (head !== undefined && head > waiter.position) waiter.wake()
+      }
+    } catch (error) {
+      // Readers meet the same failure on their next read and report it; the poll just tries again.
+      this.#logger.warn({ err: error }, 'embedded log: polling partition heads failed')
+    } finally {
+      this.#polling = false
+      this.#schedulePoll()
+    }
+  }
+}
+
+/**
+ * One consumer group inside this transport. Joins and leaves are queued and handled one at a
+ * time; each rebalance first stops every revoked partition (its in-flight message handled and
+ * committed) and only then starts the new owners, so no partition is ever read by two members.
+ */
+class GroupCoordinator {
+  readonly groupId: string
+  #members: GroupMember[] = []
+  #queue: Promise<void> = Promise.resolve()
+  #partitionCount: (topic: string) => number
+  #logger: TransportLogger
+
+  constructor(groupId: string, partitionCount: (topic: string) => number, logger: TransportLogger) {
+    this.groupId = groupId
+    this.#partitionCount = partitionCount
+    this.#logger = logger
+  }
+
+  join(member: GroupMember): Promise<void> {
+    this.#members.push(member)
+    return this.#enqueueRebalance()
+  }
+
+  /** The member has already stopped counting itself as active: the rebalance revokes all it holds. */
+  async leave(member: GroupMember): Promise<void> {
+    await this.#enqueueRebalance()
+    this.#members = this.#members.filter((m) => m !== member)
+  }
+
+  #enqueueRebalance(): Promise<void> {
+    // A failed rebalance must not wedge the queue: later joins and leaves still get their turn.
+    this.#queue = this.#queue
+      .then(() => this.#rebalance())
+      .catch((error: unknown) =>
+        this.#logger.error({ err: error, groupId: this.groupId }, 'embedded log: rebalance failed'),
+      )
+    return this.#queue
+  }
+
+  async #rebalance() {
+    const active = this.#members.filter((member) => member.active)
+    const assignment = assignRoundRobin(active, this.#partitionCount)
+    await Promise.all(this.#members.map((member) => member.keepOnly(assignment.get(member) ?? [])))
+    for (const member of active) member.start(assignment.get(member) ?? [])
+    this.#logger.debug(
+      {
+        groupId: this.groupId,
+        assignment: active.map((member) => member.assigned.map((tp) => `${tp.topic}/${tp.partition}`)),
+      },
+      'embedded log: group rebalanced',
+    )
+  }
+}
+
+/**
+ * Kafka's round-robin assignor: the group's topic-partitions in order, dealt to the members in
+ * join order, skipping a member that did not subscribe to the partition's topic.
+ */
+function assignRoundRobin(
+  members: GroupMember[],
+  partitionCount: (topic: string) => number,
+): Map<GroupMember, TopicPartition[]> {
+  const assignment = new Map(members.map((member) => [member, [] as TopicPartition[]]))
+  const topics = [...new Set(members.flatMap((member) => member.topics))].sort()
+  let next = 0
+  for (const topic of topics) {
+    for (let partition = 0; partition < partitionCount(topic); partition++) {
+      for (let step = 0; step < members.length; step++) {
+        const candidate = (next + step) % members.length
+        const member = members[candidate]
+        if (member?.topics.includes(topic)) {
+          assignment.get(member)?.push({ topic, partition })
+          next = (candidate + 1) % members.length
+          break
+        }
+      }
+    }
+  }
+  return assignment
+}
+
+interface MemberSettings {
+  options: SubscribeOptions
+  coordinator: GroupCoordinator
+  read: (partition: TopicPartition, handler: MessageHandler, fail: (error: Error) => void) => PartitionReader
+  onLeft: (member: GroupMember) => void
+  logger: TransportLogger
+}
+
+/** A subscription: one member of a group, running a reader per assigned partition. */
+class GroupMember implements Subscription {
+  readonly groupId: string
+  readonly topics: readonly string[]
+  readonly ready: Promise<void>
+  #settings: MemberSettings
+  #readers = new Map<string, PartitionReader>()
+  #active = true
+  #leaving: Promise<void> | undefined
+  #errorReported = false
+
+  constructor(settings: MemberSettings) {
+    this.#settings = settings
+    this.groupId = settings.options.groupId
+    this.topics = [...new Set(settings.options.topics)]
+    this.ready = settings.coordinator.join(this)
+  }
+
+  get active(): boolean {
+    return this.#active
+  }
+
+  get assigned(): TopicPartition[] {
+    return [...this.#readers.values()].map(({ topic, partition }) => ({ topic, partition }))
+  }
+
+  close(): Promise<void> {
+    this.#leaving ??= (async () => {
+      this.#active = false
+      await this.#settings.coordinator.leave(this)
+      this.#settings.onLeft(this)
+    })()
+    return this.#leaving
+  }
+
+  /** Stops the readers of every partition not in `partitions`; resolves once they are idle. */
+  async keepOnly(partitions: TopicPartition[]): Promise<void> {
+    const keep = new Set(partitions.map((tp) => partitionKey(tp.topic, tp.partition)))
+    const stopping: Promise<void>[] = []
+    for (const [key, reader] of this.#readers) {
+      if (keep.has(key)) continue
+      this.#readers.delete(key)
+      stopping.push(reader.stop())
+    }
+    await Promise.all(stopping)
+  }
+
+  start(partitions: TopicPartition[]) {
+    if (!this.#active) return
+    for (const tp of partitions) {
+      const key = partitionKey(tp.topic, tp.partition)
+      if (this.#readers.has(key)) continue
+      this.#readers.set(
+        key,
+        this.#settings.read(tp, this.#settings.options.handler, (error) => this.#fail(error)),
+      )
+    }
+  }
+
+  /**
+   * A handler threw (or the log failed): leave the group without committing that message, so the
+   * partitions — and the message — go to the remaining members, then report the error once.
+   */
+  #fail(error: Error) {
+    if (this.#errorReported) return
+    this.#errorReported = true
+    this.#settings.logger.warn({ err: error, groupId: this.groupId }, 'embedded log: subscription stopped')
+    void this.close().then(() => {
+      try {
+        this.#settings.options.onError?.(error)
+      } catch (callbackError) {
+        this.#settings.logger.error({ err: callbackError }, 'embedded log: onError threw')
+      }
+    })
+  }
+}
