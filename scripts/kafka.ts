@@ -28,9 +28,19 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 const repoRoot = resolve(import.meta.dirname, '..')
 const infraDir = join(repoRoot, 'infra', 'kafka')
-const pomPath = join(infraDir, 'pom.xml')
-const libDir = join(infraDir, 'target', 'lib')
-const libStampPath = join(infraDir, 'target', 'lib.pom-sha256')
+const brokerJars = {
+  what: 'broker',
+  pomPath: join(infraDir, 'pom.xml'),
+  libDir: join(infraDir, 'target', 'lib'),
+  stampPath: join(infraDir, 'target', 'lib.pom-sha256'),
+}
+const toolJars = {
+  what: 'command-line tools',
+  pomPath: join(infraDir, 'tools', 'pom.xml'),
+  libDir: join(infraDir, 'target', 'tools-lib'),
+  stampPath: join(infraDir, 'target', 'tools-lib.pom-sha256'),
+}
+const libDir = brokerJars.libDir
 const log4jConfigPath = join(infraDir, 'log4j2.properties')
 const cliStateDir = join(repoRoot, '.orderflow', 'kafka')
 const host = '127.0.0.1'
@@ -170,13 +180,14 @@ async function checkJava(java: string): Promise<void> {
 }
 
 /** The jars are fetched once and again only when the pom changes: a stamp keeps the pom's hash. */
-async function ensureJars(): Promise<void> {
+async function ensureJars(jars: typeof brokerJars = brokerJars): Promise<void> {
+  const { pomPath, libDir, stampPath: libStampPath } = jars
   const pom = readFileSync(pomPath)
   const hash = createHash('sha256').update(pom).digest('hex')
   if (existsSync(libDir) && readText(libStampPath) === hash) return
 
   const version = /<kafka\.version>([^<]+)</.exec(pom.toString())?.[1] ?? ''
-  say(`fetching Kafka ${version} jars from Maven Central…`)
+  say(`fetching Kafka ${version} ${jars.what} jars from Maven Central…`)
   const started = performance.now()
   // A separate folder per process so an interrupted or concurrent fetch never leaves a half-filled lib/.
   const partial = `${libDir}.partial-${process.pid}`
@@ -464,8 +475,31 @@ function cliPort(name: string): number | undefined {
   return port
 }
 
+/**
+ * Runs Kafka's own console consumer (seed 001's check: `--topic order-events --from-beginning
+ * --property print.key=true`), fetching the tools on first use. `--bootstrap-server` defaults to
+ * KAFKA_BROKERS, else the broker `npm run kafka:start` runs.
+ */
+export async function consoleConsumerCommand(args: string[]): Promise<{ java: string; args: string[] }> {
+  const java = javaBinary()
+  await checkJava(java)
+  await ensureJars(toolJars)
+  const bootstrap = args.includes('--bootstrap-server')
+    ? []
+    : ['--bootstrap-server', process.env.KAFKA_BROKERS || runningBroker(cliStateDir)?.brokers || `${host}:9092`]
+  return {
+    java,
+    args: ['-cp', join(toolJars.libDir, '*'), 'org.apache.kafka.tools.consumer.ConsoleConsumer', ...bootstrap, ...args],
+  }
+}
+
 async function cli(command: string | undefined): Promise<number> {
   switch (command) {
+    case 'console-consumer': {
+      const { java, args } = await consoleConsumerCommand(process.argv.slice(3))
+      const child = spawn(java, args, { stdio: 'inherit' })
+      return new Promise((done) => child.once('close', (code) => done(code ?? 1)))
+    }
     case 'start': {
       const running = runningBroker(cliStateDir)
       if (running) {
@@ -506,7 +540,9 @@ async function cli(command: string | undefined): Promise<number> {
       return running ? 0 : 1
     }
     default:
-      process.stderr.write('usage: node scripts/kafka.ts start | stop | status\n')
+      process.stderr.write(
+        'usage: node scripts/kafka.ts start | stop | status | console-consumer [kafka-console-consumer options]\n',
+      )
       return 2
   }
 }

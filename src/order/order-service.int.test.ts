@@ -269,6 +269,26 @@ describe('order service through a Kafka outage', () => {
         ['OrderCreated', 'OrderConfirmed'],
       )
     }
+
+    // The command consumer that was subscribed through the outage reconnected by itself.
+    const cancelled = before[0] ?? ''
+    await reader.publish([
+      {
+        topic: ORDER_COMMANDS_TOPIC,
+        key: cancelled,
+        value: JSON.stringify({
+          commandId: uuidv4(),
+          commandType: 'CancelOrder',
+          orderId: cancelled,
+          reason: 'cancelled after the outage',
+          issuedOn: new Date().toISOString(),
+        }),
+      },
+    ])
+    await waitFor(async () => (await service.store.get(cancelled))?.status === 'CANCELLED', {
+      timeoutMs: 60_000,
+      message: 'the command consumer applies a command sent after the broker came back',
+    })
     await sub.close()
   })
 })
