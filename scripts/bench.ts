@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
-      events: { type: 'string', default: '100000' },
+      events: { type: 'string', default: '200000' },
       batch: { type: 'string', default: '500' },
       'in-flight': { type: 'string', default: '4' },
       size: { type: 'string', default: '256' },

@@ -39,6 +39,8 @@ export interface KafkaTransportOptions {
   /** Kafka group session timeout and heartbeat interval (short values make rebalances quick). */
   sessionTimeoutMs?: number
   heartbeatIntervalMs?: number
+  /** How often a subscription commits what its handlers finished (default 100 ms). */
+  commitIntervalMs?: number
   /** Upper bound of the reconnect backoff after the broker went away. */
   maxReconnectDelayMs?: number
   logger?: Logger
@@ -304,15 +306,33 @@ class KafkaSubscription implements Subscription {
         this.#fail(toError(error), id)
         return
       }
-      // Not awaited: the stream coalesces commits so at most one is in flight per consumer.
-      // A commit lost to a rebalance or crash means a redelivery, which at-least-once allows.
-      const commit = message.commit()
-      if (commit instanceof Promise) commit.catch(() => {})
+      this.#markHandled(id, message)
       if (this.#paused && this.#buffered < (this.#transportOptions.maxBufferedMessages ?? 256) / 2) {
         this.#paused = false
         this.#stream?.resume()
       }
     }
+  }
+
+  /**
+   * Commits are batched: the newest handled message of each partition is committed every
+   * `commitIntervalMs`, and at once when the member stops. A commit per message costs a broker
+   * round trip each; a commit lost to a crash means a redelivery, which at-least-once allows.
+   */
+  #handled = new Map<string, Message<string, string, string, string>>()
+  #commitTimer: NodeJS.Timeout | undefined
+
+  #markHandled(id: string, message: Message<string, string, string, string>): void {
+    this.#handled.set(id, message)
+    this.#commitTimer ??= setTimeout(() => void this.#flushCommits(), this.#transportOptions.commitIntervalMs ?? 100)
+  }
+
+  async #flushCommits(): Promise<void> {
+    if (this.#commitTimer) clearTimeout(this.#commitTimer)
+    this.#commitTimer = undefined
+    const latest = [...this.#handled.values()]
+    this.#handled.clear()
+    await Promise.allSettled(latest.map((m) => m.commit()))
   }
 
   #fail(error: Error, where: string): void {
@@ -340,6 +360,7 @@ class KafkaSubscription implements Subscription {
     this.#consumer = undefined
     void (async () => {
       await Promise.allSettled([...this.#running.values()])
+      await withinMs(this.#flushCommits(), 5_000)
       this.#dropBuffered()
       await stream?.close().catch(() => {})
       await consumer?.close(true).catch(() => {})
@@ -364,6 +385,7 @@ class KafkaSubscription implements Subscription {
     if (this.#connecting) await withinMs(this.#connecting, 10_000)
     this.#stream?.pause()
     await Promise.allSettled([...this.#running.values()])
+    await withinMs(this.#flushCommits(), 5_000)
     this.#dropBuffered()
     // Closing the stream flushes the commits of everything handled so far. A broker that is gone
     // or a group stuck mid-rebalance must not hold the process: give up after a bound.
