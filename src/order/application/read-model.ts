@@ -13,6 +13,7 @@ import { STREAM_TYPE, toOrderEvent } from './order-store.ts'
  */
 
 export const PROJECTION_NAME = 'order_read_model'
+const BATCH_SIZE = 500
 
 export const readModelSchema = `
 CREATE TABLE IF NOT EXISTS order_read_model (
@@ -42,15 +43,20 @@ export async function migrateReadModel(db: SqlExecutor): Promise<void> {
 }
 
 async function checkpoint(tx: SqlExecutor): Promise<StorePosition> {
-  await tx.query(
-    `INSERT INTO projection_checkpoints (name, transaction_id, global_position) VALUES ($1, '0', 0)
-     ON CONFLICT (name) DO NOTHING`,
-    [PROJECTION_NAME],
-  )
-  const { rows } = await tx.query<{ transaction_id: string; global_position: string }>(
-    'SELECT transaction_id::text, global_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
-    [PROJECTION_NAME],
-  )
+  const select = () =>
+    tx.query<{ transaction_id: string; global_position: string }>(
+      'SELECT transaction_id::text, global_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
+      [PROJECTION_NAME],
+    )
+  let { rows } = await select()
+  if (rows.length === 0) {
+    await tx.query(
+      `INSERT INTO projection_checkpoints (name, transaction_id, global_position) VALUES ($1, '0', 0)
+       ON CONFLICT (name) DO NOTHING`,
+      [PROJECTION_NAME],
+    )
+    ;({ rows } = await select())
+  }
   const row = rows[0]
   return row ? { transactionId: row.transaction_id, globalPosition: row.global_position } : START_POSITION
 }
@@ -160,9 +166,12 @@ export function startReadModelProjection(deps: {
   let failures = 0
   const run = async () => {
     while (!stopped) {
+      // As in the outbox relay: a moment's wait turns a burst of commands into one batch.
+      await new Promise((resolve) => setTimeout(resolve, 5))
       dirty = false
       try {
-        while ((await projectBatch(deps.db)) > 0) {}
+        // A short batch means the projection reached the end; no need to ask again.
+        while ((await projectBatch(deps.db, BATCH_SIZE)) === BATCH_SIZE) {}
         failures = 0
       } catch (error) {
         failures++

@@ -73,6 +73,8 @@ export interface OutboxRelayOptions {
   /** Backoff after a failed publish: doubles from `retryBaseMs` up to `retryMaxMs`. */
   retryBaseMs?: number
   retryMaxMs?: number
+  /** How long the relay waits after a wake-up to gather more rows into one batch (default 5 ms). */
+  coalesceMs?: number
   /** Identifies this relay in the lease row; random by default. */
   holderId?: string
   /** Called after each published batch (tests, metrics). */
@@ -103,6 +105,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const pollIntervalMs = options.pollIntervalMs ?? 1000
   const retryBaseMs = options.retryBaseMs ?? 250
   const retryMaxMs = options.retryMaxMs ?? 10_000
+  const coalesceMs = options.coalesceMs ?? 5
   let stopped = false
   let wake: (() => void) | undefined
   let dirty = false
@@ -114,12 +117,17 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   // Only one relay publishes at a time, so that the outbox's order is the order on the wire. A lease
   // row (rather than a lock held across the publish) keeps the database free while the broker is
   // slow, and lets another process take over when the holder dies.
+  // Renewed once a third of it has passed rather than on every batch: one statement less per batch.
+  let leaseRenewAfter = 0
   const claimLease = async (): Promise<boolean> => {
+    if (Date.now() < leaseRenewAfter) return true
+    const claimedAt = Date.now()
     const { rowCount } = await db.query(
       `UPDATE outbox_relay_lease SET holder = $1, expires_at = now() + make_interval(secs => $2)
         WHERE id = 1 AND (holder = $1 OR expires_at < now())`,
       [holder, LEASE_SECONDS],
     )
+    leaseRenewAfter = rowCount > 0 ? claimedAt + (LEASE_SECONDS * 1000) / 3 : 0
     return rowCount > 0
   }
 
@@ -158,6 +166,9 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   const loop = async () => {
     while (!stopped) {
+      // Under load, waiting a moment lets the rows of concurrent commands go out in one batch
+      // instead of one publish (and one UPDATE) per command.
+      if (coalesceMs > 0) await new Promise((resolve) => setTimeout(resolve, coalesceMs))
       dirty = false
       current = drain()
       try {
@@ -216,6 +227,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       await current.catch(() => {})
       await running
       // Hand the lease over at once instead of making another process wait for it to expire.
+      leaseRenewAfter = 0
       await db
         .query(`UPDATE outbox_relay_lease SET expires_at = '-infinity' WHERE id = 1 AND holder = $1`, [holder])
         .catch(() => {})
