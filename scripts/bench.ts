@@ -10,6 +10,7 @@ import { type Broker, startBroker } from './kafka.ts'
  */
 const usage = `usage: npm run bench -- <transport|orders> [--events N] [--batch N] [--in-flight N] [--size BYTES]
                         [--partitions N] [--rounds N] [--concurrency 1,4,16,64] [--seconds N]
+                        [--modes embedded,kafka]
   transport  our Kafka adapter vs the raw @platformatic/kafka client (acks=all, idempotent)
   orders     POST /api/orders at increasing concurrency, embedded and Kafka + PostgreSQL`
 
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '2' },
       concurrency: { type: 'string', default: '1,4,16,64' },
       seconds: { type: 'string', default: '4' },
+      modes: { type: 'string', default: 'embedded,kafka' },
       help: { type: 'boolean', default: false },
     },
   })
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
         : await benchOrders(ctx, {
             concurrency: values.concurrency.split(',').map((c) => number('concurrency', c)),
             seconds: number('seconds', values.seconds),
+            modes: values.modes.split(',').map((m) => m.trim()),
           })
     process.stdout.write(`${JSON.stringify({ ...result, machine: machine() })}\n`)
   } finally {

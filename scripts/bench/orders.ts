@@ -131,54 +131,61 @@ async function runMode(
 
 export async function benchOrders(
   ctx: BenchContext,
-  options: { concurrency: number[]; seconds: number },
+  options: { concurrency: number[]; seconds: number; modes: string[] },
 ): Promise<Record<string, unknown>> {
-  const embedded = await runMode(
-    'embedded',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'orderflow-bench-'))
-      const db = await openPglite(dir)
-      const transport = await createEmbeddedTransport({ db, partitions: ctx.partitions })
-      return {
-        db,
-        transport,
-        async cleanup() {
-          await db.close()
-          await rm(dir, { recursive: true, force: true })
+  const modes: Array<{ mode: string; levels: LevelResult[] }> = []
+  if (options.modes.includes('embedded'))
+    modes.push(
+      await runMode(
+        'embedded',
+        async () => {
+          const dir = await mkdtemp(join(tmpdir(), 'orderflow-bench-'))
+          const db = await openPglite(dir)
+          const transport = await createEmbeddedTransport({ db, partitions: ctx.partitions })
+          return {
+            db,
+            transport,
+            async cleanup() {
+              await db.close()
+              await rm(dir, { recursive: true, force: true })
+            },
+          }
         },
-      }
-    },
-    options.concurrency,
-    options.seconds,
-  )
+        options.concurrency,
+        options.seconds,
+      ),
+    )
   const schema = `bench_orders_${Date.now().toString(36)}`
-  const kafka = await runMode(
-    'kafka+postgres',
-    async () => {
-      const admin = openPostgres({ connectionString: ctx.databaseUrl, max: 1 })
-      await admin.exec(`CREATE SCHEMA ${quoteIdentifier(schema)}`)
-      const db = openPostgres({ connectionString: ctx.databaseUrl, schema, max: 20 })
-      const transport = await createKafkaTransport({
-        brokers: ctx.brokers,
-        clientId: 'bench-orders',
-        partitions: ctx.partitions,
-        replicationFactor: 1,
-        requiredAcks: 'all',
-        retries: 3,
-        retryBackoffMs: 100,
-      })
-      return {
-        db,
-        transport,
-        async cleanup() {
-          await db.close()
-          await admin.exec(`DROP SCHEMA ${quoteIdentifier(schema)} CASCADE`)
-          await admin.close()
+  if (options.modes.includes('kafka'))
+    modes.push(
+      await runMode(
+        'kafka+postgres',
+        async () => {
+          const admin = openPostgres({ connectionString: ctx.databaseUrl, max: 1 })
+          await admin.exec(`CREATE SCHEMA ${quoteIdentifier(schema)}`)
+          const db = openPostgres({ connectionString: ctx.databaseUrl, schema, max: 20 })
+          const transport = await createKafkaTransport({
+            brokers: ctx.brokers,
+            clientId: 'bench-orders',
+            partitions: ctx.partitions,
+            replicationFactor: 1,
+            requiredAcks: 'all',
+            retries: 3,
+            retryBackoffMs: 100,
+          })
+          return {
+            db,
+            transport,
+            async cleanup() {
+              await db.close()
+              await admin.exec(`DROP SCHEMA ${quoteIdentifier(schema)} CASCADE`)
+              await admin.close()
+            },
+          }
         },
-      }
-    },
-    options.concurrency,
-    options.seconds,
-  )
-  return { benchmark: 'orders', seconds: options.seconds, modes: [embedded, kafka] }
+        options.concurrency,
+        options.seconds,
+      ),
+    )
+  return { benchmark: 'orders', seconds: options.seconds, modes }
 }
