@@ -6,7 +6,14 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { v4 as uuidv4 } from 'uuid'
 import { type Broker, startBroker } from '../../scripts/kafka.ts'
-import { kafkaBrokers, postgresTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../test/support/index.ts'
+import {
+  joined,
+  kafkaBrokers,
+  postgresTestDatabase,
+  type TestDatabase,
+  uniqueName,
+  waitFor,
+} from '../../test/support/index.ts'
 import { ORDER_COMMANDS_TOPIC, ORDER_EVENTS_TOPIC } from '../contracts/order.ts'
 import { createLogger } from '../platform/logger.ts'
 import { createKafkaTransport, type KafkaTransportOptions } from '../platform/transport/kafka.ts'
@@ -51,7 +58,7 @@ async function follow(transport: Transport, topic: string): Promise<{ seen: Inco
     topics: [topic],
     handler: async (m) => void seen.push(m),
   })
-  await sub.ready
+  await joined(sub)
   return { seen, sub }
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
+  joined,
   pgliteTestDatabase,
   postgresTestDatabase,
   type TestDatabase,
@@ -58,7 +59,7 @@ async function follow(transport: Transport): Promise<{ seen: IncomingMessage[]; 
     topics: [ORDER_EVENTS_TOPIC],
     handler: async (m) => void seen.push(m),
   })
-  await sub.ready
+  await joined(sub)
   return { seen, sub }
 }
 

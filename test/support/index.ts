@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { openPglite } from '../../src/platform/sql/pglite.ts'
 import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
+import type { Subscription } from '../../src/platform/transport/port.ts'
 
 /** The local PostgreSQL the test suite uses; `DATABASE_URL` overrides it. */
 export const testDatabaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test'
@@ -85,5 +86,29 @@ export async function waitFor<T>(
       throw new Error(`Timed out after ${options.timeoutMs ?? 20_000} ms: ${text}`, { cause: lastError })
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 25))
+  }
+}
+
+/**
+ * Waits until `subscription` has joined its group, or fails with a message saying so. A transport
+ * keeps reconnecting while its broker is away (what a service wants); a test must fail instead.
+ */
+export async function joined(subscription: Subscription, timeoutMs = 30_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `Timed out after ${timeoutMs} ms: consumer group ${subscription.groupId} did not join; is the broker reachable?`,
+          ),
+        ),
+      timeoutMs,
+    )
+  })
+  try {
+    await Promise.race([subscription.ready, timeout])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it, type TestContext } from 'node:test'
-import { uniqueName, waitFor } from '../../../test/support/index.ts'
+import { joined, uniqueName, waitFor } from '../../../test/support/index.ts'
 import type {
   IncomingMessage,
   MessageHandler,
@@ -181,7 +181,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
         topics: [topic],
         handler: received.handler,
       })
-      await subscription.ready
+      await joined(subscription)
       await producer.publish([{ topic, key: 'a', value: 'after subscribe' }])
 
       await waitFor(() => received.values().includes('after subscribe'), {
@@ -491,7 +491,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       for (const member of members) {
         subscriptions.push(await subscribe(client, { groupId, topics: [topic], handler: member.handler }))
       }
-      await Promise.all(subscriptions.map((subscription) => subscription.ready))
+      await Promise.all(subscriptions.map((subscription) => joined(subscription)))
 
       const messages = sequence(topic, distinctKeys(30), 2)
       await client.publish(messages)
@@ -522,7 +522,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       const leaves = recorder()
       const staying = await subscribe(client, { groupId, topics: [topic], handler: stays.handler })
       const leaving = await subscribe(client, { groupId, topics: [topic], handler: leaves.handler })
-      await Promise.all([staying.ready, leaving.ready])
+      await Promise.all([joined(staying), joined(leaving)])
 
       const keys = distinctKeys(30)
       const first = sequence(topic, keys, 1)
@@ -569,7 +569,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
         handler: failing.handler,
         onError: (error) => errors.push(error),
       })
-      await Promise.all([first.ready, second.ready])
+      await Promise.all([joined(first), joined(second)])
 
       const messages = sequence(topic, distinctKeys(30), 2)
       await client.publish(messages)

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { postgresTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../../test/support/index.ts'
+import { joined, postgresTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../../test/support/index.ts'
 import { transportContract } from './contract.ts'
 import { embeddedTransportSuite } from './embedded.testsuite.ts'
 import { createEmbeddedTransport } from './embedded.ts'
@@ -42,7 +42,7 @@ describe('embedded transport on PostgreSQL, several processes', () => {
         received.push(message)
       },
     })
-    await subscription.ready
+    await joined(subscription)
 
     const results = await Promise.all(
       writers.flatMap((writer, w) =>

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
-import { uniqueName, waitFor } from '../../../test/support/index.ts'
+import { joined, uniqueName, waitFor } from '../../../test/support/index.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { createEmbeddedTransport, partitionForKey } from './embedded.ts'
 import type { IncomingMessage, Subscription, Transport } from './port.ts'
@@ -116,7 +116,7 @@ export function embeddedTransportSuite(name: string, database: () => Promise<Sql
           seenByClosed.push(message.value)
         },
       })
-      await subscription.ready
+      await joined(subscription)
       await closed.close()
       await assert.rejects(closed.publish([{ topic, key: 'k', value: 'v' }]), /closed/)
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import {
+  joined,
   kafkaBrokers,
   pgliteTestDatabase,
   type TestDatabase,
@@ -44,7 +45,7 @@ async function collect(transport: Transport, topic: string): Promise<IncomingMes
     topics: [topic],
     handler: async (m) => void seen.push(m),
   })
-  await subscription.ready
+  await joined(subscription)
   ;(seen as IncomingMessage[] & { close?: () => Promise<void> }).close = () => subscription.close()
   return seen
 }
@@ -79,7 +80,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
         },
       })
       const dlq = await collect(transport, deadLetterTopic(topic))
-      await subscription.ready
+      await joined(subscription)
       // Same key: one partition, so job 3 is only reached if the partition keeps flowing past job 2.
       await transport.publish([
         { topic, key: 'k', value: JSON.stringify({ id: 1, failTimes: 2 }) },
@@ -124,7 +125,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
         handle: async (job) => void calls.push(job.id),
       })
       const dlq = await collect(transport, deadLetterTopic(topic))
-      await subscription.ready
+      await joined(subscription)
       await transport.publish([
         { topic, key: 'p', value: 'this is not json' },
         { topic, key: 'p', value: JSON.stringify({ nope: true }) },
@@ -162,7 +163,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
         },
       })
       const dlq = await collect(transport, deadLetterTopic(topic))
-      await subscription.ready
+      await joined(subscription)
       await transport.publish([{ topic, key: 'r', value: JSON.stringify({ id: 1 }) }])
       await waitFor(() => dlq.length === 1, { timeoutMs: 4_000, message: 'the rejection is dead-lettered' })
       const record = JSON.parse(dlq[0]?.value ?? '{}') as DeadLetterRecord
@@ -204,7 +205,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
           stopped = error
         },
       })
-      await first.ready
+      await joined(first)
       await transport.publish([{ topic, key: 'x', value: JSON.stringify({ id: 42 }) }])
       await waitFor(() => stopped, { message: 'the consumer reports that it stopped' })
       assert.match(stopped?.message ?? '', /dead-letter topic unavailable/)
