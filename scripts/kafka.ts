@@ -25,6 +25,7 @@ import { type AddressInfo, connect, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { isProcessAlive } from '../src/platform/process-alive.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..')
 const infraDir = join(repoRoot, 'infra', 'kafka')
@@ -449,21 +450,12 @@ interface RunningBroker {
 
 function runningBroker(dir: string): RunningBroker | undefined {
   const pid = Number(readText(join(dir, 'kafka.pid')))
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined
+  if (!Number.isInteger(pid) || pid <= 0 || !isProcessAlive(pid)) return undefined
   // A stale pid file may name a pid the system has since given to another program.
   const cmdline = readText(`/proc/${pid}/cmdline`)
   if (cmdline !== undefined && !cmdline.includes('kafka.Kafka')) return undefined
   const listener = /^advertised\.listeners=PLAINTEXT:\/\/(.+)$/m.exec(readText(join(dir, 'server.properties')) ?? '')
   return { pid, brokers: listener?.[1] ?? '?' }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 function cliPort(name: string): number | undefined {
@@ -527,7 +519,7 @@ async function cli(command: string | undefined): Promise<number> {
         return 0
       }
       const started = performance.now()
-      await stopProcess(running.pid, () => !isAlive(running.pid))
+      await stopProcess(running.pid, () => !isProcessAlive(running.pid))
       rmSync(join(cliStateDir, 'kafka.pid'), { force: true })
       say(`stopped (pid ${running.pid}) in ${seconds(started)}`)
       return 0

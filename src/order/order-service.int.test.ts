@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import { v4 as uuidv4 } from 'uuid'
 import { type Broker, startBroker } from '../../scripts/kafka.ts'
 import {
-  joined,
+  follow,
   kafkaBrokers,
   postgresTestDatabase,
   type TestDatabase,
@@ -49,18 +49,6 @@ const createOrder = (orderId: string, customerId = 'customer-123'): CreateOrder 
   items: [{ menuItemId: 'item-1', name: 'Pizza', price: 1299, quantity: 2 }],
   currency: 'USD',
 })
-
-/** Everything on `topic` from the beginning, read by a fresh group. */
-async function follow(transport: Transport, topic: string): Promise<{ seen: IncomingMessage[]; sub: Subscription }> {
-  const seen: IncomingMessage[] = []
-  const sub = await transport.subscribe({
-    groupId: uniqueName('reader'),
-    topics: [topic],
-    handler: async (m) => void seen.push(m),
-  })
-  await joined(sub)
-  return { seen, sub }
-}
 
 const eventsOf = (seen: IncomingMessage[], orderId: string) =>
   seen.filter((m) => m.key === orderId).map((m) => JSON.parse(m.value) as Record<string, unknown>)

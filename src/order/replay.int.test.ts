@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
-  joined,
+  follow,
   pgliteTestDatabase,
   postgresTestDatabase,
   type TestDatabase,
@@ -50,18 +50,6 @@ const createOrder = (orderId: string, customerId = 'customer-1'): OrderCommand =
   items: [{ productId: 'p1', price: 1000, quantity: 1 }],
   currency: 'USD',
 })
-
-/** Every message on `order-events`, read from the beginning by a group of its own. */
-async function follow(transport: Transport): Promise<{ seen: IncomingMessage[]; sub: Subscription }> {
-  const seen: IncomingMessage[] = []
-  const sub = await transport.subscribe({
-    groupId: uniqueName('replay_reader'),
-    topics: [ORDER_EVENTS_TOPIC],
-    handler: async (m) => void seen.push(m),
-  })
-  await joined(sub)
-  return { seen, sub }
-}
 
 const replayedBy = (seen: IncomingMessage[], jobId: string) =>
   seen.filter((m) => m.headers[REPLAY_JOB_HEADER] === jobId)
@@ -116,7 +104,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
           await service.store.execute({ commandType: 'ConfirmOrder', orderId, paymentId: `payment-${day}` })
         }
       }
-      reader = await follow(transport)
+      reader = await follow(transport, ORDER_EVENTS_TOPIC, 'replay_reader')
       // The originals reach the topic through the outbox; replays are compared with them.
       await waitFor(() => reader.seen.filter((m) => !m.headers[REPLAY_HEADER]).length === 5, {
         message: () => `the outbox published ${reader.seen.length} of 5 events`,
@@ -431,7 +419,7 @@ describe('orders command line', () => {
     const db = await openPglite(dataDir)
     const transport = await createEmbeddedTransport({ db, pollIntervalMs: 50 })
     try {
-      const reader = await follow(transport)
+      const reader = await follow(transport, ORDER_EVENTS_TOPIC, 'replay_reader')
       const mine = () => reader.seen.filter((m) => m.key === orderId)
       await waitFor(() => mine().length === 2, { message: () => `saw ${mine().length} of 2 replayed events` })
       assert.deepEqual(

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { openPglite } from '../../src/platform/sql/pglite.ts'
 import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
-import type { Subscription } from '../../src/platform/transport/port.ts'
+import type { IncomingMessage, Subscription, Transport } from '../../src/platform/transport/port.ts'
 
 /** The local PostgreSQL the test suite uses; `DATABASE_URL` overrides it. */
 export const testDatabaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test'
@@ -111,4 +111,20 @@ export async function joined(subscription: Subscription, timeoutMs = 30_000): Pr
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** Every message on `topic`, read from the beginning by a consumer group of its own. */
+export async function follow(
+  transport: Transport,
+  topic: string,
+  groupPrefix = 'reader',
+): Promise<{ seen: IncomingMessage[]; sub: Subscription }> {
+  const seen: IncomingMessage[] = []
+  const sub = await transport.subscribe({
+    groupId: uniqueName(groupPrefix),
+    topics: [topic],
+    handler: async (m) => void seen.push(m),
+  })
+  await joined(sub)
+  return { seen, sub }
 }

@@ -170,30 +170,32 @@ export interface ReadAllOptions {
   to?: string
 }
 
+export type EventFilter = Pick<ReadAllOptions, 'streamType' | 'from' | 'to'>
+
+/** `AND …` conditions for `filter`, numbering their parameters after those already in `params`. */
+function filterConditions(filter: EventFilter, params: unknown[]): string {
+  const conditions: string[] = []
+  const add = (condition: string, value: unknown) => {
+    params.push(value)
+    conditions.push(`AND ${condition} $${params.length}`)
+  }
+  if (filter.streamType) add('es_events.stream_type =', filter.streamType)
+  if (filter.from) add('es_events.occurred_on >=', filter.from)
+  if (filter.to) add('es_events.occurred_on <', filter.to)
+  return conditions.join(' ')
+}
+
 /**
  * Reads the whole store in commit-safe order after `after`. Rows of transactions still running, and
  * anything after them, are left for a later call.
  */
 export async function readAll(db: SqlExecutor, options: ReadAllOptions): Promise<StoredEvent[]> {
   const params: unknown[] = [options.after.transactionId, options.after.globalPosition, options.limit]
-  const filters: string[] = []
-  if (options.streamType) {
-    params.push(options.streamType)
-    filters.push(`stream_type = $${params.length}`)
-  }
-  if (options.from) {
-    params.push(options.from)
-    filters.push(`occurred_on >= $${params.length}`)
-  }
-  if (options.to) {
-    params.push(options.to)
-    filters.push(`occurred_on < $${params.length}`)
-  }
   const { rows } = await db.query<EventRow>(
     `SELECT ${columns} FROM es_events
       WHERE (es_events.transaction_id, es_events.global_position) > ($1::text::xid8, $2::bigint)
         AND es_events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-        ${filters.map((f) => `AND ${f}`).join(' ')}
+        ${filterConditions(options, params)}
       -- Qualified: the select list turns both into text, and ordering by text would put 10 before 9.
       ORDER BY es_events.transaction_id, es_events.global_position
       LIMIT $3`,
@@ -203,28 +205,12 @@ export async function readAll(db: SqlExecutor, options: ReadAllOptions): Promise
 }
 
 /** How many events follow `after` (for progress reporting). */
-export async function countAfter(
-  db: SqlExecutor,
-  after: StorePosition,
-  filter: Pick<ReadAllOptions, 'streamType' | 'from' | 'to'> = {},
-): Promise<number> {
+export async function countAfter(db: SqlExecutor, after: StorePosition, filter: EventFilter = {}): Promise<number> {
   const params: unknown[] = [after.transactionId, after.globalPosition]
-  const filters: string[] = []
-  if (filter.streamType) {
-    params.push(filter.streamType)
-    filters.push(`stream_type = $${params.length}`)
-  }
-  if (filter.from) {
-    params.push(filter.from)
-    filters.push(`occurred_on >= $${params.length}`)
-  }
-  if (filter.to) {
-    params.push(filter.to)
-    filters.push(`occurred_on < $${params.length}`)
-  }
   const { rows } = await db.query<{ n: string }>(
     `SELECT count(*)::text AS n FROM es_events
-      WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) ${filters.map((f) => `AND ${f}`).join(' ')}`,
+      WHERE (es_events.transaction_id, es_events.global_position) > ($1::text::xid8, $2::bigint)
+        ${filterConditions(filter, params)}`,
     params,
   )
   return Number(rows[0]?.n ?? 0)

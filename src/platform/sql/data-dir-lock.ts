@@ -1,6 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { AppError } from '../errors.ts'
+import { isProcessAlive } from '../process-alive.ts'
 
 /**
  * PGlite opens a directory that another process has open without complaint, and then both write
@@ -16,7 +17,7 @@ export function lockDataDir(dataDir: string): () => void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       const owner = Number(readFileSync(lockFile, 'utf8').trim())
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isProcessAlive(owner)) {
         throw new AppError(
           'CONFIG_INVALID',
           `DATA_DIR ${dataDir} is in use by process ${owner}: the embedded database is single-process. ` +
@@ -28,13 +29,4 @@ export function lockDataDir(dataDir: string): () => void {
     }
   }
   throw new AppError('CONFIG_INVALID', `could not lock DATA_DIR ${dataDir} (${lockFile})`)
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
 import { joined, uniqueName, waitFor } from '../../../test/support/index.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { createEmbeddedTransport, partitionForKey } from './embedded.ts'
+import { createEmbeddedTransport } from './embedded.ts'
+import { partitionForKey } from './partitioner.ts'
 import type { IncomingMessage, Subscription, Transport } from './port.ts'
 
 /**

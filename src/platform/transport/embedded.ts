@@ -1,8 +1,8 @@
-import { murmur2 } from '@platformatic/kafka'
 import { AppError, ErrorCodes, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { migrate } from '../sql/migrate.ts'
 import type { SqlDatabase } from '../sql/port.ts'
+import { partitionForKey } from './partitioner.ts'
 import type {
   Headers,
   IncomingMessage,
@@ -90,11 +90,6 @@ const silentLogger: TransportLogger = { debug() {}, warn() {}, error() {} }
  * readers wake at once; the poll only matters for messages written by another process.
  */
 const publishListeners = new WeakMap<SqlDatabase, Set<(topic: string, partition: number) => void>>()
-
-/** Kafka's Java-compatible default partitioner: a key lands in the same partition as on a broker. */
-export function partitionForKey(key: string, partitions: number): number {
-  return (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions
-}
 
 export async function createEmbeddedTransport(options: EmbeddedTransportOptions): Promise<Transport> {
   const partitions = options.partitions ?? DEFAULT_PARTITIONS

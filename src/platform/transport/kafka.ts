@@ -5,7 +5,6 @@ import {
   type MessagesStream,
   MessagesStreamFallbackModes,
   MessagesStreamModes,
-  murmur2,
   ProduceAcks,
   Producer,
   stringDeserializers,
@@ -13,6 +12,7 @@ import {
 } from '@platformatic/kafka'
 import { toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
+import { partitionForKey } from './partitioner.ts'
 import type {
   Headers,
   IncomingMessage,
@@ -44,11 +44,6 @@ export interface KafkaTransportOptions {
   /** Upper bound of the reconnect backoff after the broker went away. */
   maxReconnectDelayMs?: number
   logger?: Logger
-}
-
-/** The partition Java clients and librdkafka (murmur2_random) pick for a key. */
-export function kafkaPartitionForKey(key: string, partitions: number): number {
-  return (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions
 }
 
 export async function createKafkaTransport(options: KafkaTransportOptions): Promise<Transport> {
@@ -118,7 +113,7 @@ class KafkaTransport implements Transport {
     // derived from the base offset the broker returns per partition.
     const positions = messages.map((m) => ({
       topic: m.topic,
-      partition: kafkaPartitionForKey(m.key, this.#knownTopics.get(m.topic) ?? 1),
+      partition: partitionForKey(m.key, this.#knownTopics.get(m.topic) ?? 1),
       index: 0,
     }))
     const perPartition = new Map<string, number>()

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import {
+  follow,
   joined,
   kafkaBrokers,
   pgliteTestDatabase,
@@ -38,18 +39,6 @@ function decodeJob(message: IncomingMessage): Decoded<Job> {
   }
 }
 
-async function collect(transport: Transport, topic: string): Promise<IncomingMessage[]> {
-  const seen: IncomingMessage[] = []
-  const subscription = await transport.subscribe({
-    groupId: uniqueName('reader'),
-    topics: [topic],
-    handler: async (m) => void seen.push(m),
-  })
-  await joined(subscription)
-  ;(seen as IncomingMessage[] & { close?: () => Promise<void> }).close = () => subscription.close()
-  return seen
-}
-
 function suite(name: string, open: () => Promise<{ transport: Transport; cleanup(): Promise<void> }>) {
   describe(`reliable consumer on ${name}`, () => {
     let transport: Transport
@@ -79,7 +68,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
           handled.push(job.id)
         },
       })
-      const dlq = await collect(transport, deadLetterTopic(topic))
+      const { seen: dlq, sub: dlqReader } = await follow(transport, deadLetterTopic(topic))
       await joined(subscription)
       // Same key: one partition, so job 3 is only reached if the partition keeps flowing past job 2.
       await transport.publish([
@@ -109,7 +98,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
       assert.match(metricsText, /orderflow_handler_retries_total\{[^}]*\} 5/)
       assert.match(metricsText, /orderflow_dead_letters_total\{[^}]*reason="RETRIES_EXHAUSTED"[^}]*\} 1/)
       await subscription.close()
-      await (dlq as unknown as { close(): Promise<void> }).close()
+      await dlqReader.close()
     })
 
     it('sends poison messages to the dead-letter topic at once, without retries, with the reason', async () => {
@@ -124,7 +113,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
         logger,
         handle: async (job) => void calls.push(job.id),
       })
-      const dlq = await collect(transport, deadLetterTopic(topic))
+      const { seen: dlq, sub: dlqReader } = await follow(transport, deadLetterTopic(topic))
       await joined(subscription)
       await transport.publish([
         { topic, key: 'p', value: 'this is not json' },
@@ -143,7 +132,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
       assert.equal(notJson?.attempts, 0)
       assert.deepEqual(calls, [7])
       await subscription.close()
-      await (dlq as unknown as { close(): Promise<void> }).close()
+      await dlqReader.close()
     })
 
     it('dead-letters a permanently rejected message without retrying it', async () => {
@@ -162,7 +151,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
           throw new Error('rejected: cannot confirm an order that is CANCELLED')
         },
       })
-      const dlq = await collect(transport, deadLetterTopic(topic))
+      const { seen: dlq, sub: dlqReader } = await follow(transport, deadLetterTopic(topic))
       await joined(subscription)
       await transport.publish([{ topic, key: 'r', value: JSON.stringify({ id: 1 }) }])
       await waitFor(() => dlq.length === 1, { timeoutMs: 4_000, message: 'the rejection is dead-lettered' })
@@ -171,7 +160,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
       assert.equal(record.attempts, 1)
       assert.equal(calls, 1)
       await subscription.close()
-      await (dlq as unknown as { close(): Promise<void> }).close()
+      await dlqReader.close()
     })
 
     it('stops without committing when the dead letter cannot be written, and redelivers after restart', async () => {
