@@ -16,6 +16,8 @@ import {
 } from '../../test/support/index.ts'
 import { ORDER_COMMANDS_TOPIC, ORDER_EVENTS_TOPIC } from '../contracts/order.ts'
 import { createLogger } from '../platform/logger.ts'
+import { openPglite } from '../platform/sql/pglite.ts'
+import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
 import { createKafkaTransport, type KafkaTransportOptions } from '../platform/transport/kafka.ts'
 import type { IncomingMessage, Subscription, Transport } from '../platform/transport/port.ts'
 import { type DeadLetterRecord, deadLetterTopic } from '../platform/transport/reliable-consumer.ts'
@@ -285,5 +287,53 @@ describe('order service through a Kafka outage', () => {
       message: 'the command consumer applies a command sent after the broker came back',
     })
     await sub.close()
+  })
+})
+
+describe('order service on the embedded default (PGlite on disk + the embedded log)', () => {
+  it('loses nothing when the process dies between commit and publish: the restarted process publishes the outbox', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'orderflow-crash-'))
+    try {
+      // The first "process": its commands commit, but it dies before its relay publishes anything.
+      const first = await openPglite(dir)
+      const dying: Transport = {
+        kind: 'embedded',
+        ensureTopics: async () => {},
+        subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {} }),
+        publish: async () => {
+          throw new Error('process killed before publishing')
+        },
+        close: async () => {},
+      }
+      const doomed = await createOrderService({ db: first, transport: dying, logger, retry, pollIntervalMs: 50 })
+      const orderIds = Array.from({ length: 5 }, () => uniqueName('crash'))
+      for (const orderId of orderIds) await doomed.store.execute(createOrder(orderId))
+      await doomed.stop()
+      await first.close()
+
+      // The restarted process opens the same directory and publishes what the outbox holds.
+      const db = await openPglite(dir)
+      const transport = await createEmbeddedTransport({ db, partitions: 3, pollIntervalMs: 50 })
+      const restarted = await createOrderService({ db, transport, logger, retry, pollIntervalMs: 50 })
+      try {
+        const { seen, sub } = await follow(transport, ORDER_EVENTS_TOPIC)
+        await waitFor(() => orderIds.every((id) => eventsOf(seen, id).length === 1), {
+          message: () => `published ${orderIds.filter((id) => eventsOf(seen, id).length > 0).length} of 5`,
+        })
+        for (const orderId of orderIds) {
+          const [event] = eventsOf(seen, orderId)
+          assert.equal(event?.eventType, 'OrderCreated')
+          assert.equal(event?.version, 1)
+        }
+        assert.equal(await restarted.relay.pending(), 0)
+        await sub.close()
+      } finally {
+        await restarted.stop()
+        await transport.close()
+        await db.close()
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
