@@ -22,6 +22,7 @@ import { createKafkaTransport, type KafkaTransportOptions } from '../platform/tr
 import type { IncomingMessage, Subscription, Transport } from '../platform/transport/port.ts'
 import { type DeadLetterRecord, deadLetterTopic } from '../platform/transport/reliable-consumer.ts'
 import type { CreateOrder } from './domain/order.ts'
+import { createReplayJob, migrateReplayJobs, REPLAY_HEADER, runReplayJob } from './replay.ts'
 import { createOrderService, type OrderService } from './service.ts'
 
 /**
@@ -191,6 +192,28 @@ describe('order service on Kafka and PostgreSQL', () => {
     assert.equal(rejected?.error.code, 'INVALID_TRANSITION')
     assert.match(rejected?.error.message ?? '', /CONFIRMED/)
     await dlq.sub.close()
+  })
+
+  it("replays one order's stored events to order-events on Kafka, marked as replays, in version order", async () => {
+    const orderId = uniqueName('replay')
+    await service.store.execute(createOrder(orderId))
+    await service.store.execute({ commandType: 'ConfirmOrder', orderId, paymentId: 'payment-r' })
+    await waitFor(() => eventsOf(events.seen, orderId).length === 2, { message: 'the originals are published' })
+
+    await migrateReplayJobs(database.db)
+    const job = await createReplayJob(database.db, { kind: 'order', orderId })
+    const done = await runReplayJob({ db: database.db, transport }, job.id)
+    assert.equal(done.status, 'completed')
+    assert.equal(done.done, 2)
+
+    const replays = () => events.seen.filter((m) => m.key === orderId && m.headers[REPLAY_HEADER] === 'true')
+    await waitFor(() => replays().length === 2, { message: () => `saw ${replays().length} of 2 replayed events` })
+    const originals = events.seen.filter((m) => m.key === orderId && !m.headers[REPLAY_HEADER])
+    assert.deepEqual(
+      replays().map((m) => m.value),
+      originals.map((m) => m.value),
+      'a replay carries exactly the stored events, in version order',
+    )
   })
 })
 
