@@ -5,7 +5,6 @@ import type { Config } from '../platform/config.ts'
 import { isAppError } from '../platform/errors.ts'
 import type { Logger } from '../platform/logger.ts'
 import type { Runtime } from '../platform/runtime.ts'
-import type { SqlDatabase } from '../platform/sql/port.ts'
 import type { ReplayJob, ReplaySelection } from './replay.ts'
 
 /**
@@ -347,24 +346,6 @@ async function replayCommand(
   return 0
 }
 
-/**
- * PGlite answers through promises alone, so rebuildReadModel's loop of batches never gives the
- * event loop a turn and Ctrl-C would only be seen at the end. Each batch is one transaction: yield
- * before each. (Better done in rebuildReadModel itself; this keeps the CLI interruptible meanwhile.)
- */
-function yieldingEachTransaction(db: SqlDatabase): SqlDatabase {
-  return {
-    dialect: db.dialect,
-    query: (text, params) => db.query(text, params),
-    exec: (text) => db.exec(text),
-    transaction: async (work) => {
-      await new Promise((resolve) => setImmediate(resolve))
-      return db.transaction(work)
-    },
-    close: () => db.close(),
-  }
-}
-
 async function rebuildCommand(
   runtime: Runtime,
   command: Extract<CliCommand, { name: 'rebuild-read-model' }>,
@@ -389,7 +370,7 @@ async function rebuildCommand(
   const { rebuildReadModel } = await import('./application/read-model.ts')
   let result: { done: number; total: number }
   try {
-    result = await rebuildReadModel(yieldingEachTransaction(runtime.db), {
+    result = await rebuildReadModel(runtime.db, {
       resume: command.resume,
       batchSize: command.batchSize,
       signal,
