@@ -107,6 +107,18 @@ export async function projectBatch(db: SqlDatabase, limit = 500): Promise<number
   })
 }
 
+/** Events up to global position `head` that the projection has not applied yet. */
+async function behindCheckpoint(db: SqlDatabase, head: string): Promise<number> {
+  const { rows } = await db.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM es_events e
+      LEFT JOIN projection_checkpoints c ON c.name = $1
+      WHERE e.stream_type = $2 AND e.global_position <= $3::bigint
+        AND (c.name IS NULL OR (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))`,
+    [PROJECTION_NAME, STREAM_TYPE, head],
+  )
+  return Number(rows[0]?.n ?? 0)
+}
+
 export interface Progress {
   done: number
   total: number
@@ -196,7 +208,19 @@ export function startReadModelProjection(deps: {
   const running = run()
   return {
     async catchUp() {
-      while ((await projectBatch(deps.db)) > 0) {}
+      // Events commit in one order and become readable in another (the projection reads below the
+      // oldest running transaction), so "a batch came back empty" is not "caught up": wait until
+      // nothing committed before this call is left behind the checkpoint.
+      const { rows } = await deps.db.query<{ head: string }>(
+        'SELECT coalesce(max(global_position), 0)::text AS head FROM es_events WHERE stream_type = $1',
+        [STREAM_TYPE],
+      )
+      const head = rows[0]?.head ?? '0'
+      for (;;) {
+        await projectBatch(deps.db)
+        if ((await behindCheckpoint(deps.db, head)) === 0) return
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
     },
     async stop() {
       stopped = true

@@ -48,6 +48,18 @@ export async function enqueue(tx: SqlExecutor, messages: OutgoingMessage[]): Pro
   }
 }
 
+/**
+ * Deletes rows published more than `olderThanHours` ago: the events themselves stay in the event
+ * store, so the outbox only needs what is pending (and recent rows, for looking into incidents).
+ */
+export async function prunePublished(db: SqlExecutor, olderThanHours: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < now() - make_interval(hours => $1)`,
+    [olderThanHours],
+  )
+  return rowCount
+}
+
 /** Lets writers wake the relay of this process right after their transaction committed. */
 export function createOutboxSignal(): { notify(): void; onNotify(listener: () => void): () => void } {
   const emitter = new EventEmitter()
@@ -75,6 +87,8 @@ export interface OutboxRelayOptions {
   retryMaxMs?: number
   /** How long the relay waits after a wake-up to gather more rows into one batch (default 5 ms). */
   coalesceMs?: number
+  /** Published rows are deleted once they are this old (default 24 hours). */
+  retainPublishedHours?: number
   /** Identifies this relay in the lease row; random by default. */
   holderId?: string
   /** Called after each published batch (tests, metrics). */
@@ -90,6 +104,7 @@ export interface OutboxRelay {
 
 /** How long a relay's claim to publish lasts without renewal (another process takes over after). */
 const LEASE_SECONDS = 15
+const PRUNE_EVERY_MS = 60 * 60 * 1000
 
 interface OutboxRow {
   id: string
@@ -106,6 +121,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const retryBaseMs = options.retryBaseMs ?? 250
   const retryMaxMs = options.retryMaxMs ?? 10_000
   const coalesceMs = options.coalesceMs ?? 5
+  let nextPrune = 0
   let stopped = false
   let wake: (() => void) | undefined
   let dirty = false
@@ -134,8 +150,9 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const publishBatch = async (): Promise<number> => {
     if (!(await claimLease())) return 0
     const { rows } = await db.query<OutboxRow>(
-      `SELECT id::text, topic, message_key, value, headers FROM outbox
-        WHERE published_at IS NULL ORDER BY id LIMIT $1`,
+      // Qualified: the select list turns id into text, and ordering by text would put 10 before 9.
+      `SELECT outbox.id::text, topic, message_key, value, headers FROM outbox
+        WHERE published_at IS NULL ORDER BY outbox.id LIMIT $1`,
       [batchSize],
     )
     if (rows.length === 0) return 0
@@ -195,6 +212,11 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           wake = resolve
         })
         continue
+      }
+      if (Date.now() >= nextPrune) {
+        nextPrune = Date.now() + PRUNE_EVERY_MS
+        const pruned = await prunePublished(db, options.retainPublishedHours ?? 24).catch(() => 0)
+        if (pruned > 0) logger.info({ pruned }, 'deleted published outbox rows past their retention')
       }
       // Rows that arrived while draining are published at once; otherwise wait for a signal or the poll.
       if (!dirty && !stopped) {
