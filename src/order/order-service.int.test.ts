@@ -117,7 +117,12 @@ describe('order service on Kafka and PostgreSQL', () => {
       const dying: Transport = {
         kind: 'kafka',
         ensureTopics: async () => {},
-        subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {} }),
+        subscribe: async () => ({
+          groupId: 'none',
+          ready: Promise.resolve(),
+          close: async () => {},
+          lag: async () => [],
+        }),
         publish: async () => {
           throw new Error('process killed before publishing')
         },
@@ -323,7 +328,12 @@ describe('order service on the embedded default (PGlite on disk + the embedded l
       const dying: Transport = {
         kind: 'embedded',
         ensureTopics: async () => {},
-        subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {} }),
+        subscribe: async () => ({
+          groupId: 'none',
+          ready: Promise.resolve(),
+          close: async () => {},
+          lag: async () => [],
+        }),
         publish: async () => {
           throw new Error('process killed before publishing')
         },

@@ -1,8 +1,8 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 
 /**
- * The platform's Prometheus metrics (from seed 001's wish list: publish rate, DLQ count, retry
- * attempts; consumer lag is not measured yet). One registry per process, served at `GET /metrics`.
+ * The platform's Prometheus metrics (seed 001's wish list: publish rate, consumer lag, DLQ count,
+ * retry attempts). One registry per process, served at `GET /metrics`.
  */
 export interface Metrics {
   registry: Registry
@@ -12,6 +12,7 @@ export interface Metrics {
   retries: Counter<'topic' | 'group'>
   deadLettered: Counter<'topic' | 'group' | 'reason'>
   handlerSeconds: Histogram<'topic' | 'group'>
+  consumerLag: Gauge<'topic' | 'group'>
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -55,6 +56,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       help: 'Time spent in message handlers, retries included',
       labelNames: ['topic', 'group'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15],
+      registers,
+    }),
+    consumerLag: new Gauge({
+      name: 'orderflow_consumer_lag_messages',
+      help: "Messages on a topic not yet committed by a consumer group (the group's partitions held in this process)",
+      labelNames: ['topic', 'group'],
       registers,
     }),
   }

@@ -548,6 +548,45 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       )
     })
 
+    it('reports lag: what the group has not committed yet, and zero once everything is handled', async (t) => {
+      const { transport, subscribe } = clients(t)
+      const client = await transport()
+      const topic = uniqueName('contract_lag')
+      await client.ensureTopics([topic])
+      let release: () => void = () => {}
+      const gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let handled = 0
+      const subscription = await subscribe(client, {
+        groupId: uniqueName('contract_lag'),
+        topics: [topic],
+        handler: async () => {
+          handled++
+          if (handled > 5) await gate
+        },
+      })
+      await joined(subscription)
+      await client.publish(Array.from({ length: 20 }, (_, i) => ({ topic, key: 'one-key', value: `m${i}` })))
+      const total = async () => (await subscription.lag()).reduce((sum, p) => sum + p.lag, 0)
+      let last = -1
+      await waitFor(
+        async () => {
+          last = await total()
+          return last >= 14
+        },
+        { timeoutMs: TIMEOUT_MS, message: () => `lag while the handler is held: ${last}, expected at least 14` },
+      )
+      release()
+      await waitFor(
+        async () => {
+          last = await total()
+          return handled === 20 && last === 0
+        },
+        { timeoutMs: TIMEOUT_MS, message: () => `lag after handling ${handled} of 20: ${last}, expected 0` },
+      )
+    })
+
     it('a member whose handler throws leaves the group and its message goes to the remaining member', async (t) => {
       const { transport, subscribe } = clients(t)
       const client = await transport()

@@ -8,6 +8,7 @@ import type {
   IncomingMessage,
   MessageHandler,
   OutgoingMessage,
+  PartitionLag,
   PublishedPosition,
   SubscribeOptions,
   Subscription,
@@ -250,6 +251,7 @@ class EmbeddedTransport implements Transport {
       options,
       coordinator,
       read: (partition, handler, fail) => this.#readPartition(options.groupId, partition, handler, fail),
+      lag: (groupId, partitions) => this.#lag(groupId, partitions),
       onLeft: (left) => this.#members.delete(left),
       logger: this.#settings.logger,
     })
@@ -277,6 +279,19 @@ class EmbeddedTransport implements Transport {
   }
 
   /** Reads one partition for a group until `signal` aborts or the handler throws. */
+  async #lag(groupId: string, partitions: TopicPartition[]): Promise<PartitionLag[]> {
+    if (partitions.length === 0) return []
+    const { rows } = await this.#settings.db.query<{ topic: string; partition: number; lag: string }>(
+      // A group with no committed position reads from offset 0, so its lag is the whole partition.
+      `SELECT p.topic, p.partition, (p.next_offset - coalesce(g.next_offset, 0))::text AS lag
+         FROM log_partitions p
+         LEFT JOIN log_group_offsets g ON g.group_id = $1 AND g.topic = p.topic AND g.partition = p.partition
+        WHERE (p.topic, p.partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))`,
+      [groupId, partitions.map((tp) => tp.topic), partitions.map((tp) => tp.partition)],
+    )
+    return rows.map((r) => ({ topic: r.topic, partition: r.partition, lag: Number(r.lag) }))
+  }
+
   #readPartition(
     groupId: string,
     { topic, partition }: TopicPartition,
@@ -568,6 +583,7 @@ interface MemberSettings {
   coordinator: GroupCoordinator
   read: (partition: TopicPartition, handler: MessageHandler, fail: (error: Error) => void) => PartitionReader
   onLeft: (member: GroupMember) => void
+  lag: (groupId: string, partitions: TopicPartition[]) => Promise<PartitionLag[]>
   logger: TransportLogger
 }
 
@@ -595,6 +611,10 @@ class GroupMember implements Subscription {
 
   get assigned(): TopicPartition[] {
     return [...this.#readers.values()].map(({ topic, partition }) => ({ topic, partition }))
+  }
+
+  lag(): Promise<PartitionLag[]> {
+    return this.#settings.lag(this.groupId, this.assigned)
   }
 
   close(): Promise<void> {

@@ -1,21 +1,55 @@
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
-import type { OutgoingMessage, PublishedPosition, Transport } from './port.ts'
+import type { OutgoingMessage, PublishedPosition, Subscription, Transport } from './port.ts'
 
 /** Header naming the event a message carries, so logs and tools need not parse the body. */
 export const EVENT_ID_HEADER = 'event-id'
 
 /**
  * Logs every publish with its event id, topic, partition and offset (seed 001's
- * "Successfully published event abc-123 to topic order-events at offset 42") and counts it.
+ * "Successfully published event abc-123 to topic order-events at offset 42") and counts it, and
+ * samples the lag of every subscription into `orderflow_consumer_lag_messages`.
  */
-export function instrumentTransport(transport: Transport, deps: { logger: Logger; metrics?: Metrics }): Transport {
+export function instrumentTransport(
+  transport: Transport,
+  deps: { logger: Logger; metrics?: Metrics; lagIntervalMs?: number },
+): Transport {
   const { logger, metrics } = deps
+  const subscriptions = new Set<Subscription>()
+  const sampleLag = async () => {
+    if (!metrics) return
+    for (const subscription of subscriptions) {
+      try {
+        const perTopic = new Map<string, number>()
+        for (const { topic, lag } of await subscription.lag()) perTopic.set(topic, (perTopic.get(topic) ?? 0) + lag)
+        for (const [topic, lag] of perTopic) metrics.consumerLag.set({ topic, group: subscription.groupId }, lag)
+      } catch (error) {
+        logger.debug({ err: error, groupId: subscription.groupId }, 'could not read consumer lag')
+      }
+    }
+  }
+  const lagTimer = setInterval(() => void sampleLag(), deps.lagIntervalMs ?? 10_000)
+  lagTimer.unref()
   return {
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics),
-    subscribe: (options) => transport.subscribe(options),
-    close: () => transport.close(),
+    async subscribe(options) {
+      const subscription = await transport.subscribe(options)
+      subscriptions.add(subscription)
+      return {
+        groupId: subscription.groupId,
+        ready: subscription.ready,
+        lag: () => subscription.lag(),
+        async close() {
+          subscriptions.delete(subscription)
+          await subscription.close()
+        },
+      }
+    },
+    async close() {
+      clearInterval(lagTimer)
+      await transport.close()
+    },
     async publish(messages: OutgoingMessage[]): Promise<PublishedPosition[]> {
       let positions: PublishedPosition[]
       try {

@@ -17,6 +17,7 @@ import type {
   Headers,
   IncomingMessage,
   OutgoingMessage,
+  PartitionLag,
   PublishedPosition,
   SubscribeOptions,
   Subscription,
@@ -402,6 +403,20 @@ class KafkaSubscription implements Subscription {
     this.#stream = undefined
     this.#consumer = undefined
     this.#onClosed()
+  }
+
+  async lag(): Promise<PartitionLag[]> {
+    const consumer = this.#consumer
+    if (!consumer || this.#state !== 'running') return []
+    const lags = await consumer.getLag({ topics: this.#options.topics })
+    const result: PartitionLag[] = []
+    for (const [topic, partitions] of lags) {
+      // Negative values mark partitions this member does not hold or has not committed yet.
+      partitions.forEach((lag, partition) => {
+        if (lag >= 0n) result.push({ topic, partition, lag: Number(lag) })
+      })
+    }
+    return result
   }
 
   async close(): Promise<void> {

@@ -54,12 +54,24 @@ export interface SubscribeOptions {
   onError?: (error: Error) => void
 }
 
+/** Messages on a partition that the group has not committed yet. */
+export interface PartitionLag {
+  topic: string
+  partition: number
+  lag: number
+}
+
 export interface Subscription {
   readonly groupId: string
   /** Resolves once the member has joined its group and been assigned its partitions. */
   readonly ready: Promise<void>
   /** Stops reading, waits for the in-flight handler, commits what was handled, leaves the group. */
   close(): Promise<void>
+  /**
+   * Consumer lag of this member's partitions: the log's end minus the group's committed position.
+   * Partitions whose lag is not known yet (on Kafka, before the group's first commit) are left out.
+   */
+  lag(): Promise<PartitionLag[]>
 }
 
 export interface Transport {
