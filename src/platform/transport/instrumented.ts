@@ -67,16 +67,19 @@ export function instrumentTransport(
         if (logger.isLevelEnabled('info')) {
           const p = positions[i]
           const eventId = m.headers?.[EVENT_ID_HEADER]
+          const eventType = m.headers?.['event-type']
           logger.info(
             {
               eventId,
-              eventType: m.headers?.['event-type'],
+              eventType,
               key: m.key,
               topic: m.topic,
               partition: p?.partition,
               offset: p?.offset,
             },
-            `published ${eventId ? `event ${eventId}` : 'message'} to topic ${m.topic} partition ${p?.partition} at offset ${p?.offset}`,
+            // Seed 001: "Published OrderCreatedEvent to Kafka for order: order-123" and
+            // "Successfully published event abc-123 to topic order-events at offset 42", in one line.
+            `published ${eventType ?? 'message'}${eventId ? ` ${eventId}` : ''} for ${m.key} to topic ${m.topic} partition ${p?.partition} at offset ${p?.offset}`,
           )
         }
       })

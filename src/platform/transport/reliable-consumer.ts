@@ -1,6 +1,7 @@
 import { AppError, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
+import { EVENT_ID_HEADER } from './instrumented.ts'
 import type { IncomingMessage, Subscription, Transport } from './port.ts'
 
 /**
@@ -54,6 +55,16 @@ export interface DeadLetterRecord {
 
 export const deadLetterTopic = (topic: string): string => `${topic}-dlq`
 
+/** Where a message came from, for every log line about it. */
+const whereFrom = (message: IncomingMessage, groupId: string) => ({
+  eventId: message.headers[EVENT_ID_HEADER],
+  topic: message.topic,
+  partition: message.partition,
+  offset: message.offset,
+  key: message.key,
+  groupId,
+})
+
 export const retryDelayMs = (policy: RetryPolicy, retry: number): number => policy.backoffMs * 2 ** (retry - 1)
 
 /** By default errors carrying a domain rejection code are permanent: retrying changes nothing. */
@@ -98,11 +109,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     metrics?.deadLettered.inc({ topic: message.topic, group: groupId, reason })
     logger.warn(
       {
-        topic: message.topic,
-        partition: message.partition,
-        offset: message.offset,
-        key: message.key,
-        groupId,
+        ...whereFrom(message, groupId),
         reason,
         attempts,
         err: error,
@@ -137,11 +144,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
           metrics?.retries.inc({ topic: message.topic, group: groupId })
           logger.warn(
             {
-              topic: message.topic,
-              partition: message.partition,
-              offset: message.offset,
-              key: message.key,
-              groupId,
+              ...whereFrom(message, groupId),
               attempt,
               retryInMs: delay,
               err: error,
