@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { type Envelope, envelopeSchema } from './envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from './money.ts'
-import { type ContractRegistry, createRegistry, describeIssues, type EventContract } from './registry.ts'
+import { type ContractRegistry, createRegistry, describeIssues, type EventContract, parseJson } from './registry.ts'
 
 /**
  * The order service's wire contracts: the events it publishes on `order-events`, the commands it
@@ -257,12 +257,9 @@ export type CommandDecodeResult =
 
 /** Decodes an `order_commands` message; anything that fails is a poison message with a reason. */
 export function decodeOrderCommand(raw: string): CommandDecodeResult {
-  let json: unknown
-  try {
-    json = JSON.parse(raw)
-  } catch (error) {
-    return { ok: false, reason: 'NOT_JSON', message: `message is not JSON: ${(error as Error).message}` }
-  }
+  const parsed = parseJson(raw)
+  if (!parsed.ok) return parsed
+  const json = parsed.json
   const envelope = commandEnvelopeSchema.safeParse(json)
   if (!envelope.success) {
     return { ok: false, reason: 'INVALID_ENVELOPE', message: describeIssues(envelope.error.issues) }

@@ -26,12 +26,9 @@ export function createRegistry(contracts: EventContract[]): ContractRegistry {
   return {
     has: (eventType) => byType.has(eventType),
     decode(raw) {
-      let json: unknown
-      try {
-        json = JSON.parse(raw)
-      } catch (error) {
-        return { ok: false, reason: 'NOT_JSON', message: `message is not JSON: ${(error as Error).message}` }
-      }
+      const parsed = parseJson(raw)
+      if (!parsed.ok) return parsed
+      const json = parsed.json
       const envelope = envelopeSchema.safeParse(json)
       if (!envelope.success) {
         return { ok: false, reason: 'INVALID_ENVELOPE', message: describeIssues(envelope.error.issues) }
@@ -58,6 +55,17 @@ export function createRegistry(contracts: EventContract[]): ContractRegistry {
       }
       return { ok: true, event: { ...envelope.data, ...(body.data as Record<string, unknown>) } }
     },
+  }
+}
+
+/** The first step of every decoder: a message that is not JSON is a poison message. */
+export function parseJson(
+  raw: string,
+): { ok: true; json: unknown } | { ok: false; reason: 'NOT_JSON'; message: string } {
+  try {
+    return { ok: true, json: JSON.parse(raw) }
+  } catch (error) {
+    return { ok: false, reason: 'NOT_JSON', message: `message is not JSON: ${(error as Error).message}` }
   }
 }
 

@@ -56,6 +56,19 @@ const createOrder = (orderId: string, customerId = 'customer-123'): CreateOrder 
 const eventsOf = (seen: IncomingMessage[], orderId: string) =>
   seen.filter((m) => m.key === orderId).map((m) => JSON.parse(m.value) as Record<string, unknown>)
 
+/** A transport in a process that dies before any publish gets out: every publish fails. */
+function dyingTransport(kind: Transport['kind']): Transport {
+  return {
+    kind,
+    ensureTopics: async () => {},
+    subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {}, lag: async () => [] }),
+    publish: async () => {
+      throw new Error('process killed before publishing')
+    },
+    close: async () => {},
+  }
+}
+
 describe('order service on Kafka and PostgreSQL', () => {
   let database: TestDatabase
   let transport: Transport
@@ -114,20 +127,7 @@ describe('order service on Kafka and PostgreSQL', () => {
     const own = await postgresTestDatabase('of_crash')
     try {
       // The first process commits its orders but dies before any publish reaches Kafka.
-      const dying: Transport = {
-        kind: 'kafka',
-        ensureTopics: async () => {},
-        subscribe: async () => ({
-          groupId: 'none',
-          ready: Promise.resolve(),
-          close: async () => {},
-          lag: async () => [],
-        }),
-        publish: async () => {
-          throw new Error('process killed before publishing')
-        },
-        close: async () => {},
-      }
+      const dying = dyingTransport('kafka')
       const doomed = await createOrderService({ db: own.db, transport: dying, logger, retry, pollIntervalMs: 200 })
       const orderIds = Array.from({ length: 5 }, () => uniqueName('crash'))
       for (const orderId of orderIds) await doomed.store.execute(createOrder(orderId))
@@ -325,20 +325,7 @@ describe('order service on the embedded default (PGlite on disk + the embedded l
     try {
       // The first "process": its commands commit, but it dies before its relay publishes anything.
       const first = await openPglite(dir)
-      const dying: Transport = {
-        kind: 'embedded',
-        ensureTopics: async () => {},
-        subscribe: async () => ({
-          groupId: 'none',
-          ready: Promise.resolve(),
-          close: async () => {},
-          lag: async () => [],
-        }),
-        publish: async () => {
-          throw new Error('process killed before publishing')
-        },
-        close: async () => {},
-      }
+      const dying = dyingTransport('embedded')
       const doomed = await createOrderService({ db: first, transport: dying, logger, retry, pollIntervalMs: 50 })
       const orderIds = Array.from({ length: 5 }, () => uniqueName('crash'))
       for (const orderId of orderIds) await doomed.store.execute(createOrder(orderId))
