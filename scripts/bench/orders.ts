@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order.ts'
+import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order/events.ts'
 import { orderRoutes } from '../../src/order/http/routes.ts'
 import { createOrderService } from '../../src/order/service.ts'
 import { createHttpServer } from '../../src/platform/http/server.ts'

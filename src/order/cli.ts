@@ -271,7 +271,7 @@ async function replayCommand(
 ): Promise<number> {
   const { db, transport } = runtime
   const [{ ORDER_EVENTS_TOPIC }, { createReplayJob, getReplayJob, migrateReplayJobs, runReplayJob }] =
-    await Promise.all([import('../contracts/order.ts'), import('./replay.ts')])
+    await Promise.all([import('../contracts/order/events.ts'), import('./replay.ts')])
   await migrateReplayJobs(db)
   if (signal.aborted) return 130
   let job: ReplayJob

@@ -14,7 +14,8 @@ import {
   uniqueName,
   waitFor,
 } from '../../test/support/index.ts'
-import { ORDER_COMMANDS_TOPIC, ORDER_EVENTS_TOPIC } from '../contracts/order.ts'
+import { ORDER_COMMANDS_TOPIC } from '../contracts/order/commands.ts'
+import { ORDER_EVENTS_TOPIC } from '../contracts/order/events.ts'
 import { createLogger } from '../platform/logger.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
 import { createEmbeddedTransport } from '../platform/transport/embedded.ts'

@@ -12,7 +12,7 @@ import {
   uniqueName,
   waitFor,
 } from '../../test/support/index.ts'
-import { ORDER_EVENTS_TOPIC } from '../contracts/order.ts'
+import { ORDER_EVENTS_TOPIC } from '../contracts/order/events.ts'
 import { isAppError } from '../platform/errors.ts'
 import { readAll, START_POSITION, type StoredEvent } from '../platform/eventstore/event-store.ts'
 import { createLogger } from '../platform/logger.ts'

@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid'
-import { ORDER_EVENTS_TOPIC } from '../contracts/order.ts'
+import { ORDER_EVENTS_TOPIC } from '../contracts/order/events.ts'
 import { AppError } from '../platform/errors.ts'
 import {
   countAfter,

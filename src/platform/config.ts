@@ -63,6 +63,12 @@ const environmentSchema = z.object({
   DATA_DIR: z.string().default('.orderflow/data'),
   PORT: wholeNumber('PORT', 0, 65535, 3000),
   HOST: z.string().default('127.0.0.1'),
+  SERVICES: z.string().optional(),
+  SHUTDOWN_TIMEOUT_MS: wholeNumber('SHUTDOWN_TIMEOUT_MS', 100, 600_000, 10_000),
+  LOG_RETENTION_MS: wholeNumber('LOG_RETENTION_MS', 0, Number.MAX_SAFE_INTEGER, 7 * 24 * 3600 * 1000),
+  LOG_RETENTION_BYTES: wholeNumber('LOG_RETENTION_BYTES', 0, Number.MAX_SAFE_INTEGER, 0),
+  IDEMPOTENCY_KEY_TTL_MS: wholeNumber('IDEMPOTENCY_KEY_TTL_MS', 0, Number.MAX_SAFE_INTEGER, 24 * 3600 * 1000),
+  INBOX_RETENTION_MS: wholeNumber('INBOX_RETENTION_MS', 0, Number.MAX_SAFE_INTEGER, 7 * 24 * 3600 * 1000),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: (issue) =>
@@ -87,6 +93,20 @@ export interface Config {
   database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string }
   http: { port: number; host: string }
   logLevel: string
+  /** The service modules this process runs, by name; `undefined` means every module. */
+  services: string[] | undefined
+  /** How long a graceful shutdown may take before the process exits with a failure. */
+  shutdownTimeoutMs: number
+  retention: {
+    /** Embedded log: messages older than this are deleted (Kafka's `retention.ms`); 0 keeps them. */
+    logMs: number
+    /** Embedded log: per topic partition, oldest messages beyond this many bytes go; 0 = no limit. */
+    logBytes: number
+    /** Idempotency-Key responses are kept this long. */
+    idempotencyKeyMs: number
+    /** Inbox entries (handled message ids) are kept this long; redeliveries older than that are not expected. */
+    inboxMs: number
+  }
 }
 
 export class ConfigError extends Error {
@@ -122,5 +142,26 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: e.DATA_DIR },
     http: { port: e.PORT, host: e.HOST },
     logLevel: e.LOG_LEVEL,
+    services: parseServiceList(e.SERVICES),
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    retention: {
+      logMs: e.LOG_RETENTION_MS,
+      logBytes: e.LOG_RETENTION_BYTES,
+      idempotencyKeyMs: e.IDEMPOTENCY_KEY_TTL_MS,
+      inboxMs: e.INBOX_RETENTION_MS,
+    },
   }
+}
+
+/** `SERVICES=order,payment`: names only; which names exist is checked against the modules at start. */
+function parseServiceList(raw: string | undefined): string[] | undefined {
+  if (raw === undefined || raw.trim() === '' || raw.trim() === 'all') return undefined
+  const names = raw.split(',').map((name) => name.trim().toLowerCase())
+  const invalid = names.filter((name) => !/^[a-z][a-z0-9-]*$/.test(name))
+  if (invalid.length > 0) {
+    throw new ConfigError([
+      `SERVICES must be a comma-separated list of service names, or 'all' (got '${raw}')`,
+    ])
+  }
+  return [...new Set(names)]
 }

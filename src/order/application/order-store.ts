@@ -1,6 +1,11 @@
 import { v7 as uuidv7 } from 'uuid'
 import { HeaderNames } from '../../contracts/envelope.ts'
-import { encodeOrderEvent, ORDER_EVENTS_TOPIC, type OrderEvent, type OrderEventData } from '../../contracts/order.ts'
+import {
+  encodeOrderEvent,
+  ORDER_EVENTS_TOPIC,
+  type OrderEvent,
+  type OrderEventData,
+} from '../../contracts/order/events.ts'
 import { AppError } from '../../platform/errors.ts'
 import {
   appendToStream,

@@ -1,5 +1,5 @@
 import { HeaderNames } from '../../contracts/envelope.ts'
-import { decodeOrderCommand, ORDER_COMMANDS_TOPIC, type OrderCommandMessage } from '../../contracts/order.ts'
+import { decodeOrderCommand, ORDER_COMMANDS_TOPIC, type OrderCommandMessage } from '../../contracts/order/commands.ts'
 import type { Logger } from '../../platform/logger.ts'
 import type { Metrics } from '../../platform/metrics.ts'
 import type { Subscription, Transport } from '../../platform/transport/port.ts'

@@ -6,7 +6,7 @@ import {
   type OrderStatus,
   OrderStatuses,
   type OrderUpdated,
-} from '../../contracts/order.ts'
+} from '../../contracts/order/events.ts'
 import { type ErrorCode, ErrorCodes, type FieldError } from '../../platform/errors.ts'
 
 /**

@@ -8,12 +8,14 @@ import {
   changeStatusBody,
   createOrderBody,
   decodeOrderCommand,
+  updateOrderBody,
+} from '../../contracts/order/commands.ts'
+import {
   decodeOrderEvent,
   encodeOrderEvent,
   type OrderEventData,
   orderEventRegistry,
-  updateOrderBody,
-} from '../../contracts/order.ts'
+} from '../../contracts/order/events.ts'
 import {
   type CreateOrder,
   decide,

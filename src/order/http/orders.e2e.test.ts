@@ -9,7 +9,7 @@ import {
   uniqueName,
   waitFor,
 } from '../../../test/support/index.ts'
-import { ORDER_EVENTS_TOPIC } from '../../contracts/order.ts'
+import { ORDER_EVENTS_TOPIC } from '../../contracts/order/events.ts'
 import type { Problem } from '../../platform/http/problem.ts'
 import { createHttpServer } from '../../platform/http/server.ts'
 import { createLogger } from '../../platform/logger.ts'

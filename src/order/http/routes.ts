@@ -8,11 +8,9 @@ import {
   changeStatusBody,
   confirmOrderBody,
   createOrderBody,
-  encodeOrderEvent,
-  orderStatus,
-  requestedOrderStatus,
   updateOrderBody,
-} from '../../contracts/order.ts'
+} from '../../contracts/order/commands.ts'
+import { encodeOrderEvent, orderStatus, requestedOrderStatus } from '../../contracts/order/events.ts'
 import { AppError } from '../../platform/errors.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import { type CommandMetadata, type OrderStore, toOrderEvent } from '../application/order-store.ts'
