@@ -486,7 +486,7 @@ export async function main(
       ? await replayCommand(runtime, command, io, controller.signal)
       : await rebuildCommand(runtime, command, io, controller.signal)
   } catch (error) {
-    if (isAppError(error, 'ORDER_NOT_FOUND') || isAppError(error, 'NOT_FOUND')) {
+    if (isAppError(error, 'NOT_FOUND')) {
       io.stderr.write(`orders: ${error.message}\n`)
     } else {
       io.stderr.write(

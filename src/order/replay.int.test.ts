@@ -167,7 +167,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
 
     it('refuses to replay an order that has no events', async () => {
       await assert.rejects(createReplayJob(db, { kind: 'order', orderId: 'no-such-order' }), (error) => {
-        assert.ok(isAppError(error, 'ORDER_NOT_FOUND'))
+        assert.ok(isAppError(error, 'NOT_FOUND'))
         assert.match(error.message, /no-such-order has no events/)
         return true
       })

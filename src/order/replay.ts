@@ -169,7 +169,7 @@ async function startPosition(db: SqlExecutor, selection: ReplaySelection): Promi
 }
 
 /**
- * Creates a replay job for `selection` without publishing anything. Throws ORDER_NOT_FOUND for an
+ * Creates a replay job for `selection` without publishing anything. Throws NOT_FOUND for an
  * order with no events, since replaying it could only be a typo.
  */
 export async function createReplayJob(db: SqlDatabase, selection: ReplaySelection): Promise<ReplayJob> {
@@ -179,7 +179,7 @@ export async function createReplayJob(db: SqlDatabase, selection: ReplaySelectio
   if (selection.kind === 'order') {
     const stream = (await readStream(db, selection.orderId)).filter((e) => e.streamType === STREAM_TYPE)
     if (stream.length === 0) {
-      throw new AppError('ORDER_NOT_FOUND', `order ${selection.orderId} has no events: nothing to replay`, {
+      throw new AppError('NOT_FOUND', `order ${selection.orderId} has no events: nothing to replay`, {
         details: { orderId: selection.orderId },
       })
     }

@@ -159,9 +159,7 @@ function parseServiceList(raw: string | undefined): string[] | undefined {
   const names = raw.split(',').map((name) => name.trim().toLowerCase())
   const invalid = names.filter((name) => !/^[a-z][a-z0-9-]*$/.test(name))
   if (invalid.length > 0) {
-    throw new ConfigError([
-      `SERVICES must be a comma-separated list of service names, or 'all' (got '${raw}')`,
-    ])
+    throw new ConfigError([`SERVICES must be a comma-separated list of service names, or 'all' (got '${raw}')`])
   }
   return [...new Set(names)]
 }

@@ -6,7 +6,7 @@ import {
   type OrderEvent,
   type OrderEventData,
 } from '../../contracts/order/events.ts'
-import { AppError } from '../../platform/errors.ts'
+import { AppError, notFound } from '../../platform/errors.ts'
 import {
   appendToStream,
   type EventMetadata,
@@ -129,14 +129,14 @@ export function createOrderStore(deps: OrderStoreDeps): OrderStore {
   ): Promise<{ result: CommandResult; extra: T | undefined }> => {
     if (metadata.inbox && !(await markHandled(tx, metadata.inbox.consumer, metadata.inbox.messageId))) {
       const order = await loadState(tx, command.orderId, false)
-      if (!order) throw new AppError('ORDER_NOT_FOUND', `order ${command.orderId} does not exist`)
+      if (!order) throw notFound('order', command.orderId, `order ${command.orderId} does not exist`)
       const result = { order, events: [], duplicate: true }
       return { result, extra: after ? await after(tx, result) : undefined }
     }
     const state = await loadState(tx, command.orderId, false)
     const currentVersion = state?.version ?? 0
     if (!state && command.commandType !== 'CreateOrder') {
-      throw new AppError('ORDER_NOT_FOUND', `order ${command.orderId} does not exist`)
+      throw notFound('order', command.orderId, `order ${command.orderId} does not exist`)
     }
     if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== currentVersion) {
       throw new AppError(
@@ -154,7 +154,7 @@ export function createOrderStore(deps: OrderStoreDeps): OrderStore {
       })
     }
     if (decision.events.length === 0) {
-      if (!state) throw new AppError('ORDER_NOT_FOUND', `order ${command.orderId} does not exist`)
+      if (!state) throw notFound('order', command.orderId, `order ${command.orderId} does not exist`)
       const result = { order: state, events: [], duplicate: false }
       return { result, extra: after ? await after(tx, result) : undefined }
     }

@@ -139,7 +139,7 @@ export function evolve(state: OrderState, event: RecordedOrderEvent): OrderState
     }
   }
   // Any other event before OrderCreated means a broken stream; evolve stays total and decide will
-  // answer ORDER_NOT_FOUND rather than act on half an order.
+  // answer NOT_FOUND rather than act on half an order.
   if (state === null) return state
   const touched = { ...state, updatedAt: event.occurredOn, version: event.version }
   switch (event.eventType) {
@@ -362,7 +362,7 @@ function reject(code: ErrorCode, message: string, fields?: FieldError[]): { ok: 
 }
 
 function notFound(orderId: string): Decision {
-  return reject(ErrorCodes.ORDER_NOT_FOUND, `order ${orderId} not found`)
+  return reject(ErrorCodes.NOT_FOUND, `order ${orderId} not found`)
 }
 
 function invalidTransition(message: string): Decision {

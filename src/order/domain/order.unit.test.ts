@@ -268,7 +268,7 @@ describe('UpdateOrderDetails', () => {
   it('rejects updating an order that does not exist', () => {
     given()
       .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, notes: 'x' })
-      .thenRejects({ code: 'ORDER_NOT_FOUND', message: `order ${ORDER_ID} not found` })
+      .thenRejects({ code: 'NOT_FOUND', message: `order ${ORDER_ID} not found` })
   })
 })
 
@@ -301,7 +301,7 @@ describe('ConfirmOrder', () => {
   }
 
   it('rejects confirming an order that does not exist', () => {
-    given().when(confirm()).thenRejects({ code: 'ORDER_NOT_FOUND' })
+    given().when(confirm()).thenRejects({ code: 'NOT_FOUND' })
   })
 })
 
@@ -335,7 +335,7 @@ describe('CancelOrder', () => {
   }
 
   it('rejects cancelling an order that does not exist', () => {
-    given().when(cancel()).thenRejects({ code: 'ORDER_NOT_FOUND' })
+    given().when(cancel()).thenRejects({ code: 'NOT_FOUND' })
   })
 })
 
@@ -415,7 +415,7 @@ describe('ChangeOrderStatus', () => {
   })
 
   it('rejects a status change on an order that does not exist', () => {
-    given().when(changeStatus('DISPATCHED')).thenRejects({ code: 'ORDER_NOT_FOUND' })
+    given().when(changeStatus('DISPATCHED')).thenRejects({ code: 'NOT_FOUND' })
   })
 })
 

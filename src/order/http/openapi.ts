@@ -40,7 +40,7 @@ export const problemDocument = z.looseObject({
   status: z.number().int(),
   detail: z.string(),
   instance: z.string().optional(),
-  code: z.string().describe('Stable error code, e.g. VALIDATION_FAILED, ORDER_NOT_FOUND, VERSION_CONFLICT'),
+  code: z.string().describe('Stable error code, e.g. VALIDATION_FAILED, NOT_FOUND, VERSION_CONFLICT'),
   errors: z
     .array(z.object({ field: z.string(), message: z.string() }))
     .optional()
@@ -55,7 +55,7 @@ export const problemResponse = (description: string) => ({
 
 export const problemResponses = {
   400: problemResponse('The request is invalid: a field, the body, a query parameter or a header'),
-  404: problemResponse('No order with this id (ORDER_NOT_FOUND)'),
+  404: problemResponse('No order with this id (NOT_FOUND)'),
   409: problemResponse(
     'The order changed since the If-Match version (VERSION_CONFLICT), or its status does not allow this (INVALID_TRANSITION)',
   ),

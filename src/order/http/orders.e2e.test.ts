@@ -374,7 +374,7 @@ function orderApiSuite(setup: DatabaseSetup) {
       assert.deepEqual(problem(missing).errors, [{ field: '(body)', message: 'is missing: send a JSON object' }])
     })
 
-    it('answers an unknown order with 404 ORDER_NOT_FOUND, for reads and commands', async () => {
+    it('answers an unknown order with 404 NOT_FOUND, for reads and commands', async () => {
       for (const [method, url, payload] of [
         ['GET', '/api/orders/order-unknown', undefined],
         ['GET', '/api/orders/order-unknown/events', undefined],
@@ -382,7 +382,7 @@ function orderApiSuite(setup: DatabaseSetup) {
         ['PATCH', '/api/orders/order-unknown', { notes: 'hello' }],
       ] as const) {
         const response = await api.app.inject({ method, url, ...(payload ? { payload } : {}) })
-        const details = assertProblem(response, 404, 'ORDER_NOT_FOUND')
+        const details = assertProblem(response, 404, 'NOT_FOUND')
         assert.match(details.detail, /order-unknown/)
       }
     })

@@ -11,7 +11,7 @@ import {
   updateOrderBody,
 } from '../../contracts/order/commands.ts'
 import { encodeOrderEvent, orderStatus, requestedOrderStatus } from '../../contracts/order/events.ts'
-import { AppError } from '../../platform/errors.ts'
+import { AppError, notFound } from '../../platform/errors.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import { type CommandMetadata, type OrderStore, toOrderEvent } from '../application/order-store.ts'
 import { decodeCursor, queryOrders } from '../application/read-model.ts'
@@ -356,7 +356,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       },
       async (request, reply) => {
         const order = await deps.store.get(request.params.id)
-        if (!order) throw new AppError('ORDER_NOT_FOUND', `order ${request.params.id} not found`)
+        if (!order) throw notFound('order', request.params.id)
         return sendOrder(reply, order)
       },
     )
@@ -381,7 +381,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       },
       async (request) => {
         const history = await deps.store.history(request.params.id)
-        if (history.length === 0) throw new AppError('ORDER_NOT_FOUND', `order ${request.params.id} not found`)
+        if (history.length === 0) throw notFound('order', request.params.id)
         const events = history.map((stored) => ({
           ...encodeOrderEvent(toOrderEvent(stored)),
           // Always set on a stored event; the wire type has it optional because decoding defaults it.

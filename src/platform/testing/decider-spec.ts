@@ -7,7 +7,7 @@ import type { Workflow, WorkflowOutput } from '../es/workflow.ts'
  * every service's unit tests:
  *
  *   const spec = deciderSpec(orderDecider, { aggregateId: 'order-1' })
- *   spec.given(created).when(confirm).then([confirmed])
+ *   spec.given(created).when(confirm).thenEmits([confirmed])
  *   spec.given().when(confirm).thenRejects({ code: 'NOT_FOUND' })
  */
 
@@ -52,7 +52,7 @@ export function deciderSpec<Command, Event extends TypedEvent, State>(
         when(command: Command) {
           const decision = decider.decide(command, state, context)
           return {
-            then(expected: Event[]) {
+            thenEmits(expected: Event[]) {
               assert.ok(
                 decision.ok,
                 `expected events, got a rejection: ${JSON.stringify(!decision.ok && decision.error)}`,
@@ -108,7 +108,7 @@ export function workflowSpec<Input, State, Command, Timeout>(
           const outputs = workflow.decide(input, state, { ...context, ...at })
           return {
             outputs,
-            then(expected: WorkflowOutput<Command, Timeout>[]) {
+            thenOutputs(expected: WorkflowOutput<Command, Timeout>[]) {
               assert.deepEqual(outputs, expected)
             },
             thenNothingHappened() {

@@ -71,7 +71,7 @@ export const retryDelayMs = (policy: RetryPolicy, retry: number): number => poli
 export function isDomainRejection(error: Error): boolean {
   return (
     error instanceof AppError &&
-    ['VALIDATION_FAILED', 'INVALID_TRANSITION', 'ORDER_NOT_FOUND', 'NOT_FOUND', 'POISON_MESSAGE'].includes(error.code)
+    ['VALIDATION_FAILED', 'INVALID_TRANSITION', 'NOT_FOUND', 'POISON_MESSAGE'].includes(error.code)
   )
 }
 
