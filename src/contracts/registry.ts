@@ -12,6 +12,21 @@ export interface EventContract<Schema extends z.ZodType = z.ZodType> {
   versions: Record<number, Schema>
 }
 
+/**
+ * A topic and what travels on it: the unit the AsyncAPI document and the decoders are built from.
+ * Every service's contracts module exports its topics (`orderTopics`, `paymentTopics`, …).
+ */
+export interface TopicContract {
+  topic: string
+  description: string
+  /** What the message key is, e.g. 'the order id': every message of one key keeps its order. */
+  key: string
+  /** The field naming each message's type: `eventType` on event topics, `commandType` on command topics. */
+  discriminator: 'eventType' | 'commandType'
+  /** One entry per message type; for command topics `eventType` holds the commandType. */
+  messages: EventContract[]
+}
+
 export type DecodeResult =
   | { ok: true; event: Envelope & Record<string, unknown> }
   | { ok: false; reason: 'NOT_JSON' | 'INVALID_ENVELOPE' | 'UNKNOWN_EVENT_TYPE' | 'INVALID_EVENT'; message: string }
