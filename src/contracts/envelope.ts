@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { timestamp } from './timestamp.ts'
 
 /**
  * The event envelope every event carries on the wire (seed 001's shape): the envelope fields and
@@ -11,7 +12,8 @@ import { z } from 'zod'
 export const envelopeSchema = z.looseObject({
   eventId: z.uuid({ version: 'v7', error: 'eventId must be a UUIDv7' }),
   aggregateId: z.string().min(1, 'aggregateId must not be empty'),
-  occurredOn: z.iso.datetime({ offset: false, error: 'occurredOn must be an ISO-8601 UTC timestamp' }),
+  /** Any ISO 8601 date-time on the way in (see timestamp.ts); UTC `…Z` once decoded. */
+  occurredOn: timestamp,
   version: z.number().int().positive('version must be a positive whole number'),
   eventType: z.string().regex(/^[A-Z][A-Za-z0-9]*$/, 'eventType must be PascalCase'),
   schemaVersion: z.number().int().positive().default(1),
@@ -33,8 +35,31 @@ export const ENVELOPE_FIELDS = [
   'causationId',
 ] as const
 
+/**
+ * The command envelope (seed 000's shape): commands travel on their service's commands topic with
+ * these fields beside the command's own. `orderId` is optional here because not every command need
+ * address an order; a service's command schemas require the id they address.
+ */
+export const commandEnvelopeSchema = z.looseObject({
+  commandId: z.uuid({ error: 'commandId must be a UUID' }),
+  commandType: z.string({ error: 'commandType must be a string' }).min(1, 'commandType must not be empty'),
+  orderId: z.string({ error: 'orderId must be a string' }).trim().min(1, 'orderId must not be empty').optional(),
+  /** Any ISO 8601 date-time on the way in (see timestamp.ts); UTC `…Z` once decoded. */
+  issuedOn: timestamp,
+  correlationId: z.string().min(1).optional(),
+  causationId: z.string().min(1).optional(),
+  /** The aggregate version the sender last saw; the application layer checks it against the stream. */
+  expectedVersion: z.number().int().nonnegative('expectedVersion must be a whole number ≥ 0').optional(),
+  /** Commands have one version so far; the field is read so that a second one can be told apart. */
+  schemaVersion: z.number().int().positive().optional(),
+})
+
+export type CommandEnvelope = z.infer<typeof commandEnvelopeSchema>
+
 /** Message headers the platform writes and reads. */
 export const HeaderNames = {
+  /** The event's id, so that a consumer can log and deduplicate without parsing the body. */
+  eventId: 'event-id',
   eventType: 'event-type',
   schemaVersion: 'schema-version',
   contentType: 'content-type',

@@ -1,7 +1,8 @@
 import { z } from 'zod'
+import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
-import { describeIssues, parseJson } from '../registry.ts'
-import { id, notes, orderItems, reason, requestedOrderStatus } from './events.ts'
+import { type ContractRegistry, createRegistry, type DecodeFailure, type TopicContract } from '../registry.ts'
+import { id, notes, orderEventsTopic, orderItems, reason, requestedOrderStatus } from './events.ts'
 
 /**
  * The order service's commands: the messages it takes on `order_commands` and its HTTP request
@@ -15,44 +16,20 @@ export const ORDER_COMMANDS_TOPIC = 'order_commands'
 // fulfilment services).
 // ---------------------------------------------------------------------------------------------
 
-const commandEnvelope = {
-  commandId: z.uuid({ error: 'commandId must be a UUID' }),
-  orderId: id('orderId'),
-  issuedOn: z.iso.datetime({ offset: false, error: 'issuedOn must be an ISO-8601 UTC timestamp' }),
-  correlationId: z.string().min(1).optional(),
-  causationId: z.string().min(1).optional(),
-  /** The order version the sender last saw; the application layer checks it against the stream. */
-  expectedVersion: z.number().int().nonnegative('expectedVersion must be a whole number ≥ 0').optional(),
-}
+/** The platform's command envelope, with the order id that every order command addresses. */
+const orderCommandEnvelope = commandEnvelopeSchema.extend({ orderId: id('orderId') })
 
-const commandEnvelopeSchema = z.looseObject({
-  ...commandEnvelope,
-  commandType: z.string({ error: 'commandType must be a string' }).min(1, 'commandType must not be empty'),
-})
-
-/**
- * The Create-Order saga orchestrator speaks in approve/reject; they mean confirm/cancel here. The
- * alias is resolved at the boundary so the domain knows one name per intent.
- */
-export const ORDER_COMMAND_ALIASES: Readonly<Record<string, OrderCommandType>> = {
-  ApproveOrder: 'ConfirmOrder',
-  RejectOrder: 'CancelOrder',
-}
-
-export const confirmOrderCommand = z.looseObject({
-  ...commandEnvelope,
+export const confirmOrderCommand = orderCommandEnvelope.extend({
   commandType: z.literal('ConfirmOrder'),
   paymentId: id('paymentId'),
 })
 
-export const cancelOrderCommand = z.looseObject({
-  ...commandEnvelope,
+export const cancelOrderCommand = orderCommandEnvelope.extend({
   commandType: z.literal('CancelOrder'),
   reason,
 })
 
-export const changeOrderStatusCommand = z.looseObject({
-  ...commandEnvelope,
+export const changeOrderStatusCommand = orderCommandEnvelope.extend({
   commandType: z.literal('ChangeOrderStatus'),
   status: requestedOrderStatus,
   /** Needed only when `status` is CONFIRMED: a confirmation names its payment. */
@@ -70,38 +47,61 @@ export const orderCommandMessage = z.discriminatedUnion('commandType', [
 export type OrderCommandMessage = z.output<typeof orderCommandMessage>
 export type OrderCommandType = OrderCommandMessage['commandType']
 
-const commandTypes = new Set<string>(['ConfirmOrder', 'CancelOrder', 'ChangeOrderStatus'] satisfies OrderCommandType[])
+/**
+ * `order_commands`. The Create-Order saga orchestrator speaks in approve/reject; they mean
+ * confirm/cancel here. The aliases are resolved at the boundary so the domain knows one name per
+ * intent.
+ */
+export const orderCommandsTopic: TopicContract<'commandType'> = {
+  topic: ORDER_COMMANDS_TOPIC,
+  description:
+    'Commands to the order service (seed 000): from the Create-Order saga orchestrator and the fulfilment services. The envelope (commandId, orderId, issuedOn, correlationId, causationId, expectedVersion) and the command’s fields share one JSON object. A command is applied once: its commandId is remembered with the events it produced.',
+  key: 'the order id: all commands to one order are on one partition, in the order they were sent',
+  discriminator: 'commandType',
+  envelope: orderCommandEnvelope,
+  messages: [
+    {
+      eventType: 'ConfirmOrder',
+      aliases: ['ApproveOrder'],
+      versions: { 1: confirmOrderCommand },
+      description: 'Confirm a pending order once it is paid for. The saga’s ApproveOrder means the same.',
+    },
+    {
+      eventType: 'CancelOrder',
+      aliases: ['RejectOrder'],
+      versions: { 1: cancelOrderCommand },
+      description:
+        'Cancel an order that has not been dispatched, with the reason. The saga’s RejectOrder means the same.',
+    },
+    {
+      eventType: 'ChangeOrderStatus',
+      versions: { 1: changeOrderStatusCommand },
+      description:
+        'Move an order to a status (any case): CONFIRMED needs a paymentId, CANCELLED takes a reason; DISPATCHED and DELIVERED come from the fulfilment services.',
+    },
+  ],
+}
 
-export type CommandDecodeResult =
-  | { ok: true; command: OrderCommandMessage }
-  | {
-      ok: false
-      reason: 'NOT_JSON' | 'INVALID_ENVELOPE' | 'UNKNOWN_COMMAND_TYPE' | 'INVALID_COMMAND'
-      message: string
-    }
+/** Every topic of the order service, for the AsyncAPI document. */
+export const orderTopics: readonly TopicContract[] = [orderEventsTopic, orderCommandsTopic]
 
-/** Decodes an `order_commands` message; anything that fails is a poison message with a reason. */
+export const orderCommandRegistry: ContractRegistry<'commandType'> = createRegistry(orderCommandsTopic)
+
+/** Other names for order commands, by the name they stand for (kept for callers that list them). */
+export const ORDER_COMMAND_ALIASES: Readonly<Record<string, OrderCommandType>> = Object.fromEntries(
+  orderCommandsTopic.messages.flatMap((c) => (c.aliases ?? []).map((alias) => [alias, c.eventType])),
+) as Record<string, OrderCommandType>
+
+export type CommandDecodeResult = { ok: true; command: OrderCommandMessage } | DecodeFailure<'commandType'>
+
+/**
+ * Decodes an `order_commands` message; anything that fails is a poison message with a reason. The
+ * registry has validated it against its commandType's schema, which is what makes the narrowing
+ * sound.
+ */
 export function decodeOrderCommand(raw: string): CommandDecodeResult {
-  const parsed = parseJson(raw)
-  if (!parsed.ok) return parsed
-  const json = parsed.json
-  const envelope = commandEnvelopeSchema.safeParse(json)
-  if (!envelope.success) {
-    return { ok: false, reason: 'INVALID_ENVELOPE', message: describeIssues(envelope.error.issues) }
-  }
-  const commandType = ORDER_COMMAND_ALIASES[envelope.data.commandType] ?? envelope.data.commandType
-  if (!commandTypes.has(commandType)) {
-    return {
-      ok: false,
-      reason: 'UNKNOWN_COMMAND_TYPE',
-      message: `unknown commandType '${envelope.data.commandType}'`,
-    }
-  }
-  const command = orderCommandMessage.safeParse({ ...(json as Record<string, unknown>), commandType })
-  if (!command.success) {
-    return { ok: false, reason: 'INVALID_COMMAND', message: describeIssues(command.error.issues) }
-  }
-  return { ok: true, command: command.data }
+  const result = orderCommandRegistry.decode(raw)
+  return result.ok ? { ok: true, command: result.command as unknown as OrderCommandMessage } : result
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { type Envelope, envelopeSchema } from '../envelope.ts'
-import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
-import { type ContractRegistry, createRegistry, type EventContract } from '../registry.ts'
+import { currencyCode, decimalAmount } from '../money.ts'
+import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
 
 /**
  * The order service's events, as published on `order-events`.
@@ -160,15 +160,45 @@ export const orderEvent = z.discriminatedUnion('eventType', [
 export type OrderEventWire = z.input<typeof orderEvent>
 
 export const orderEventContracts: EventContract[] = [
-  { eventType: 'OrderCreated', versions: { 1: orderCreatedEvent } },
-  { eventType: 'OrderUpdated', versions: { 1: orderUpdatedEvent } },
-  { eventType: 'OrderConfirmed', versions: { 1: orderConfirmedEvent } },
-  { eventType: 'OrderCancelled', versions: { 1: orderCancelledEvent } },
-  { eventType: 'OrderStatusChanged', versions: { 1: orderStatusChangedEvent } },
+  {
+    eventType: 'OrderCreated',
+    versions: { 1: orderCreatedEvent },
+    description: 'An order was placed (status PENDING), with its items and what the customer is charged.',
+  },
+  {
+    eventType: 'OrderUpdated',
+    versions: { 1: orderUpdatedEvent },
+    description: 'A pending order’s items or notes changed; the amounts are the new ones.',
+  },
+  {
+    eventType: 'OrderConfirmed',
+    versions: { 1: orderConfirmedEvent },
+    description: 'The order was paid for (status CONFIRMED).',
+  },
+  {
+    eventType: 'OrderCancelled',
+    versions: { 1: orderCancelledEvent },
+    description: 'The order was cancelled (status CANCELLED), with the reason.',
+  },
+  {
+    eventType: 'OrderStatusChanged',
+    versions: { 1: orderStatusChangedEvent },
+    description: 'The order moved along its fulfilment (e.g. CONFIRMED → DISPATCHED → DELIVERED).',
+  },
 ]
 
+/** `order-events`: everything that happens to an order, in order per order. */
+export const orderEventsTopic: TopicContract<'eventType'> = {
+  topic: ORDER_EVENTS_TOPIC,
+  description:
+    'Every event of every order, as the order service records it. The envelope (eventId, aggregateId = order id, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event’s fields share one JSON object.',
+  key: 'the order id (aggregateId): all events of one order are on one partition, in version order',
+  discriminator: 'eventType',
+  messages: orderEventContracts,
+}
+
 /** The contracts of the `order-events` topic. */
-export const orderEventRegistry: ContractRegistry = createRegistry(orderEventContracts)
+export const orderEventRegistry: ContractRegistry = createRegistry(orderEventsTopic)
 
 /**
  * Decodes an `order-events` message into a typed event (amounts in minor units). The registry has
