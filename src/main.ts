@@ -1,21 +1,26 @@
-import { orderRoutes } from './order/http/routes.ts'
-import { createOrderService } from './order/service.ts'
-import { ConfigError, loadConfig } from './platform/config.ts'
-import { isAppError } from './platform/errors.ts'
-import { createHttpServer } from './platform/http/server.ts'
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.ts'
+import { type Config, ConfigError, loadConfig } from './platform/config.ts'
 import { openRuntime } from './platform/runtime.ts'
+import { selectModules, UnknownServiceError } from './services.ts'
 
 /**
- * Starts orderflow: every service in this process. Without configuration it runs on its embedded
- * default (PGlite in DATA_DIR, the embedded log); KAFKA_BROKERS and DATABASE_URL switch to Kafka and
- * PostgreSQL.
+ * Starts orderflow: the service modules `SERVICES` names (all by default) in this process. Without
+ * configuration it runs on its embedded default (PGlite in DATA_DIR, the embedded log);
+ * KAFKA_BROKERS and DATABASE_URL switch to Kafka and PostgreSQL.
+ *
+ * SIGINT/SIGTERM close it gracefully within SHUTDOWN_TIMEOUT_MS: HTTP drains, consumers stop after
+ * their current message and commit, the relay finishes its batch; a part that fails to close, a
+ * timeout, an uncaught exception or an unhandled rejection ends the process with exit code 1.
  */
 async function main(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>
+  let config: Config
+  let modules: ReturnType<typeof selectModules>
   try {
     config = loadConfig()
+    modules = selectModules(config.services)
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof UnknownServiceError) {
       process.stderr.write(`orderflow cannot start. ${error.message}\n`)
       process.exit(2)
     }
@@ -23,39 +28,36 @@ async function main(): Promise<void> {
   }
 
   const runtime = await openRuntime(config)
-  const { logger, db, transport } = runtime
-  const orders = await createOrderService({
-    db,
-    transport,
-    logger,
-    metrics: runtime.metrics,
-    retry: { max: config.kafka.retryMax, backoffMs: config.kafka.retryBackoffMs },
-  })
-  const app = createHttpServer({
-    logger,
-    metrics: runtime.metrics,
-    checks: [{ name: 'database', check: async () => void (await db.query('SELECT 1')) }],
-  })
-  await app.register(orderRoutes({ store: orders.store, db }))
+  const { logger } = runtime
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined
 
-  let stopping = false
-  const stop = async (signal: string) => {
-    if (stopping) return
-    stopping = true
-    logger.info({ signal }, 'shutting down')
-    await app.close()
-    await orders.stop()
-    await runtime.close()
-    process.exit(0)
-  }
-  process.on('SIGINT', () => void stop('SIGINT'))
-  process.on('SIGTERM', () => void stop('SIGTERM'))
+  closeWithGrace(
+    {
+      delay: config.shutdownTimeoutMs,
+      logger: false,
+      onTimeout: (delay) => {
+        logger.fatal({ timeoutMs: delay }, `shutdown did not finish within ${delay} ms; exiting`)
+      },
+    },
+    async ({ signal, err }) => {
+      if (err) logger.fatal({ err }, 'unhandled error; shutting down')
+      else logger.info({ signal }, 'shutting down')
+      try {
+        await app?.close()
+      } finally {
+        await runtime.close()
+      }
+      logger.info('stopped')
+    },
+  )
 
-  const address = await app.listen({ port: config.http.port, host: config.http.host })
+  app = await buildApp(runtime, modules)
+  const address = await app.http.listen({ port: config.http.port, host: config.http.host })
   logger.info(
     {
       address,
-      transport: transport.kind,
+      services: modules.map((m) => m.name),
+      transport: runtime.transport.kind,
       database: config.database.kind === 'pglite' ? `pglite:${config.database.dataDir}` : 'postgres',
     },
     `orderflow listening on ${address}`,
@@ -63,10 +65,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
-  if (isAppError(error, 'CONFIG_INVALID')) {
-    process.stderr.write(`orderflow cannot start. ${error.message}\n`)
-    process.exit(2)
-  }
   process.stderr.write(
     `orderflow failed to start: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`,
   )

@@ -1,24 +1,19 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { buildApp } from '../../src/app.ts'
 import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order/events.ts'
-import { orderRoutes } from '../../src/order/http/routes.ts'
-import { createOrderService } from '../../src/order/service.ts'
-import { createHttpServer } from '../../src/platform/http/server.ts'
-import { createLogger } from '../../src/platform/logger.ts'
-import { createMetrics } from '../../src/platform/metrics.ts'
-import { openPglite } from '../../src/platform/sql/pglite.ts'
-import type { SqlDatabase } from '../../src/platform/sql/port.ts'
+import { loadConfig } from '../../src/platform/config.ts'
+import { openRuntime } from '../../src/platform/runtime.ts'
 import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
-import { createEmbeddedTransport } from '../../src/platform/transport/embedded.ts'
-import { createKafkaTransport } from '../../src/platform/transport/kafka.ts'
-import type { Transport } from '../../src/platform/transport/port.ts'
+import { allModules } from '../../src/services.ts'
 import { type BenchContext, percentile, say } from './support.ts'
 
 /**
  * `POST /api/orders` at increasing concurrency, on the embedded default (PGlite on disk + the
- * embedded log) and on Kafka + PostgreSQL. Client, server, relay and the reading consumer share this
- * one process, as they would in `npm start`; the figures are for the whole system on this machine.
+ * embedded log) and on Kafka + PostgreSQL. The app is `npm start`'s: `openRuntime` and `buildApp`
+ * with every module, from the same configuration variables. Client, server, relay and the reading
+ * consumer share this one process; the figures are for the whole system on this machine.
  *
  * Commit-to-readable latency is the time the event was read from `order-events` minus its
  * `occurredOn`, which the service stamps just before the transaction commits.
@@ -51,14 +46,16 @@ const round = (n: number) => Math.round(n * 100) / 100
 
 async function runMode(
   mode: 'embedded' | 'kafka+postgres',
-  open: () => Promise<{ db: SqlDatabase; transport: Transport; cleanup(): Promise<void> }>,
+  /** The configuration variables of the mode, and how to remove what it created. */
+  open: () => Promise<{ env: Record<string, string>; cleanup(): Promise<void> }>,
   levels: number[],
   seconds: number,
 ): Promise<{ mode: string; levels: LevelResult[] }> {
-  const logger = createLogger({ level: 'silent' })
-  const { db, transport, cleanup } = await open()
-  const service = await createOrderService({ db, transport, logger, retry: { max: 3, backoffMs: 1000 } })
-  const app = createHttpServer({ logger, metrics: createMetrics(), checks: [] })
+  const { env, cleanup } = await open()
+  const runtime = await openRuntime(loadConfig({ LOG_LEVEL: 'silent', ...env }))
+  const { transport } = runtime
+  const built = await buildApp(runtime, allModules())
+  const app = built.http
   // Server-side time, apart from the client's: on one saturated process, requests also queue
   // before the server sees them, and the client-side figure includes that wait.
   let serverLatencies: number[] = []
@@ -70,7 +67,6 @@ async function runMode(
     const arrived = arrivals.get(request)
     if (arrived !== undefined) serverLatencies.push(performance.now() - arrived)
   })
-  await app.register(orderRoutes({ store: service.store, db }))
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
 
   const readAt = new Map<string, number>()
@@ -141,9 +137,8 @@ async function runMode(
     results.push(level)
   }
   await subscription.close()
-  await app.close()
-  await service.stop()
-  await transport.close()
+  await built.close()
+  await runtime.close()
   await cleanup()
   return { mode, levels: results }
 }
@@ -159,45 +154,35 @@ export async function benchOrders(
         'embedded',
         async () => {
           const dir = await mkdtemp(join(tmpdir(), 'orderflow-bench-'))
-          const db = await openPglite(dir)
-          const transport = await createEmbeddedTransport({ db, partitions: ctx.partitions })
           return {
-            db,
-            transport,
-            async cleanup() {
-              await db.close()
-              await rm(dir, { recursive: true, force: true })
-            },
+            env: { DATA_DIR: dir, KAFKA_PARTITIONS: String(ctx.partitions) },
+            cleanup: () => rm(dir, { recursive: true, force: true }),
           }
         },
         options.concurrency,
         options.seconds,
       ),
     )
-  const schema = `bench_orders_${Date.now().toString(36)}`
+  const database = `bench_orders_${Date.now().toString(36)}`
   if (options.modes.includes('kafka'))
     modes.push(
       await runMode(
         'kafka+postgres',
         async () => {
+          // A database of its own, named by DATABASE_URL as in production.
           const admin = openPostgres({ connectionString: ctx.databaseUrl, max: 1 })
-          await admin.exec(`CREATE SCHEMA ${quoteIdentifier(schema)}`)
-          const db = openPostgres({ connectionString: ctx.databaseUrl, schema, max: 20 })
-          const transport = await createKafkaTransport({
-            brokers: ctx.brokers,
-            clientId: 'bench-orders',
-            partitions: ctx.partitions,
-            replicationFactor: 1,
-            requiredAcks: 'all',
-            retries: 3,
-            retryBackoffMs: 100,
-          })
+          await admin.exec(`CREATE DATABASE ${quoteIdentifier(database)}`)
+          const url = new URL(ctx.databaseUrl)
+          url.pathname = `/${database}`
           return {
-            db,
-            transport,
+            env: {
+              KAFKA_BROKERS: ctx.brokers.join(','),
+              KAFKA_CLIENT_ID: 'bench-orders',
+              KAFKA_PARTITIONS: String(ctx.partitions),
+              DATABASE_URL: url.toString(),
+            },
             async cleanup() {
-              await db.close()
-              await admin.exec(`DROP SCHEMA ${quoteIdentifier(schema)} CASCADE`)
+              await admin.exec(`DROP DATABASE ${quoteIdentifier(database)} WITH (FORCE)`)
               await admin.close()
             },
           }

@@ -3,9 +3,9 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Config } from '../platform/config.ts'
 import { isAppError } from '../platform/errors.ts'
+import type { ReplayJob, ReplaySelection } from '../platform/es/replay.ts'
 import type { Logger } from '../platform/logger.ts'
 import type { Runtime } from '../platform/runtime.ts'
-import type { ReplayJob, ReplaySelection } from './replay.ts'
 
 /**
  * The order service's operator commands: `npm run orders -- <command>`. They open the same
@@ -163,7 +163,7 @@ function parseReplay(args: string[]): CliCommand {
   const after = string('after-position')
   if (orderId !== undefined) {
     if (orderId.trim() === '') throw new UsageError('replay: --order needs an order id')
-    selection = { kind: 'order', orderId }
+    selection = { kind: 'stream', streamId: orderId }
   } else if (from !== undefined) {
     const to = string('to')
     selection = { kind: 'time', from: isoTime('replay', 'from', from) }
@@ -252,8 +252,8 @@ function progressReporter(
 
 function describeSelection(selection: ReplaySelection): string {
   switch (selection.kind) {
-    case 'order':
-      return `order ${selection.orderId}`
+    case 'stream':
+      return `order ${selection.streamId}`
     case 'time':
       return selection.to ? `occurred from ${selection.from} to ${selection.to}` : `occurred since ${selection.from}`
     case 'after-position':
@@ -270,9 +270,12 @@ async function replayCommand(
   signal: AbortSignal,
 ): Promise<number> {
   const { db, transport } = runtime
-  const [{ ORDER_EVENTS_TOPIC }, { createReplayJob, getReplayJob, migrateReplayJobs, runReplayJob }] =
-    await Promise.all([import('../contracts/order/events.ts'), import('./replay.ts')])
-  await migrateReplayJobs(db)
+  const [{ ORDER_EVENTS_TOPIC }, { createReplayJob, getReplayJob, runReplayJob }, { orderReplaySource: source }] =
+    await Promise.all([
+      import('../contracts/order/events.ts'),
+      import('../platform/es/replay.ts'),
+      import('./index.ts'),
+    ])
   if (signal.aborted) return 130
   let job: ReplayJob
   if ('resume' in command.target) {
@@ -287,7 +290,7 @@ async function replayCommand(
     }
     job = found
   } else {
-    job = await createReplayJob(db, command.target.selection)
+    job = await createReplayJob(db, source, command.target.selection)
   }
   const resumeWith = `npm run orders -- replay --resume ${job.id}`
   const reporter = progressReporter(io, {
@@ -306,7 +309,7 @@ async function replayCommand(
   if (command.json) reporter.progress({ jobId: job.id, status: 'running', done: job.done, total: job.total })
   let result: ReplayJob
   try {
-    result = await runReplayJob({ db, transport }, job.id, {
+    result = await runReplayJob({ db, transport, source }, job.id, {
       batchSize: command.batchSize,
       signal,
       onProgress: (p) => {
@@ -367,10 +370,13 @@ async function rebuildCommand(
         : 'rebuilding the order read model from the event store (order lists are incomplete until it ends)\n',
     )
   }
-  const { rebuildReadModel } = await import('./application/read-model.ts')
+  const [{ orderReadModel }, { rebuildProjection }] = await Promise.all([
+    import('./application/read-model.ts'),
+    import('../platform/es/projections.ts'),
+  ])
   let result: { done: number; total: number }
   try {
-    result = await rebuildReadModel(runtime.db, {
+    result = await rebuildProjection(runtime.db, orderReadModel, {
       resume: command.resume,
       batchSize: command.batchSize,
       signal,
@@ -476,12 +482,13 @@ export async function main(
 
   let runtime: Runtime | undefined
   try {
-    const [{ openRuntime }, { migrateOrderService }] = await Promise.all([
+    const [{ openRuntime }, { migrateModules }, { orderModule }] = await Promise.all([
       import('../platform/runtime.ts'),
-      import('./service.ts'),
+      import('../app.ts'),
+      import('./index.ts'),
     ])
     runtime = await openRuntime(config, { logger: await cliLogger(env, config) })
-    await migrateOrderService(runtime.db)
+    await migrateModules(runtime.db, [orderModule()])
     return command.name === 'replay'
       ? await replayCommand(runtime, command, io, controller.signal)
       : await rebuildCommand(runtime, command, io, controller.signal)

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { v4 as uuidv4 } from 'uuid'
 import { type Broker, startBroker } from '../../scripts/kafka.ts'
+import { startOrderService, type TestOrderService } from '../../test/support/app.ts'
 import {
   follow,
   kafkaBrokers,
@@ -16,6 +17,7 @@ import {
 } from '../../test/support/index.ts'
 import { ORDER_COMMANDS_TOPIC } from '../contracts/order/commands.ts'
 import { ORDER_EVENTS_TOPIC } from '../contracts/order/events.ts'
+import { createReplayJob, REPLAY_HEADER, runReplayJob } from '../platform/es/replay.ts'
 import { createLogger } from '../platform/logger.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
 import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
@@ -23,8 +25,7 @@ import { createKafkaTransport, type KafkaTransportOptions } from '../platform/tr
 import type { IncomingMessage, Subscription, Transport } from '../platform/transport/port.ts'
 import { type DeadLetterRecord, deadLetterTopic } from '../platform/transport/reliable-consumer.ts'
 import type { CreateOrder } from './domain/order.ts'
-import { createReplayJob, migrateReplayJobs, REPLAY_HEADER, runReplayJob } from './replay.ts'
-import { createOrderService, type OrderService } from './service.ts'
+import { orderReplaySource } from './index.ts'
 
 /**
  * The order service on Kafka + PostgreSQL: the seed 001 flow end to end, the outbox closing the gap
@@ -73,13 +74,13 @@ function dyingTransport(kind: Transport['kind']): Transport {
 describe('order service on Kafka and PostgreSQL', () => {
   let database: TestDatabase
   let transport: Transport
-  let service: OrderService
+  let service: TestOrderService
   let events: { seen: IncomingMessage[]; sub: Subscription }
 
   before(async () => {
     database = await postgresTestDatabase('of_orders')
     transport = await createKafkaTransport(kafkaOptions(kafkaBrokers()))
-    service = await createOrderService({ db: database.db, transport, logger, retry, pollIntervalMs: 200 })
+    service = await startOrderService({ db: database.db, transport, logger, retry, pollIntervalMs: 200 })
     events = await follow(transport, ORDER_EVENTS_TOPIC)
   })
   after(async () => {
@@ -129,13 +130,13 @@ describe('order service on Kafka and PostgreSQL', () => {
     try {
       // The first process commits its orders but dies before any publish reaches Kafka.
       const dying = dyingTransport('kafka')
-      const doomed = await createOrderService({ db: own.db, transport: dying, logger, retry, pollIntervalMs: 200 })
+      const doomed = await startOrderService({ db: own.db, transport: dying, logger, retry, pollIntervalMs: 200 })
       const orderIds = Array.from({ length: 5 }, () => uniqueName('crash'))
       for (const orderId of orderIds) await doomed.store.execute(createOrder(orderId))
       await doomed.stop()
       assert.equal(await doomed.relay.pending(), 5, 'the committed events wait in the outbox')
 
-      const restarted = await createOrderService({
+      const restarted = await startOrderService({
         db: own.reopen(),
         transport,
         logger,
@@ -207,9 +208,8 @@ describe('order service on Kafka and PostgreSQL', () => {
     await service.store.execute({ commandType: 'ConfirmOrder', orderId, paymentId: 'payment-r' })
     await waitFor(() => eventsOf(events.seen, orderId).length === 2, { message: 'the originals are published' })
 
-    await migrateReplayJobs(database.db)
-    const job = await createReplayJob(database.db, { kind: 'order', orderId })
-    const done = await runReplayJob({ db: database.db, transport }, job.id)
+    const job = await createReplayJob(database.db, orderReplaySource, { kind: 'stream', streamId: orderId })
+    const done = await runReplayJob({ db: database.db, transport, source: orderReplaySource }, job.id)
     assert.equal(done.status, 'completed')
     assert.equal(done.done, 2)
 
@@ -242,7 +242,7 @@ describe('order service through a Kafka outage', () => {
   let database: TestDatabase
   let transport: Transport
   let reader: Transport
-  let service: OrderService
+  let service: TestOrderService
   let port: number
   let controllerPort: number
 
@@ -254,7 +254,7 @@ describe('order service through a Kafka outage', () => {
     database = await postgresTestDatabase('of_outage')
     transport = await createKafkaTransport(kafkaOptions([broker.brokers]))
     reader = await createKafkaTransport(kafkaOptions([broker.brokers]))
-    service = await createOrderService({ db: database.db, transport, logger, retry, pollIntervalMs: 200 })
+    service = await startOrderService({ db: database.db, transport, logger, retry, pollIntervalMs: 200 })
   })
   after(async () => {
     await service?.stop()
@@ -327,7 +327,7 @@ describe('order service on the embedded default (PGlite on disk + the embedded l
       // The first "process": its commands commit, but it dies before its relay publishes anything.
       const first = await openPglite(dir)
       const dying = dyingTransport('embedded')
-      const doomed = await createOrderService({ db: first, transport: dying, logger, retry, pollIntervalMs: 50 })
+      const doomed = await startOrderService({ db: first, transport: dying, logger, retry, pollIntervalMs: 50 })
       const orderIds = Array.from({ length: 5 }, () => uniqueName('crash'))
       for (const orderId of orderIds) await doomed.store.execute(createOrder(orderId))
       await doomed.stop()
@@ -336,7 +336,7 @@ describe('order service on the embedded default (PGlite on disk + the embedded l
       // The restarted process opens the same directory and publishes what the outbox holds.
       const db = await openPglite(dir)
       const transport = await createEmbeddedTransport({ db, partitions: 3, pollIntervalMs: 50 })
-      const restarted = await createOrderService({ db, transport, logger, retry, pollIntervalMs: 50 })
+      const restarted = await startOrderService({ db, transport, logger, retry, pollIntervalMs: 50 })
       try {
         const { seen, sub } = await follow(transport, ORDER_EVENTS_TOPIC)
         await waitFor(() => orderIds.every((id) => eventsOf(seen, id).length === 1), {

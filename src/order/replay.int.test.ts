@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { startOrderService, type TestOrderService } from '../../test/support/app.ts'
 import {
   follow,
   pgliteTestDatabase,
@@ -12,28 +13,28 @@ import {
   uniqueName,
   waitFor,
 } from '../../test/support/index.ts'
+import { migrateModules } from '../app.ts'
 import { ORDER_EVENTS_TOPIC } from '../contracts/order/events.ts'
 import { isAppError } from '../platform/errors.ts'
+import { type Progress, rebuildProjection } from '../platform/es/projections.ts'
+import {
+  createReplayJob,
+  getReplayJob,
+  REPLAY_HEADER,
+  REPLAY_JOB_HEADER,
+  type ReplayProgress,
+  runReplayJob,
+} from '../platform/es/replay.ts'
 import { readAll, START_POSITION, type StoredEvent } from '../platform/eventstore/event-store.ts'
 import { createLogger } from '../platform/logger.ts'
-import { createOutboxSignal } from '../platform/outbox/outbox.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
 import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
 import type { IncomingMessage, Subscription, Transport } from '../platform/transport/port.ts'
 import { createOrderStore } from './application/order-store.ts'
-import { type Progress, queryOrders, rebuildReadModel } from './application/read-model.ts'
+import { orderReadModel, queryOrders } from './application/read-model.ts'
 import type { OrderCommand } from './domain/order.ts'
-import {
-  createReplayJob,
-  getReplayJob,
-  migrateReplayJobs,
-  REPLAY_HEADER,
-  REPLAY_JOB_HEADER,
-  type ReplayProgress,
-  runReplayJob,
-} from './replay.ts'
-import { createOrderService, migrateOrderService, type OrderService } from './service.ts'
+import { orderModule, orderReplaySource } from './index.ts'
 
 /**
  * Replay and read-model rebuild, on PGlite and on PostgreSQL with the embedded transport; then the
@@ -82,7 +83,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
     let database: TestDatabase
     let db: SqlDatabase
     let transport: Transport
-    let service: OrderService | undefined
+    let service: TestOrderService | undefined
     let reader: { seen: IncomingMessage[]; sub: Subscription }
     let now = new Date('2025-01-01T10:00:00.000Z')
     // Orders on three days, each created at 10:00 and the first two confirmed at 11:00.
@@ -93,8 +94,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
       database = await open()
       db = database.db
       transport = await createEmbeddedTransport({ db, partitions: 3, pollIntervalMs: 50 })
-      service = await createOrderService({ db, transport, logger, retry, clock: () => now })
-      await migrateReplayJobs(db)
+      service = await startOrderService({ db, transport, logger, retry, clock: () => now })
       for (const [day, orderId] of orders.entries()) {
         if (day === 2) await crossDigitBoundary(db)
         now = new Date(`2025-01-0${day + 1}T10:00:00.000Z`)
@@ -128,9 +128,9 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
     it("re-publishes one order's events in version order, as the outbox did plus the replay header, writing nothing else", async () => {
       const orderId = orders[0]
       const [outboxBefore, eventsBefore] = [await rowCount(db, 'outbox'), await rowCount(db, 'es_events')]
-      const job = await createReplayJob(db, { kind: 'order', orderId })
+      const job = await createReplayJob(db, orderReplaySource, { kind: 'stream', streamId: orderId })
       assert.equal(job.total, 2)
-      const done = await runReplayJob({ db, transport }, job.id)
+      const done = await runReplayJob({ db, transport, source: orderReplaySource }, job.id)
       assert.equal(done.status, 'completed')
       assert.equal(done.done, 2)
       assert.equal(done.total, 2)
@@ -166,21 +166,24 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
     })
 
     it('refuses to replay an order that has no events', async () => {
-      await assert.rejects(createReplayJob(db, { kind: 'order', orderId: 'no-such-order' }), (error) => {
-        assert.ok(isAppError(error, 'NOT_FOUND'))
-        assert.match(error.message, /no-such-order has no events/)
-        return true
-      })
+      await assert.rejects(
+        createReplayJob(db, orderReplaySource, { kind: 'stream', streamId: 'no-such-order' }),
+        (error) => {
+          assert.ok(isAppError(error, 'NOT_FOUND'))
+          assert.match(error.message, /no-such-order has no events/)
+          return true
+        },
+      )
     })
 
     it('replays the events that occurred in [from, to), in store order', async () => {
-      const job = await createReplayJob(db, {
+      const job = await createReplayJob(db, orderReplaySource, {
         kind: 'time',
         from: '2025-01-02T00:00:00.000Z',
         to: '2025-01-03T00:00:00.000Z',
       })
       assert.equal(job.total, 2)
-      const done = await runReplayJob({ db, transport }, job.id)
+      const done = await runReplayJob({ db, transport, source: orderReplaySource }, job.id)
       assert.deepEqual([done.status, done.done, done.total], ['completed', 2, 2])
       const replayed = await waitFor(
         () => (replayedBy(reader.seen, job.id).length === 2 ? replayedBy(reader.seen, job.id) : null),
@@ -197,8 +200,11 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
     it('replays what follows a global position', async () => {
       const third = allEvents[2]
       assert.ok(third)
-      const job = await createReplayJob(db, { kind: 'after-position', globalPosition: third.globalPosition })
-      const done = await runReplayJob({ db, transport }, job.id)
+      const job = await createReplayJob(db, orderReplaySource, {
+        kind: 'after-position',
+        globalPosition: third.globalPosition,
+      })
+      const done = await runReplayJob({ db, transport, source: orderReplaySource }, job.id)
       assert.deepEqual([done.status, done.done, done.total], ['completed', 2, 2])
       const replayed = await waitFor(
         () => (replayedBy(reader.seen, job.id).length === 2 ? replayedBy(reader.seen, job.id) : null),
@@ -208,17 +214,17 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
       )
       assert.deepEqual(new Set(replayed.map(eventIdOf)), new Set(allEvents.slice(3).map((e) => e.eventId)))
       await assert.rejects(
-        createReplayJob(db, { kind: 'after-position', globalPosition: '999999999' }),
+        createReplayJob(db, orderReplaySource, { kind: 'after-position', globalPosition: '999999999' }),
         /no event is stored at global position 999999999/,
       )
     })
 
     it('stops after the current batch when interrupted and resumes where it stopped, to done === total', async () => {
-      const job = await createReplayJob(db, { kind: 'all' })
+      const job = await createReplayJob(db, orderReplaySource, { kind: 'all' })
       assert.equal(job.total, 5)
       const controller = new AbortController()
       const seenProgress: ReplayProgress[] = []
-      const interrupted = await runReplayJob({ db, transport }, job.id, {
+      const interrupted = await runReplayJob({ db, transport, source: orderReplaySource }, job.id, {
         batchSize: 2,
         signal: controller.signal,
         onProgress: (p) => {
@@ -239,7 +245,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
       )
 
       const progress: ReplayProgress[] = []
-      const resumed = await runReplayJob({ db, transport }, job.id, {
+      const resumed = await runReplayJob({ db, transport, source: orderReplaySource }, job.id, {
         batchSize: 2,
         onProgress: (p) => progress.push(p),
       })
@@ -272,7 +278,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
         )
       }
       // Resuming a completed job publishes nothing more.
-      const again = await runReplayJob({ db, transport }, job.id)
+      const again = await runReplayJob({ db, transport, source: orderReplaySource }, job.id)
       assert.deepEqual([again.status, again.done], ['completed', 5])
     })
 
@@ -283,7 +289,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
       assert.equal((await queryOrders(db, { limit: 10 }, null)).orders.length, 0)
 
       const controller = new AbortController()
-      const interrupted = await rebuildReadModel(db, {
+      const interrupted = await rebuildProjection(db, orderReadModel, {
         batchSize: 1,
         signal: controller.signal,
         onProgress: (p) => {
@@ -293,7 +299,11 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
       assert.deepEqual(interrupted, { done: 1, total: 5 })
 
       const progress: Progress[] = []
-      const result = await rebuildReadModel(db, { resume: true, batchSize: 2, onProgress: (p) => progress.push(p) })
+      const result = await rebuildProjection(db, orderReadModel, {
+        resume: true,
+        batchSize: 2,
+        onProgress: (p) => progress.push(p),
+      })
       assert.deepEqual(result, { done: 4, total: 4 })
       assert.deepEqual(progress.at(-1), { done: 4, total: 4 })
       const after = await queryOrders(db, { limit: 10 }, null)
@@ -309,7 +319,7 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
 
       const full: Progress[] = []
       await db.query('DELETE FROM order_read_model')
-      await rebuildReadModel(db, { onProgress: (p) => full.push(p) })
+      await rebuildProjection(db, orderReadModel, { onProgress: (p) => full.push(p) })
       assert.deepEqual(full.at(-1), { done: 5, total: 5 })
       assert.deepEqual((await queryOrders(db, { limit: 10 }, null)).orders, before.orders)
     })
@@ -364,8 +374,8 @@ describe('orders command line', () => {
     dataDir = await mkdtemp(join(tmpdir(), 'orderflow-cli-'))
     // Commands only, with no relay: the CLI is what publishes here.
     const db = await openPglite(dataDir)
-    await migrateOrderService(db)
-    const store = createOrderStore({ db, signal: createOutboxSignal() })
+    await migrateModules(db, [orderModule()])
+    const store = createOrderStore({ db, onCommitted: () => {} })
     await store.execute(createOrder(orderId))
     await store.execute({ commandType: 'ConfirmOrder', orderId, paymentId: 'payment-1' })
     for (let i = 1; i < orderCount; i++) await store.execute(createOrder(`${orderId}_${i}`))

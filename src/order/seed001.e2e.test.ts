@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
-import type { FastifyInstance } from 'fastify'
 import { consoleConsumerCommand } from '../../scripts/kafka.ts'
+import { startTestApp } from '../../test/support/app.ts'
 import { kafkaBrokers, postgresTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../test/support/index.ts'
+import type { App } from '../app.ts'
 import { ORDER_EVENTS_TOPIC } from '../contracts/order/events.ts'
-import { createHttpServer } from '../platform/http/server.ts'
 import { createLogger } from '../platform/logger.ts'
-import { createMetrics } from '../platform/metrics.ts'
 import { createKafkaTransport } from '../platform/transport/kafka.ts'
 import type { Transport } from '../platform/transport/port.ts'
-import { orderRoutes } from './http/routes.ts'
-import { createOrderService, type OrderService } from './service.ts'
+import { orderModule } from './index.ts'
 
 /**
  * Seed 001's "Testing Kafka Integration", step by step, on Kafka + PostgreSQL: post its example
@@ -75,8 +73,7 @@ async function consoleConsumer(done: (lines: string[]) => boolean, timeoutMs: nu
 describe("seed 001's Kafka integration check", () => {
   let database: TestDatabase
   let transport: Transport
-  let service: OrderService
-  let app: FastifyInstance
+  let app: App
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
 
   before(async () => {
@@ -90,44 +87,40 @@ describe("seed 001's Kafka integration check", () => {
       retries: 3,
       retryBackoffMs: 100,
     })
-    service = await createOrderService({
+    app = await startTestApp({
       db: database.db,
       transport,
       logger,
-      retry: { max: 1, backoffMs: 10 },
-      commandsGroupId: uniqueName('commands'),
+      env: { KAFKA_RETRY_MAX: '1' },
+      modules: [orderModule({ commandsGroupId: uniqueName('commands') })],
     })
-    app = createHttpServer({ logger, metrics: createMetrics(), checks: [] })
-    await app.register(orderRoutes({ store: service.store, db: database.db }))
-    await app.ready()
   })
   after(async () => {
     await app?.close()
-    await service?.stop()
     await transport?.close()
     await database?.cleanup()
   })
 
   it('shows OrderCreated keyed by the order id, then OrderConfirmed, and OrderCancelled for a cancelled order', async () => {
-    const created = await app.inject({ method: 'POST', url: '/api/orders', payload: seed001Body })
+    const created = await app.http.inject({ method: 'POST', url: '/api/orders', payload: seed001Body })
     assert.equal(created.statusCode, 201, created.body)
     const confirmedId = created.json<{ id: string }>().id
-    const confirm = await app.inject({
+    const confirm = await app.http.inject({
       method: 'POST',
       url: `/api/orders/${confirmedId}/confirm`,
       payload: { paymentId: 'payment-789' },
     })
     assert.equal(confirm.statusCode, 200, confirm.body)
 
-    const second = await app.inject({ method: 'POST', url: '/api/orders', payload: seed001Body })
+    const second = await app.http.inject({ method: 'POST', url: '/api/orders', payload: seed001Body })
     const cancelledId = second.json<{ id: string }>().id
-    const cancel = await app.inject({
+    const cancel = await app.http.inject({
       method: 'POST',
       url: `/api/orders/${cancelledId}/cancel`,
       payload: { reason: 'restaurant closed' },
     })
     assert.equal(cancel.statusCode, 200, cancel.body)
-    await waitFor(async () => (await service.relay.pending()) === 0, { message: 'the outbox is published' })
+    await waitFor(async () => (await app.relay.pending()) === 0, { message: 'the outbox is published' })
 
     const ours = (lines: string[]) =>
       lines.filter((l) => l.startsWith(`${confirmedId}\t`) || l.startsWith(`${cancelledId}\t`))

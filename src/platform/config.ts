@@ -44,6 +44,10 @@ const environmentSchema = z.object({
     .optional(),
   KAFKA_BROKERS: brokerList,
   KAFKA_CLIENT_ID: z.string().default('orderflow'),
+  KAFKA_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]*$/, 'KAFKA_TOPIC_PREFIX may only contain letters, digits, ".", "_" and "-"')
+    .default(''),
   KAFKA_RETRY_MAX: wholeNumber('KAFKA_RETRY_MAX', 0, 20, 3),
   KAFKA_RETRY_BACKOFF_MS: wholeNumber('KAFKA_RETRY_BACKOFF_MS', 0, 600_000, 1000),
   KAFKA_REQUIRED_ACKS: z
@@ -84,6 +88,8 @@ export interface Config {
   kafka: {
     brokers: string[]
     clientId: string
+    /** Prepended to every topic and consumer group name (several deployments on one cluster). */
+    topicPrefix: string
     retryMax: number
     retryBackoffMs: number
     requiredAcks: RequiredAcks
@@ -133,6 +139,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     kafka: {
       brokers: e.KAFKA_BROKERS,
       clientId: e.KAFKA_CLIENT_ID,
+      topicPrefix: e.KAFKA_TOPIC_PREFIX,
       retryMax: e.KAFKA_RETRY_MAX,
       retryBackoffMs: e.KAFKA_RETRY_BACKOFF_MS,
       requiredAcks: e.KAFKA_REQUIRED_ACKS,

@@ -9,6 +9,7 @@ import { openPostgres } from './sql/postgres.ts'
 import { createEmbeddedTransport } from './transport/embedded.ts'
 import { instrumentTransport } from './transport/instrumented.ts'
 import { createKafkaTransport } from './transport/kafka.ts'
+import { namespaceTransport } from './transport/namespaced.ts'
 import type { Transport } from './transport/port.ts'
 
 /** What every service of a process shares: one database, one transport, logs and metrics. */
@@ -54,7 +55,7 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
           logger,
         })
       : await createEmbeddedTransport({ db, partitions: config.kafka.partitions, logger })
-  const transport = instrumentTransport(raw, { logger, metrics })
+  const transport = instrumentTransport(namespaceTransport(raw, config.kafka.topicPrefix), { logger, metrics })
   return {
     config,
     logger,

@@ -8,6 +8,7 @@ import {
   type OrderUpdated,
 } from '../../contracts/order/events.ts'
 import { type ErrorCode, ErrorCodes, type FieldError } from '../../platform/errors.ts'
+import type { DecideContext, Decider, Decision as PlatformDecision, Rejection } from '../../platform/es/decider.ts'
 
 /**
  * The order aggregate as a pure decider: `decide` turns a command and the current state into the
@@ -166,21 +167,11 @@ export function evolve(state: OrderState, event: RecordedOrderEvent): OrderState
 // Decide
 // ---------------------------------------------------------------------------------------------
 
-export interface DecideContext {
-  /**
-   * The time of the decision (ISO-8601 UTC). The application layer stamps the events' `occurredOn`
-   * with the same instant; it is here so that time-based rules read it instead of a clock.
-   */
-  now: string
-}
+export type { DecideContext }
 
-export interface OrderRejection {
-  code: ErrorCode
-  message: string
-  fields?: FieldError[]
-}
+export type OrderRejection = Rejection
 
-export type Decision = { ok: true; events: OrderEventData[] } | { ok: false; error: OrderRejection }
+export type Decision = PlatformDecision<OrderEventData>
 
 export function decide(command: OrderCommand, state: OrderState, _context: DecideContext): Decision {
   switch (command.commandType) {
@@ -372,3 +363,6 @@ function invalidTransition(message: string): Decision {
 function assertNever(value: never): never {
   throw new Error(`unhandled case: ${JSON.stringify(value)}`)
 }
+
+/** The order aggregate as the platform's command handler takes it. */
+export const orderDecider: Decider<OrderCommand, OrderEventData, OrderState> = { initialState, decide, evolve }

@@ -580,7 +580,7 @@ describe('HTTP request bodies', () => {
 const envelope = {
   eventId: '0193f2a1-7b4c-7d2e-9f10-1a2b3c4d5e6f',
   aggregateId: ORDER_ID,
-  occurredOn: '2025-12-25T10:00:00Z',
+  occurredOn: '2025-12-25T10:00:00.000Z',
   version: 1,
 }
 const createdOnTheWire = {
@@ -640,7 +640,7 @@ describe('order commands on the wire', () => {
   const base = {
     commandId: '5f0c6a8e-2a7b-4c1d-9e3f-0a1b2c3d4e5f',
     orderId: ORDER_ID,
-    issuedOn: '2025-12-25T10:05:00Z',
+    issuedOn: '2025-12-25T10:05:00.000Z',
     correlationId: 'saga-1',
   }
 

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { FastifyInstance, HTTPMethods, LightMyRequestResponse } from 'fastify'
+import type { HTTPMethods, LightMyRequestResponse } from 'fastify'
+import { startTestApp } from '../../../test/support/app.ts'
 import { pgliteTestDatabase, type TestDatabase } from '../../../test/support/index.ts'
-import { createHttpServer, OPENAPI_PATH } from '../../platform/http/server.ts'
-import { createLogger } from '../../platform/logger.ts'
-import { createMetrics } from '../../platform/metrics.ts'
+import type { App } from '../../app.ts'
+import { OPENAPI_PATH, registeredRoutes } from '../../platform/http/server.ts'
 import { createEmbeddedTransport } from '../../platform/transport/embedded.ts'
 import type { Transport } from '../../platform/transport/port.ts'
-import { createOrderService, type OrderService } from '../service.ts'
-import { orderRoutes } from './routes.ts'
 
 /**
  * `GET /openapi.json` against the routes the server really has: every route is documented with its
@@ -39,7 +37,6 @@ interface OpenApiDocument {
   paths: Record<string, Record<string, Operation>>
 }
 
-const logger = createLogger({ level: 'silent' })
 const toOpenApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}')
 const mediaTypeOf = (response: LightMyRequestResponse) => String(response.headers['content-type']).split(';')[0] ?? ''
 
@@ -53,40 +50,23 @@ const seed001 = {
 describe('OpenAPI document', () => {
   let database: TestDatabase
   let transport: Transport
-  let service: OrderService
-  let app: FastifyInstance
+  let app: App
   let document: OpenApiDocument
-  const routes: Array<{ method: string; url: string }> = []
+  let routes: Array<{ method: string; url: string }> = []
 
   before(async () => {
     database = await pgliteTestDatabase()
     transport = await createEmbeddedTransport({ db: database.db, partitions: 3, pollIntervalMs: 50 })
-    service = await createOrderService({ db: database.db, transport, logger, retry: { max: 3, backoffMs: 10 } })
-    app = createHttpServer({
-      logger,
-      metrics: createMetrics(),
-      checks: [{ name: 'database', check: async () => void (await database.db.query('SELECT 1')) }],
-    })
-    app.addHook('onRoute', (route) => {
-      for (const method of [route.method].flat()) {
-        // HEAD is Fastify's automatic twin of each GET; the document itself is not an API route.
-        if (method !== 'HEAD' && route.url !== OPENAPI_PATH) routes.push({ method, url: route.url })
-      }
-    })
-    app.register(orderRoutes({ store: service.store, db: database.db }))
-    await app.ready()
-    const response = await app.inject({ method: 'GET', url: OPENAPI_PATH })
+    app = await startTestApp({ db: database.db, transport })
+    // HEAD is Fastify's automatic twin of each GET; the documents themselves are not API routes.
+    routes = registeredRoutes(app.http).filter((r) => r.method !== 'HEAD' && !r.hidden)
+    const response = await app.http.inject({ method: 'GET', url: OPENAPI_PATH })
     assert.equal(response.statusCode, 200)
     document = response.json() as OpenApiDocument
   })
-  let stopping: Promise<void> | undefined
-  const stopService = () => {
-    stopping ??= service.stop().then(() => transport.close())
-    return stopping
-  }
   after(async () => {
     await app?.close()
-    if (service) await stopService()
+    await transport?.close()
     // The last example closed the database already.
     await database?.cleanup().catch(() => {})
   })
@@ -172,7 +152,7 @@ describe('OpenAPI document', () => {
       options: { id?: string; query?: string; payload?: object; headers?: Record<string, string> } = {},
     ) => {
       const url = `${route.replace(':id', encodeURIComponent(options.id ?? ''))}${options.query ?? ''}`
-      const response = await app.inject({
+      const response = await app.http.inject({
         method,
         url,
         ...(options.payload ? { payload: options.payload } : {}),
@@ -210,7 +190,7 @@ describe('OpenAPI document', () => {
     await call('GET', '/api/orders/:id', { id: 'order-unknown' })
     await call('GET', '/api/orders/:id/events', { id })
     await call('GET', '/api/orders/:id/events', { id: 'order-unknown' })
-    await service.projection.catchUp()
+    await app.projections.catchUp()
     await call('GET', '/api/orders', { query: '?customerId=customer-123&status=PENDING&limit=1' })
     await call('GET', '/api/orders', { query: '?limit=1000' })
 
@@ -226,7 +206,7 @@ describe('OpenAPI document', () => {
     await call('POST', '/api/orders/:id/cancel', { id, payload: { reason: '' } })
 
     // The database goes away: the API and the health check answer 503.
-    await stopService()
+    await app.stopWorkers()
     await database.db.close()
     await call('GET', '/health')
     await call('GET', '/api/orders/:id', { id })

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { connect, createServer, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { startTestApp } from '../../../test/support/app.ts'
 import {
   pgliteTestDatabase,
   postgresTestDatabase,
@@ -9,17 +10,17 @@ import {
   uniqueName,
   waitFor,
 } from '../../../test/support/index.ts'
+import type { App } from '../../app.ts'
 import { ORDER_EVENTS_TOPIC } from '../../contracts/order/events.ts'
 import type { Problem } from '../../platform/http/problem.ts'
-import { createHttpServer } from '../../platform/http/server.ts'
 import { createLogger } from '../../platform/logger.ts'
-import { createMetrics } from '../../platform/metrics.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import { openPostgres } from '../../platform/sql/postgres.ts'
 import { createEmbeddedTransport } from '../../platform/transport/embedded.ts'
 import type { IncomingMessage, Transport } from '../../platform/transport/port.ts'
-import { createOrderService, type OrderService } from '../service.ts'
-import { type OrderView, orderRoutes } from './routes.ts'
+import type { OrderStore } from '../application/order-store.ts'
+import type { OrderModule } from '../index.ts'
+import type { OrderView } from './routes.ts'
 
 /**
  * The order API through HTTP, against the real service (event store, outbox, read model, embedded
@@ -37,36 +38,20 @@ const seed001 = {
 }
 const seed004 = '{"customerId":"customer123","items":[{"productId":"product123","quantity":1,"price":100.00}]}'
 
-interface Harness {
-  app: FastifyInstance
-  service: OrderService
-  transport: Transport
-  /** Stops the service's relay, projection and consumer, and the transport; the API keeps serving. */
-  stopWorkers(): Promise<void>
-  close(): Promise<void>
-}
+type Harness = App & { transport: Transport; store: OrderStore }
 
 async function startApi(db: SqlDatabase): Promise<Harness> {
   const transport = await createEmbeddedTransport({ db, partitions: 3, pollIntervalMs: 50 })
-  const service = await createOrderService({ db, transport, logger, retry: { max: 3, backoffMs: 10 } })
-  const app = createHttpServer({ logger, metrics: createMetrics(), checks: [] })
-  app.register(orderRoutes({ store: service.store, db }))
-  await app.ready()
-  let stopping: Promise<void> | undefined
-  const stopWorkers = () => {
-    stopping ??= service.stop().then(() => transport.close())
-    return stopping
-  }
-  return {
-    app,
-    service,
+  const app = await startTestApp({ db, transport })
+  const closeApp = app.close
+  return Object.assign(app, {
     transport,
-    stopWorkers,
+    store: app.module<OrderModule>('order').store,
     async close() {
-      await app.close()
-      await stopWorkers()
+      await closeApp()
+      await transport.close()
     },
-  }
+  })
 }
 
 interface TestDatabaseWithOutage {
@@ -179,7 +164,7 @@ function orderApiSuite(setup: DatabaseSetup) {
     })
 
     const create = (payload: object | string, headers: Record<string, string> = {}) =>
-      api.app.inject({
+      api.http.inject({
         method: 'POST',
         url: '/api/orders',
         payload,
@@ -191,15 +176,15 @@ function orderApiSuite(setup: DatabaseSetup) {
       return body(response)
     }
     const command = (orderId: string, action: string, payload: object, headers: Record<string, string> = {}) =>
-      api.app.inject({ method: 'POST', url: `/api/orders/${orderId}/${action}`, payload, headers })
+      api.http.inject({ method: 'POST', url: `/api/orders/${orderId}/${action}`, payload, headers })
     const history = async (orderId: string) => {
-      const response = await api.app.inject({ method: 'GET', url: `/api/orders/${orderId}/events` })
+      const response = await api.http.inject({ method: 'GET', url: `/api/orders/${orderId}/events` })
       assert.equal(response.statusCode, 200, response.body)
       return body<{ orderId: string; events: Array<Record<string, unknown>> }>(response).events
     }
     const list = async (query: string) => {
-      await api.service.projection.catchUp()
-      const response = await api.app.inject({ method: 'GET', url: `/api/orders?${query}` })
+      await api.projections.catchUp()
+      const response = await api.http.inject({ method: 'GET', url: `/api/orders?${query}` })
       assert.equal(response.statusCode, 200, response.body)
       return body<{ orders: OrderView[]; nextCursor: string | null }>(response)
     }
@@ -234,7 +219,7 @@ function orderApiSuite(setup: DatabaseSetup) {
       )
       assert.equal(order.createdAt, order.updatedAt)
 
-      const fetched = await api.app.inject({ method: 'GET', url: String(response.headers.location) })
+      const fetched = await api.http.inject({ method: 'GET', url: String(response.headers.location) })
       assert.equal(fetched.statusCode, 200)
       assert.equal(fetched.headers.etag, '"1"')
       assert.deepEqual(body(fetched), order)
@@ -347,7 +332,7 @@ function orderApiSuite(setup: DatabaseSetup) {
       assertProblem(broken, 400, 'VALIDATION_FAILED')
       assert.deepEqual(problem(broken).errors, [{ field: '(body)', message: 'is not valid JSON' }])
 
-      const empty = await api.app.inject({
+      const empty = await api.http.inject({
         method: 'POST',
         url: '/api/orders',
         payload: '',
@@ -357,7 +342,7 @@ function orderApiSuite(setup: DatabaseSetup) {
       assert.deepEqual(fieldsOf(empty), ['(body)'])
 
       for (const contentType of ['text/plain', 'application/x-www-form-urlencoded']) {
-        const response = await api.app.inject({
+        const response = await api.http.inject({
           method: 'POST',
           url: '/api/orders',
           payload: 'customerId=customer-123',
@@ -369,7 +354,7 @@ function orderApiSuite(setup: DatabaseSetup) {
         ])
       }
 
-      const missing = await api.app.inject({ method: 'POST', url: `/api/orders/order-x/confirm` })
+      const missing = await api.http.inject({ method: 'POST', url: `/api/orders/order-x/confirm` })
       assertProblem(missing, 400, 'VALIDATION_FAILED')
       assert.deepEqual(problem(missing).errors, [{ field: '(body)', message: 'is missing: send a JSON object' }])
     })
@@ -381,7 +366,7 @@ function orderApiSuite(setup: DatabaseSetup) {
         ['POST', '/api/orders/order-unknown/confirm', { paymentId: 'payment-1' }],
         ['PATCH', '/api/orders/order-unknown', { notes: 'hello' }],
       ] as const) {
-        const response = await api.app.inject({ method, url, ...(payload ? { payload } : {}) })
+        const response = await api.http.inject({ method, url, ...(payload ? { payload } : {}) })
         const details = assertProblem(response, 404, 'NOT_FOUND')
         assert.match(details.detail, /order-unknown/)
       }
@@ -435,17 +420,17 @@ function orderApiSuite(setup: DatabaseSetup) {
     })
 
     it('rejects an invalid status, limit or cursor with a 400 naming each', async () => {
-      const response = await api.app.inject({ method: 'GET', url: '/api/orders?status=SHIPPED&limit=0&cursor=abc' })
+      const response = await api.http.inject({ method: 'GET', url: '/api/orders?status=SHIPPED&limit=0&cursor=abc' })
       assertProblem(response, 400, 'VALIDATION_FAILED')
       assert.deepEqual(fieldsOf(response), ['cursor', 'limit', 'status'])
 
       for (const limit of ['101', 'ten', '2.5']) {
-        const tooMany = await api.app.inject({ method: 'GET', url: `/api/orders?limit=${limit}` })
+        const tooMany = await api.http.inject({ method: 'GET', url: `/api/orders?limit=${limit}` })
         assertProblem(tooMany, 400, 'VALIDATION_FAILED')
         assert.deepEqual(fieldsOf(tooMany), ['limit'])
       }
       const forged = Buffer.from(JSON.stringify(['yesterday', 'order-1'])).toString('base64url')
-      const forgedCursor = await api.app.inject({ method: 'GET', url: `/api/orders?cursor=${forged}` })
+      const forgedCursor = await api.http.inject({ method: 'GET', url: `/api/orders?cursor=${forged}` })
       assertProblem(forgedCursor, 400, 'VALIDATION_FAILED')
       assert.deepEqual(fieldsOf(forgedCursor), ['cursor'])
     })
@@ -504,7 +489,7 @@ function orderApiSuite(setup: DatabaseSetup) {
       const details = assertProblem(confirm, 409, 'INVALID_TRANSITION')
       assert.equal(details.detail, 'cannot confirm an order that is CANCELLED')
       assert.equal((await history(order.id)).length, 2)
-      const current = await api.app.inject({ method: 'GET', url: `/api/orders/${order.id}` })
+      const current = await api.http.inject({ method: 'GET', url: `/api/orders/${order.id}` })
       assert.equal(body(current).status, 'CANCELLED')
       assert.equal(current.headers.etag, '"2"')
     })
@@ -526,7 +511,7 @@ function orderApiSuite(setup: DatabaseSetup) {
 
     it('updates the items and notes of a pending order, keeping the fee in the total', async () => {
       const order = await createFor(uniqueName('update'))
-      const response = await api.app.inject({
+      const response = await api.http.inject({
         method: 'PATCH',
         url: `/api/orders/${order.id}`,
         payload: { items: [{ menuItemId: 'item-2', name: 'Salad', price: 9.5, quantity: 1 }], notes: 'no onions' },
@@ -541,7 +526,7 @@ function orderApiSuite(setup: DatabaseSetup) {
       assert.equal(updated.totalAmount, 29.51)
       assert.equal(updated.notes, 'no onions')
 
-      const empty = await api.app.inject({ method: 'PATCH', url: `/api/orders/${order.id}`, payload: {} })
+      const empty = await api.http.inject({ method: 'PATCH', url: `/api/orders/${order.id}`, payload: {} })
       assertProblem(empty, 400, 'VALIDATION_FAILED')
       assert.deepEqual(problem(empty).errors, [
         { field: '(body)', message: 'at least one of items or notes is required' },
@@ -551,7 +536,7 @@ function orderApiSuite(setup: DatabaseSetup) {
     it('checks If-Match: a stale version is 409 VERSION_CONFLICT, the current one in any form is accepted', async () => {
       const order = await createFor(uniqueName('ifmatch'))
       const notes = (value: string, ifMatch: string) =>
-        api.app.inject({
+        api.http.inject({
           method: 'PATCH',
           url: `/api/orders/${order.id}`,
           payload: { notes: value },
@@ -664,7 +649,7 @@ function orderApiSuite(setup: DatabaseSetup) {
         ['POST', '/api/orders', seed001],
         ['POST', `/api/orders/${orderId}/confirm`, { paymentId: 'payment-1' }],
       ] as const) {
-        const response = await api.app.inject({ method, url, ...(payload ? { payload } : {}) })
+        const response = await api.http.inject({ method, url, ...(payload ? { payload } : {}) })
         const details = assertProblem(response, 503, 'DATABASE_UNAVAILABLE')
         assert.equal(response.headers['retry-after'], '5', `${method} ${url}`)
         assert.equal(details.detail, 'the database is unavailable; retry later')

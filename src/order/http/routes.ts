@@ -1,5 +1,5 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySerializerCompiler } from 'fastify'
-import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { v7 as uuidv7 } from 'uuid'
 import { z } from 'zod'
 import { toDecimal } from '../../contracts/money.ts'
@@ -11,13 +11,21 @@ import {
   updateOrderBody,
 } from '../../contracts/order/commands.ts'
 import { encodeOrderEvent, orderStatus, requestedOrderStatus } from '../../contracts/order/events.ts'
-import { AppError, notFound } from '../../platform/errors.ts'
+import { notFound } from '../../platform/errors.ts'
+import type { AuthRequirement } from '../../platform/http/auth.ts'
+import { requestHash, respondOnce, type StoredResponse } from '../../platform/http/idempotency.ts'
+import { documentRoute, problemResponses, responseHeaders } from '../../platform/http/openapi.ts'
+import {
+  clientOf,
+  commandHeaders,
+  commandMetadata,
+  createHeaders,
+  etagOf as versionTag,
+} from '../../platform/http/request.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
-import { type CommandMetadata, type OrderStore, toOrderEvent } from '../application/order-store.ts'
+import { type OrderStore, toOrderEvent } from '../application/order-store.ts'
 import { decodeCursor, queryOrders } from '../application/read-model.ts'
 import type { Order, OrderCommand } from '../domain/order.ts'
-import { migrateIdempotency, requestHash, respondOnce, type StoredResponse } from './idempotency.ts'
-import { documentOrderRoute, problemResponses, responseHeaders } from './openapi.ts'
 
 /**
  * The order service's HTTP API: commands in (create, update, confirm, cancel, change status), the
@@ -111,40 +119,6 @@ const historyView = z.object({ orderId: z.string(), events: z.array(eventView) }
 
 const orderParams = z.object({ id: z.string().min(1).max(200, 'id must be at most 200 characters') })
 
-const ifMatchPattern = /^(?:W\/)?(?:"(\d{1,9})"|(\d{1,9}))$/
-const traceparentPattern = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/
-
-// Loose: Fastify replaces `request.headers` with what the schema returns, so unknown headers must
-// survive it.
-const requestHeaders = z.looseObject({
-  'x-correlation-id': z
-    .string()
-    .min(1)
-    .max(200, 'must be at most 200 characters')
-    .optional()
-    .describe("Recorded on the events; defaults to the request's id"),
-  traceparent: z.string().optional().describe('W3C trace context, carried to the published events'),
-  tracestate: z.string().optional(),
-})
-
-const commandHeaders = requestHeaders.extend({
-  'if-match': z
-    .string()
-    .trim()
-    .refine((value) => value === '*' || ifMatchPattern.test(value), 'must be one version tag, like "3"')
-    .optional()
-    .describe('The version the change is based on ("3", 3 or W/"3"); a different current version is a 409'),
-})
-
-const createHeaders = requestHeaders.extend({
-  'idempotency-key': z
-    .string()
-    .min(1, 'must not be empty')
-    .max(255, 'must be at most 255 characters')
-    .optional()
-    .describe('Retrying with the same key and body returns the first response instead of creating another order'),
-})
-
 const pageSizeMessage = `must be a whole number from 1 to ${MAX_PAGE_SIZE}`
 
 const listQuery = z.object({
@@ -171,28 +145,7 @@ const listQuery = z.object({
     .describe('nextCursor of the previous page'),
 })
 
-type CommandHeaders = z.output<typeof requestHeaders> & { 'if-match'?: string | undefined }
-
-function commandMetadata(request: FastifyRequest, headers: CommandHeaders): CommandMetadata {
-  const metadata: CommandMetadata = { correlationId: headers['x-correlation-id'] ?? request.id }
-  const expectedVersion = versionFrom(headers['if-match'])
-  if (expectedVersion !== undefined) metadata.expectedVersion = expectedVersion
-  // An invalid traceparent is dropped, not rejected: tracing must never fail a request (W3C).
-  if (headers.traceparent !== undefined && traceparentPattern.test(headers.traceparent)) {
-    metadata.traceparent = headers.traceparent
-    if (headers.tracestate !== undefined) metadata.tracestate = headers.tracestate
-  }
-  return metadata
-}
-
-/** The version in an If-Match header; `*` (any version) and no header check nothing. */
-function versionFrom(ifMatch: string | undefined): number | undefined {
-  const match = ifMatch === undefined ? null : ifMatchPattern.exec(ifMatch)
-  if (!match) return undefined
-  return Number(match[1] ?? match[2])
-}
-
-const etagOf = (order: Order) => `"${order.version}"`
+const etagOf = (order: Order) => versionTag(order.version)
 
 function sendOrder(reply: FastifyReply, order: Order) {
   return reply.header('etag', etagOf(order)).send(toOrderView(order))
@@ -212,50 +165,8 @@ function createdResponse(order: Order): StoredResponse {
   }
 }
 
-function bodyRejected(message: string): AppError {
-  return new AppError('VALIDATION_FAILED', `the request body ${message}`, { fields: [{ field: '(body)', message }] })
-}
-
-// Error responses are the platform error handler's problems; their schemas are documentation, and
-// checking them could only turn a 4xx into a 500 over an extension field. Successful responses are
-// checked against (and shaped by) the route's zod schema.
-const serializeResponses: FastifySerializerCompiler<z.ZodType> = (route) =>
-  /^[45]/.test(String(route.httpStatus)) ? (data) => JSON.stringify(data) : serializerCompiler(route)
-
 export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
   return async (plugin) => {
-    await migrateIdempotency(deps.db)
-
-    plugin.setValidatorCompiler(validatorCompiler)
-    plugin.setSerializerCompiler(serializeResponses)
-
-    // JSON only, and a body that is not JSON is a 400 naming the body like any other invalid
-    // input, rather than Fastify's own errors (415, or text/plain parsed as a string).
-    const parseJson = plugin.getDefaultJsonParser('error', 'error')
-    plugin.removeAllContentTypeParsers()
-    const jsonParser = (
-      request: FastifyRequest,
-      body: string | Buffer,
-      done: (error: Error | null, body?: unknown) => void,
-    ) =>
-      parseJson(request, body as string, (error, value) => {
-        if (!error) return done(null, value)
-        const code = (error as { code?: string }).code
-        done(bodyRejected(code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'must not be empty' : 'is not valid JSON'))
-      })
-    plugin.addContentTypeParser('application/json', { parseAs: 'string' }, jsonParser)
-    plugin.addContentTypeParser(/^application\/[\w.-]+\+json$/, { parseAs: 'string' }, jsonParser)
-    plugin.addContentTypeParser('*', (request, _payload, done) =>
-      done(bodyRejected(`must be application/json, not ${request.headers['content-type'] ?? 'unspecified'}`)),
-    )
-
-    // Said plainly rather than as zod's "expected object, received null".
-    plugin.addHook('preValidation', async (request) => {
-      if (request.routeOptions.schema?.body !== undefined && (request.body === undefined || request.body === null)) {
-        throw bodyRejected('is missing: send a JSON object')
-      }
-    })
-
     const app = plugin.withTypeProvider<ZodTypeProvider>()
     const tags = ['orders']
     const orderResponse = { 200: orderView.describe('The order; ETag is its version') }
@@ -277,7 +188,8 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
           },
         },
         config: {
-          swaggerTransform: documentOrderRoute({
+          auth: 'customer',
+          swaggerTransform: documentRoute({
             201: { location: responseHeaders.location, etag: responseHeaders.etag },
           }),
         },
@@ -285,7 +197,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       async (request, reply) => {
         const orderId = `order-${uuidv7()}`
         const command: OrderCommand = { commandType: 'CreateOrder', orderId, ...request.body }
-        const metadata = commandMetadata(request, request.headers)
+        const metadata = commandMetadata(request)
         const key = request.headers['idempotency-key']
         if (key === undefined) {
           const result = await deps.store.execute(command, metadata)
@@ -293,7 +205,12 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
         }
         const { response, replayed } = await respondOnce(
           deps.db,
-          { key, hash: requestHash({ method: 'POST', path: '/api/orders', body: request.body }) },
+          {
+            scope: 'order',
+            client: clientOf(request),
+            key,
+            hash: requestHash({ method: 'POST', path: '/api/orders', body: request.body }),
+          },
           async (remember) => {
             const { extra } = await deps.store.executeWith(command, metadata, async (tx, result) => {
               const created = createdResponse(result.order)
@@ -319,7 +236,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
           querystring: listQuery,
           response: { 200: orderPage, 400: problemResponses[400], 503: problemResponses[503] },
         },
-        config: { swaggerTransform: documentOrderRoute() },
+        config: { auth: 'customer', swaggerTransform: documentRoute() },
       },
       async (request) => {
         const { customerId, status, limit, cursor } = request.query
@@ -352,7 +269,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
             503: problemResponses[503],
           },
         },
-        config: { swaggerTransform: documentOrderRoute({ 200: { etag: responseHeaders.etag } }) },
+        config: { auth: 'customer', swaggerTransform: documentRoute({ 200: { etag: responseHeaders.etag } }) },
       },
       async (request, reply) => {
         const order = await deps.store.get(request.params.id)
@@ -377,7 +294,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
             503: problemResponses[503],
           },
         },
-        config: { swaggerTransform: documentOrderRoute() },
+        config: { auth: 'customer', swaggerTransform: documentRoute() },
       },
       async (request) => {
         const history = await deps.store.history(request.params.id)
@@ -398,9 +315,12 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       409: problemResponses[409],
       503: problemResponses[503],
     }
-    const commandConfig = { swaggerTransform: documentOrderRoute({ 200: { etag: responseHeaders.etag } }) }
+    const commandConfig = (auth: AuthRequirement) => ({
+      auth,
+      swaggerTransform: documentRoute({ 200: { etag: responseHeaders.etag } }),
+    })
     const execute = async (request: FastifyRequest, reply: FastifyReply, command: OrderCommand) => {
-      const result = await deps.store.execute(command, commandMetadata(request, request.headers as CommandHeaders))
+      const result = await deps.store.execute(command, commandMetadata(request))
       return sendOrder(reply, result.order)
     }
 
@@ -417,7 +337,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
           body: updateOrderBody,
           response: commandResponses,
         },
-        config: commandConfig,
+        config: commandConfig('customer'),
       },
       (request, reply) =>
         execute(request, reply, { commandType: 'UpdateOrderDetails', orderId: request.params.id, ...request.body }),
@@ -435,7 +355,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
           body: confirmOrderBody,
           response: commandResponses,
         },
-        config: commandConfig,
+        config: commandConfig('service'),
       },
       (request, reply) =>
         execute(request, reply, {
@@ -457,7 +377,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
           body: cancelOrderBody,
           response: commandResponses,
         },
-        config: commandConfig,
+        config: commandConfig('customer'),
       },
       (request, reply) =>
         execute(request, reply, {
@@ -481,7 +401,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
           body: changeStatusBody,
           response: commandResponses,
         },
-        config: commandConfig,
+        config: commandConfig('service'),
       },
       (request, reply) =>
         execute(request, reply, { commandType: 'ChangeOrderStatus', orderId: request.params.id, ...request.body }),

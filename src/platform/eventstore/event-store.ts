@@ -164,7 +164,8 @@ export async function readStream(db: SqlExecutor, streamId: string): Promise<Sto
 export interface ReadAllOptions {
   after: StorePosition
   limit: number
-  streamType?: string
+  /** Only events of these stream types (one or several). */
+  streamType?: string | readonly string[]
   /** Only events that occurred in [from, to). */
   from?: string
   to?: string
@@ -177,9 +178,10 @@ function filterConditions(filter: EventFilter, params: unknown[]): string {
   const conditions: string[] = []
   const add = (condition: string, value: unknown) => {
     params.push(value)
-    conditions.push(`AND ${condition} $${params.length}`)
+    conditions.push(`AND ${condition} $${params.length}${condition.endsWith('(') ? ')' : ''}`)
   }
-  if (filter.streamType) add('es_events.stream_type =', filter.streamType)
+  if (typeof filter.streamType === 'string') add('es_events.stream_type =', filter.streamType)
+  else if (filter.streamType) add('es_events.stream_type = ANY(', [...filter.streamType])
   if (filter.from) add('es_events.occurred_on >=', filter.from)
   if (filter.to) add('es_events.occurred_on <', filter.to)
   return conditions.join(' ')

@@ -1,12 +1,21 @@
 import { randomUUID } from 'node:crypto'
 import fastifySwagger, { type SwaggerTransform } from '@fastify/swagger'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchema, LogController } from 'fastify'
-import { createJsonSchemaTransform } from 'fastify-type-provider-zod'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyRequest,
+  type FastifySchema,
+  type FastifySerializerCompiler,
+  LogController,
+} from 'fastify'
+import { createJsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { isDatabaseUnavailable } from '../sql/unavailable.ts'
+import { type Authenticator, allowEveryone, installAuthSeam } from './auth.ts'
 import { problemErrorHandler, problemFor, sendProblem } from './problem.ts'
 
 export interface HealthCheck {
@@ -16,6 +25,8 @@ export interface HealthCheck {
 
 /** Where the OpenAPI document of every route of the process is served. */
 export const OPENAPI_PATH = '/openapi.json'
+/** Where the AsyncAPI document of every topic of the process is served. */
+export const ASYNCAPI_PATH = '/asyncapi.json'
 
 const zodRouteTransform = createJsonSchemaTransform({ skipList: [] })
 
@@ -59,12 +70,49 @@ const healthBody = {
   },
 } as const
 
+function bodyRejected(message: string): AppError {
+  return new AppError('VALIDATION_FAILED', `the request body ${message}`, { fields: [{ field: '(body)', message }] })
+}
+
+// Error responses are the error handler's problems; their schemas are documentation, and checking
+// them could only turn a 4xx into a 500 over an extension field. Successful responses are checked
+// against (and shaped by) the route's zod schema.
+const serializeResponses: FastifySerializerCompiler<z.ZodType> = (route) =>
+  /^[45]/.test(String(route.httpStatus)) ? (data) => JSON.stringify(data) : serializerCompiler(route)
+
+/** A route as registered, for checks over every route (documented, declares its auth). */
+export interface RegisteredRoute {
+  method: string
+  url: string
+  auth: string | undefined
+  /** Left out of the OpenAPI document (the documents themselves). */
+  hidden: boolean
+}
+
+const routesOf = new WeakMap<FastifyInstance, RegisteredRoute[]>()
+
+/** Every route registered on a server made by `createHttpServer`, HEAD twins included. */
+export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute[] {
+  return routesOf.get(app) ?? []
+}
+
+export interface HttpServerOptions {
+  logger: Logger
+  metrics: Metrics
+  checks: HealthCheck[]
+  /** Resolves each route's `config.auth` requirement; everyone is allowed when omitted. */
+  authenticate?: Authenticator
+  /** The AsyncAPI document served at `/asyncapi.json`. */
+  asyncApi?: () => unknown
+}
+
 /**
- * The process's HTTP server: `/health`, `/metrics`, `/openapi.json`, problem+json errors. Services
- * add their routes as Fastify plugins, each in its own encapsulated scope; every route registered
- * after this returns is in the OpenAPI document.
+ * The process's HTTP server: `/health`, `/metrics`, `/openapi.json`, `/asyncapi.json`, JSON bodies
+ * only, problem+json errors and the authentication seam. Service modules add their routes with
+ * `registerApi`, each in its own encapsulated scope; every route registered after this returns is
+ * in the OpenAPI document.
  */
-export function createHttpServer(deps: { logger: Logger; metrics: Metrics; checks: HealthCheck[] }): FastifyInstance {
+export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'http' }) as FastifyBaseLogger,
     // Request lines would double the log volume; errors are logged by the error handler.
@@ -83,6 +131,40 @@ export function createHttpServer(deps: { logger: Logger; metrics: Metrics; check
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problemFor(new AppError('NOT_FOUND', `no route ${request.method} ${request.url}`), request.url)),
   )
+  installAuthSeam(app, deps.authenticate ?? allowEveryone)
+  const routes: RegisteredRoute[] = []
+  routesOf.set(app, routes)
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      routes.push({ method, url: route.url, auth: route.config?.auth, hidden: route.schema?.hide === true })
+    }
+  })
+
+  // JSON only, and a body that is not JSON is a 400 naming the body like any other invalid input,
+  // rather than Fastify's own errors (415, or text/plain parsed as a string).
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeAllContentTypeParsers()
+  const jsonParser = (
+    request: FastifyRequest,
+    body: string | Buffer,
+    done: (error: Error | null, body?: unknown) => void,
+  ) =>
+    parseJson(request, body as string, (error, value) => {
+      if (!error) return done(null, value)
+      const code = (error as { code?: string }).code
+      done(bodyRejected(code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'must not be empty' : 'is not valid JSON'))
+    })
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonParser)
+  app.addContentTypeParser(/^application\/[\w.-]+\+json$/, { parseAs: 'string' }, jsonParser)
+  app.addContentTypeParser('*', (request, _payload, done) =>
+    done(bodyRejected(`must be application/json, not ${request.headers['content-type'] ?? 'unspecified'}`)),
+  )
+  // Said plainly rather than as zod's "expected object, received null".
+  app.addHook('preValidation', async (request) => {
+    if (request.routeOptions.schema?.body !== undefined && (request.body === undefined || request.body === null)) {
+      throw bodyRejected('is missing: send a JSON object')
+    }
+  })
 
   // Swagger collects routes with an onRoute hook, which exists only once the plugin has loaded:
   // the routes below are therefore declared in a plugin registered after it.
@@ -148,7 +230,23 @@ export function createHttpServer(deps: { logger: Logger; metrics: Metrics; check
     )
 
     scope.get(OPENAPI_PATH, { schema: { hide: true } }, async () => app.swagger())
+    if (deps.asyncApi) {
+      const document = deps.asyncApi
+      scope.get(ASYNCAPI_PATH, { schema: { hide: true } }, async () => document())
+    }
   })
 
   return app
+}
+
+/**
+ * Registers a service's API in a scope of its own, with zod validating requests and shaping
+ * responses: the routes declare zod schemas from the contracts and get typed handlers.
+ */
+export function registerApi(app: FastifyInstance, routes: FastifyPluginAsync): void {
+  app.register(async (scope) => {
+    scope.setValidatorCompiler(validatorCompiler)
+    scope.setSerializerCompiler(serializeResponses)
+    await scope.register(routes)
+  })
 }

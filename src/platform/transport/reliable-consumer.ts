@@ -1,4 +1,4 @@
-import { AppError, toError } from '../errors.ts'
+import { AppError, isRetryable, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { EVENT_ID_HEADER } from './instrumented.ts'
@@ -9,7 +9,8 @@ import type { IncomingMessage, Subscription, Transport } from './port.ts'
  * - a message that cannot be decoded (not JSON, failing its schema, unknown type) is a poison
  *   message: it goes to `<topic>-dlq` at once, with the reason, and is never retried;
  * - a handler that throws is retried with exponential backoff (seed 001: 3 retries, 1 s, 2 s, 4 s);
- *   once the retries are spent, or at once for an error marked permanent, the message goes to the
+ *   once the retries are spent, or at once for an error that is not retryable (a domain rejection,
+ *   a stale expected version: see `AppError.retryable`), the message goes to the
  *   dead-letter topic with the error, its stack and the attempt count;
  * - either way the partition keeps flowing. Only a failure to write the dead letter itself stops
  *   the subscription uncommitted, so that nothing accepted is ever lost.
@@ -31,7 +32,7 @@ export interface ReliableConsumerOptions<T> {
   decode: (message: IncomingMessage) => Decoded<T>
   handle: (value: T, message: IncomingMessage) => Promise<void>
   retry: RetryPolicy
-  /** Errors that no retry can cure (a rejected command, a broken invariant) skip the retries. */
+  /** Errors that no retry can cure skip the retries; by default those whose `retryable` flag is false. */
   isPermanent?: (error: Error) => boolean
   logger: Logger
   metrics?: Metrics
@@ -67,17 +68,14 @@ const whereFrom = (message: IncomingMessage, groupId: string) => ({
 
 export const retryDelayMs = (policy: RetryPolicy, retry: number): number => policy.backoffMs * 2 ** (retry - 1)
 
-/** By default errors carrying a domain rejection code are permanent: retrying changes nothing. */
-export function isDomainRejection(error: Error): boolean {
-  return (
-    error instanceof AppError &&
-    ['VALIDATION_FAILED', 'INVALID_TRANSITION', 'NOT_FOUND', 'POISON_MESSAGE'].includes(error.code)
-  )
+/** An error is permanent when it says no retry can help (see `isRetryable`): a domain rejection. */
+export function isPermanentError(error: Error): boolean {
+  return !isRetryable(error)
 }
 
 export async function startReliableConsumer<T>(options: ReliableConsumerOptions<T>): Promise<Subscription> {
   const { transport, groupId, logger, metrics } = options
-  const isPermanent = options.isPermanent ?? isDomainRejection
+  const isPermanent = options.isPermanent ?? isPermanentError
   // The subscription creates its topics; a dead-letter topic is created by its first publish.
 
   const deadLetter = async (message: IncomingMessage, reason: string, error: Error, attempts: number) => {

@@ -1,6 +1,5 @@
 import { v7 as uuidv7 } from 'uuid'
-import { ORDER_EVENTS_TOPIC } from '../contracts/order/events.ts'
-import { AppError } from '../platform/errors.ts'
+import { AppError } from '../errors.ts'
 import {
   countAfter,
   type ReadAllOptions,
@@ -9,16 +8,14 @@ import {
   START_POSITION,
   type StoredEvent,
   type StorePosition,
-} from '../platform/eventstore/event-store.ts'
-import { migrate } from '../platform/sql/migrate.ts'
-import type { SqlDatabase, SqlExecutor } from '../platform/sql/port.ts'
-import type { OutgoingMessage, Transport } from '../platform/transport/port.ts'
-import { STREAM_TYPE, toOrderEvent, toOrderEventMessage } from './application/order-store.ts'
+} from '../eventstore/event-store.ts'
+import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import type { OutgoingMessage, Transport } from '../transport/port.ts'
 
 /**
- * Event replay: re-publishes stored order events to `order-events` for a consumer that lost data.
+ * Event replay: re-publishes a service's stored events to its topics for a consumer that lost data.
  *
- * - Replayed messages are the messages the outbox relay published (`toOrderEventMessage`) plus the
+ * - Replayed messages are the messages the outbox relay published (the source's `toMessages`) plus the
  *   headers `replay: true` and `replay-job: <job id>`, so consumers can tell; their inboxes dedupe
  *   by event id anyway.
  * - Replay publishes through the transport directly: writing to the outbox or the event store would
@@ -33,27 +30,19 @@ import { STREAM_TYPE, toOrderEvent, toOrderEventMessage } from './application/or
 export const REPLAY_HEADER = 'replay'
 export const REPLAY_JOB_HEADER = 'replay-job'
 
-export const replayJobsSchema = `
-CREATE TABLE IF NOT EXISTS replay_jobs (
-  id text PRIMARY KEY,
-  filter jsonb NOT NULL,
-  position_tx xid8,
-  position bigint NOT NULL DEFAULT 0,
-  done integer NOT NULL DEFAULT 0,
-  total integer NOT NULL,
-  status text NOT NULL,
-  started_at timestamptz NOT NULL DEFAULT now(),
-  updated_at timestamptz NOT NULL DEFAULT now()
-);
-`
-
-export async function migrateReplayJobs(db: SqlDatabase): Promise<void> {
-  await migrate(db, [(tx) => tx.exec(replayJobsSchema)])
+/** Which service's events a replay reads, and the messages they become. */
+export interface ReplaySource {
+  /** The event store's stream type (`order`). */
+  streamType: string
+  /** The topics its events go to (created first, in case a consumer's topic was deleted). */
+  topics: readonly string[]
+  /** The messages the outbox relay published for a stored event. */
+  toMessages(event: StoredEvent): OutgoingMessage[]
 }
 
 /** Which events to replay: exactly one selector. */
 export type ReplaySelection =
-  | { kind: 'order'; orderId: string }
+  | { kind: 'stream'; streamId: string }
   /** Events that occurred in [from, to); without `to`, up to the store's head. */
   | { kind: 'time'; from: string; to?: string }
   /** Events stored after the event at this global position, in the store's commit order. */
@@ -62,7 +51,7 @@ export type ReplaySelection =
 
 /** What a job stores: the selection plus where it ends, fixed when the job was created. */
 export type ReplayFilter = ReplaySelection & {
-  /** The last event the job covers: a version for one order, a store position otherwise. */
+  /** The last event the job covers: a version for one stream, a store position otherwise. */
   end: { version: number } | { position: StorePosition | null }
 }
 
@@ -71,7 +60,7 @@ export type ReplayStatus = 'pending' | 'running' | 'interrupted' | 'failed' | 'c
 export interface ReplayJob {
   id: string
   filter: ReplayFilter
-  /** Last published: a store position, or for one order `transactionId` null and the version. */
+  /** Last published: a store position, or for one stream `transactionId` null and the version. */
   position: { transactionId: string | null; globalPosition: string }
   done: number
   total: number
@@ -85,7 +74,7 @@ export interface ReplayProgress {
   status: ReplayStatus
   done: number
   total: number
-  /** The last published event's global position (its version when replaying one order). */
+  /** The last published event's global position (its version when replaying one stream). */
   position: string
 }
 
@@ -135,8 +124,11 @@ export async function getReplayJob(db: SqlExecutor, jobId: string): Promise<Repl
   return row ? toJob(row) : null
 }
 
-const storeFilter = (filter: ReplaySelection): Pick<ReadAllOptions, 'streamType' | 'from' | 'to'> => ({
-  streamType: STREAM_TYPE,
+const storeFilter = (
+  source: ReplaySource,
+  filter: ReplaySelection,
+): Pick<ReadAllOptions, 'streamType' | 'from' | 'to'> => ({
+  streamType: source.streamType,
   ...(filter.kind === 'time' ? { from: filter.from, ...(filter.to ? { to: filter.to } : {}) } : {}),
 })
 
@@ -169,18 +161,22 @@ async function startPosition(db: SqlExecutor, selection: ReplaySelection): Promi
 }
 
 /**
- * Creates a replay job for `selection` without publishing anything. Throws NOT_FOUND for an
- * order with no events, since replaying it could only be a typo.
+ * Creates a replay job for `selection` without publishing anything. Throws NOT_FOUND for a
+ * stream with no events, since replaying it could only be a typo.
  */
-export async function createReplayJob(db: SqlDatabase, selection: ReplaySelection): Promise<ReplayJob> {
+export async function createReplayJob(
+  db: SqlDatabase,
+  source: ReplaySource,
+  selection: ReplaySelection,
+): Promise<ReplayJob> {
   let filter: ReplayFilter
   let total: number
   let start: ReplayJob['position']
-  if (selection.kind === 'order') {
-    const stream = (await readStream(db, selection.orderId)).filter((e) => e.streamType === STREAM_TYPE)
+  if (selection.kind === 'stream') {
+    const stream = (await readStream(db, selection.streamId)).filter((e) => e.streamType === source.streamType)
     if (stream.length === 0) {
-      throw new AppError('NOT_FOUND', `order ${selection.orderId} has no events: nothing to replay`, {
-        details: { orderId: selection.orderId },
+      throw new AppError('NOT_FOUND', `${source.streamType} ${selection.streamId} has no events: nothing to replay`, {
+        details: { resource: source.streamType, id: selection.streamId },
       })
     }
     total = stream.length
@@ -192,20 +188,21 @@ export async function createReplayJob(db: SqlDatabase, selection: ReplaySelectio
       // Qualified: a bare name in ORDER BY would sort by the text output column of that name.
       `SELECT e.transaction_id::text, e.global_position::text FROM es_events e WHERE e.stream_type = $1
         ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1`,
-      [STREAM_TYPE],
+      [source.streamType],
     )
     const head = rows[0] ? { transactionId: rows[0].transaction_id, globalPosition: rows[0].global_position } : null
     const end = head && compare(head, from) > 0 ? head : null
     total = end
-      ? (await countAfter(db, from, storeFilter(selection))) - (await countAfter(db, end, storeFilter(selection)))
+      ? (await countAfter(db, from, storeFilter(source, selection))) -
+        (await countAfter(db, end, storeFilter(source, selection)))
       : 0
     filter = { ...selection, end: { position: end } }
     start = from
   }
   const { rows } = await db.query<JobRow>(
-    `INSERT INTO replay_jobs (id, filter, position_tx, position, total, status)
-     VALUES ($1, $2, $3::text::xid8, $4, $5, 'pending') RETURNING ${jobColumns}`,
-    [uuidv7(), JSON.stringify(filter), start.transactionId, start.globalPosition, total],
+    `INSERT INTO replay_jobs (id, filter, position_tx, position, total, status, stream_type)
+     VALUES ($1, $2, $3::text::xid8, $4, $5, 'pending', $6) RETURNING ${jobColumns}`,
+    [uuidv7(), JSON.stringify(filter), start.transactionId, start.globalPosition, total, source.streamType],
   )
   const row = rows[0]
   if (!row) throw new Error('replay_jobs insert returned no row')
@@ -216,9 +213,11 @@ export async function createReplayJob(db: SqlDatabase, selection: ReplaySelectio
  * The message the outbox relay published for `event`, marked as a replay and with the job that
  * sent it (to tell one replay from another when tracing a consumer).
  */
-export function toReplayMessage(event: StoredEvent, jobId: string): OutgoingMessage {
-  const message = toOrderEventMessage(toOrderEvent(event), event.metadata)
-  return { ...message, headers: { ...message.headers, [REPLAY_HEADER]: 'true', [REPLAY_JOB_HEADER]: jobId } }
+export function toReplayMessages(source: ReplaySource, event: StoredEvent, jobId: string): OutgoingMessage[] {
+  return source.toMessages(event).map((message) => ({
+    ...message,
+    headers: { ...message.headers, [REPLAY_HEADER]: 'true', [REPLAY_JOB_HEADER]: jobId },
+  }))
 }
 
 interface Batch {
@@ -239,17 +238,24 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   })
 }
 
-async function nextOrderBatch(db: SqlExecutor, job: ReplayJob, limit: number, endVersion: number): Promise<Batch> {
-  if (job.filter.kind !== 'order') throw new Error('not an order replay')
+async function nextStreamBatch(
+  db: SqlExecutor,
+  source: ReplaySource,
+  job: ReplayJob,
+  limit: number,
+  endVersion: number,
+): Promise<Batch> {
+  if (job.filter.kind !== 'stream') throw new Error('not a replay of one stream')
   const after = Number(job.position.globalPosition)
-  const events = (await readStream(db, job.filter.orderId))
-    .filter((e) => e.streamType === STREAM_TYPE && e.version > after && e.version <= endVersion)
+  const events = (await readStream(db, job.filter.streamId))
+    .filter((e) => e.streamType === source.streamType && e.version > after && e.version <= endVersion)
     .slice(0, limit)
   return { events, last: events.length === 0 || events.at(-1)?.version === endVersion }
 }
 
 async function nextStoreBatch(
   db: SqlExecutor,
+  source: ReplaySource,
   job: ReplayJob,
   limit: number,
   end: StorePosition | null,
@@ -260,7 +266,7 @@ async function nextStoreBatch(
     globalPosition: job.position.globalPosition,
   }
   if (!end || compare(after, end) >= 0) return { events: [], last: true }
-  const filter = storeFilter(job.filter)
+  const filter = storeFilter(source, job.filter)
   const stalledSince = Date.now()
   for (;;) {
     const read = await readAll(db, { after, limit, ...filter })
@@ -302,11 +308,11 @@ async function save(db: SqlExecutor, job: ReplayJob): Promise<void> {
  * once its last run has ended.
  */
 export async function runReplayJob(
-  deps: { db: SqlDatabase; transport: Transport },
+  deps: { db: SqlDatabase; transport: Transport; source: ReplaySource },
   jobId: string,
   options: ReplayOptions = {},
 ): Promise<ReplayJob> {
-  const { db, transport } = deps
+  const { db, transport, source } = deps
   const found = await getReplayJob(db, jobId)
   if (!found) throw new AppError('NOT_FOUND', `there is no replay job ${jobId}`, { details: { jobId } })
   if (found.status === 'completed') return found
@@ -323,7 +329,7 @@ export async function runReplayJob(
   try {
     await save(db, job)
     // A consumer that lost data may be reading a topic that was deleted and not yet recreated.
-    await transport.ensureTopics([ORDER_EVENTS_TOPIC])
+    await transport.ensureTopics([...source.topics])
     for (;;) {
       // PGlite and the embedded transport on it answer through promises alone, without a turn of
       // the event loop: without this, a signal handler or timer could never run to abort us.
@@ -335,13 +341,13 @@ export async function runReplayJob(
       const end = job.filter.end
       const batch =
         'version' in end
-          ? await nextOrderBatch(db, job, batchSize, end.version)
-          : await nextStoreBatch(db, job, batchSize, end.position, options)
+          ? await nextStreamBatch(db, source, job, batchSize, end.version)
+          : await nextStoreBatch(db, source, job, batchSize, end.position, options)
       const lastEvent = batch.events.at(-1)
       if (lastEvent) {
-        await transport.publish(batch.events.map((event) => toReplayMessage(event, job.id)))
+        await transport.publish(batch.events.flatMap((event) => toReplayMessages(source, event, job.id)))
         job.position =
-          job.filter.kind === 'order'
+          job.filter.kind === 'stream'
             ? { transactionId: null, globalPosition: String(lastEvent.version) }
             : positionOf(lastEvent)
         job.done += batch.events.length

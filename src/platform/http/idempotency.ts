@@ -1,28 +1,20 @@
 import { createHash } from 'node:crypto'
-import { AppError } from '../../platform/errors.ts'
-import { migrate } from '../../platform/sql/migrate.ts'
-import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
+import { AppError } from '../errors.ts'
+import type { SqlExecutor } from '../sql/port.ts'
 
 /**
  * `Idempotency-Key` for HTTP requests that create something: the first response is stored under
  * the key in the same transaction as what the request wrote, so a client that retries after a
- * timeout gets that response back instead of a second order. Keys are never expired here;
- * `created_at` is there for a cleanup job to prune old ones.
+ * timeout gets that response back instead of a second order. Keys are scoped per service and per
+ * client, so two clients (or two services) using the same key never see each other's responses;
+ * they are pruned after `IDEMPOTENCY_KEY_TTL_MS` (24 h by default) by the housekeeping.
  */
 
-export const idempotencySchema = `
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-  key text PRIMARY KEY,
-  request_hash text NOT NULL,
-  status integer NOT NULL,
-  headers jsonb NOT NULL,
-  body jsonb NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now()
-);
-`
-
-export async function migrateIdempotency(db: SqlDatabase): Promise<void> {
-  await migrate(db, [(tx) => tx.exec(idempotencySchema)])
+/** Whose key it is: the service that answers and the client that asked. */
+export interface IdempotencyScope {
+  scope: string
+  client: string
+  key: string
 }
 
 export interface StoredResponse {
@@ -45,26 +37,35 @@ export type Remember = (tx: SqlExecutor, response: StoredResponse) => Promise<vo
  */
 export async function respondOnce(
   db: SqlExecutor,
-  request: { key: string; hash: string },
+  request: IdempotencyScope & { hash: string },
   execute: (remember: Remember) => Promise<StoredResponse>,
 ): Promise<{ response: StoredResponse; replayed: boolean }> {
-  const earlier = await find(db, request.key)
+  const earlier = await find(db, request)
   if (earlier) return { response: replay(request, earlier), replayed: true }
   try {
     const response = await execute(async (tx, response) => {
       // ON CONFLICT waits for a concurrent insert of the same key to commit or roll back, so
       // "nothing inserted" means another request owns the key.
       const { rows } = await tx.query(
-        `INSERT INTO idempotency_keys (key, request_hash, status, headers, body) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (key) DO NOTHING RETURNING key`,
-        [request.key, request.hash, response.status, JSON.stringify(response.headers), JSON.stringify(response.body)],
+        `INSERT INTO idempotency_keys (scope, client, key, request_hash, status, headers, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (scope, client, key) DO NOTHING RETURNING key`,
+        [
+          request.scope,
+          request.client,
+          request.key,
+          request.hash,
+          response.status,
+          JSON.stringify(response.headers),
+          JSON.stringify(response.body),
+        ],
       )
       if (rows.length === 0) throw new KeyTaken(request.key)
     })
     return { response, replayed: false }
   } catch (error) {
     if (!(error instanceof KeyTaken)) throw error
-    const winner = await find(db, request.key)
+    const winner = await find(db, request)
     if (!winner) throw new Error(`idempotency key ${request.key} was taken but has no stored response`)
     return { response: replay(request, winner), replayed: true }
   }
@@ -97,10 +98,10 @@ interface StoredRow {
   body: unknown
 }
 
-async function find(db: SqlExecutor, key: string): Promise<StoredRow | undefined> {
+async function find(db: SqlExecutor, scope: IdempotencyScope): Promise<StoredRow | undefined> {
   const { rows } = await db.query<StoredRow>(
-    'SELECT request_hash, status, headers, body FROM idempotency_keys WHERE key = $1',
-    [key],
+    'SELECT request_hash, status, headers, body FROM idempotency_keys WHERE scope = $1 AND client = $2 AND key = $3',
+    [scope.scope, scope.client, scope.key],
   )
   return rows[0]
 }

@@ -5,8 +5,9 @@ import { z } from 'zod'
 import { decimalAmount } from '../../contracts/money.ts'
 
 /**
- * How the order routes appear in `GET /openapi.json`. The request schemas are the contracts' zod
- * schemas, documented as their wire input; this module adds what zod cannot say by itself.
+ * How routes appear in `GET /openapi.json`, for every service module: the request schemas are the
+ * contracts' zod schemas, documented as their wire input; this module adds what zod cannot say by
+ * itself (problem responses, response headers, decimal amounts as numbers).
  */
 
 /**
@@ -41,6 +42,7 @@ export const problemDocument = z.looseObject({
   detail: z.string(),
   instance: z.string().optional(),
   code: z.string().describe('Stable error code, e.g. VALIDATION_FAILED, NOT_FOUND, VERSION_CONFLICT'),
+  resource: z.string().optional().describe('With NOT_FOUND: the kind of resource that does not exist'),
   errors: z
     .array(z.object({ field: z.string(), message: z.string() }))
     .optional()
@@ -55,9 +57,9 @@ export const problemResponse = (description: string) => ({
 
 export const problemResponses = {
   400: problemResponse('The request is invalid: a field, the body, a query parameter or a header'),
-  404: problemResponse('No order with this id (NOT_FOUND)'),
+  404: problemResponse('No resource with this id (NOT_FOUND, naming the resource)'),
   409: problemResponse(
-    'The order changed since the If-Match version (VERSION_CONFLICT), or its status does not allow this (INVALID_TRANSITION)',
+    'The resource changed since the If-Match version (VERSION_CONFLICT), or its state does not allow this (INVALID_TRANSITION)',
   ),
   422: problemResponse('The Idempotency-Key was used before with a different request (IDEMPOTENCY_KEY_REUSED)'),
   503: problemResponse('The database is unavailable (DATABASE_UNAVAILABLE); retry after Retry-After seconds'),
@@ -72,15 +74,15 @@ export interface ResponseHeaderDocument {
 const header = (description: string): ResponseHeaderDocument => ({ type: 'string', description })
 
 export const responseHeaders = {
-  etag: header('The order version as a strong entity tag, e.g. "3"; send it back in If-Match'),
-  location: header('/api/orders/{id} of the created order'),
+  etag: header('The version as a strong entity tag, e.g. "3"; send it back in If-Match'),
+  location: header('Where the created resource is'),
 } as const
 
 /**
- * The route-level OpenAPI transform of the order routes (`config.swaggerTransform`): the zod
- * schemas as JSON schema, and the given response headers documented per status.
+ * A route-level OpenAPI transform (`config.swaggerTransform`): the zod schemas as JSON schema, and
+ * the given response headers documented per status.
  */
-export function documentOrderRoute(headersByStatus: Record<number, Record<string, ResponseHeaderDocument>> = {}) {
+export function documentRoute(headersByStatus: Record<number, Record<string, ResponseHeaderDocument>> = {}) {
   const transform: SwaggerTransform = (input) => {
     const transformed = zodTransform(input as Parameters<typeof zodTransform>[0])
     const response = (transformed.schema as FastifySchema).response as

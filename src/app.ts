@@ -1,0 +1,210 @@
+import type { FastifyInstance } from 'fastify'
+import { toError } from './platform/errors.ts'
+import { type ProjectionRunner, startProjections } from './platform/es/projections.ts'
+import type { Authenticator } from './platform/http/auth.ts'
+import { createHttpServer, type HealthCheck, registerApi } from './platform/http/server.ts'
+import type { ModuleContext, ServiceModule, StartedModule } from './platform/module.ts'
+import {
+  createOutboxSignal,
+  type OutboxRelay,
+  type OutboxRelayOptions,
+  startOutboxRelay,
+} from './platform/outbox/outbox.ts'
+import type { Runtime } from './platform/runtime.ts'
+import { type AppliedMigration, runMigrations } from './platform/sql/migrations.ts'
+import type { SqlDatabase } from './platform/sql/port.ts'
+import type { Subscription } from './platform/transport/port.ts'
+import { startReliableConsumer } from './platform/transport/reliable-consumer.ts'
+
+/**
+ * The one composition root (Fastify's `build()`): the app of a process from its runtime and the
+ * service modules it runs. `main`, every end-to-end test and every benchmark build their app here,
+ * so they all exercise the same wiring. Nothing listens until the caller says so.
+ *
+ * The app owns what the modules share: the versioned migrations of the platform and of every
+ * module, one outbox relay and one projection runner for the process (woken by any module's
+ * commit), and the consumers the modules start.
+ */
+
+export interface AppOptions {
+  /** Poll interval of the relay and projections, for rows written by other processes. */
+  pollIntervalMs?: number
+  /** Outbox relay settings (tests shorten the lease or the backoff). */
+  relay?: Partial<Omit<OutboxRelayOptions, 'db' | 'transport' | 'signal' | 'logger'>>
+  clock?: () => Date
+  authenticate?: Authenticator
+}
+
+export interface App {
+  http: FastifyInstance
+  runtime: Runtime
+  relay: OutboxRelay
+  projections: ProjectionRunner
+  /** Migrations this start applied (empty when the schema was current). */
+  migrations: AppliedMigration[]
+  /** The running module called `name`, with what its `start` returned. */
+  module<Handle extends object = object>(name: string): StartedModule & Handle
+  /**
+   * Stops the background work (consumers, module workers, projections, relay) and leaves HTTP
+   * serving: the second half of `close`.
+   */
+  stopWorkers(): Promise<void>
+  /**
+   * Stops in the order that loses nothing: HTTP stops taking requests and drains, consumers stop
+   * after their current message and commit, the projections and the relay finish their batch. The
+   * runtime (database, transport) stays open: its owner closes it.
+   */
+  close(): Promise<void>
+}
+
+const platformMigrations = new URL('./platform/migrations/', import.meta.url)
+
+/** Brings the platform's tables and those of `modules` to their latest version. */
+export function migrateModules(
+  db: SqlDatabase,
+  modules: readonly Pick<ServiceModule, 'name' | 'migrations'>[],
+  onApplied?: (migration: AppliedMigration) => void,
+): Promise<AppliedMigration[]> {
+  return runMigrations(
+    db,
+    [
+      { module: 'platform', directory: platformMigrations },
+      ...modules.flatMap((m) => (m.migrations ? [{ module: m.name, directory: m.migrations }] : [])),
+    ],
+    onApplied,
+  )
+}
+
+export async function buildApp(runtime: Runtime, modules: readonly ServiceModule[], options: AppOptions = {}) {
+  const { db, transport, logger, metrics, config } = runtime
+  const names = modules.map((m) => m.name)
+  const repeated = names.find((name, i) => names.indexOf(name) !== i)
+  if (repeated) throw new Error(`module '${repeated}' is listed twice`)
+
+  const migrations = await runMigrations(
+    db,
+    [
+      { module: 'platform', directory: platformMigrations },
+      ...modules.flatMap((m) => (m.migrations ? [{ module: m.name, directory: m.migrations }] : [])),
+    ],
+    (migration) =>
+      logger.info(migration, `applied migration ${migration.module} ${migration.version} ${migration.name}`),
+  )
+
+  const signal = createOutboxSignal()
+  const projections = startProjections({
+    db,
+    projections: modules.flatMap((m) => m.projections ?? []),
+    logger: logger.child({ component: 'projections' }),
+    coalesceMs: 5,
+    ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+  })
+  const unsubscribe = signal.onNotify(() => projections.notify())
+  const relay = startOutboxRelay({
+    db,
+    transport,
+    signal,
+    logger: logger.child({ component: 'outbox-relay' }),
+    ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+    ...options.relay,
+  })
+
+  const healthChecks: HealthCheck[] = [{ name: 'database', check: async () => void (await db.query('SELECT 1')) }]
+  const http = createHttpServer({
+    logger,
+    metrics,
+    checks: healthChecks,
+    ...(options.authenticate ? { authenticate: options.authenticate } : {}),
+  })
+
+  const subscriptions: Subscription[] = []
+  const started = new Map<string, StartedModule>()
+  const clock = options.clock ?? (() => new Date())
+  const retry = { max: config.kafka.retryMax, backoffMs: config.kafka.retryBackoffMs }
+
+  let stopping: Promise<void> | undefined
+  const stopAll = () => {
+    stopping ??= stopWorkers()
+    return stopping
+  }
+  const stopWorkers = async () => {
+    const failures: Error[] = []
+    const attempt = async (what: string, work: () => Promise<void>) => {
+      try {
+        await work()
+      } catch (error) {
+        logger.error({ err: error }, `${what} did not stop cleanly`)
+        failures.push(toError(error))
+      }
+    }
+    for (const subscription of subscriptions.splice(0)) {
+      await attempt(`consumer ${subscription.groupId}`, () => subscription.close())
+    }
+    for (const [name, module] of [...started].reverse()) {
+      if (module.stop) await attempt(`module ${name}`, () => module.stop?.() ?? Promise.resolve())
+    }
+    unsubscribe()
+    await attempt('projections', () => projections.stop())
+    await attempt('outbox relay', () => relay.stop())
+    if (failures.length > 0) throw new AggregateError(failures, `${failures.length} part(s) failed to stop`)
+  }
+
+  try {
+    for (const module of modules) {
+      const moduleLogger = logger.child({ service: module.name })
+      const context: ModuleContext = {
+        config,
+        logger: moduleLogger,
+        metrics,
+        db,
+        transport,
+        clock,
+        retry,
+        committed: () => signal.notify(),
+        catchUpProjections: (name) => projections.catchUp(name),
+        async consume(consumer) {
+          const subscription = await startReliableConsumer({
+            transport,
+            metrics,
+            retry,
+            ...consumer,
+            logger: (consumer.logger ?? moduleLogger).child({ consumer: consumer.groupId }),
+          })
+          subscriptions.push(subscription)
+          return subscription
+        },
+      }
+      const running = await module.start(context)
+      started.set(module.name, running)
+      if (running.routes) registerApi(http, running.routes)
+      // The server reads its checks at request time, so a module's checks join the platform's.
+      healthChecks.push(...(running.health ?? []))
+    }
+  } catch (error) {
+    await stopAll().catch(() => {})
+    throw error
+  }
+
+  const app: App = {
+    http,
+    runtime,
+    relay,
+    projections,
+    migrations,
+    stopWorkers: stopAll,
+    module<Handle extends object>(name: string) {
+      const running = started.get(name)
+      if (!running) throw new Error(`module '${name}' is not running in this app (running: ${names.join(', ')})`)
+      return running as StartedModule & Handle
+    },
+    async close() {
+      let httpFailure: unknown
+      await http.close().catch((error) => {
+        httpFailure = error
+      })
+      await stopAll()
+      if (httpFailure) throw httpFailure
+    },
+  }
+  return app
+}

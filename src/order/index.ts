@@ -1,0 +1,44 @@
+import { orderCommandsTopic } from '../contracts/order/commands.ts'
+import { ORDER_EVENTS_TOPIC, orderEventsTopic } from '../contracts/order/events.ts'
+import type { ReplaySource } from '../platform/es/replay.ts'
+import type { ServiceModule } from '../platform/module.ts'
+import { migrationsBeside } from '../platform/sql/migrations.ts'
+import {
+  createOrderStore,
+  type OrderStore,
+  STREAM_TYPE,
+  toOrderEvent,
+  toOrderEventMessage,
+} from './application/order-store.ts'
+import { orderReadModel } from './application/read-model.ts'
+import { ORDER_COMMANDS_GROUP, startOrderCommandsConsumer } from './consumers/order-commands.ts'
+import { orderRoutes } from './http/routes.ts'
+
+/**
+ * The order service (seeds 000 and 001): event-sourced orders, their HTTP API, the read model, and
+ * the commands it takes on `order_commands`.
+ */
+export interface OrderModule {
+  store: OrderStore
+}
+
+/** Which stored events replay reads for orders, and the messages they become. */
+export const orderReplaySource: ReplaySource = {
+  streamType: STREAM_TYPE,
+  topics: [ORDER_EVENTS_TOPIC],
+  toMessages: (event) => [toOrderEventMessage(toOrderEvent(event), event.metadata)],
+}
+
+export function orderModule(options: { commandsGroupId?: string } = {}): ServiceModule<OrderModule> {
+  return {
+    name: 'order',
+    migrations: migrationsBeside(import.meta.url),
+    topics: [orderEventsTopic, orderCommandsTopic],
+    projections: [orderReadModel],
+    async start(context) {
+      const store = createOrderStore({ db: context.db, onCommitted: context.committed, clock: context.clock })
+      await startOrderCommandsConsumer(context, store, options.commandsGroupId ?? ORDER_COMMANDS_GROUP)
+      return { store, routes: orderRoutes({ store, db: context.db }) }
+    },
+  }
+}

@@ -1,0 +1,232 @@
+import { v7 as uuidv7 } from 'uuid'
+import { AppError, isAppError, notFound } from '../errors.ts'
+import { appendToStream, type EventMetadata, type StoredEvent } from '../eventstore/event-store.ts'
+import { markHandled } from '../inbox/inbox.ts'
+import { enqueue } from '../outbox/outbox.ts'
+import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import type { OutgoingMessage } from '../transport/port.ts'
+import type { Decider, Recorded, TypedEvent } from './decider.ts'
+
+/**
+ * The one command handler every event-sourced service uses (emmett's `handleCommand`, plus what a
+ * service needs around it). One command is one transaction:
+ *
+ *   inbox → load state → check the expected version → decide → append → evolve → save the state
+ *   → put the events' messages in the outbox
+ *
+ * and the outbox relay is woken once it committed. A service supplies its decider, its stream type,
+ * where its current state lives and how its events become messages; nothing else.
+ *
+ * Concurrency: two commands on one stream that read the same version race on the event store's
+ * unique (stream, version). The loser is decided again on the new state when its caller gave no
+ * expected version (both valid commands apply); with an expected version it is a VERSION_CONFLICT
+ * at once (not retryable: the caller decided on a state that is gone).
+ */
+
+export interface CommandMetadata {
+  correlationId?: string
+  causationId?: string
+  traceparent?: string
+  tracestate?: string
+  /** The version the caller last saw (HTTP If-Match, a command's expectedVersion). */
+  expectedVersion?: number
+  /** Set by consumers: the message is applied once per consumer, whatever the redeliveries. */
+  inbox?: { consumer: string; messageId: string }
+}
+
+/** An event as the service sees it once stored: its data plus the envelope. */
+export type DomainEvent<Event> = Recorded<Event> & {
+  eventId: string
+  schemaVersion: number
+  correlationId?: string
+  causationId?: string
+}
+
+/** Where a service keeps the current state of its streams (its "orders table"). */
+export interface StateStore<State> {
+  /** The state and its version (0 for a stream that does not exist yet). */
+  load(tx: SqlExecutor, streamId: string): Promise<{ state: State; version: number }>
+  save(tx: SqlExecutor, streamId: string, state: State, version: number): Promise<void>
+}
+
+export interface CommandResult<Event, State> {
+  state: State
+  version: number
+  events: DomainEvent<Event>[]
+  /** True when the inbox had seen the message already and nothing was done. */
+  duplicate: boolean
+}
+
+export interface CommandHandlerOptions<Command, Event extends TypedEvent, State> {
+  db: SqlDatabase
+  /** Woken after a commit that wrote messages: the outbox relay and the projections listen. */
+  onCommitted: () => void
+  /** Names the kind of stream in the event store (`order`, `payment`, …) and in errors. */
+  streamType: string
+  decider: Decider<Command, Event, State>
+  stateStore: StateStore<State>
+  /** The messages an event becomes (topic, key, encoded value, headers). */
+  toMessages: (event: DomainEvent<Event>, metadata: EventMetadata) => OutgoingMessage[]
+  /** The schema version events are written with (default 1). */
+  schemaVersion?: (eventType: string) => number
+  clock?: () => Date
+  newEventId?: () => string
+  /** How often a command without an expected version is decided again after losing a race. */
+  maxConflictRetries?: number
+}
+
+export interface CommandHandler<Command, Event, State> {
+  handle(streamId: string, command: Command, metadata?: CommandMetadata): Promise<CommandResult<Event, State>>
+  /** Runs `after` in the command's transaction (e.g. to store an idempotent HTTP response). */
+  handleWith<T>(
+    streamId: string,
+    command: Command,
+    metadata: CommandMetadata,
+    after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
+  ): Promise<{ result: CommandResult<Event, State>; extra: T }>
+}
+
+/** A stored event as its service's domain event. */
+export function toDomainEvent<Event>(stored: StoredEvent): DomainEvent<Event> {
+  return {
+    ...(stored.data as object),
+    eventType: stored.eventType,
+    eventId: stored.eventId,
+    aggregateId: stored.streamId,
+    occurredOn: stored.occurredOn,
+    version: stored.version,
+    schemaVersion: stored.schemaVersion,
+    ...(stored.metadata.correlationId ? { correlationId: stored.metadata.correlationId } : {}),
+    ...(stored.metadata.causationId ? { causationId: stored.metadata.causationId } : {}),
+  } as unknown as DomainEvent<Event>
+}
+
+/** Marks a conflict that a fresh decision may resolve (lost race, no expected version given). */
+const RACE = Symbol('race')
+
+export function createCommandHandler<Command, Event extends TypedEvent, State>(
+  options: CommandHandlerOptions<Command, Event, State>,
+): CommandHandler<Command, Event, State> {
+  const { db, decider, stateStore, streamType } = options
+  const clock = options.clock ?? (() => new Date())
+  const newEventId = options.newEventId ?? (() => uuidv7())
+  const schemaVersion = options.schemaVersion ?? (() => 1)
+  const maxConflictRetries = options.maxConflictRetries ?? 5
+
+  const run = async <T>(
+    tx: SqlExecutor,
+    streamId: string,
+    command: Command,
+    metadata: CommandMetadata,
+    after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
+  ) => {
+    const finish = async (result: CommandResult<Event, State>) => ({ result, extra: await after(tx, result) })
+    if (metadata.inbox && !(await markHandled(tx, metadata.inbox.consumer, metadata.inbox.messageId))) {
+      const { state, version } = await stateStore.load(tx, streamId)
+      return finish({ state, version, events: [], duplicate: true })
+    }
+    const { state, version } = await stateStore.load(tx, streamId)
+    if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== version) {
+      if (version === 0) throw notFound(streamType, streamId)
+      throw new AppError(
+        'VERSION_CONFLICT',
+        `${streamType} ${streamId} is at version ${version}, not the expected ${metadata.expectedVersion}`,
+        { details: { currentVersion: version, expectedVersion: metadata.expectedVersion } },
+      )
+    }
+    const now = clock().toISOString()
+    const decision = decider.decide(command, state, { now })
+    if (!decision.ok) {
+      throw new AppError(decision.error.code, decision.error.message, {
+        ...(decision.error.fields ? { fields: decision.error.fields } : {}),
+        details: { [`${streamType}Id`]: streamId },
+      })
+    }
+    if (decision.events.length === 0) return finish({ state, version, events: [], duplicate: false })
+
+    const eventMetadata: EventMetadata = {
+      ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
+      ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
+      ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
+      ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
+    }
+    let stored: StoredEvent[]
+    try {
+      stored = await appendToStream(
+        tx,
+        { id: streamId, type: streamType, expectedVersion: version },
+        decision.events.map(({ eventType, ...data }) => ({
+          eventId: newEventId(),
+          eventType,
+          schemaVersion: schemaVersion(eventType),
+          occurredOn: now,
+          data: data as Record<string, unknown>,
+          metadata: eventMetadata,
+        })),
+      )
+    } catch (error) {
+      if (isAppError(error, 'VERSION_CONFLICT') && metadata.expectedVersion === undefined) {
+        throw Object.assign(error, { [RACE]: true })
+      }
+      throw error
+    }
+    const events = stored.map((e) => toDomainEvent<Event>(e))
+    let next = state
+    for (const event of events) next = decider.evolve(next, event)
+    const nextVersion = version + events.length
+    await stateStore.save(tx, streamId, next, nextVersion)
+    await enqueue(
+      tx,
+      events.flatMap((event) => options.toMessages(event, eventMetadata)),
+    )
+    return finish({ state: next, version: nextVersion, events, duplicate: false })
+  }
+
+  const handleWith = async <T>(
+    streamId: string,
+    command: Command,
+    metadata: CommandMetadata,
+    after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
+  ) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const outcome = await db.transaction((tx) => run(tx, streamId, command, metadata, after))
+        if (outcome.result.events.length > 0) options.onCommitted()
+        return outcome
+      } catch (error) {
+        if ((error as { [RACE]?: boolean })[RACE] && attempt < maxConflictRetries) continue
+        throw error
+      }
+    }
+  }
+
+  return {
+    handleWith,
+    async handle(streamId, command, metadata = {}) {
+      const { result } = await handleWith(streamId, command, metadata, async () => undefined)
+      return result
+    },
+  }
+}
+
+/** A state store over a table with `id`, `version` and a jsonb `state` column. */
+export function jsonStateTable<State>(table: string, initialState: () => State): StateStore<State> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(table)) throw new Error(`not a plain table name: ${table}`)
+  return {
+    async load(tx, streamId) {
+      const { rows } = await tx.query<{ state: State; version: number }>(
+        `SELECT state, version FROM ${table} WHERE id = $1`,
+        [streamId],
+      )
+      const row = rows[0]
+      return row ? { state: row.state, version: row.version } : { state: initialState(), version: 0 }
+    },
+    async save(tx, streamId, state, version) {
+      await tx.query(
+        `INSERT INTO ${table} (id, version, state, updated_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now()`,
+        [streamId, version, JSON.stringify(state)],
+      )
+    },
+  }
+}

@@ -1,0 +1,32 @@
+import { HeaderNames } from '../../contracts/envelope.ts'
+import type { EventMetadata } from '../eventstore/event-store.ts'
+import { EVENT_ID_HEADER } from '../transport/instrumented.ts'
+import type { OutgoingMessage } from '../transport/port.ts'
+
+/**
+ * The message an event becomes on its topic: the wire body (envelope and fields at the top level),
+ * keyed as the service says (the order id on every journey topic), with the headers every topic
+ * carries: event id, type, schema version, content type and W3C trace context.
+ */
+export function eventMessage(input: {
+  topic: string
+  key: string
+  body: unknown
+  event: { eventId: string; eventType: string; schemaVersion: number }
+  metadata?: EventMetadata
+}): OutgoingMessage {
+  const { metadata = {} } = input
+  return {
+    topic: input.topic,
+    key: input.key,
+    value: JSON.stringify(input.body),
+    headers: {
+      [EVENT_ID_HEADER]: input.event.eventId,
+      [HeaderNames.eventType]: input.event.eventType,
+      [HeaderNames.schemaVersion]: String(input.event.schemaVersion),
+      [HeaderNames.contentType]: 'application/json',
+      ...(metadata.traceparent ? { [HeaderNames.traceparent]: metadata.traceparent } : {}),
+      ...(metadata.tracestate ? { [HeaderNames.tracestate]: metadata.tracestate } : {}),
+    },
+  }
+}

@@ -1,0 +1,56 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { TopicContract } from '../contracts/registry.ts'
+import type { Config } from './config.ts'
+import type { ProjectionDefinition } from './es/projections.ts'
+import type { HealthCheck } from './http/server.ts'
+import type { Logger } from './logger.ts'
+import type { Metrics } from './metrics.ts'
+import type { SqlDatabase } from './sql/port.ts'
+import type { Subscription, Transport } from './transport/port.ts'
+import type { ReliableConsumerOptions, RetryPolicy } from './transport/reliable-consumer.ts'
+
+/**
+ * A service module: everything the platform needs to run one service in a process. `main`, the
+ * tests and the benchmarks build their app from a list of modules (`buildApp`), and `SERVICES`
+ * chooses which modules a process runs.
+ */
+export interface ServiceModule<Handle extends object = object> {
+  /** `order`, `payment`, …: what `SERVICES` names, and the prefix of the module's logs. */
+  name: string
+  /** Its `migrations/` folder of `NNN.do.description.sql` files (`migrationsBeside(import.meta.url)`). */
+  migrations?: URL
+  /** The topics it publishes or consumes, for the AsyncAPI document. */
+  topics?: readonly TopicContract[]
+  /** Its projections, run by the process's one projection runner. */
+  projections?: readonly ProjectionDefinition[]
+  start(context: ModuleContext): Promise<StartedModule & Handle>
+}
+
+export interface StartedModule {
+  /** Its HTTP routes, registered in a scope of their own with zod validation. */
+  routes?: FastifyPluginAsync
+  /** Checks that `/health` runs besides the platform's own. */
+  health?: readonly HealthCheck[]
+  /** Stops what the module started itself (consumers started with `consume` are stopped for it). */
+  stop?(): Promise<void>
+}
+
+/** What the consumer options leave to the platform's defaults. */
+export type ConsumeOptions<T> = Omit<ReliableConsumerOptions<T>, 'transport' | 'retry' | 'logger' | 'metrics'> &
+  Partial<Pick<ReliableConsumerOptions<T>, 'retry' | 'logger'>>
+
+export interface ModuleContext {
+  config: Config
+  logger: Logger
+  metrics: Metrics
+  db: SqlDatabase
+  transport: Transport
+  clock: () => Date
+  /** Say so after a transaction that wrote events or outbox rows: wakes the relay and projections. */
+  committed(): void
+  retry: RetryPolicy
+  /** Starts a consumer with retries, dead letters, logs and metrics; stopped by the app on close. */
+  consume<T>(options: ConsumeOptions<T>): Promise<Subscription>
+  /** Resolves once every projection has applied every event committed before the call. */
+  catchUpProjections(name?: string): Promise<void>
+}

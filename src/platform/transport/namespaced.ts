@@ -1,0 +1,44 @@
+import type { IncomingMessage, Transport } from './port.ts'
+
+/**
+ * Prefixes every topic and consumer group with `prefix` (`KAFKA_TOPIC_PREFIX=staging.` →
+ * `staging.order-events`), so that several deployments, or several test files, share one cluster
+ * without reading each other's messages. Services keep using the logical names: messages they
+ * receive carry the topic without the prefix.
+ */
+export function namespaceTransport(transport: Transport, prefix: string): Transport {
+  if (prefix === '') return transport
+  const outer = (topic: string) => `${prefix}${topic}`
+  const inner = (message: IncomingMessage): IncomingMessage => ({
+    ...message,
+    topic: message.topic.startsWith(prefix) ? message.topic.slice(prefix.length) : message.topic,
+  })
+  return {
+    kind: transport.kind,
+    ensureTopics: (topics) => transport.ensureTopics(topics.map(outer)),
+    async publish(messages) {
+      const positions = await transport.publish(messages.map((m) => ({ ...m, topic: outer(m.topic) })))
+      return positions.map((p) => ({
+        ...p,
+        topic: p.topic.startsWith(prefix) ? p.topic.slice(prefix.length) : p.topic,
+      }))
+    },
+    async subscribe(options) {
+      const subscription = await transport.subscribe({
+        ...options,
+        groupId: outer(options.groupId),
+        topics: options.topics.map(outer),
+        handler: (message) => options.handler(inner(message)),
+      })
+      return {
+        groupId: options.groupId,
+        ready: subscription.ready,
+        close: () => subscription.close(),
+        async lag() {
+          return (await subscription.lag()).map((l) => ({ ...l, topic: l.topic.slice(prefix.length) }))
+        },
+      }
+    },
+    close: () => transport.close(),
+  }
+}

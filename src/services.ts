@@ -1,0 +1,31 @@
+import { orderModule } from './order/index.ts'
+import type { ServiceModule } from './platform/module.ts'
+
+/**
+ * Every service module orderflow has, in start order. `SERVICES=order,payment` picks some of them
+ * for a process; by default a process runs them all.
+ */
+export function allModules(): ServiceModule[] {
+  return [orderModule()]
+}
+
+/** The modules `names` selects, or every module; an unknown name is a configuration error. */
+export function selectModules(names: readonly string[] | undefined): ServiceModule[] {
+  const modules = allModules()
+  if (names === undefined) return modules
+  const known = modules.map((m) => m.name)
+  const unknown = names.filter((name) => !known.includes(name))
+  if (unknown.length > 0) {
+    throw new UnknownServiceError(
+      `SERVICES names ${unknown.map((n) => `'${n}'`).join(', ')}, which orderflow does not have; choose from ${known.join(', ')} (or 'all')`,
+    )
+  }
+  return modules.filter((m) => names.includes(m.name))
+}
+
+export class UnknownServiceError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'UnknownServiceError'
+  }
+}
