@@ -1,0 +1,84 @@
+import { z } from 'zod'
+import { commandEnvelopeSchema } from '../envelope.ts'
+import { id } from '../order/events.ts'
+import { type ContractRegistry, createRegistry, type DecodeFailure, type TopicContract } from '../registry.ts'
+import { deliveryEventsTopic } from './events.ts'
+
+/**
+ * The delivery service's commands, on `delivery_commands`: ScheduleDelivery from the Create-Order
+ * saga (orchestration) or made by the delivery service from OrderDispatched (choreography, see
+ * `deliveryCommandFor` in delivery/domain/delivery.ts); DeliverOrder from the delivery service's
+ * own timer when a delivery is due (or an operator who wants it now).
+ */
+
+export const DELIVERY_COMMANDS_TOPIC = 'delivery_commands'
+
+const deliveryCommandEnvelope = commandEnvelopeSchema.extend({ orderId: id('orderId') })
+
+/** Start delivering a dispatched order; the delay is the delivery service's configuration. */
+export const scheduleDeliveryBody = z.object({
+  commandType: z.literal('ScheduleDelivery'),
+  orderId: id('orderId'),
+  shipmentId: id('shipmentId'),
+})
+
+/** Hand a scheduled delivery to the customer. */
+export const deliverOrderBody = z.object({
+  commandType: z.literal('DeliverOrder'),
+  orderId: id('orderId'),
+})
+
+export const scheduleDeliveryCommand = deliveryCommandEnvelope.extend(scheduleDeliveryBody.shape)
+export const deliverOrderCommand = deliveryCommandEnvelope.extend(deliverOrderBody.shape)
+
+export const deliveryCommandMessage = z.discriminatedUnion('commandType', [
+  scheduleDeliveryCommand,
+  deliverOrderCommand,
+])
+
+export type DeliveryCommandMessage = z.output<typeof deliveryCommandMessage>
+export type DeliveryCommandWire = z.input<typeof deliveryCommandMessage>
+export type DeliveryCommandType = DeliveryCommandMessage['commandType']
+
+/** A delivery command without its envelope: what the senders make. */
+export type DeliveryCommandBody = z.output<typeof scheduleDeliveryBody> | z.output<typeof deliverOrderBody>
+
+export const deliveryCommandsTopic: TopicContract<'commandType'> = {
+  topic: DELIVERY_COMMANDS_TOPIC,
+  description:
+    'Commands to the delivery service: from the Create-Order saga orchestrator (seed 000) and the delivery service’s own timer. The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. An order is delivered at most once.',
+  key: 'the order id: all commands to one order’s delivery are on one partition, in the order they were sent',
+  discriminator: 'commandType',
+  envelope: deliveryCommandEnvelope,
+  messages: [
+    {
+      eventType: 'ScheduleDelivery',
+      versions: { 1: scheduleDeliveryCommand },
+      description:
+        'Start delivering a dispatched order (DeliveryScheduled, once): it is due after the configured delay.',
+    },
+    {
+      eventType: 'DeliverOrder',
+      versions: { 1: deliverOrderCommand },
+      description: 'Deliver an order whose delivery was scheduled (OrderDelivered, once).',
+    },
+  ],
+}
+
+/** Every topic of the delivery service, for the AsyncAPI document. */
+export const deliveryTopics: readonly TopicContract[] = [deliveryEventsTopic, deliveryCommandsTopic]
+
+export const deliveryCommandRegistry: ContractRegistry<'commandType'> = createRegistry(deliveryCommandsTopic)
+
+export type DeliveryCommandDecodeResult = { ok: true; command: DeliveryCommandMessage } | DecodeFailure<'commandType'>
+
+/** Decodes a `delivery_commands` message; anything that fails is a poison message with a reason. */
+export function decodeDeliveryCommand(raw: string): DeliveryCommandDecodeResult {
+  const result = deliveryCommandRegistry.decode(raw)
+  return result.ok ? { ok: true, command: result.command as unknown as DeliveryCommandMessage } : result
+}
+
+/** The wire form of a delivery command, ready for `JSON.stringify`. */
+export function encodeDeliveryCommand(command: DeliveryCommandMessage): DeliveryCommandWire {
+  return z.encode(deliveryCommandMessage, command)
+}

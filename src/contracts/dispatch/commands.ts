@@ -1,0 +1,88 @@
+import { z } from 'zod'
+import { commandEnvelopeSchema } from '../envelope.ts'
+import { currencyCode, decimalAmount } from '../money.ts'
+import { id } from '../order/events.ts'
+import { type ContractRegistry, createRegistry, type DecodeFailure, type TopicContract } from '../registry.ts'
+import { dispatchEventsTopic } from './events.ts'
+
+/**
+ * The dispatch service's commands, on `dispatch_commands`: sent by the Create-Order saga
+ * (orchestration), or made by the dispatch service itself from `order-events` (choreography, see
+ * `dispatchCommandFor` in dispatch/domain/dispatch.ts).
+ */
+
+export const DISPATCH_COMMANDS_TOPIC = 'dispatch_commands'
+
+const dispatchCommandEnvelope = commandEnvelopeSchema.extend({ orderId: id('orderId') })
+
+/** Price an order's shipping from its total (choreography: from OrderCreated and OrderUpdated). */
+export const quoteShipmentBody = z.object({
+  commandType: z.literal('QuoteShipment'),
+  orderId: id('orderId'),
+  orderAmount: decimalAmount,
+  /** OrderUpdated does not repeat the currency; the quote keeps the one it has. */
+  currency: currencyCode.optional(),
+})
+
+/**
+ * Dispatch a paid and confirmed order. The saga gives the order's total and currency; without
+ * them (choreography, from OrderConfirmed) the shipment's earlier quote is used.
+ */
+export const dispatchOrderBody = z.object({
+  commandType: z.literal('DispatchOrder'),
+  orderId: id('orderId'),
+  orderAmount: decimalAmount.optional(),
+  currency: currencyCode.optional(),
+})
+
+export const quoteShipmentCommand = dispatchCommandEnvelope.extend(quoteShipmentBody.shape)
+export const dispatchOrderCommand = dispatchCommandEnvelope.extend(dispatchOrderBody.shape)
+
+export const dispatchCommandMessage = z.discriminatedUnion('commandType', [quoteShipmentCommand, dispatchOrderCommand])
+
+export type DispatchCommandMessage = z.output<typeof dispatchCommandMessage>
+export type DispatchCommandWire = z.input<typeof dispatchCommandMessage>
+export type DispatchCommandType = DispatchCommandMessage['commandType']
+
+/** A dispatch command without its envelope (amounts in minor units): what the senders make. */
+export type DispatchCommandBody = z.output<typeof quoteShipmentBody> | z.output<typeof dispatchOrderBody>
+
+export const dispatchCommandsTopic: TopicContract<'commandType'> = {
+  topic: DISPATCH_COMMANDS_TOPIC,
+  description:
+    'Commands to the dispatch service: from the Create-Order saga orchestrator (seed 000). The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. An order is dispatched at most once.',
+  key: 'the order id: all commands to one order’s shipment are on one partition, in the order they were sent',
+  discriminator: 'commandType',
+  envelope: dispatchCommandEnvelope,
+  messages: [
+    {
+      eventType: 'QuoteShipment',
+      versions: { 1: quoteShipmentCommand },
+      description: 'Work out an order’s shipping cost from its total (ShipmentQuoted when it changes).',
+    },
+    {
+      eventType: 'DispatchOrder',
+      versions: { 1: dispatchOrderCommand },
+      description:
+        'Dispatch a paid and confirmed order (OrderDispatched, once). The amount may be left out when the shipment was quoted.',
+    },
+  ],
+}
+
+/** Every topic of the dispatch service, for the AsyncAPI document. */
+export const dispatchTopics: readonly TopicContract[] = [dispatchEventsTopic, dispatchCommandsTopic]
+
+export const dispatchCommandRegistry: ContractRegistry<'commandType'> = createRegistry(dispatchCommandsTopic)
+
+export type DispatchCommandDecodeResult = { ok: true; command: DispatchCommandMessage } | DecodeFailure<'commandType'>
+
+/** Decodes a `dispatch_commands` message; anything that fails is a poison message with a reason. */
+export function decodeDispatchCommand(raw: string): DispatchCommandDecodeResult {
+  const result = dispatchCommandRegistry.decode(raw)
+  return result.ok ? { ok: true, command: result.command as unknown as DispatchCommandMessage } : result
+}
+
+/** The wire form of a dispatch command: decimal amounts, ready for `JSON.stringify`. */
+export function encodeDispatchCommand(command: DispatchCommandMessage): DispatchCommandWire {
+  return z.encode(dispatchCommandMessage, command)
+}

@@ -1,0 +1,100 @@
+import { z } from 'zod'
+import { type Envelope, envelopeSchema } from '../envelope.ts'
+import { currencyCode, decimalAmount } from '../money.ts'
+import { id } from '../order/events.ts'
+import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
+
+/**
+ * The dispatch service's events, as published on `dispatch-events` (seed 004).
+ *
+ * One shipment per order, in the stream `dispatch-<orderId>`, with the shipment id
+ * `shipment-<orderId>`: a re-sent or redelivered DispatchOrder finds the stream already dispatched,
+ * and both modes (saga and choreography) name the same shipment. The shipping cost follows the one
+ * rule in contracts/shipping.ts. Every event carries the `orderId`, which is also the message key.
+ */
+
+export const DISPATCH_EVENTS_TOPIC = 'dispatch-events'
+
+/** The dispatch stream of an order; the prefix keeps it apart from the order's own stream. */
+export const dispatchStreamId = (orderId: string): string => `dispatch-${orderId}`
+
+/** The id of an order's one shipment. */
+export const shipmentIdFor = (orderId: string): string => `shipment-${orderId}`
+
+/**
+ * Dispatch priced the order's shipping (from OrderCreated, again after OrderUpdated). In
+ * choreography the order's total arrives on OrderCreated and the go-ahead on OrderConfirmed, which
+ * carries no amount; the quote is how dispatch remembers the first until the second.
+ */
+export const shipmentQuotedData = z.object({
+  eventType: z.literal('ShipmentQuoted'),
+  orderId: id('orderId'),
+  orderAmount: decimalAmount,
+  shippingCost: decimalAmount,
+  currency: currencyCode,
+})
+
+export const orderDispatchedData = z.object({
+  eventType: z.literal('OrderDispatched'),
+  orderId: id('orderId'),
+  shipmentId: id('shipmentId'),
+  shippingCost: decimalAmount,
+  currency: currencyCode,
+})
+
+export type ShipmentQuoted = z.output<typeof shipmentQuotedData>
+export type OrderDispatched = z.output<typeof orderDispatchedData>
+
+export type DispatchEventData = ShipmentQuoted | OrderDispatched
+export type DispatchEventType = DispatchEventData['eventType']
+
+/** A dispatch event as stored and published: envelope plus data. */
+export type DispatchEvent = DispatchEventData & Envelope
+
+const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)
+
+export const shipmentQuotedEvent = eventSchema(shipmentQuotedData)
+export const orderDispatchedEvent = eventSchema(orderDispatchedData)
+
+export const dispatchEvent = z.discriminatedUnion('eventType', [shipmentQuotedEvent, orderDispatchedEvent])
+
+/** The wire shape of a dispatch event (decimal amounts). */
+export type DispatchEventWire = z.input<typeof dispatchEvent>
+
+export const dispatchEventContracts: EventContract[] = [
+  {
+    eventType: 'ShipmentQuoted',
+    versions: { 1: shipmentQuotedEvent },
+    description: 'The shipping cost of an order was worked out from its total (before it is dispatched).',
+  },
+  {
+    eventType: 'OrderDispatched',
+    versions: { 1: orderDispatchedEvent },
+    description: 'A paid and confirmed order left with a shipment id, and what its shipping cost.',
+  },
+]
+
+/** `dispatch-events`: the shipping of every order. */
+export const dispatchEventsTopic: TopicContract<'eventType'> = {
+  topic: DISPATCH_EVENTS_TOPIC,
+  description:
+    'Every event of every shipment (seed 004). The envelope (eventId, aggregateId = dispatch-<orderId>, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event’s fields share one JSON object; every event names its orderId.',
+  key: 'the order id: all events of one order’s shipment are on one partition, in version order',
+  discriminator: 'eventType',
+  messages: dispatchEventContracts,
+}
+
+export const dispatchEventRegistry: ContractRegistry = createRegistry(dispatchEventsTopic)
+
+/** Decodes a `dispatch-events` message into a typed event (amounts in minor units). */
+export function decodeDispatchEvent(
+  raw: string,
+): { ok: true; event: DispatchEvent } | Extract<ReturnType<ContractRegistry['decode']>, { ok: false }> {
+  const result = dispatchEventRegistry.decode(raw)
+  return result.ok ? { ok: true, event: result.event as unknown as DispatchEvent } : result
+}
+
+/** The wire form of a dispatch event: decimal amounts, ready for `JSON.stringify`. */
+export function encodeDispatchEvent(event: DispatchEvent): DispatchEventWire {
+  return z.encode(dispatchEvent, event as z.output<typeof dispatchEvent>)
+}
