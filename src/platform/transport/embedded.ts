@@ -107,6 +107,130 @@ export async function createEmbeddedTransport(options: EmbeddedTransportOptions)
   })
 }
 
+export interface EmbeddedLogRetention {
+  /** Messages older than this go (Kafka's `retention.ms`); 0 keeps them whatever their age. */
+  maxAgeMs: number
+  /** Per topic partition, the oldest messages beyond this many bytes go (`retention.bytes`); 0 = no limit. */
+  maxBytesPerPartition: number
+  /** Rows per DELETE, so a big backlog is cut in short transactions that never stall PGlite's one connection. */
+  batchSize?: number
+}
+
+const DEFAULT_PRUNE_BATCH = 5_000
+
+/**
+ * Deletes old messages the way Kafka's retention does: only ever a prefix of a partition, so the
+ * log start moves forward and offsets are never renumbered (`log_partitions.next_offset` keeps
+ * counting). A message goes when it is older than `maxAgeMs`, or when the newer messages of its
+ * partition already fill `maxBytesPerPartition` (key + value + headers as JSON text). The newest
+ * message of a partition is never removed for size, as Kafka never deletes the active segment: a
+ * budget smaller than one message keeps one message rather than emptying the partition every pass.
+ * Age can empty a partition, as in Kafka.
+ *
+ * Readers read `offset >= position`, so a group behind the new log start simply continues with the
+ * first remaining message. Its committed offset is moved up to the log start here (what a Kafka
+ * consumer does on `auto.offset.reset=earliest`) so that lag counts only messages it can still
+ * read. A reader that had already fetched deleted messages may commit a lower offset once more;
+ * that only overstates its lag until its next commit.
+ */
+export async function pruneEmbeddedLog(db: SqlDatabase, retention: EmbeddedLogRetention): Promise<{ deleted: number }> {
+  const { maxAgeMs, maxBytesPerPartition } = retention
+  const batchSize = retention.batchSize ?? DEFAULT_PRUNE_BATCH
+  if (maxAgeMs <= 0 && maxBytesPerPartition <= 0) return { deleted: 0 }
+  const { rows: partitions } = await db.query<{ topic: string; partition: number }>(
+    'SELECT topic, partition FROM log_partitions ORDER BY topic, partition',
+  )
+  let deleted = 0
+  for (const { topic, partition } of partitions) {
+    const first = await db.query<{ offset: string }>(
+      `SELECT m."offset"::text AS "offset" FROM log_messages m
+        WHERE m.topic = $1 AND m.partition = $2 ORDER BY m."offset" LIMIT 1`,
+      [topic, partition],
+    )
+    const startRow = first.rows[0]
+    if (!startRow) continue
+    const start = BigInt(startRow.offset)
+    // Everything below `end` goes.
+    let end = start
+    if (maxAgeMs > 0) end = bigMax(end, await ageBoundary(db, topic, partition, maxAgeMs))
+    if (maxBytesPerPartition > 0) {
+      end = bigMax(end, await sizeBoundary(db, topic, partition, maxBytesPerPartition, end, batchSize))
+    }
+    if (end <= start) continue
+    // Offsets of a partition have no gaps above the log start, so a range of `batchSize` offsets
+    // is at most `batchSize` rows.
+    for (let below = start; below < end; ) {
+      below = bigMin(end, below + BigInt(batchSize))
+      const result = await db.query('DELETE FROM log_messages WHERE topic = $1 AND partition = $2 AND "offset" < $3', [
+        topic,
+        partition,
+        below.toString(),
+      ])
+      deleted += result.rowCount
+    }
+    await db.query(
+      `UPDATE log_group_offsets SET next_offset = $3, updated_at = now()
+        WHERE topic = $1 AND partition = $2 AND next_offset < $3`,
+      [topic, partition, end.toString()],
+    )
+  }
+  return { deleted }
+}
+
+/** The first offset to keep by age: the oldest message not older than the cut-off. */
+async function ageBoundary(db: SqlDatabase, topic: string, partition: number, maxAgeMs: number): Promise<bigint> {
+  // One statement, one snapshot: when no message is young enough, every message it saw is old.
+  const { rows } = await db.query<{ boundary: string | null }>(
+    `SELECT coalesce(
+        (SELECT m."offset" FROM log_messages m
+          WHERE m.topic = $1 AND m.partition = $2 AND m.created_at >= now() - $3::double precision * interval '1 millisecond'
+          ORDER BY m."offset" LIMIT 1),
+        (SELECT max(m."offset") + 1 FROM log_messages m WHERE m.topic = $1 AND m.partition = $2)
+      )::text AS boundary`,
+    [topic, partition, maxAgeMs],
+  )
+  return BigInt(rows[0]?.boundary ?? 0)
+}
+
+/**
+ * The first offset to keep by size: walks the partition newest first until the budget is spent,
+ * reading only the sizes of the messages that stay (plus one page), never the whole backlog.
+ */
+async function sizeBoundary(
+  db: SqlDatabase,
+  topic: string,
+  partition: number,
+  maxBytes: number,
+  floor: bigint,
+  pageSize: number,
+): Promise<bigint> {
+  let total = 0
+  let newest = true
+  // Above any offset: the first page starts at the newest message.
+  let before = '9223372036854775807'
+  for (;;) {
+    const { rows } = await db.query<{ offset: string; size: number }>(
+      `SELECT m."offset"::text AS "offset",
+              octet_length(m.key) + octet_length(m.value) + octet_length(m.headers::text) AS size
+         FROM log_messages m
+        WHERE m.topic = $1 AND m.partition = $2 AND m."offset" >= $3 AND m."offset" < $4
+        ORDER BY m."offset" DESC LIMIT $5`,
+      [topic, partition, floor.toString(), before, pageSize],
+    )
+    for (const row of rows) {
+      total += Number(row.size)
+      if (total > maxBytes) return newest ? BigInt(row.offset) : BigInt(row.offset) + 1n
+      newest = false
+    }
+    const last = rows.at(-1)
+    if (!last || rows.length < pageSize) return floor
+    before = last.offset
+  }
+}
+
+const bigMax = (a: bigint, b: bigint) => (a > b ? a : b)
+const bigMin = (a: bigint, b: bigint) => (a < b ? a : b)
+
 interface TopicPartition {
   topic: string
   partition: number
