@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { buildAsyncApiDocument } from './contracts/asyncapi.ts'
 import { toError } from './platform/errors.ts'
 import { type ProjectionRunner, startProjections } from './platform/es/projections.ts'
 import type { Authenticator } from './platform/http/auth.ts'
@@ -10,6 +11,7 @@ import {
   type OutboxRelayOptions,
   startOutboxRelay,
 } from './platform/outbox/outbox.ts'
+import { startHousekeeping } from './platform/retention.ts'
 import type { Runtime } from './platform/runtime.ts'
 import { type AppliedMigration, runMigrations } from './platform/sql/migrations.ts'
 import type { SqlDatabase } from './platform/sql/port.ts'
@@ -23,7 +25,8 @@ import { startReliableConsumer } from './platform/transport/reliable-consumer.ts
  *
  * The app owns what the modules share: the versioned migrations of the platform and of every
  * module, one outbox relay and one projection runner for the process (woken by any module's
- * commit), and the consumers the modules start.
+ * commit), the consumers the modules start, and the housekeeping that applies the retention of the
+ * embedded log, the inbox and the idempotency keys.
  */
 
 export interface AppOptions {
@@ -100,6 +103,13 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
   })
   const unsubscribe = signal.onNotify(() => projections.notify())
+  const housekeeping = startHousekeeping({
+    db,
+    logger: logger.child({ component: 'housekeeping' }),
+    retention: config.retention,
+    embeddedLog: transport.kind === 'embedded',
+    metrics,
+  })
   const relay = startOutboxRelay({
     db,
     transport,
@@ -114,6 +124,13 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     logger,
     metrics,
     checks: healthChecks,
+    // Built once, on first request: the document is a pure function of the modules' contracts.
+    asyncApi: once(() =>
+      buildAsyncApiDocument(
+        [...new Map(modules.flatMap((m) => m.topics ?? []).map((topic) => [topic.topic, topic])).values()],
+        { title: 'orderflow', version: '0.1.0' },
+      ),
+    ),
     ...(options.authenticate ? { authenticate: options.authenticate } : {}),
   })
 
@@ -146,6 +163,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     unsubscribe()
     await attempt('projections', () => projections.stop())
     await attempt('outbox relay', () => relay.stop())
+    await attempt('housekeeping', () => housekeeping.stop())
     if (failures.length > 0) throw new AggregateError(failures, `${failures.length} part(s) failed to stop`)
   }
 
@@ -207,4 +225,12 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     },
   }
   return app
+}
+
+function once<T>(make: () => T): () => T {
+  let made: { value: T } | undefined
+  return () => {
+    made ??= { value: make() }
+    return made.value
+  }
 }
