@@ -67,8 +67,11 @@ export function toOrderEventMessage(event: OrderEvent, metadata: EventMetadata =
 
 /** The `orders` table: the current state, with customer and status as columns for queries. */
 const ordersTable: StateStore<OrderState> = {
-  async load(tx, orderId) {
-    const { rows } = await tx.query<{ state: Order }>('SELECT state FROM orders WHERE id = $1', [orderId])
+  async load(tx, orderId, options) {
+    const { rows } = await tx.query<{ state: Order }>(
+      `SELECT state FROM orders WHERE id = $1${options?.lock ? ' FOR UPDATE' : ''}`,
+      [orderId],
+    )
     const order = rows[0]?.state ?? null
     return { state: order, version: order?.version ?? 0 }
   },

@@ -44,8 +44,12 @@ export type DomainEvent<Event> = Recorded<Event> & {
 
 /** Where a service keeps the current state of its streams (its "orders table"). */
 export interface StateStore<State> {
-  /** The state and its version (0 for a stream that does not exist yet). */
-  load(tx: SqlExecutor, streamId: string): Promise<{ state: State; version: number }>
+  /**
+   * The state and its version (0 for a stream that does not exist yet). With `lock`, the state row
+   * is locked until the transaction ends (`FOR UPDATE`), so concurrent commands on one stream queue
+   * instead of racing.
+   */
+  load(tx: SqlExecutor, streamId: string, options?: { lock?: boolean }): Promise<{ state: State; version: number }>
   save(tx: SqlExecutor, streamId: string, state: State, version: number): Promise<void>
 }
 
@@ -111,7 +115,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   const clock = options.clock ?? (() => new Date())
   const newEventId = options.newEventId ?? (() => uuidv7())
   const schemaVersion = options.schemaVersion ?? (() => 1)
-  const maxConflictRetries = options.maxConflictRetries ?? 5
+  const maxConflictRetries = options.maxConflictRetries ?? 10
 
   const run = async <T>(
     tx: SqlExecutor,
@@ -125,7 +129,10 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
       const { state, version } = await stateStore.load(tx, streamId)
       return finish({ state, version, events: [], duplicate: true })
     }
-    const { state, version } = await stateStore.load(tx, streamId)
+    // A caller without an expected version wants its command applied to whatever the state is:
+    // waiting for a concurrent command on the stream is cheaper than losing the race and deciding
+    // again. A caller with one wants a conflict reported, so nothing is locked for it.
+    const { state, version } = await stateStore.load(tx, streamId, { lock: metadata.expectedVersion === undefined })
     if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== version) {
       if (version === 0) throw notFound(streamType, streamId)
       throw new AppError(
@@ -194,7 +201,11 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
         if (outcome.result.events.length > 0) options.onCommitted()
         return outcome
       } catch (error) {
-        if ((error as { [RACE]?: boolean })[RACE] && attempt < maxConflictRetries) continue
+        if ((error as { [RACE]?: boolean })[RACE] && attempt < maxConflictRetries) {
+          // Two creators of a new stream (no row to lock yet): the loser decides again on the winner's state.
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * (attempt + 1)))
+          continue
+        }
         throw error
       }
     }
@@ -213,9 +224,9 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
 export function jsonStateTable<State>(table: string, initialState: () => State): StateStore<State> {
   if (!/^[a-z_][a-z0-9_]*$/.test(table)) throw new Error(`not a plain table name: ${table}`)
   return {
-    async load(tx, streamId) {
+    async load(tx, streamId, options) {
       const { rows } = await tx.query<{ state: State; version: number }>(
-        `SELECT state, version FROM ${table} WHERE id = $1`,
+        `SELECT state, version FROM ${table} WHERE id = $1${options?.lock ? ' FOR UPDATE' : ''}`,
         [streamId],
       )
       const row = rows[0]
