@@ -160,7 +160,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
 }
 
-/** `SERVICES=order,payment`: names only; which names exist is checked against the modules at start. */
+/** `SERVICES=a,b`: names only; which names exist is checked against the modules at start. */
 function parseServiceList(raw: string | undefined): string[] | undefined {
   if (raw === undefined || raw.trim() === '' || raw.trim() === 'all') return undefined
   const names = raw.split(',').map((name) => name.trim().toLowerCase())

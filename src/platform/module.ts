@@ -15,7 +15,7 @@ import type { ReliableConsumerOptions, RetryPolicy } from './transport/reliable-
  * chooses which modules a process runs.
  */
 export interface ServiceModule<Handle extends object = object> {
-  /** `order`, `payment`, …: what `SERVICES` names, and the prefix of the module's logs. */
+  /** The service's name: what `SERVICES` names, and the prefix of the module's logs. */
   name: string
   /** Its `migrations/` folder of `NNN.do.description.sql` files (`migrationsBeside(import.meta.url)`). */
   migrations?: URL

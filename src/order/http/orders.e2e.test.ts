@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { connect, createServer, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { LightMyRequestResponse } from 'fastify'
 import { startTestApp } from '../../../test/support/app.ts'
 import {
   pgliteTestDatabase,
@@ -13,7 +13,6 @@ import {
 import type { App } from '../../app.ts'
 import { ORDER_EVENTS_TOPIC } from '../../contracts/order/events.ts'
 import type { Problem } from '../../platform/http/problem.ts'
-import { createLogger } from '../../platform/logger.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import { openPostgres } from '../../platform/sql/postgres.ts'
 import { createEmbeddedTransport } from '../../platform/transport/embedded.ts'
@@ -26,8 +25,6 @@ import type { OrderView } from './routes.ts'
  * The order API through HTTP, against the real service (event store, outbox, read model, embedded
  * log), once on PGlite and once on PostgreSQL.
  */
-
-const logger = createLogger({ level: 'silent' })
 
 // Seed 001's request, and seed 004's exactly as written there (`100.00` included).
 const seed001 = {

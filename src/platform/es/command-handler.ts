@@ -42,7 +42,7 @@ export type DomainEvent<Event> = Recorded<Event> & {
   causationId?: string
 }
 
-/** Where a service keeps the current state of its streams (its "orders table"). */
+/** Where a service keeps the current state of its streams (one row per stream). */
 export interface StateStore<State> {
   /**
    * The state and its version (0 for a stream that does not exist yet). With `lock`, the state row
@@ -65,7 +65,7 @@ export interface CommandHandlerOptions<Command, Event extends TypedEvent, State>
   db: SqlDatabase
   /** Woken after a commit that wrote messages: the outbox relay and the projections listen. */
   onCommitted: () => void
-  /** Names the kind of stream in the event store (`order`, `payment`, …) and in errors. */
+  /** Names the kind of stream in the event store and in errors. */
   streamType: string
   decider: Decider<Command, Event, State>
   stateStore: StateStore<State>

@@ -5,7 +5,7 @@ import type { OutgoingMessage } from '../transport/port.ts'
 
 /**
  * The message an event becomes on its topic: the wire body (envelope and fields at the top level),
- * keyed as the service says (the order id on every journey topic), with the headers every topic
+ * keyed as the service says (per business entity, so its events keep their order), with the headers every topic
  * carries: event id, type, schema version, content type and W3C trace context.
  */
 export function eventMessage(input: {

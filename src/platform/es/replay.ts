@@ -32,7 +32,7 @@ export const REPLAY_JOB_HEADER = 'replay-job'
 
 /** Which service's events a replay reads, and the messages they become. */
 export interface ReplaySource {
-  /** The event store's stream type (`order`). */
+  /** The event store's stream type of the service. */
   streamType: string
   /** The topics its events go to (created first, in case a consumer's topic was deleted). */
   topics: readonly string[]

@@ -5,7 +5,7 @@ import type { SqlExecutor } from '../sql/port.ts'
 /**
  * `Idempotency-Key` for HTTP requests that create something: the first response is stored under
  * the key in the same transaction as what the request wrote, so a client that retries after a
- * timeout gets that response back instead of a second order. Keys are scoped per service and per
+ * timeout gets that response back instead of creating a second resource. Keys are scoped per service and per
  * client, so two clients (or two services) using the same key never see each other's responses;
  * they are pruned after `IDEMPOTENCY_KEY_TTL_MS` (24 h by default) by the housekeeping.
  */
@@ -32,7 +32,7 @@ export type Remember = (tx: SqlExecutor, response: StoredResponse) => Promise<vo
  * same key with another request is IDEMPOTENCY_KEY_REUSED.
  *
  * Two requests racing with one key both pass the first lookup; the database lets only one of them
- * insert the key, so the other's transaction is rolled back (its order never existed) and it
+ * insert the key, so the other's transaction is rolled back (what it created never existed) and it
  * answers with the winner's response.
  */
 export async function respondOnce(

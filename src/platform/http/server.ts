@@ -174,7 +174,7 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
       info: {
         title: 'orderflow',
         version: '0.1.0',
-        description: 'Event-driven order processing. Errors are application/problem+json (RFC 9457).',
+        description: 'Errors are application/problem+json (RFC 9457).',
       },
     },
     transform: documentRoute,

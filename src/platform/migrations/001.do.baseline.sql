@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS replay_jobs (
   started_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
-ALTER TABLE replay_jobs ADD COLUMN IF NOT EXISTS stream_type text NOT NULL DEFAULT 'order';
+ALTER TABLE replay_jobs ADD COLUMN IF NOT EXISTS stream_type text;
 
 -- Idempotency-Key responses, scoped per service and client: one client's key never answers another's.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 -- Databases from before scoping had one global key.
-ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT 'order';
+ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT 'legacy';
 ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS client text NOT NULL DEFAULT 'anonymous';
 ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS idempotency_keys_pkey;
 ALTER TABLE idempotency_keys ADD PRIMARY KEY (scope, client, key);

@@ -6,9 +6,9 @@ import type { Workflow, WorkflowOutput } from '../es/workflow.ts'
  * Given / when / then for pure deciders and workflows (emmett's `DeciderSpecification`), shared by
  * every service's unit tests:
  *
- *   const spec = deciderSpec(orderDecider, { aggregateId: 'order-1' })
- *   spec.given(created).when(confirm).thenEmits([confirmed])
- *   spec.given().when(confirm).thenRejects({ code: 'NOT_FOUND' })
+ *   const spec = deciderSpec(accountDecider, { aggregateId: 'account-1' })
+ *   spec.given(opened).when(deposit).thenEmits([deposited])
+ *   spec.given().when(deposit).thenRejects({ code: 'NOT_FOUND' })
  */
 
 export interface SpecOptions {

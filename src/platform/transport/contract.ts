@@ -281,7 +281,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       const producer = await transport()
       const topic = uniqueName('contract_throw')
       const groupId = uniqueName('contract_throw')
-      await producer.publish(sequence(topic, ['order-1'], 5))
+      await producer.publish(sequence(topic, ['key-1'], 5))
 
       const boom = new Error('handler failed on purpose')
       const errors: Error[] = []
@@ -297,17 +297,17 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       })
       await waitFor(() => errors.length > 0, { timeoutMs: TIMEOUT_MS, message: 'onError was not called' })
       assert.ok(errors[0] === boom || errors[0]?.cause === boom, `onError got the handler's error: ${errors[0]}`)
-      assert.deepEqual(firstRun.seqsOf('order-1'), [0, 1, 2], 'the subscription stopped at the failing message')
+      assert.deepEqual(firstRun.seqsOf('key-1'), [0, 1, 2], 'the subscription stopped at the failing message')
       await close(crashed)
 
       const secondRun = recorder()
       const restarted = await transport()
       await subscribe(restarted, { groupId, topics: [topic], handler: secondRun.handler })
-      await waitFor(() => secondRun.seqsOf('order-1').includes(4), {
+      await waitFor(() => secondRun.seqsOf('key-1').includes(4), {
         timeoutMs: TIMEOUT_MS,
-        message: () => `after the restart expected up to seq 4, got ${secondRun.seqsOf('order-1')}`,
+        message: () => `after the restart expected up to seq 4, got ${secondRun.seqsOf('key-1')}`,
       })
-      const seqs = secondRun.seqsOf('order-1')
+      const seqs = secondRun.seqsOf('key-1')
       assert.ok(
         (seqs[0] ?? Number.POSITIVE_INFINITY) <= 2,
         `redelivery starts at or before the failed message: ${seqs}`,
@@ -321,7 +321,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       const producer = await transport()
       const topic = uniqueName('contract_crash')
       const groupId = uniqueName('contract_crash')
-      await producer.publish(sequence(topic, ['order-1'], 3))
+      await producer.publish(sequence(topic, ['key-1'], 3))
 
       const gate = latch()
       const firstRun = recorder(async (message) => {
@@ -329,7 +329,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       })
       const crashing = await transport()
       await subscribe(crashing, { groupId, topics: [topic], handler: firstRun.handler, onError: () => {} })
-      await waitFor(() => firstRun.seqsOf('order-1').includes(1), {
+      await waitFor(() => firstRun.seqsOf('key-1').includes(1), {
         timeoutMs: TIMEOUT_MS,
         message: 'the handler never got message 1',
       })
@@ -341,11 +341,11 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       const secondRun = recorder()
       const restarted = await transport()
       await subscribe(restarted, { groupId, topics: [topic], handler: secondRun.handler })
-      await waitFor(() => secondRun.seqsOf('order-1').includes(2), {
+      await waitFor(() => secondRun.seqsOf('key-1').includes(2), {
         timeoutMs: TIMEOUT_MS,
-        message: () => `after the restart expected seq 1 and 2, got ${secondRun.seqsOf('order-1')}`,
+        message: () => `after the restart expected seq 1 and 2, got ${secondRun.seqsOf('key-1')}`,
       })
-      const seqs = secondRun.seqsOf('order-1')
+      const seqs = secondRun.seqsOf('key-1')
       assert.deepEqual(seqs.slice(seqs.indexOf(1)), [1, 2], `the interrupted message is redelivered: ${seqs}`)
     })
 

@@ -6,8 +6,8 @@ import type { OutgoingMessage, PublishedPosition, Subscription, Transport } from
 export const EVENT_ID_HEADER = 'event-id'
 
 /**
- * Logs every publish with its event id, topic, partition and offset (seed 001's
- * "Successfully published event abc-123 to topic order-events at offset 42") and counts it, and
+ * Logs every publish with its event id, topic, partition and offset (seed 001's "Successfully
+ * published event <id> to topic <topic> at offset <n>") and counts it, and
  * samples the lag of every subscription into `orderflow_consumer_lag_messages`.
  */
 export function instrumentTransport(
@@ -77,8 +77,7 @@ export function instrumentTransport(
               partition: p?.partition,
               offset: p?.offset,
             },
-            // Seed 001: "Published OrderCreatedEvent to Kafka for order: order-123" and
-            // "Successfully published event abc-123 to topic order-events at offset 42", in one line.
+            // Seed 001's two publish log lines (which event for which key, and where it landed), in one.
             `published ${eventType ?? 'message'}${eventId ? ` ${eventId}` : ''} for ${m.key} to topic ${m.topic} partition ${p?.partition} at offset ${p?.offset}`,
           )
         }

@@ -2,7 +2,7 @@ import type { IncomingMessage, Transport } from './port.ts'
 
 /**
  * Prefixes every topic and consumer group with `prefix` (`KAFKA_TOPIC_PREFIX=staging.` →
- * `staging.order-events`), so that several deployments, or several test files, share one cluster
+ * `staging.<topic>`), so that several deployments, or several test files, share one cluster
  * without reading each other's messages. Services keep using the logical names: messages they
  * receive carry the topic without the prefix.
  */
