@@ -1,6 +1,6 @@
 import { AppError, ErrorCodes, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import { migrate } from '../sql/migrate.ts'
+import { runMigrations } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { partitionForKey } from './partitioner.ts'
 import type {
@@ -51,38 +51,6 @@ const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
 // `log_partitions.next_offset` is the offset allocator: publishers lock the row with an UPDATE
 // until they commit, so offsets of a partition become visible in order and without gaps, which is
 // what lets a reader trust "offset >= position" never to skip a message committed late.
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS log_topics (
-  name text PRIMARY KEY,
-  partitions integer NOT NULL CHECK (partitions > 0),
-  created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS log_partitions (
-  topic text NOT NULL REFERENCES log_topics (name),
-  partition integer NOT NULL,
-  next_offset bigint NOT NULL DEFAULT 0,
-  PRIMARY KEY (topic, partition)
-);
-CREATE TABLE IF NOT EXISTS log_messages (
-  topic text NOT NULL,
-  partition integer NOT NULL,
-  "offset" bigint NOT NULL,
-  key text NOT NULL,
-  value text NOT NULL,
-  headers jsonb NOT NULL DEFAULT '{}',
-  created_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (topic, partition, "offset"),
-  FOREIGN KEY (topic, partition) REFERENCES log_partitions (topic, partition)
-);
-CREATE TABLE IF NOT EXISTS log_group_offsets (
-  group_id text NOT NULL,
-  topic text NOT NULL,
-  partition integer NOT NULL,
-  next_offset bigint NOT NULL,
-  updated_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (group_id, topic, partition)
-);
-`
 
 const silentLogger: TransportLogger = { debug() {}, warn() {}, error() {} }
 
@@ -97,7 +65,9 @@ export async function createEmbeddedTransport(options: EmbeddedTransportOptions)
   if (!Number.isInteger(partitions) || partitions < 1) {
     throw new RangeError(`partitions must be a whole number of at least 1 (got ${partitions})`)
   }
-  await migrate(options.db, [(tx) => tx.exec(SCHEMA)])
+  await runMigrations(options.db, [
+    { module: 'embedded_log', directory: new URL('./embedded-migrations/', import.meta.url) },
+  ])
   return new EmbeddedTransport({
     db: options.db,
     partitions,
@@ -406,8 +376,11 @@ class EmbeddedTransport implements Transport {
   async #lag(groupId: string, partitions: TopicPartition[]): Promise<PartitionLag[]> {
     if (partitions.length === 0) return []
     const { rows } = await this.#settings.db.query<{ topic: string; partition: number; lag: string }>(
-      // A group with no committed position reads from offset 0, so its lag is the whole partition.
-      `SELECT p.topic, p.partition, (p.next_offset - coalesce(g.next_offset, 0))::text AS lag
+      // A group with no committed position reads from the log's start: its lag is every message the
+      // partition still holds (retention may have deleted the first ones).
+      `SELECT p.topic, p.partition, (p.next_offset - coalesce(g.next_offset,
+           (SELECT min(m."offset") FROM log_messages m WHERE m.topic = p.topic AND m.partition = p.partition),
+           p.next_offset))::text AS lag
          FROM log_partitions p
          LEFT JOIN log_group_offsets g ON g.group_id = $1 AND g.topic = p.topic AND g.partition = p.partition
         WHERE (p.topic, p.partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))`,
