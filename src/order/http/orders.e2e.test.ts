@@ -268,11 +268,17 @@ function orderApiSuite(setup: DatabaseSetup) {
       }
     })
 
-    it('records the request id as correlation id when the caller sends none, and ignores a malformed traceparent', async () => {
-      const response = await create(seed001, { traceparent: 'not-a-trace' })
-      assert.equal(response.statusCode, 201, response.body)
-      const [created] = await history(body(response).id)
-      assert.match(String(created?.correlationId), /.+/)
+    it('records the request id as correlation id when the caller sends none, and starts a new trace for a missing or malformed traceparent', async () => {
+      for (const headers of [{ traceparent: 'not-a-trace' }, {}]) {
+        const response = await create(seed001, headers)
+        assert.equal(response.statusCode, 201, response.body)
+        const orderId = body(response).id
+        const [created] = await history(orderId)
+        assert.match(String(created?.correlationId), /.+/)
+        const stored = (await api.store.history(orderId))[0]
+        assert.match(String(stored?.metadata.traceparent), /^00-[\da-f]{32}-[\da-f]{16}-01$/)
+        assert.notEqual(stored?.metadata.traceparent, 'not-a-trace')
+      }
     })
 
     it("creates seed 004's order as written, its total computed from the items", async () => {
