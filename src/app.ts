@@ -13,8 +13,9 @@ import {
 } from './platform/outbox/outbox.ts'
 import { startHousekeeping } from './platform/retention.ts'
 import type { Runtime } from './platform/runtime.ts'
-import { type AppliedMigration, runMigrations } from './platform/sql/migrations.ts'
+import { type AppliedMigration, platformMigrations, runMigrations } from './platform/sql/migrations.ts'
 import type { SqlDatabase } from './platform/sql/port.ts'
+import { PRODUCER_MAX_SEND_MS } from './platform/transport/kafka.ts'
 import type { Subscription } from './platform/transport/port.ts'
 import { startReliableConsumer } from './platform/transport/reliable-consumer.ts'
 
@@ -59,8 +60,6 @@ export interface App {
    */
   close(): Promise<void>
 }
-
-const platformMigrations = new URL('./platform/migrations/', import.meta.url)
 
 /** Brings the platform's tables and those of `modules` to their latest version. */
 export function migrateModules(
@@ -115,6 +114,11 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     transport,
     signal,
     logger: logger.child({ component: 'outbox-relay' }),
+    // On Kafka a publish may take up to the producer's bound (every attempt timing out): the relay
+    // gives it that long, and its lease three times that, so a publish never outlives the lease.
+    ...(transport.kind === 'kafka'
+      ? { publishTimeoutMs: PRODUCER_MAX_SEND_MS, leaseMs: 3 * PRODUCER_MAX_SEND_MS }
+      : {}),
     ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
     ...options.relay,
   })

@@ -38,6 +38,53 @@ const brokerList = z
     return brokers
   })
 
+/** A rate from 0 to 1, such as a share of calls that fail. */
+const rate = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return 0
+      const value = Number(raw)
+      if (!Number.isFinite(value) || value < 0 || value > 1) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be a number from 0 to 1 (got '${raw}')` })
+        return z.NEVER
+      }
+      return value
+    })
+
+/** A decimal amount (`1000` or `1000.00`) as minor units; unset means no limit. */
+const amountLimit = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return undefined
+      const match = /^(\d{1,13})(?:\.(\d{1,2}))?$/.exec(raw.trim())
+      if (!match) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${name} must be a decimal amount with at most 2 decimals, such as 1000.00 (got '${raw}')`,
+        })
+        return z.NEVER
+      }
+      return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'))
+    })
+
+const nameList = z
+  .string()
+  .optional()
+  .transform((raw) =>
+    raw === undefined
+      ? []
+      : raw
+          .split(',')
+          .map((name) => name.trim())
+          .filter((name) => name !== ''),
+  )
+
+const HOUR_MS = 3600 * 1000
+
 const environmentSchema = z.object({
   TRANSPORT: z
     .enum(['embedded', 'kafka'], { error: (issue) => `TRANSPORT must be 'embedded' or 'kafka' (got '${issue.input}')` })
@@ -73,6 +120,27 @@ const environmentSchema = z.object({
   LOG_RETENTION_BYTES: wholeNumber('LOG_RETENTION_BYTES', 0, Number.MAX_SAFE_INTEGER, 0),
   IDEMPOTENCY_KEY_TTL_MS: wholeNumber('IDEMPOTENCY_KEY_TTL_MS', 0, Number.MAX_SAFE_INTEGER, 24 * 3600 * 1000),
   INBOX_RETENTION_MS: wholeNumber('INBOX_RETENTION_MS', 0, Number.MAX_SAFE_INTEGER, 7 * 24 * 3600 * 1000),
+  SAGA_MODE: z
+    .enum(['orchestration', 'choreography'], {
+      error: (issue) => `SAGA_MODE must be 'orchestration' or 'choreography' (got '${issue.input}')`,
+    })
+    .default('orchestration'),
+  PAYMENT_GATEWAY_DECLINE_ABOVE: amountLimit('PAYMENT_GATEWAY_DECLINE_ABOVE'),
+  PAYMENT_GATEWAY_DECLINED_CUSTOMERS: nameList,
+  PAYMENT_GATEWAY_LATENCY_MS: wholeNumber('PAYMENT_GATEWAY_LATENCY_MS', 0, 600_000, 0),
+  PAYMENT_GATEWAY_TRANSIENT_FAILURE_RATE: rate('PAYMENT_GATEWAY_TRANSIENT_FAILURE_RATE'),
+  PAYMENT_GATEWAY_SEED: wholeNumber('PAYMENT_GATEWAY_SEED', 0, 2 ** 32 - 1, 1),
+  PAYMENT_GATEWAY_TIMEOUT_MS: wholeNumber('PAYMENT_GATEWAY_TIMEOUT_MS', 1, 600_000, 5_000),
+  PAYMENT_GATEWAY_ATTEMPTS: wholeNumber('PAYMENT_GATEWAY_ATTEMPTS', 1, 20, 4),
+  PAYMENT_GATEWAY_RETRY_BACKOFF_MS: wholeNumber('PAYMENT_GATEWAY_RETRY_BACKOFF_MS', 0, 60_000, 50),
+  DELIVERY_DELAY_MS: wholeNumber('DELIVERY_DELAY_MS', 0, 24 * HOUR_MS, 2_000),
+  SAGA_PAYMENT_TIMEOUT_MS: wholeNumber('SAGA_PAYMENT_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
+  SAGA_CONFIRM_TIMEOUT_MS: wholeNumber('SAGA_CONFIRM_TIMEOUT_MS', 1, 24 * HOUR_MS, 15_000),
+  SAGA_DISPATCH_TIMEOUT_MS: wholeNumber('SAGA_DISPATCH_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
+  SAGA_DELIVERY_TIMEOUT_MS: wholeNumber('SAGA_DELIVERY_TIMEOUT_MS', 1, 24 * HOUR_MS, 5 * 60_000),
+  SAGA_COMPENSATION_TIMEOUT_MS: wholeNumber('SAGA_COMPENSATION_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
+  SCHEDULER_POLL_INTERVAL_MS: wholeNumber('SCHEDULER_POLL_INTERVAL_MS', 10, 600_000, 1_000),
+  AUDIT_STUCK_AFTER_MS: wholeNumber('AUDIT_STUCK_AFTER_MS', 0, 30 * 24 * HOUR_MS, 15 * 60_000),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: (issue) =>
@@ -113,6 +181,37 @@ export interface Config {
     /** Inbox entries (handled message ids) are kept this long; redeliveries older than that are not expected. */
     inboxMs: number
   }
+  /**
+   * How the order journey is coordinated: `orchestration` (the Create-Order saga sends every
+   * command) or `choreography` (each service reacts to the previous one's events).
+   */
+  sagaMode: 'orchestration' | 'choreography'
+  /** The simulated payment gateway, and how the payment service treats its faults. */
+  paymentGateway: {
+    /** Amounts above this (minor units) are declined; undefined = no limit. */
+    declineAbove: number | undefined
+    declinedCustomers: string[]
+    latencyMs: number
+    /** Share of calls (0–1) that fail as if the gateway were away. */
+    transientFailureRate: number
+    /** Seed of the pseudo-random source of transient failures (deterministic runs). */
+    seed: number
+    /** A call that takes longer counts as a transient failure. */
+    timeoutMs: number
+    /** Calls per payment before it is recorded as failed with GATEWAY_UNAVAILABLE. */
+    attempts: number
+    retryBackoffMs: number
+  }
+  /** The simulated travel time from dispatch to delivery. */
+  delivery: { delayMs: number }
+  /** The Create-Order saga's step timeouts (retries per step are in the saga's step table). */
+  saga: {
+    timeoutsMs: { payment: number; confirm: number; dispatch: number; delivery: number; compensation: number }
+  }
+  /** How often durable timers (saga timeouts, due deliveries) are looked for besides local wake-ups. */
+  schedulerPollIntervalMs: number
+  /** Orders not terminal after this long are reported as stuck by the auditor. */
+  audit: { stuckAfterMs: number }
 }
 
 export class ConfigError extends Error {
@@ -133,6 +232,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const transport = e.TRANSPORT ?? (e.KAFKA_BROKERS.length > 0 ? 'kafka' : 'embedded')
   if (transport === 'kafka' && e.KAFKA_BROKERS.length === 0) {
     throw new ConfigError(["TRANSPORT is 'kafka' but KAFKA_BROKERS is empty: set KAFKA_BROKERS=host:port[,host:port]"])
+  }
+  if (e.SAGA_DELIVERY_TIMEOUT_MS <= e.DELIVERY_DELAY_MS) {
+    throw new ConfigError([
+      `SAGA_DELIVERY_TIMEOUT_MS (${e.SAGA_DELIVERY_TIMEOUT_MS}) must be longer than DELIVERY_DELAY_MS (${e.DELIVERY_DELAY_MS}), or every delivery would time out`,
+    ])
   }
   return {
     transport,
@@ -157,6 +261,29 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       idempotencyKeyMs: e.IDEMPOTENCY_KEY_TTL_MS,
       inboxMs: e.INBOX_RETENTION_MS,
     },
+    sagaMode: e.SAGA_MODE,
+    paymentGateway: {
+      declineAbove: e.PAYMENT_GATEWAY_DECLINE_ABOVE,
+      declinedCustomers: e.PAYMENT_GATEWAY_DECLINED_CUSTOMERS,
+      latencyMs: e.PAYMENT_GATEWAY_LATENCY_MS,
+      transientFailureRate: e.PAYMENT_GATEWAY_TRANSIENT_FAILURE_RATE,
+      seed: e.PAYMENT_GATEWAY_SEED,
+      timeoutMs: e.PAYMENT_GATEWAY_TIMEOUT_MS,
+      attempts: e.PAYMENT_GATEWAY_ATTEMPTS,
+      retryBackoffMs: e.PAYMENT_GATEWAY_RETRY_BACKOFF_MS,
+    },
+    delivery: { delayMs: e.DELIVERY_DELAY_MS },
+    saga: {
+      timeoutsMs: {
+        payment: e.SAGA_PAYMENT_TIMEOUT_MS,
+        confirm: e.SAGA_CONFIRM_TIMEOUT_MS,
+        dispatch: e.SAGA_DISPATCH_TIMEOUT_MS,
+        delivery: e.SAGA_DELIVERY_TIMEOUT_MS,
+        compensation: e.SAGA_COMPENSATION_TIMEOUT_MS,
+      },
+    },
+    schedulerPollIntervalMs: e.SCHEDULER_POLL_INTERVAL_MS,
+    audit: { stuckAfterMs: e.AUDIT_STUCK_AFTER_MS },
   }
 }
 

@@ -15,6 +15,8 @@ export const ErrorCodes = {
   IDEMPOTENCY_KEY_REUSED: 'IDEMPOTENCY_KEY_REUSED',
   DATABASE_UNAVAILABLE: 'DATABASE_UNAVAILABLE',
   TRANSPORT_UNAVAILABLE: 'TRANSPORT_UNAVAILABLE',
+  /** A third party (the payment gateway) cannot answer now. */
+  GATEWAY_UNAVAILABLE: 'GATEWAY_UNAVAILABLE',
   CONFIG_INVALID: 'CONFIG_INVALID',
   POISON_MESSAGE: 'POISON_MESSAGE',
 } as const
@@ -22,7 +24,11 @@ export const ErrorCodes = {
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
 
 /** Codes whose errors are retryable unless the thrower says otherwise: a dependency that is away. */
-const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['DATABASE_UNAVAILABLE', 'TRANSPORT_UNAVAILABLE'])
+const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set([
+  'DATABASE_UNAVAILABLE',
+  'TRANSPORT_UNAVAILABLE',
+  'GATEWAY_UNAVAILABLE',
+])
 
 export interface FieldError {
   field: string

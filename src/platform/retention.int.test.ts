@@ -8,9 +8,10 @@ import {
   uniqueName,
   waitFor,
 } from '../../test/support/index.ts'
-import { markHandled, migrateInbox } from './inbox/inbox.ts'
+import { markHandled } from './inbox/inbox.ts'
 import { createMetrics } from './metrics.ts'
 import { pruneIdempotencyKeys, pruneInbox, startHousekeeping } from './retention.ts'
+import { migratePlatform } from './sql/migrations.ts'
 import type { SqlDatabase } from './sql/port.ts'
 import { createEmbeddedTransport, pruneEmbeddedLog } from './transport/embedded.ts'
 import { partitionForKey } from './transport/partitioner.ts'
@@ -18,12 +19,6 @@ import type { IncomingMessage, Transport } from './transport/port.ts'
 
 const DAY_MS = 24 * 60 * 60_000
 const silent = { info() {}, warn() {} }
-
-/** The columns the HTTP layer's table has (it may gain more); created here if no migration did. */
-const idempotencyTable = `
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-  key text, request_hash text, status int, headers jsonb, body jsonb, created_at timestamptz NOT NULL DEFAULT now()
-)`
 
 /** A fresh database per test: size retention applies to every partition in the database. */
 async function freshDatabase(t: TestContext, open: () => Promise<TestDatabase>): Promise<SqlDatabase> {
@@ -169,15 +164,15 @@ function retentionSuite(name: string, open: () => Promise<TestDatabase>) {
       assert.deepEqual(await pruneIdempotencyKeys(db, DAY_MS), { deleted: 0 }, 'no idempotency_keys table yet')
       assert.deepEqual(await pruneInbox(db, DAY_MS), { deleted: 0 }, 'no inbox table yet')
 
-      await migrateInbox(db)
-      await db.exec(idempotencyTable)
+      await migratePlatform(db)
       for (const id of range(0, 6)) await markHandled(db, 'consumer', `message-${id}`)
       await db.query(
         `UPDATE inbox SET handled_at = now() - interval '8 days' WHERE message_id IN ('message-0', 'message-1', 'message-2')`,
       )
       await db.query(
-        `INSERT INTO idempotency_keys (key, request_hash, status, headers, body, created_at)
-         SELECT 'key-' || i, 'hash', 201, '{}', '{}', now() - (i || ' hours')::interval FROM generate_series(0, 47) AS i`,
+        `INSERT INTO idempotency_keys (scope, client, key, request_hash, status, headers, body, created_at)
+         SELECT 'test', 'anonymous', 'key-' || i, 'hash', 201, '{}', '{}', now() - (i || ' hours')::interval
+           FROM generate_series(0, 47) AS i`,
       )
 
       assert.deepEqual(await pruneInbox(db, 0), { deleted: 0 }, '0 keeps inbox entries forever')
@@ -199,13 +194,13 @@ function retentionSuite(name: string, open: () => Promise<TestDatabase>) {
       const topic = uniqueName('retention_housekeeping')
       await transport.publish(range(0, 5).map((i) => ({ topic, key: 'k', value: `m-${i}` })))
       await age(db, topic, 2, 2 * DAY_MS)
-      await migrateInbox(db)
-      await db.exec(idempotencyTable)
+      await migratePlatform(db)
       for (const id of range(0, 4)) await markHandled(db, 'consumer', `message-${id}`)
       await db.query(`UPDATE inbox SET handled_at = now() - interval '2 days'`)
       await db.query(
-        `INSERT INTO idempotency_keys (key, request_hash, status, headers, body, created_at)
-         VALUES ('old', 'h', 201, '{}', '{}', now() - interval '2 days'), ('new', 'h', 201, '{}', '{}', now())`,
+        `INSERT INTO idempotency_keys (scope, client, key, request_hash, status, headers, body, created_at)
+         VALUES ('test', 'anonymous', 'old', 'h', 201, '{}', '{}', now() - interval '2 days'),
+                ('test', 'anonymous', 'new', 'h', 201, '{}', '{}', now())`,
       )
       const logged: unknown[] = []
       const metrics = createMetrics()
@@ -238,7 +233,7 @@ function retentionSuite(name: string, open: () => Promise<TestDatabase>) {
 
     it('housekeeping runs on its own, survives a failing pass, and stop() waits for the running one', async (t) => {
       const db = await freshDatabase(t, open)
-      await migrateInbox(db)
+      await migratePlatform(db)
       const oldEntry = async (id: string) => {
         await markHandled(db, 'consumer', id)
         await db.query(`UPDATE inbox SET handled_at = now() - interval '2 days' WHERE message_id = $1`, [id])

@@ -269,7 +269,7 @@ function orderApiSuite(setup: DatabaseSetup) {
     })
 
     it('records the request id as correlation id when the caller sends none, and starts a new trace for a missing or malformed traceparent', async () => {
-      for (const headers of [{ traceparent: 'not-a-trace' }, {}]) {
+      for (const headers of [{ traceparent: 'not-a-trace' }, {}] as Record<string, string>[]) {
         const response = await create(seed001, headers)
         assert.equal(response.statusCode, 201, response.body)
         const orderId = body(response).id

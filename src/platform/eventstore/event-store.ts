@@ -44,34 +44,6 @@ export interface StorePosition {
 
 export const START_POSITION: StorePosition = { transactionId: '0', globalPosition: '0' }
 
-export const eventStoreSchema = `
-CREATE TABLE IF NOT EXISTS es_events (
-  global_position bigserial PRIMARY KEY,
-  transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
-  stream_id text NOT NULL,
-  stream_type text NOT NULL,
-  version integer NOT NULL CHECK (version > 0),
-  event_id uuid NOT NULL UNIQUE,
-  event_type text NOT NULL,
-  schema_version integer NOT NULL,
-  data jsonb NOT NULL,
-  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-  occurred_on timestamptz NOT NULL,
-  recorded_at timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT es_events_stream_version UNIQUE (stream_id, version)
-);
-CREATE INDEX IF NOT EXISTS es_events_by_transaction ON es_events (transaction_id, global_position);
-CREATE INDEX IF NOT EXISTS es_events_by_time ON es_events (occurred_on);
-CREATE OR REPLACE FUNCTION es_events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION 'events are immutable: % on es_events is not allowed', TG_OP;
-END;
-$$;
-DROP TRIGGER IF EXISTS es_events_immutable ON es_events;
-CREATE TRIGGER es_events_immutable BEFORE UPDATE OR DELETE ON es_events
-  FOR EACH ROW EXECUTE FUNCTION es_events_are_immutable();
-`
-
 interface EventRow {
   global_position: string
   transaction_id: string
@@ -103,10 +75,6 @@ function toStored(row: EventRow): StoredEvent {
     metadata: row.metadata ?? {},
     occurredOn: new Date(row.occurred_on).toISOString(),
   }
-}
-
-export async function migrateEventStore(db: SqlExecutor): Promise<void> {
-  await db.exec(eventStoreSchema)
 }
 
 /**

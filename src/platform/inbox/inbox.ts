@@ -3,20 +3,8 @@ import type { SqlExecutor } from '../sql/port.ts'
 /**
  * The inbox makes a consumer idempotent: a handler records the id of the message it handled in the
  * same transaction as the effects it produced. A redelivered message finds its id already there and
- * changes nothing, so "at least once" on the wire becomes "exactly once in effect".
+ * changes nothing, so "at least once" on the wire becomes "exactly once in effect". The table is the platform's (`migrations/001.do.baseline.sql`).
  */
-export const inboxSchema = `
-CREATE TABLE IF NOT EXISTS inbox (
-  consumer text NOT NULL,
-  message_id text NOT NULL,
-  handled_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (consumer, message_id)
-);
-`
-
-export async function migrateInbox(db: SqlExecutor): Promise<void> {
-  await db.exec(inboxSchema)
-}
 
 /** Records `messageId` for `consumer`; false when it was already handled (the caller must skip). */
 export async function markHandled(tx: SqlExecutor, consumer: string, messageId: string): Promise<boolean> {

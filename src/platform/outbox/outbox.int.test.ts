@@ -10,18 +10,11 @@ import {
   waitFor,
 } from '../../../test/support/index.ts'
 import { createLogger, type Logger } from '../logger.ts'
+import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { createEmbeddedTransport } from '../transport/embedded.ts'
-import type { IncomingMessage, OutgoingMessage, Transport } from '../transport/port.ts'
-import {
-  createOutboxSignal,
-  enqueue,
-  migrateOutbox,
-  type OutboxRelayOptions,
-  type PublishOptions,
-  prunePublished,
-  startOutboxRelay,
-} from './outbox.ts'
+import type { IncomingMessage, OutgoingMessage, PublishOptions, Transport } from '../transport/port.ts'
+import { createOutboxSignal, enqueue, type OutboxRelayOptions, prunePublished, startOutboxRelay } from './outbox.ts'
 
 /**
  * The relay on its own: order on the wire, batching, retry after failures, one relay at a time,
@@ -126,7 +119,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
     before(async () => {
       database = await open()
       db = database.db
-      await migrateOutbox(db)
+      await migratePlatform(db)
     })
     after(async () => database?.cleanup())
 

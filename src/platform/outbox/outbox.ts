@@ -24,35 +24,6 @@ import type { Headers, OutgoingMessage, PublishedPosition, Transport } from '../
  * timeout (a Kafka producer's request timeout × retries must fit in it).
  */
 
-export const outboxSchema = `
-CREATE TABLE IF NOT EXISTS outbox (
-  id bigserial PRIMARY KEY,
-  topic text NOT NULL,
-  message_key text NOT NULL,
-  value text NOT NULL,
-  headers jsonb NOT NULL DEFAULT '{}'::jsonb,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  published_at timestamptz,
-  publish_attempts integer NOT NULL DEFAULT 0,
-  last_error text,
-  published_epoch bigint
-);
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS published_epoch bigint;
-CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
-CREATE TABLE IF NOT EXISTS outbox_relay_lease (
-  id integer PRIMARY KEY CHECK (id = 1),
-  holder text NOT NULL,
-  epoch bigint NOT NULL DEFAULT 0,
-  expires_at timestamptz NOT NULL
-);
-ALTER TABLE outbox_relay_lease ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0;
-INSERT INTO outbox_relay_lease (id, holder, expires_at) VALUES (1, '', '-infinity') ON CONFLICT (id) DO NOTHING;
-`
-
-export async function migrateOutbox(db: SqlExecutor): Promise<void> {
-  await db.exec(outboxSchema)
-}
-
 export async function enqueue(tx: SqlExecutor, messages: OutgoingMessage[]): Promise<void> {
   for (const m of messages) {
     await tx.query('INSERT INTO outbox (topic, message_key, value, headers) VALUES ($1, $2, $3, $4)', [
@@ -125,17 +96,6 @@ export interface OutboxRelay {
   stop(): Promise<void>
   pending(): Promise<number>
 }
-
-/**
- * What the relay hands the transport besides the messages. A transport that honours `signal` drops
- * a publish that has not gone out when the relay gives up on it; the port's `publish` does not
- * declare the argument yet, so transports that do not know it ignore it.
- */
-export interface PublishOptions {
-  signal?: AbortSignal
-}
-
-type AbortablePublish = (messages: OutgoingMessage[], options?: PublishOptions) => Promise<PublishedPosition[]>
 
 const DEFAULT_LEASE_MS = 15_000
 const PRUNE_EVERY_MS = 60 * 60 * 1000
@@ -211,7 +171,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const safetyMarginMs = leaseMs / 10
   // A publish starts only with at least this much of the lease left.
   const publishWindowMs = publishTimeoutMs + safetyMarginMs
-  const publish: AbortablePublish = transport.publish.bind(transport)
+  const publish = transport.publish.bind(transport)
 
   let nextPrune = 0
   let stopped = false

@@ -72,7 +72,9 @@ function migrationSuite(name: string, open: () => Promise<TestDatabase>) {
         'CREATE TABLE half_done (id int); ALTER TABLE no_such_table ADD COLUMN x int;',
       )
       await assert.rejects(runMigrations(database.db, [{ module: 'toy', directory: dir }]), MigrationError)
-      const { rows } = await database.db.query<{ exists: string | null }>("SELECT to_regclass('half_done')::text AS exists")
+      const { rows } = await database.db.query<{ exists: string | null }>(
+        "SELECT to_regclass('half_done')::text AS exists",
+      )
       assert.equal(rows[0]?.exists, null, 'the failed migration left nothing behind')
       await rm(join(dir, '003.do.broken.sql'))
     })

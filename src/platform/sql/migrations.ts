@@ -83,3 +83,11 @@ async function runQuery(tx: SqlExecutor, query: string): Promise<{ rows: unknown
 
 /** The folder of `migrations/` beside a module's `index.ts`: `migrationsBeside(import.meta.url)`. */
 export const migrationsBeside = (moduleUrl: string): URL => new URL('./migrations/', moduleUrl)
+
+/** The platform's own tables (event store, outbox, inbox, checkpoints, replay jobs, idempotency keys). */
+export const platformMigrations = new URL('../migrations/', import.meta.url)
+
+/** Brings the platform's own tables to their latest version. */
+export function migratePlatform(db: SqlDatabase): Promise<AppliedMigration[]> {
+  return runMigrations(db, [{ module: 'platform', directory: platformMigrations }])
+}

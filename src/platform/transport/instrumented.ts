@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
-import type { OutgoingMessage, PublishedPosition, Subscription, Transport } from './port.ts'
+import type { OutgoingMessage, PublishedPosition, PublishOptions, Subscription, Transport } from './port.ts'
 
 /** Header naming the event a message carries, so logs and tools need not parse the body. */
 export const EVENT_ID_HEADER = 'event-id'
@@ -50,10 +50,10 @@ export function instrumentTransport(
       clearInterval(lagTimer)
       await transport.close()
     },
-    async publish(messages: OutgoingMessage[]): Promise<PublishedPosition[]> {
+    async publish(messages: OutgoingMessage[], options?: PublishOptions): Promise<PublishedPosition[]> {
       let positions: PublishedPosition[]
       try {
-        positions = await transport.publish(messages)
+        positions = await transport.publish(messages, options)
       } catch (error) {
         for (const m of messages) metrics?.publishFailures.inc({ topic: m.topic })
         logger.error(

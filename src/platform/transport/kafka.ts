@@ -19,10 +19,18 @@ import type {
   OutgoingMessage,
   PartitionLag,
   PublishedPosition,
+  PublishOptions,
   SubscribeOptions,
   Subscription,
   Transport,
 } from './port.ts'
+
+const PRODUCER_RETRIES = 2
+const PRODUCER_MAX_BACKOFF_MS = 1_000
+const PRODUCER_REQUEST_TIMEOUT_MS = 5_000
+/** The longest one publish can take before it fails: every attempt timing out, plus the backoffs. */
+export const PRODUCER_MAX_SEND_MS =
+  (PRODUCER_RETRIES + 1) * PRODUCER_REQUEST_TIMEOUT_MS + PRODUCER_RETRIES * PRODUCER_MAX_BACKOFF_MS
 
 export interface KafkaTransportOptions {
   brokers: string[]
@@ -69,10 +77,12 @@ class KafkaTransport implements Transport {
       serializers: stringSerializers,
       idempotent,
       acks: acksFor(options.requiredAcks),
-      retries: options.retries,
-      retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, 30_000),
+      // A send is bounded: the outbox relay's publish timeout (and its lease) must outlast the
+      // longest send, retries included: PRODUCER_MAX_SEND_MS.
+      retries: Math.min(options.retries, PRODUCER_RETRIES),
+      retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, PRODUCER_MAX_BACKOFF_MS),
       connectTimeout: 5_000,
-      requestTimeout: 15_000,
+      requestTimeout: PRODUCER_REQUEST_TIMEOUT_MS,
     })
     this.#admin = new Admin({
       clientId: `${options.clientId}-admin`,
@@ -107,9 +117,11 @@ class KafkaTransport implements Transport {
     }
   }
 
-  async publish(messages: OutgoingMessage[]): Promise<PublishedPosition[]> {
+  async publish(messages: OutgoingMessage[], options: PublishOptions = {}): Promise<PublishedPosition[]> {
     if (messages.length === 0) return []
     await this.ensureTopics(messages.map((m) => m.topic))
+    // The caller gave up while the topics were looked up: nothing was sent, so nothing is sent.
+    options.signal?.throwIfAborted()
     // The partition is chosen here rather than by the client so that each message's offset can be
     // derived from the base offset the broker returns per partition.
     const positions = messages.map((m) => ({

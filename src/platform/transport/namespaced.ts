@@ -16,8 +16,11 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
   return {
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics.map(outer)),
-    async publish(messages) {
-      const positions = await transport.publish(messages.map((m) => ({ ...m, topic: outer(m.topic) })))
+    async publish(messages, options) {
+      const positions = await transport.publish(
+        messages.map((m) => ({ ...m, topic: outer(m.topic) })),
+        options,
+      )
       return positions.map((p) => ({
         ...p,
         topic: p.topic.startsWith(prefix) ? p.topic.slice(prefix.length) : p.topic,

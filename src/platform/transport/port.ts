@@ -61,6 +61,14 @@ export interface PartitionLag {
   lag: number
 }
 
+export interface PublishOptions {
+  /**
+   * Aborted by a caller that gave up on the publish (the outbox relay at its publish timeout). A
+   * transport drops what it has not sent yet; what is already on the wire may still land.
+   */
+  signal?: AbortSignal
+}
+
 export interface Subscription {
   readonly groupId: string
   /** Resolves once the member has joined its group and been assigned its partitions. */
@@ -79,7 +87,7 @@ export interface Transport {
   /** Creates the topics that do not exist yet, with the configured partition count. Idempotent. */
   ensureTopics(topics: string[]): Promise<void>
   /** Publishes in order; resolves once every message is durably acknowledged. */
-  publish(messages: OutgoingMessage[]): Promise<PublishedPosition[]>
+  publish(messages: OutgoingMessage[], options?: PublishOptions): Promise<PublishedPosition[]>
   /** Joins `groupId`; a group with no committed position starts from the earliest message. */
   subscribe(options: SubscribeOptions): Promise<Subscription>
   close(): Promise<void>
