@@ -1,12 +1,17 @@
+import { deliveryModule } from './delivery/index.ts'
+import { dispatchModule } from './dispatch/index.ts'
 import { orderModule } from './order/index.ts'
+import { paymentModule } from './payment/index.ts'
 import type { ServiceModule } from './platform/module.ts'
+import { sagaModule } from './saga/index.ts'
 
 /**
  * Every service module orderflow has, in start order. `SERVICES=order,payment` picks some of them
- * for a process; by default a process runs them all.
+ * for a process; by default a process runs them all. SAGA_MODE decides who drives the journey:
+ * the saga module (orchestration) or the services' own reactions (choreography).
  */
 export function allModules(): ServiceModule[] {
-  return [orderModule()]
+  return [orderModule(), paymentModule(), dispatchModule(), deliveryModule(), sagaModule()]
 }
 
 /** The modules `names` selects, or every module; an unknown name is a configuration error. */

@@ -11,12 +11,14 @@ import {
   toOrderEventMessage,
 } from './application/order-store.ts'
 import { orderReadModel } from './application/read-model.ts'
+import { ORDER_JOURNEY_GROUP, startOrderJourneyConsumer } from './consumers/journey.ts'
 import { ORDER_COMMANDS_GROUP, startOrderCommandsConsumer } from './consumers/order-commands.ts'
 import { orderRoutes } from './http/routes.ts'
 
 /**
- * The order service (seeds 000 and 001): event-sourced orders, their HTTP API, the read model, and
- * the commands it takes on `order_commands`.
+ * The order service (seeds 000, 001 and 004): event-sourced orders, their HTTP API, the read model,
+ * the commands it takes on `order_commands`, and in choreography its reactions to the payment,
+ * dispatch and delivery events (consumers/journey.ts).
  */
 export interface OrderModule {
   store: OrderStore
@@ -29,7 +31,9 @@ export const orderReplaySource: ReplaySource = {
   toMessages: (event) => [toOrderEventMessage(toOrderEvent(event), event.metadata)],
 }
 
-export function orderModule(options: { commandsGroupId?: string } = {}): ServiceModule<OrderModule> {
+export function orderModule(
+  options: { commandsGroupId?: string; journeyGroupId?: string } = {},
+): ServiceModule<OrderModule> {
   return {
     name: 'order',
     migrations: migrationsBeside(import.meta.url),
@@ -38,6 +42,11 @@ export function orderModule(options: { commandsGroupId?: string } = {}): Service
     async start(context) {
       const store = createOrderStore({ db: context.db, onCommitted: context.committed, clock: context.clock })
       await startOrderCommandsConsumer(context, store, options.commandsGroupId ?? ORDER_COMMANDS_GROUP)
+      // Choreography: the order service follows payment, dispatch and delivery itself; in
+      // orchestration the Create-Order saga tells it what to do on order_commands instead.
+      if (context.config.sagaMode === 'choreography') {
+        await startOrderJourneyConsumer(context, store, options.journeyGroupId ?? ORDER_JOURNEY_GROUP)
+      }
       return { store, routes: orderRoutes({ store, db: context.db }) }
     },
   }

@@ -1,5 +1,5 @@
 import { type PaymentFailureCode, PaymentFailureCodes } from '../../contracts/payment/events.ts'
-import { AppError, type ErrorCode } from '../../platform/errors.ts'
+import { AppError, type ErrorCode, ErrorCodes } from '../../platform/errors.ts'
 
 /**
  * The payment gateway port and its simulated adapter.
@@ -34,13 +34,8 @@ export interface PaymentGateway {
   authorize(request: AuthorizationRequest): Promise<GatewayOutcome>
 }
 
-/**
- * The code a transient gateway fault is thrown with. The platform has no code for an unavailable
- * third party yet; TRANSPORT_UNAVAILABLE is the nearest (a dependency that is away), and the error
- * says `retryable: true` itself, which is what consumers read. One constant, so that a dedicated
- * code (e.g. GATEWAY_UNAVAILABLE in platform/errors.ts) replaces it in one place.
- */
-export const GATEWAY_UNAVAILABLE_CODE: ErrorCode = 'TRANSPORT_UNAVAILABLE'
+/** The code a transient gateway fault is thrown with: retryable by default (platform/errors.ts). */
+export const GATEWAY_UNAVAILABLE_CODE: ErrorCode = ErrorCodes.GATEWAY_UNAVAILABLE
 
 export interface SimulatedGatewayOptions {
   /** Amounts above this (minor units) are declined with AMOUNT_OVER_LIMIT. Default: no limit. */

@@ -123,7 +123,9 @@ export const createOrderSagaSteps: SagaStepPolicies = {
     kind: 'compensation',
     description: 'the payment service (refund)',
     sends: ['RefundPayment'],
-    awaits: ['PaymentRefunded', 'PaymentVoided'],
+    // PaymentFailed answers too: a payment still running when compensation began may end declined,
+    // and the payment service emits nothing for a refund of a declined payment (nothing was taken).
+    awaits: ['PaymentRefunded', 'PaymentVoided', 'PaymentFailed'],
     timeoutMs: 30_000,
     retries: 3,
     onExhausted: 'park',

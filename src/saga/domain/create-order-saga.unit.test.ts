@@ -356,6 +356,14 @@ describe('Create-Order saga: cancelled after capture', () => {
       .thenOutputs([complete('CANCELLED')])
   })
 
+  it('goes on to reject the order when the payment it was refunding ends declined', () => {
+    const reason = 'PAYMENT timed out: no answer from the payment service after 3 attempts'
+    spec
+      .given(created, timedOut('PAYMENT', 1), timedOut('PAYMENT', 2), timedOut('PAYMENT', 3))
+      .when(failed)
+      .thenOutputs([rejectOrder(reason), deadline('REJECT_ORDER', 1)])
+  })
+
   it('parks when the order is cancelled after it was dispatched, or dispatched while cancelling', () => {
     spec
       .given(created, processed, confirmed, dispatched)

@@ -1,0 +1,107 @@
+import {
+  DELIVERY_COMMANDS_TOPIC,
+  type DeliveryCommandBody,
+  type DeliveryCommandMessage,
+  decodeDeliveryCommand,
+} from '../../contracts/delivery/commands.ts'
+import { DISPATCH_EVENTS_TOPIC, type DispatchEvent, decodeDispatchEvent } from '../../contracts/dispatch/events.ts'
+import { HeaderNames } from '../../contracts/envelope.ts'
+import type { CommandMetadata } from '../../platform/es/command-handler.ts'
+import type { ModuleContext } from '../../platform/module.ts'
+import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
+import type { DeliveryStore } from '../application/delivery-store.ts'
+import { type DeliveryCommand, deliveryCommandFor } from '../domain/delivery.ts'
+
+/** Orchestration: the saga's ScheduleDelivery (and anyone's DeliverOrder) on `delivery_commands`. */
+export const DELIVERY_COMMANDS_GROUP = 'delivery-service-commands'
+/** Choreography (seed 004): `dispatch-events`, OrderDispatched → ScheduleDelivery. */
+export const DELIVERY_DISPATCH_EVENTS_GROUP = 'delivery-service'
+
+type Context = Pick<ModuleContext, 'consume' | 'logger'>
+
+const traceOf = (raw: IncomingMessage) =>
+  raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}
+
+async function apply(
+  store: DeliveryStore,
+  body: DeliveryCommandBody,
+  delayMs: number,
+  metadata: CommandMetadata,
+  context: Context,
+) {
+  const command: DeliveryCommand =
+    body.commandType === 'ScheduleDelivery'
+      ? { commandType: 'ScheduleDelivery', orderId: body.orderId, shipmentId: body.shipmentId, delayMs }
+      : { commandType: 'DeliverOrder', orderId: body.orderId }
+  const result = await store.execute(command, metadata)
+  context.logger.debug(
+    {
+      orderId: body.orderId,
+      commandType: body.commandType,
+      duplicate: result.duplicate,
+      events: result.events.map((e) => e.eventType),
+    },
+    `applied ${body.commandType} to the delivery of order ${body.orderId}`,
+  )
+}
+
+export function consumeDeliveryCommands(
+  context: Context,
+  store: DeliveryStore,
+  delayMs: number,
+  groupId = DELIVERY_COMMANDS_GROUP,
+): Promise<Subscription> {
+  return context.consume<DeliveryCommandMessage>({
+    groupId,
+    topics: [DELIVERY_COMMANDS_TOPIC],
+    decode: (message) => {
+      const decoded = decodeDeliveryCommand(message.value)
+      return decoded.ok ? { ok: true, value: decoded.command } : decoded
+    },
+    handle: (message, raw) =>
+      apply(
+        store,
+        message,
+        delayMs,
+        {
+          correlationId: message.correlationId ?? message.commandId,
+          causationId: message.commandId,
+          ...traceOf(raw),
+          inbox: { consumer: groupId, messageId: message.commandId },
+        },
+        context,
+      ),
+  })
+}
+
+export function consumeDispatchEventsForDelivery(
+  context: Context,
+  store: DeliveryStore,
+  delayMs: number,
+  groupId = DELIVERY_DISPATCH_EVENTS_GROUP,
+): Promise<Subscription> {
+  return context.consume<DispatchEvent>({
+    groupId,
+    topics: [DISPATCH_EVENTS_TOPIC],
+    decode: (message) => {
+      const decoded = decodeDispatchEvent(message.value)
+      return decoded.ok ? { ok: true, value: decoded.event } : decoded
+    },
+    handle: async (event, raw) => {
+      const body = deliveryCommandFor(event)
+      if (!body) return
+      await apply(
+        store,
+        body,
+        delayMs,
+        {
+          correlationId: event.correlationId ?? event.orderId,
+          causationId: event.eventId,
+          ...traceOf(raw),
+          inbox: { consumer: groupId, messageId: event.eventId },
+        },
+        context,
+      )
+    },
+  })
+}

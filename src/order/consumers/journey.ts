@@ -1,0 +1,143 @@
+import { DELIVERY_EVENTS_TOPIC, type DeliveryEvent, decodeDeliveryEvent } from '../../contracts/delivery/events.ts'
+import { DISPATCH_EVENTS_TOPIC, type DispatchEvent, decodeDispatchEvent } from '../../contracts/dispatch/events.ts'
+import { HeaderNames } from '../../contracts/envelope.ts'
+import {
+  cancellationReasonFor,
+  decodePaymentEvent,
+  PAYMENT_EVENTS_TOPIC,
+  type PaymentEvent,
+} from '../../contracts/payment/events.ts'
+import { AppError, isAppError } from '../../platform/errors.ts'
+import type { ModuleContext } from '../../platform/module.ts'
+import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
+import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
+import type { OrderStore } from '../application/order-store.ts'
+import type { OrderCommand } from '../domain/order.ts'
+
+/**
+ * The order service's reactions to the rest of the journey, in choreography (seed 004): it reads
+ * `payment-events`, `dispatch-events` and `delivery-events` as group `order-service` and moves the
+ * order along. In orchestration the Create-Order saga sends these commands instead, on
+ * `order_commands`, so this consumer does not run (SAGA_MODE gates it in the module).
+ *
+ *   PaymentProcessed → ConfirmOrder(paymentId)      PaymentFailed → CancelOrder(payment failed: …)
+ *   OrderDispatched  → ChangeOrderStatus(DISPATCHED) OrderDelivered → ChangeOrderStatus(DELIVERED)
+ *   PaymentRefunded, PaymentVoided, ShipmentQuoted, DeliveryScheduled → nothing
+ *
+ * Every event goes through the inbox (its event id, in the command's transaction), so a redelivered
+ * event changes nothing.
+ *
+ * Two cases are expected traffic, not errors:
+ * - OrderDelivered before OrderDispatched: they travel on different topics, so the delivery can
+ *   overtake the dispatch. The order is left CONFIRMED and the event is retried (a retryable
+ *   error, with this consumer's longer retry budget) until the dispatch has been applied; the
+ *   domain keeps its one rule (only a DISPATCHED order is delivered) and nothing is dead-lettered.
+ *   Chosen over letting the domain jump CONFIRMED → DELIVERED because the order's history then
+ *   always shows the dispatch before the delivery, as the customer saw them.
+ * - A payment outcome for an order the customer cancelled meanwhile (PaymentProcessed →
+ *   ConfirmOrder, PaymentFailed → CancelOrder on a CANCELLED order): the order stays cancelled and
+ *   the event is skipped; the payment service refunds a capture from the OrderCancelled it reads.
+ * Anything else the domain rejects (a dispatch of a cancelled order) is a real conflict and goes to
+ * the topic's dead letters with the reason.
+ */
+
+export const ORDER_JOURNEY_GROUP = 'order-service'
+
+export const ORDER_JOURNEY_TOPICS = [PAYMENT_EVENTS_TOPIC, DISPATCH_EVENTS_TOPIC, DELIVERY_EVENTS_TOPIC]
+
+type JourneyEvent = PaymentEvent | DispatchEvent | DeliveryEvent
+
+/** The order command a journey event calls for, or null. */
+export function orderCommandFor(event: JourneyEvent): OrderCommand | null {
+  switch (event.eventType) {
+    case 'PaymentProcessed':
+      return { commandType: 'ConfirmOrder', orderId: event.orderId, paymentId: event.paymentId }
+    case 'PaymentFailed':
+      return { commandType: 'CancelOrder', orderId: event.orderId, reason: cancellationReasonFor(event) }
+    case 'OrderDispatched':
+      return { commandType: 'ChangeOrderStatus', orderId: event.orderId, status: 'DISPATCHED' }
+    case 'OrderDelivered':
+      return { commandType: 'ChangeOrderStatus', orderId: event.orderId, status: 'DELIVERED' }
+    case 'PaymentRefunded':
+    case 'PaymentVoided':
+    case 'ShipmentQuoted':
+    case 'DeliveryScheduled':
+      return null
+    default:
+      return assertNever(event)
+  }
+}
+
+function decodeJourneyEvent(message: IncomingMessage): Decoded<JourneyEvent> {
+  const decoded =
+    message.topic === PAYMENT_EVENTS_TOPIC
+      ? decodePaymentEvent(message.value)
+      : message.topic === DISPATCH_EVENTS_TOPIC
+        ? decodeDispatchEvent(message.value)
+        : message.topic === DELIVERY_EVENTS_TOPIC
+          ? decodeDeliveryEvent(message.value)
+          : { ok: false as const, reason: 'UNKNOWN_TOPIC', message: `the order service does not read ${message.topic}` }
+  return decoded.ok ? { ok: true, value: decoded.event as JourneyEvent } : decoded
+}
+
+export async function startOrderJourneyConsumer(
+  context: Pick<ModuleContext, 'consume' | 'logger' | 'retry'>,
+  store: OrderStore,
+  groupId = ORDER_JOURNEY_GROUP,
+): Promise<Subscription> {
+  return context.consume<JourneyEvent>({
+    groupId,
+    topics: ORDER_JOURNEY_TOPICS,
+    // A delivery that overtook its dispatch waits for it through retries: give them room.
+    retry: { max: Math.max(context.retry.max, 8), backoffMs: context.retry.backoffMs },
+    decode: decodeJourneyEvent,
+    handle: async (event, raw) => {
+      const command = orderCommandFor(event)
+      if (!command) return
+      try {
+        const result = await store.execute(command, {
+          correlationId: event.correlationId ?? event.orderId,
+          causationId: event.eventId,
+          ...(raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}),
+          inbox: { consumer: groupId, messageId: event.eventId },
+        })
+        context.logger.debug(
+          { orderId: command.orderId, eventType: event.eventType, duplicate: result.duplicate },
+          `order ${command.orderId}: ${event.eventType} applied as ${command.commandType}`,
+        )
+      } catch (error) {
+        if (!isAppError(error, 'INVALID_TRANSITION')) throw error
+        const order = await store.get(command.orderId)
+        if (
+          command.commandType === 'ChangeOrderStatus' &&
+          command.status === 'DELIVERED' &&
+          order?.status === 'CONFIRMED'
+        ) {
+          throw new AppError(
+            'INVALID_TRANSITION',
+            `order ${command.orderId} is delivered before its dispatch was applied; retrying`,
+            {
+              retryable: true,
+              cause: error,
+            },
+          )
+        }
+        if (
+          (command.commandType === 'ConfirmOrder' || command.commandType === 'CancelOrder') &&
+          order?.status === 'CANCELLED'
+        ) {
+          context.logger.info(
+            { orderId: command.orderId, eventType: event.eventType, eventId: event.eventId },
+            `order ${command.orderId} was cancelled before ${event.eventType} arrived; it stays cancelled`,
+          )
+          return
+        }
+        throw error
+      }
+    },
+  })
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled case: ${JSON.stringify(value)}`)
+}

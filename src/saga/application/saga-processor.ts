@@ -1,0 +1,254 @@
+import { v5 as uuidv5 } from 'uuid'
+import { DELIVERY_COMMANDS_TOPIC, encodeDeliveryCommand } from '../../contracts/delivery/commands.ts'
+import { DISPATCH_COMMANDS_TOPIC, encodeDispatchCommand } from '../../contracts/dispatch/commands.ts'
+import { HeaderNames } from '../../contracts/envelope.ts'
+import { ORDER_COMMANDS_TOPIC } from '../../contracts/order/commands.ts'
+import { encodePaymentCommand, PAYMENT_COMMANDS_TOPIC } from '../../contracts/payment/commands.ts'
+import { cancelTimer, scheduleTimer } from '../../platform/es/scheduler.ts'
+import type { Workflow } from '../../platform/es/workflow.ts'
+import { markHandled } from '../../platform/inbox/inbox.ts'
+import { enqueue } from '../../platform/outbox/outbox.ts'
+import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
+import { EVENT_ID_HEADER } from '../../platform/transport/instrumented.ts'
+import type { OutgoingMessage } from '../../platform/transport/port.ts'
+import {
+  type CreateOrderSagaCommand,
+  type CreateOrderSagaInput,
+  type CreateOrderSagaOutput,
+  type CreateOrderSagaState,
+  createOrderSagaId,
+  type SagaStepTimedOut,
+} from '../domain/create-order-saga.ts'
+
+/**
+ * Runs the Create-Order saga (a pure workflow) against storage: one input = one transaction that
+ *
+ *   marks the input in the inbox → locks the saga's row → decide → evolve (input, then outputs)
+ *   → Send: the command into the outbox; Schedule: the durable timer; Complete/Park: timer removed
+ *   → saves the state
+ *
+ * so a command leaves exactly when the decision that sent it is stored, and a redelivered input is
+ * skipped. The row lock serialises inputs for one order that arrive on different topics at once.
+ *
+ * Command ids are deterministic: uuid v5 of the saga id, the step, the attempt and the command, so
+ * a step decided again (after a crash before commit) sends the same command id, and the receivers'
+ * inboxes drop the repeat; a re-send after a timeout is a new attempt, with a new id, and the
+ * receivers' deciders treat it as the redelivery it is.
+ */
+
+export const SAGA_TIMEOUT_TIMER = 'saga-timeout'
+
+/** Fixed namespace for the saga's command ids (uuid v5). */
+const COMMAND_ID_NAMESPACE = '5b0c6f38-0c1f-4d5e-9a57-8d8f2f0e6a41'
+
+export type SagaWorkflow = Workflow<
+  CreateOrderSagaInput,
+  CreateOrderSagaState,
+  CreateOrderSagaCommand,
+  SagaStepTimedOut
+>
+
+export interface SagaProcessorDeps {
+  db: SqlDatabase
+  workflow: SagaWorkflow
+  onCommitted: () => void
+  /** A timeout due at `dueAt` was committed: wake the timer. */
+  onScheduled: (dueAt: string) => void
+  /** The saga parked or completed (metrics, logs), after commit. */
+  onEnded?: (state: CreateOrderSagaState) => void
+  clock?: () => Date
+}
+
+export interface SagaInputMetadata {
+  /** The inbox entry: who handled which message (event id, timer id + attempt). */
+  consumer: string
+  messageId: string
+  correlationId?: string
+  causationId?: string
+  traceparent?: string
+}
+
+export interface SagaProcessor {
+  handle(
+    input: CreateOrderSagaInput,
+    metadata: SagaInputMetadata,
+  ): Promise<{ outputs: CreateOrderSagaOutput[]; state: CreateOrderSagaState | null; duplicate: boolean }>
+  get(orderId: string): Promise<CreateOrderSagaState | null>
+}
+
+const orderIdOf = (input: CreateOrderSagaInput): string =>
+  input.eventType === 'SagaStepTimedOut'
+    ? input.orderId
+    : 'orderId' in input && typeof input.orderId === 'string'
+      ? input.orderId
+      : input.aggregateId
+
+export const sagaTimerId = (orderId: string) => `${SAGA_TIMEOUT_TIMER}:${orderId}`
+
+async function loadForUpdate(tx: SqlExecutor, sagaId: string) {
+  const { rows } = await tx.query<{ state: CreateOrderSagaState; version: number }>(
+    'SELECT state, version FROM sagas WHERE id = $1 FOR UPDATE',
+    [sagaId],
+  )
+  return rows[0] ?? null
+}
+
+export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
+  const { db, workflow } = deps
+  const clock = deps.clock ?? (() => new Date())
+
+  const commandMessage = (
+    command: CreateOrderSagaCommand,
+    ids: { sagaId: string; step: string; attempt: number },
+    metadata: SagaInputMetadata,
+    now: string,
+  ): OutgoingMessage => {
+    const body = command.message
+    const detail = body.commandType === 'ChangeOrderStatus' ? body.status : ''
+    const commandId = uuidv5(
+      `${ids.sagaId}/${ids.step}/${ids.attempt}/${body.commandType}/${detail}`,
+      COMMAND_ID_NAMESPACE,
+    )
+    const envelope = {
+      commandId,
+      issuedOn: now,
+      correlationId: metadata.correlationId ?? body.orderId,
+      causationId: metadata.causationId ?? metadata.messageId,
+    }
+    let value: unknown
+    switch (command.topic) {
+      case PAYMENT_COMMANDS_TOPIC:
+        value = encodePaymentCommand({ ...envelope, ...command.message } as Parameters<typeof encodePaymentCommand>[0])
+        break
+      case DISPATCH_COMMANDS_TOPIC:
+        value = encodeDispatchCommand({ ...envelope, ...command.message } as Parameters<
+          typeof encodeDispatchCommand
+        >[0])
+        break
+      case DELIVERY_COMMANDS_TOPIC:
+        value = encodeDeliveryCommand({ ...envelope, ...command.message } as Parameters<
+          typeof encodeDeliveryCommand
+        >[0])
+        break
+      case ORDER_COMMANDS_TOPIC:
+        value = { ...envelope, ...command.message }
+        break
+      default:
+        return assertNever(command)
+    }
+    return {
+      topic: command.topic,
+      key: command.key,
+      value: JSON.stringify(value),
+      headers: {
+        [EVENT_ID_HEADER]: commandId,
+        [HeaderNames.eventType]: body.commandType,
+        [HeaderNames.contentType]: 'application/json',
+        ...(metadata.traceparent ? { [HeaderNames.traceparent]: metadata.traceparent } : {}),
+      },
+    }
+  }
+
+  const run = async (tx: SqlExecutor, input: CreateOrderSagaInput, metadata: SagaInputMetadata) => {
+    const nothing = (state: CreateOrderSagaState | null, duplicate: boolean) => ({
+      outputs: [] as CreateOrderSagaOutput[],
+      state,
+      duplicate,
+      dueAt: undefined as string | undefined,
+      ended: false,
+    })
+    const orderId = orderIdOf(input)
+    const sagaId = createOrderSagaId(orderId)
+    if (!(await markHandled(tx, metadata.consumer, metadata.messageId))) {
+      return nothing((await loadForUpdate(tx, sagaId))?.state ?? null, true)
+    }
+    const row = await loadForUpdate(tx, sagaId)
+    // Only OrderCreated starts a saga; anything else for an order without one has nothing to move.
+    if (!row && input.eventType !== 'OrderCreated') return nothing(null, false)
+    const state = row?.state ?? workflow.initialState()
+    const now = clock().toISOString()
+    const context = { now }
+    const outputs = workflow.decide(input, state, context)
+    let next = workflow.evolve(state, input, context)
+    for (const output of outputs) next = workflow.evolve(next, output, context)
+    if (next === state) return nothing(state, false)
+
+    // The step and attempt the commands belong to: the step this decision starts, or the current one.
+    const scheduled = outputs.find((o) => o.kind === 'Schedule')
+    const ids = {
+      sagaId,
+      step: scheduled?.kind === 'Schedule' ? scheduled.timeout.step : (state.step ?? 'START'),
+      attempt: scheduled?.kind === 'Schedule' ? scheduled.timeout.attempt : state.attempt,
+    }
+    const messages: OutgoingMessage[] = []
+    let dueAt: string | undefined
+    let ended = false
+    for (const output of outputs) {
+      switch (output.kind) {
+        case 'Send':
+          messages.push(commandMessage(output.command, ids, metadata, now))
+          break
+        case 'Schedule':
+          await scheduleTimer(tx, {
+            id: sagaTimerId(orderId),
+            kind: SAGA_TIMEOUT_TIMER,
+            dueAt: output.at,
+            payload: output.timeout,
+          })
+          dueAt = output.at
+          break
+        case 'Complete':
+        case 'Park':
+          await cancelTimer(tx, sagaTimerId(orderId))
+          ended = true
+          break
+        default:
+          assertNever(output)
+      }
+    }
+    const version = (row?.version ?? 0) + 1
+    await tx.query(
+      `INSERT INTO sagas (id, order_id, status, step, attempt, outcome, parked_reason, next_deadline, version, state, started_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, attempt = EXCLUDED.attempt,
+         outcome = EXCLUDED.outcome, parked_reason = EXCLUDED.parked_reason, next_deadline = EXCLUDED.next_deadline,
+         version = EXCLUDED.version, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at`,
+      [
+        sagaId,
+        orderId,
+        next.status,
+        next.step,
+        next.attempt,
+        next.outcome,
+        next.parkedReason,
+        next.deadlines[0]?.at ?? null,
+        version,
+        JSON.stringify(next),
+        next.startedAt ?? now,
+        now,
+      ],
+    )
+    await enqueue(tx, messages)
+    return { outputs, state: next, duplicate: false, dueAt, ended }
+  }
+
+  return {
+    async handle(input, metadata) {
+      const result = await db.transaction((tx) => run(tx, input, metadata))
+      if (result.outputs.some((o) => o.kind === 'Send')) deps.onCommitted()
+      if (result.dueAt) deps.onScheduled(result.dueAt)
+      if (result.ended && result.state) deps.onEnded?.(result.state)
+      return { outputs: result.outputs, state: result.state, duplicate: result.duplicate }
+    },
+    async get(orderId) {
+      const { rows } = await db.query<{ state: CreateOrderSagaState }>('SELECT state FROM sagas WHERE id = $1', [
+        createOrderSagaId(orderId),
+      ])
+      return rows[0]?.state ?? null
+    },
+  }
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled case: ${JSON.stringify(value)}`)
+}

@@ -1,0 +1,61 @@
+import { DELIVERY_EVENTS_TOPIC, decodeDeliveryEvent } from '../../contracts/delivery/events.ts'
+import { DISPATCH_EVENTS_TOPIC, decodeDispatchEvent } from '../../contracts/dispatch/events.ts'
+import { HeaderNames } from '../../contracts/envelope.ts'
+import { decodeOrderEvent, ORDER_EVENTS_TOPIC } from '../../contracts/order/events.ts'
+import { decodePaymentEvent, PAYMENT_EVENTS_TOPIC } from '../../contracts/payment/events.ts'
+import type { ModuleContext } from '../../platform/module.ts'
+import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
+import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
+import type { SagaProcessor } from '../application/saga-processor.ts'
+import type { CreateOrderSagaInput } from '../domain/create-order-saga.ts'
+
+/** The orchestrator's consumer group: it reads the four event topics of the journey. */
+export const SAGA_GROUP = 'create-order-saga'
+
+export const SAGA_INPUT_TOPICS = [
+  ORDER_EVENTS_TOPIC,
+  PAYMENT_EVENTS_TOPIC,
+  DISPATCH_EVENTS_TOPIC,
+  DELIVERY_EVENTS_TOPIC,
+]
+
+const decoders: Record<
+  string,
+  (raw: string) => { ok: true; event: unknown } | { ok: false; reason: string; message: string }
+> = {
+  [ORDER_EVENTS_TOPIC]: decodeOrderEvent,
+  [PAYMENT_EVENTS_TOPIC]: decodePaymentEvent,
+  [DISPATCH_EVENTS_TOPIC]: decodeDispatchEvent,
+  [DELIVERY_EVENTS_TOPIC]: decodeDeliveryEvent,
+}
+
+function decodeSagaInput(message: IncomingMessage): Decoded<CreateOrderSagaInput> {
+  const decode = decoders[message.topic]
+  if (!decode) return { ok: false, reason: 'UNKNOWN_TOPIC', message: `the saga does not read ${message.topic}` }
+  const decoded = decode(message.value)
+  return decoded.ok ? { ok: true, value: decoded.event as CreateOrderSagaInput } : decoded
+}
+
+/** Every event of the journey into the saga, once each (the event id is the inbox entry). */
+export function consumeSagaInputs(
+  context: Pick<ModuleContext, 'consume'>,
+  processor: SagaProcessor,
+  groupId = SAGA_GROUP,
+): Promise<Subscription> {
+  return context.consume<CreateOrderSagaInput>({
+    groupId,
+    topics: SAGA_INPUT_TOPICS,
+    decode: decodeSagaInput,
+    handle: async (input, raw) => {
+      if (input.eventType === 'SagaStepTimedOut') return
+      const traceparent = raw.headers[HeaderNames.traceparent]
+      await processor.handle(input, {
+        consumer: groupId,
+        messageId: input.eventId,
+        causationId: input.eventId,
+        ...(input.correlationId ? { correlationId: input.correlationId } : {}),
+        ...(traceparent ? { traceparent } : {}),
+      })
+    },
+  })
+}

@@ -1,0 +1,130 @@
+import { Counter, Gauge } from 'prom-client'
+import { deliveryCommandsTopic } from '../contracts/delivery/commands.ts'
+import { dispatchCommandsTopic } from '../contracts/dispatch/commands.ts'
+import { orderCommandsTopic } from '../contracts/order/commands.ts'
+import { paymentCommandsTopic } from '../contracts/payment/commands.ts'
+import type { Config } from '../platform/config.ts'
+import { startTimerPoller } from '../platform/es/scheduler.ts'
+import type { ModuleContext, ServiceModule } from '../platform/module.ts'
+import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { createSagaProcessor, SAGA_TIMEOUT_TIMER, type SagaProcessor } from './application/saga-processor.ts'
+import { consumeSagaInputs } from './consumers/saga-inputs.ts'
+import {
+  createOrderSagaSteps,
+  defineCreateOrderSaga,
+  type SagaStepPolicies,
+  type SagaStepTimedOut,
+} from './domain/create-order-saga.ts'
+import { sagaRoutes } from './http/routes.ts'
+
+/**
+ * The Create-Order saga orchestrator (seed 000), run when SAGA_MODE=orchestration: it follows the
+ * journey's events, sends each service its commands through the outbox, keeps its state per order,
+ * and fires its step timeouts from durable timers. In choreography it runs nothing but answers its
+ * routes with "no saga".
+ */
+export interface SagaModule {
+  processor: SagaProcessor
+  steps: SagaStepPolicies
+}
+
+/** The step table with the timeouts from the configuration (retries and what to do stay as declared). */
+export function sagaStepsFrom(config: Config): SagaStepPolicies {
+  const t = config.saga.timeoutsMs
+  const s = createOrderSagaSteps
+  return {
+    PAYMENT: { ...s.PAYMENT, timeoutMs: t.payment },
+    CONFIRM_ORDER: { ...s.CONFIRM_ORDER, timeoutMs: t.confirm },
+    DISPATCH: { ...s.DISPATCH, timeoutMs: t.dispatch },
+    DELIVERY: { ...s.DELIVERY, timeoutMs: t.delivery },
+    REFUND_PAYMENT: { ...s.REFUND_PAYMENT, timeoutMs: t.compensation },
+    REJECT_ORDER: { ...s.REJECT_ORDER, timeoutMs: t.compensation },
+  }
+}
+
+function sagaMetrics(context: ModuleContext) {
+  const registry = context.metrics.registry
+  const ended =
+    (registry.getSingleMetric('orderflow_sagas_ended_total') as Counter<'status' | 'outcome'> | undefined) ??
+    new Counter({
+      name: 'orderflow_sagas_ended_total',
+      help: 'Create-Order sagas that completed (outcome DELIVERED or CANCELLED) or parked, in this process',
+      labelNames: ['status', 'outcome'],
+      registers: [registry],
+    })
+  if (!registry.getSingleMetric('orderflow_sagas_parked')) {
+    const db = context.db
+    new Gauge({
+      name: 'orderflow_sagas_parked',
+      help: 'Create-Order sagas parked and waiting for an operator (all processes: read from the database)',
+      registers: [registry],
+      async collect() {
+        try {
+          const { rows } = await db.query<{ n: string }>(
+            "SELECT count(*)::text AS n FROM sagas WHERE status = 'PARKED'",
+          )
+          this.set(Number(rows[0]?.n ?? 0))
+        } catch {
+          // The database is away: /metrics still answers; /health reports the database.
+        }
+      },
+    })
+  }
+  return { ended }
+}
+
+export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceModule<SagaModule> {
+  return {
+    name: 'saga',
+    migrations: migrationsBeside(import.meta.url),
+    topics: [paymentCommandsTopic, orderCommandsTopic, dispatchCommandsTopic, deliveryCommandsTopic],
+    async start(context) {
+      const steps = options.steps ?? sagaStepsFrom(context.config)
+      const { ended } = sagaMetrics(context)
+      const logger = context.logger
+      let wake: (dueAt: string) => void = () => {}
+      const processor = createSagaProcessor({
+        db: context.db,
+        workflow: defineCreateOrderSaga(steps),
+        onCommitted: context.committed,
+        onScheduled: (dueAt) => wake(dueAt),
+        clock: context.clock,
+        onEnded: (state) => {
+          ended.inc({ status: state.status, outcome: state.outcome ?? '' })
+          if (state.status === 'PARKED') {
+            logger.error(
+              { orderId: state.orderId, step: state.step, reason: state.parkedReason },
+              `saga of order ${state.orderId} parked at ${state.step}: ${state.parkedReason}`,
+            )
+          }
+        },
+      })
+      const routes = sagaRoutes({ processor, db: context.db, mode: context.config.sagaMode })
+      if (context.config.sagaMode !== 'orchestration') return { processor, steps, routes }
+
+      const timers = startTimerPoller<SagaStepTimedOut>({
+        db: context.db,
+        kind: SAGA_TIMEOUT_TIMER,
+        logger: logger.child({ component: 'saga-timer' }),
+        clock: context.clock,
+        pollIntervalMs: context.config.schedulerPollIntervalMs,
+        // A timeout that is not the current step's current attempt is stale: the saga ignores it.
+        fire: async (timer) => {
+          const timeout = timer.payload
+          await processor.handle(timeout, {
+            consumer: SAGA_TIMEOUT_TIMER,
+            messageId: `${timer.id}:${timeout.step}:${timeout.attempt}`,
+          })
+        },
+      })
+      wake = (dueAt) => timers.wake(dueAt)
+      try {
+        await consumeSagaInputs(context, processor)
+      } catch (error) {
+        await timers.stop()
+        throw error
+      }
+      return { processor, steps, routes, stop: () => timers.stop() }
+    },
+  }
+}

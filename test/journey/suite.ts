@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { DELIVERY_EVENTS_TOPIC } from '../../src/contracts/delivery/events.ts'
+import { DISPATCH_EVENTS_TOPIC } from '../../src/contracts/dispatch/events.ts'
+import { PAYMENT_EVENTS_TOPIC } from '../../src/contracts/payment/events.ts'
+import type { IncomingMessage, Subscription } from '../../src/platform/transport/port.ts'
+import { follow, waitFor } from '../support/index.ts'
+import {
+  capturesOf,
+  counterTotal,
+  getOrder,
+  type Infrastructure,
+  type JourneyApp,
+  orderReaches,
+  paymentOf,
+  placeOrder,
+  type SagaMode,
+  seed004Order,
+  startJourneyApp,
+} from './support.ts'
+
+/**
+ * The order journey end to end, through HTTP and the real transport, the same for both modes and
+ * both infrastructures (each test file picks one of each): success (seed 004's check), declines,
+ * transient gateway failures, a gateway that does not answer in time, cancellation after capture,
+ * and every event and command delivered twice.
+ */
+export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
+  describe(`the order journey (${mode}, ${infra})`, () => {
+    describe('with every message delivered twice and a flaky gateway', () => {
+      let j: JourneyApp
+      const followers: { seen: IncomingMessage[]; sub: Subscription }[] = []
+      before(async () => {
+        j = await startJourneyApp({
+          infra,
+          mode,
+          duplicate: true,
+          env: {
+            PAYMENT_GATEWAY_DECLINE_ABOVE: '1000.00',
+            PAYMENT_GATEWAY_DECLINED_CUSTOMERS: 'customer-declined',
+            PAYMENT_GATEWAY_TRANSIENT_FAILURE_RATE: '0.3',
+            PAYMENT_GATEWAY_ATTEMPTS: '10',
+            PAYMENT_GATEWAY_SEED: '7',
+          },
+        })
+        for (const topic of [PAYMENT_EVENTS_TOPIC, DISPATCH_EVENTS_TOPIC, DELIVERY_EVENTS_TOPIC]) {
+          followers.push(await follow(j.transport, topic))
+        }
+      })
+      after(async () => {
+        for (const f of followers) await f.sub.close().catch(() => {})
+        await j?.close()
+      })
+
+      it("delivers seed 004's order, with its event on payment-, dispatch- and delivery-events keyed by the order id", async () => {
+        const order = await placeOrder(j.app, seed004Order)
+        await orderReaches(j.app, order.id, 'DELIVERED')
+        const expected: [number, string][] = [
+          [0, 'PaymentProcessed'],
+          [1, 'OrderDispatched'],
+          [2, 'OrderDelivered'],
+        ]
+        for (const [i, eventType] of expected) {
+          const seen = followers[i]?.seen ?? []
+          const message = await waitFor(
+            () => seen.find((m) => m.key === order.id && m.headers['event-type'] === eventType),
+            { message: `${eventType} for ${order.id}` },
+          )
+          const body = JSON.parse(message.value)
+          assert.equal(body.eventType, eventType)
+          assert.equal(body.orderId, order.id)
+          for (const field of ['eventId', 'aggregateId', 'occurredOn', 'version', 'schemaVersion']) {
+            assert.ok(body[field] !== undefined, `${eventType} carries the envelope field ${field}`)
+          }
+        }
+        const payment = await paymentOf(j.db, order.id)
+        assert.equal(payment?.status, 'CAPTURED')
+        assert.equal(payment?.amount, '10000')
+        assert.equal(await capturesOf(j.db, order.id), 1, 'one capture, though every command came twice')
+      })
+
+      it('cancels an order whose payment is declined, with the reason, and leaves no capture', async () => {
+        const overLimit = await placeOrder(j.app, {
+          customerId: 'customer-7',
+          items: [{ productId: 'tv', quantity: 1, price: 1500 }],
+        })
+        const declined = await placeOrder(j.app, { ...seed004Order, customerId: 'customer-declined' })
+        const a = await orderReaches(j.app, overLimit.id, 'CANCELLED')
+        const b = await orderReaches(j.app, declined.id, 'CANCELLED')
+        assert.equal(a.cancellationReason, 'payment failed: amount is over the payment limit')
+        assert.equal(b.cancellationReason, 'payment failed: card declined for this customer')
+        for (const id of [overLimit.id, declined.id]) {
+          assert.equal((await paymentOf(j.db, id))?.status, 'FAILED')
+          assert.equal(await capturesOf(j.db, id), 0)
+        }
+      })
+
+      it('retries transient gateway failures and still delivers every order once', async () => {
+        const orders = await Promise.all(
+          Array.from({ length: 8 }, (_, i) =>
+            placeOrder(j.app, {
+              customerId: `customer-${i}`,
+              items: [{ productId: 'p', quantity: i + 1, price: 10.5 }],
+            }),
+          ),
+        )
+        for (const order of orders) await orderReaches(j.app, order.id, 'DELIVERED')
+        assert.ok(
+          (await counterTotal(j.app, 'orderflow_payment_gateway_retries_total')) > 0,
+          'the gateway failed and was retried',
+        )
+        for (const order of orders) assert.equal(await capturesOf(j.db, order.id), 1)
+      })
+
+      it('dead-letters nothing, though every event and command was delivered twice', async () => {
+        const seen = followers[0]?.seen ?? []
+        const ids = seen.map((m) => m.headers['event-id'])
+        assert.ok(ids.length > new Set(ids).size, 'the fault injector did duplicate the messages')
+        assert.equal(await counterTotal(j.app, 'orderflow_dead_letters_total'), 0)
+      })
+    })
+
+    describe('a gateway that does not answer in time', () => {
+      let j: JourneyApp
+      before(async () => {
+        j = await startJourneyApp({
+          infra,
+          mode,
+          env: { PAYMENT_GATEWAY_LATENCY_MS: '400', PAYMENT_GATEWAY_TIMEOUT_MS: '100', PAYMENT_GATEWAY_ATTEMPTS: '2' },
+        })
+      })
+      after(() => j?.close())
+
+      it('cancels the order as GATEWAY_UNAVAILABLE after the payment service gave up, with no capture', async () => {
+        const order = await placeOrder(j.app, seed004Order)
+        const cancelled = await orderReaches(j.app, order.id, 'CANCELLED')
+        assert.match(
+          cancelled.cancellationReason ?? '',
+          /^payment failed: payment gateway unavailable after 2 attempts/,
+        )
+        assert.equal((await paymentOf(j.db, order.id))?.status, 'FAILED')
+        assert.equal(await capturesOf(j.db, order.id), 0)
+      })
+    })
+
+    describe('cancelled after capture (dispatch is not running)', () => {
+      let j: JourneyApp
+      before(async () => {
+        j = await startJourneyApp({ infra, mode, services: ['order', 'payment', 'delivery', 'saga'] })
+      })
+      after(() => j?.close())
+
+      it('refunds the captured payment and ends CANCELLED', async () => {
+        const order = await placeOrder(j.app, seed004Order)
+        await orderReaches(j.app, order.id, 'CONFIRMED')
+        const cancel = await j.app.http.inject({
+          method: 'POST',
+          url: `/api/orders/${order.id}/cancel`,
+          payload: { reason: 'customer changed their mind' },
+        })
+        assert.equal(cancel.statusCode, 200, cancel.body)
+        await waitFor(async () => (await paymentOf(j.db, order.id))?.status === 'REFUNDED', {
+          message: `the payment of ${order.id} to be refunded`,
+        })
+        const final = await getOrder(j.app, order.id)
+        assert.equal(final.status, 'CANCELLED')
+        assert.equal(final.cancellationReason, 'customer changed their mind')
+        if (mode === 'orchestration') {
+          await waitFor(
+            async () => {
+              const saga = (await j.app.http.inject({ method: 'GET', url: `/api/orders/${order.id}/saga` })).json()
+              return saga.status === 'COMPLETED' && saga.outcome === 'CANCELLED'
+            },
+            { message: 'the saga to complete CANCELLED' },
+          )
+        }
+      })
+    })
+  })
+}
