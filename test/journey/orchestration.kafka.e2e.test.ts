@@ -1,0 +1,3 @@
+import { journeySuite } from './suite.ts'
+
+journeySuite('kafka', 'orchestration')
