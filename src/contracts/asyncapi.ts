@@ -191,7 +191,14 @@ export const deadLetterRecordSchema: JsonSchema = {
       additionalProperties: { type: 'string' },
       description: 'The original message headers',
     },
-    payload: { type: 'string', description: 'The original message value, exactly as it was received' },
+    payload: {
+      type: 'string',
+      description:
+        'The original message value, exactly as it was received; cut when the record would exceed the broker limit',
+    },
+    payloadTruncated: { type: 'boolean', description: 'Present and true when the payload was cut' },
+    payloadBytes: { type: 'integer', description: 'The original payload size in bytes (UTF-8)' },
+    payloadSha256: { type: 'string', description: 'SHA-256 (hex) of the original payload' },
   },
   required: [
     'originalTopic',
@@ -205,6 +212,8 @@ export const deadLetterRecordSchema: JsonSchema = {
     'failedAt',
     'headers',
     'payload',
+    'payloadBytes',
+    'payloadSha256',
   ],
 }
 

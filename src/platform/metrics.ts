@@ -13,6 +13,11 @@ export interface Metrics {
   deadLettered: Counter<'topic' | 'group' | 'reason'>
   handlerSeconds: Histogram<'topic' | 'group'>
   consumerLag: Gauge<'topic' | 'group'>
+  deadLetterFailures: Counter<'topic' | 'group'>
+  consumerWaiting: Gauge<'topic' | 'group'>
+  consumerLastProgress: Gauge<'topic' | 'group' | 'partition'>
+  outboxBacklog: Gauge
+  outboxOldestAge: Gauge
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -62,6 +67,34 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'orderflow_consumer_lag_messages',
       help: "Messages on a topic not yet committed by a consumer group (the group's partitions held in this process)",
       labelNames: ['topic', 'group'],
+      registers,
+    }),
+    deadLetterFailures: new Counter({
+      name: 'orderflow_dead_letter_failures_total',
+      help: 'Attempts to write a dead letter that failed (the message is retried, never dropped), by source topic and group',
+      labelNames: ['topic', 'group'],
+      registers,
+    }),
+    consumerWaiting: new Gauge({
+      name: 'orderflow_consumer_waiting_for_dependency',
+      help: '1 while a consumer holds its partition because the database or the broker is unavailable',
+      labelNames: ['topic', 'group'],
+      registers,
+    }),
+    consumerLastProgress: new Gauge({
+      name: 'orderflow_consumer_last_progress_timestamp_seconds',
+      help: 'When a consumer last finished a message, per partition (Unix time): a consumer alive but stuck stops moving it',
+      labelNames: ['topic', 'group', 'partition'],
+      registers,
+    }),
+    outboxBacklog: new Gauge({
+      name: 'orderflow_outbox_backlog_messages',
+      help: 'Outbox rows not yet published',
+      registers,
+    }),
+    outboxOldestAge: new Gauge({
+      name: 'orderflow_outbox_oldest_age_seconds',
+      help: 'Age of the oldest outbox row not yet published (0 when none)',
       registers,
     }),
   }

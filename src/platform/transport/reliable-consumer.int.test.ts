@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import {
   follow,
@@ -163,41 +164,166 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
       await dlqReader.close()
     })
 
-    it('stops without committing when the dead letter cannot be written, and redelivers after restart', async () => {
+    it('keeps retrying a dead letter it cannot write, with an error log and a metric, and never stops or loses the message', async () => {
       const topic = uniqueName('jobs')
-      const groupId = uniqueName('workers')
       await transport.ensureTopics([topic, deadLetterTopic(topic)])
-      // Fault injection: a transport whose dead-letter publishes fail, as when the broker is gone.
-      const broken: Transport = {
+      // Fault injection: dead-letter publishes fail until the "broker" comes back.
+      let deadLetterTopicDown = true
+      let refused = 0
+      const flaky: Transport = {
         ...transport,
         kind: transport.kind,
         ensureTopics: (topics) => transport.ensureTopics(topics),
         subscribe: (options) => transport.subscribe(options),
         close: async () => {},
         publish: async (messages) => {
-          if (messages.some((m) => m.topic.endsWith('-dlq'))) throw new Error('dead-letter topic unavailable')
+          if (deadLetterTopicDown && messages.some((m) => m.topic.endsWith('-dlq'))) {
+            refused++
+            throw new Error('dead-letter topic unavailable')
+          }
           return transport.publish(messages)
         },
       }
+      const metrics = createMetrics()
+      const handled: number[] = []
       let stopped: Error | undefined
+      const subscription = await startReliableConsumer({
+        transport: flaky,
+        groupId: uniqueName('workers'),
+        topics: [topic],
+        decode: decodeJob,
+        retry: { max: 0, backoffMs: 1 },
+        logger,
+        metrics,
+        maxWaitMs: 50,
+        handle: async (job) => {
+          if (job.permanent) throw new Error('handler always fails')
+          handled.push(job.id)
+        },
+        onError: (error) => {
+          stopped = error
+        },
+      })
+      const { seen: dlq, sub: dlqReader } = await follow(transport, deadLetterTopic(topic))
+      await joined(subscription)
+      await transport.publish([
+        { topic, key: 'k', value: JSON.stringify({ id: 42, permanent: true }) },
+        { topic, key: 'k', value: JSON.stringify({ id: 43 }) },
+      ])
+      await waitFor(() => refused >= 3, { message: 'the dead letter is retried' })
+      assert.equal(handled.length, 0, 'the partition waits for the dead letter: nothing after it is handled first')
+      const failures = (await metrics.deadLetterFailures.get()).values.reduce((sum, v) => sum + v.value, 0)
+      assert.ok(failures >= 3, `orderflow_dead_letter_failures_total counts the failures (${failures})`)
+
+      deadLetterTopicDown = false
+      await waitFor(() => dlq.length === 1 && handled.includes(43), {
+        message: 'the dead letter is written and 43 handled',
+      })
+      assert.equal(
+        (JSON.parse(dlq[0]?.value ?? '{}') as DeadLetterRecord).payload,
+        JSON.stringify({ id: 42, permanent: true }),
+      )
+      assert.equal(stopped, undefined, 'the consumer never stopped')
+      assert.equal(subscription.health().state, 'running')
+      await subscription.close()
+      await dlqReader.close()
+    })
+
+    it('dead-letters an oversized message within the size limit, with its hash, and keeps the partition flowing', async () => {
+      const topic = uniqueName('jobs')
+      const handled: number[] = []
+      const subscription = await startReliableConsumer({
+        transport,
+        groupId: uniqueName('workers'),
+        topics: [topic],
+        decode: decodeJob,
+        retry: { max: 0, backoffMs: 1 },
+        logger,
+        handle: async (job) => void handled.push(job.id),
+      })
+      const { seen: dlq, sub: dlqReader } = await follow(transport, deadLetterTopic(topic))
+      await joined(subscription)
+      // 700 KB of quotes: accepted by the broker, but every one doubles when escaped into JSON.
+      const huge = '"'.repeat(700_000)
+      await transport.publish([
+        { topic, key: 'k', value: huge },
+        { topic, key: 'k', value: JSON.stringify({ id: 7 }) },
+      ])
+      await waitFor(() => handled.includes(7), {
+        timeoutMs: 30_000,
+        message: 'the message after the oversized one is handled',
+      })
+      await waitFor(() => dlq.length === 1, { message: 'the oversized message is dead-lettered' })
+      const raw = dlq[0]?.value ?? ''
+      assert.ok(Buffer.byteLength(raw) <= 900_000, `the record is ${Buffer.byteLength(raw)} bytes`)
+      const record = JSON.parse(raw) as DeadLetterRecord
+      assert.equal(record.reason, 'NOT_JSON')
+      assert.equal(record.payloadTruncated, true)
+      assert.equal(record.payloadBytes, 700_000)
+      assert.equal(record.payloadSha256, createHash('sha256').update(huge).digest('hex'))
+      assert.ok(huge.startsWith(record.payload) && record.payload.length > 0)
+      await subscription.close()
+      await dlqReader.close()
+    })
+
+    it('holds the partition while a dependency is down, retrying past the retry limit, and never dead-letters the message', async () => {
+      const topic = uniqueName('jobs')
+      let databaseDown = true
+      let attempts = 0
+      const handled: number[] = []
+      const metrics = createMetrics()
+      const subscription = await startReliableConsumer({
+        transport,
+        groupId: uniqueName('workers'),
+        topics: [topic],
+        decode: decodeJob,
+        retry: { max: 1, backoffMs: 5 },
+        logger,
+        metrics,
+        maxWaitMs: 20,
+        handle: async (job) => {
+          attempts++
+          if (databaseDown)
+            throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
+          handled.push(job.id)
+        },
+      })
+      const { seen: dlq, sub: dlqReader } = await follow(transport, deadLetterTopic(topic))
+      await joined(subscription)
+      await transport.publish([{ topic, key: 'k', value: JSON.stringify({ id: 5 }) }])
+      await waitFor(() => attempts >= 6, { message: 'the handler is tried again and again' })
+      assert.equal(subscription.health().state, 'waiting-for-dependency')
+      const waiting = (await metrics.consumerWaiting.get()).values.find((v) => v.labels.topic === topic)
+      assert.equal(waiting?.value, 1)
+
+      databaseDown = false
+      await waitFor(() => handled.includes(5), { message: 'job 5 is handled once the database is back' })
+      assert.equal(dlq.length, 0, 'nothing was dead-lettered for the outage')
+      assert.equal(subscription.health().state, 'running')
+      assert.equal((await metrics.consumerWaiting.get()).values.find((v) => v.labels.topic === topic)?.value, 0)
+      await subscription.close()
+      await dlqReader.close()
+    })
+
+    it('closes promptly while it waits for a dependency, and the message is delivered again after a restart', async () => {
+      const topic = uniqueName('jobs')
+      const groupId = uniqueName('workers')
+      let attempts = 0
       const first = await startReliableConsumer({
-        transport: broken,
+        transport,
         groupId,
         topics: [topic],
         decode: decodeJob,
         retry: { max: 0, backoffMs: 1 },
         logger,
         handle: async () => {
-          throw new Error('handler always fails')
-        },
-        onError: (error) => {
-          stopped = error
+          attempts++
+          throw Object.assign(new Error('Connection terminated unexpectedly'), { code: '57P01' })
         },
       })
       await joined(first)
       await transport.publish([{ topic, key: 'x', value: JSON.stringify({ id: 42 }) }])
-      await waitFor(() => stopped, { message: 'the consumer reports that it stopped' })
-      assert.match(stopped?.message ?? '', /dead-letter topic unavailable/)
+      await waitFor(() => attempts >= 1, { message: 'the handler ran' })
       await first.close()
 
       const redelivered: number[] = []

@@ -1,19 +1,28 @@
+import { createHash } from 'node:crypto'
 import { AppError, isRetryable, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
+import { isDatabaseUnavailable } from '../sql/unavailable.ts'
 import { EVENT_ID_HEADER } from './instrumented.ts'
 import type { IncomingMessage, Subscription, Transport } from './port.ts'
 
 /**
- * Failure handling every consumer gets for free, on top of any transport:
- * - a message that cannot be decoded (not JSON, failing its schema, unknown type) is a poison
- *   message: it goes to `<topic>-dlq` at once, with the reason, and is never retried;
- * - a handler that throws is retried with exponential backoff (seed 001: 3 retries, 1 s, 2 s, 4 s);
- *   once the retries are spent, or at once for an error that is not retryable (a domain rejection,
- *   a stale expected version: see `AppError.retryable`), the message goes to the
- *   dead-letter topic with the error, its stack and the attempt count;
- * - either way the partition keeps flowing. Only a failure to write the dead letter itself stops
- *   the subscription uncommitted, so that nothing accepted is ever lost.
+ * Failure handling every consumer gets for free, on top of any transport. Three kinds of failure,
+ * three answers:
+ * - **the message is bad** (not JSON, failing its schema, unknown type): a poison message, dead-
+ *   lettered at once with the reason, never retried;
+ * - **the message is refused** (an error that says no retry can help: a domain rejection, a stale
+ *   expected version; see `AppError.retryable`): dead-lettered at once as `REJECTED`;
+ * - **a dependency is down** (the database or the broker cannot be reached): not the message's
+ *   fault, so it is never dead-lettered. The consumer holds the partition and tries again with
+ *   backoff, without limit, visible in logs and in `orderflow_consumer_waiting_for_dependency`;
+ * - anything else may pass: retried with exponential backoff (seed 001: 3 retries, 1 s, 2 s, 4 s),
+ *   then dead-lettered as `RETRIES_EXHAUSTED` with the error, its stack and the attempt count.
+ *
+ * Either way the partition keeps flowing. A dead-letter record stays under the broker's message
+ * size: an oversized payload is cut, with its size, SHA-256 and original coordinates kept. A dead
+ * letter that cannot be written is retried with backoff and an error log each time; the message is
+ * not committed until it is written, and the consumer never stops by itself.
  */
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string; message: string }
@@ -37,6 +46,12 @@ export interface ReliableConsumerOptions<T> {
   logger: Logger
   metrics?: Metrics
   onError?: (error: Error) => void
+  /** Largest dead-letter record to write, in bytes (default 900 000: under Kafka's 1 MiB default). */
+  maxDeadLetterBytes?: number
+  /** Longest wait between two attempts while a dependency is down (default 30 s). */
+  maxWaitMs?: number
+  /** A handler running longer than this counts as stalled in `health()` (default 60 s). */
+  stallAfterMs?: number
 }
 
 export interface DeadLetterRecord {
@@ -50,8 +65,26 @@ export interface DeadLetterRecord {
   attempts: number
   failedAt: string
   headers: Record<string, string>
-  /** The original message value, exactly as it was received. */
+  /** The original message value, exactly as it was received (cut when it was too large: see below). */
   payload: string
+  /** Set when the payload was cut to keep the record under the broker's message size. */
+  payloadTruncated?: boolean
+  /** The original payload's size in bytes (UTF-8). */
+  payloadBytes: number
+  /** SHA-256 (hex) of the original payload, to find or compare it. */
+  payloadSha256: string
+}
+
+/** How a consumer is doing, for readiness and metrics. */
+export interface ConsumerHealth {
+  groupId: string
+  state: 'running' | 'waiting-for-dependency' | 'stalled' | 'stopped'
+  /** What it is waiting on or why it stopped. */
+  detail?: string
+}
+
+export interface ReliableSubscription extends Subscription {
+  health(): ConsumerHealth
 }
 
 export const deadLetterTopic = (topic: string): string => `${topic}-dlq`
@@ -73,97 +106,225 @@ export function isPermanentError(error: Error): boolean {
   return !isRetryable(error)
 }
 
-export async function startReliableConsumer<T>(options: ReliableConsumerOptions<T>): Promise<Subscription> {
+/** The database or the broker cannot be reached: waiting helps, the message is not at fault. */
+export function isDependencyUnavailable(error: unknown): boolean {
+  for (let current = error, depth = 0; current !== undefined && current !== null && depth < 8; depth++) {
+    if (current instanceof AppError) {
+      if (current.code === 'DATABASE_UNAVAILABLE' || current.code === 'TRANSPORT_UNAVAILABLE') return true
+    } else if (isDatabaseUnavailable(current)) {
+      return true
+    }
+    current = (current as { cause?: unknown }).cause
+  }
+  return false
+}
+
+/** Thrown out of a handler that was waiting when its subscription closed: nothing is committed. */
+class Closing extends Error {
+  constructor() {
+    super('the consumer closed while the message waited; it is redelivered')
+    this.name = 'Closing'
+  }
+}
+
+/**
+ * The dead-letter record for `message`, cut to `maxBytes`: first the stack, then the payload (to a
+ * prefix, keeping its size and hash), then the headers.
+ */
+export function boundedDeadLetter(record: DeadLetterRecord, maxBytes: number): DeadLetterRecord {
+  const size = (r: DeadLetterRecord) => Buffer.byteLength(JSON.stringify(r))
+  if (size(record) <= maxBytes) return record
+  const { stack: _stack, ...error } = record.error
+  let bounded: DeadLetterRecord = { ...record, error: { ...error, message: error.message.slice(0, 2000) } }
+  if (size(bounded) <= maxBytes) return bounded
+  // JSON escaping can more than double a payload (every `"` becomes `\"`): cut by the escaped size.
+  const room = maxBytes - size({ ...bounded, payload: '', headers: {} }) - 1024
+  let payload = bounded.payload.slice(0, Math.max(0, room))
+  while (payload.length > 0 && Buffer.byteLength(JSON.stringify(payload)) > room) {
+    payload = payload.slice(0, Math.floor(payload.length * 0.8))
+  }
+  bounded = { ...bounded, payload, payloadTruncated: true }
+  if (size(bounded) <= maxBytes) return bounded
+  return { ...bounded, headers: { truncated: 'true' } }
+}
+
+export async function startReliableConsumer<T>(options: ReliableConsumerOptions<T>): Promise<ReliableSubscription> {
   const { transport, groupId, logger, metrics } = options
   const isPermanent = options.isPermanent ?? isPermanentError
-  // The subscription creates its topics; a dead-letter topic is created by its first publish.
+  const maxDeadLetterBytes = options.maxDeadLetterBytes ?? 900_000
+  const maxWaitMs = options.maxWaitMs ?? 30_000
+  const stallAfterMs = options.stallAfterMs ?? 60_000
+  let closing = false
+  let stoppedBy: Error | undefined
+  /** Handlers in flight, by partition: when each started, and whether it waits on a dependency. */
+  const inFlight = new Map<string, { since: number; waitingOn?: string }>()
+  const wakers = new Set<() => void>()
+
+  /** Waits `ms`, or until the subscription closes (then throws, leaving the message uncommitted). */
+  const pause = async (ms: number) => {
+    if (closing) throw new Closing()
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer)
+        wakers.delete(wake)
+        resolve()
+      }
+      const timer = setTimeout(wake, ms)
+      wakers.add(wake)
+    })
+    if (closing) throw new Closing()
+  }
 
   const deadLetter = async (message: IncomingMessage, reason: string, error: Error, attempts: number) => {
-    const record: DeadLetterRecord = {
-      originalTopic: message.topic,
-      partition: message.partition,
-      offset: message.offset,
-      key: message.key,
-      groupId,
-      reason,
-      error: {
-        message: error.message,
-        ...(error instanceof AppError ? { code: error.code } : {}),
-        ...(error.stack ? { stack: error.stack } : {}),
-      },
-      attempts,
-      failedAt: new Date().toISOString(),
-      headers: message.headers,
-      payload: message.value,
-    }
-    const [position] = await transport.publish([
+    const record = boundedDeadLetter(
       {
-        topic: deadLetterTopic(message.topic),
+        originalTopic: message.topic,
+        partition: message.partition,
+        offset: message.offset,
         key: message.key,
-        value: JSON.stringify(record),
-        headers: { ...message.headers, 'dlq-reason': reason, 'dlq-original-topic': message.topic },
-      },
-    ])
-    metrics?.deadLettered.inc({ topic: message.topic, group: groupId, reason })
-    logger.warn(
-      {
-        ...whereFrom(message, groupId),
+        groupId,
         reason,
+        error: {
+          message: error.message,
+          ...(error instanceof AppError ? { code: error.code } : {}),
+          ...(error.stack ? { stack: error.stack } : {}),
+        },
         attempts,
-        err: error,
-        dlqTopic: position?.topic,
-        dlqOffset: position?.offset,
+        failedAt: new Date().toISOString(),
+        headers: message.headers,
+        payload: message.value,
+        payloadBytes: Buffer.byteLength(message.value),
+        payloadSha256: createHash('sha256').update(message.value).digest('hex'),
       },
-      `message dead-lettered: ${reason}: ${error.message}`,
+      maxDeadLetterBytes,
     )
+    const outgoing = {
+      topic: deadLetterTopic(message.topic),
+      key: message.key,
+      value: JSON.stringify(record),
+      headers: {
+        ...(record.headers.truncated ? {} : message.headers),
+        'dlq-reason': reason,
+        'dlq-original-topic': message.topic,
+      },
+    }
+    for (let failures = 0; ; failures++) {
+      try {
+        const [position] = await transport.publish([outgoing])
+        metrics?.deadLettered.inc({ topic: message.topic, group: groupId, reason })
+        logger.warn(
+          {
+            ...whereFrom(message, groupId),
+            reason,
+            attempts,
+            err: error,
+            dlqTopic: position?.topic,
+            dlqOffset: position?.offset,
+            ...(record.payloadTruncated ? { payloadBytes: record.payloadBytes } : {}),
+          },
+          `message dead-lettered: ${reason}: ${error.message}`,
+        )
+        return
+      } catch (publishError) {
+        const delay = Math.min(maxWaitMs, 500 * 2 ** Math.min(failures, 10))
+        metrics?.deadLetterFailures.inc({ topic: message.topic, group: groupId })
+        logger.error(
+          { ...whereFrom(message, groupId), reason, err: publishError, attempt: failures + 1, retryInMs: delay },
+          'the dead letter could not be written; the message stays uncommitted and the dead letter is retried',
+        )
+        await pause(delay)
+      }
+    }
   }
 
   const handler = async (message: IncomingMessage) => {
-    const decoded = options.decode(message)
-    if (!decoded.ok) {
-      await deadLetter(message, decoded.reason, new AppError('POISON_MESSAGE', decoded.message), 0)
-      return
-    }
-    const stopTimer = metrics?.handlerSeconds.startTimer({ topic: message.topic, group: groupId })
+    const slot = `${message.topic}:${message.partition}`
+    inFlight.set(slot, { since: Date.now() })
+    const labels = { topic: message.topic, group: groupId }
+    const stopTimer = metrics?.handlerSeconds.startTimer(labels)
     try {
+      const decoded = options.decode(message)
+      if (!decoded.ok) {
+        await deadLetter(message, decoded.reason, new AppError('POISON_MESSAGE', decoded.message), 0)
+        return
+      }
+      let retries = 0
       for (let attempt = 1; ; attempt++) {
         try {
           await options.handle(decoded.value, message)
-          metrics?.consumed.inc({ topic: message.topic, group: groupId })
+          metrics?.consumed.inc(labels)
           return
         } catch (thrown) {
           const error = toError(thrown)
+          if (isDependencyUnavailable(error)) {
+            const delay = Math.min(maxWaitMs, Math.max(options.retry.backoffMs, 100) * 2 ** Math.min(attempt - 1, 10))
+            inFlight.set(slot, { since: Date.now(), waitingOn: error.message })
+            metrics?.consumerWaiting.set(labels, 1)
+            logger.warn(
+              { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
+              'a dependency is unavailable; holding the partition and trying again (never dead-lettered for this)',
+            )
+            await pause(delay)
+            continue
+          }
           const permanent = isPermanent(error)
-          if (permanent || attempt > options.retry.max) {
+          if (permanent || retries >= options.retry.max) {
             await deadLetter(message, permanent ? 'REJECTED' : 'RETRIES_EXHAUSTED', error, attempt)
             return
           }
-          const delay = retryDelayMs(options.retry, attempt)
-          metrics?.retries.inc({ topic: message.topic, group: groupId })
+          retries++
+          const delay = retryDelayMs(options.retry, retries)
+          metrics?.retries.inc(labels)
           logger.warn(
-            {
-              ...whereFrom(message, groupId),
-              attempt,
-              retryInMs: delay,
-              err: error,
-            },
+            { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
             'handler failed; retrying',
           )
-          await new Promise((resolve) => setTimeout(resolve, delay))
+          await pause(delay)
         }
       }
     } finally {
       stopTimer?.()
+      if (inFlight.get(slot)?.waitingOn) metrics?.consumerWaiting.set(labels, 0)
+      inFlight.delete(slot)
+      metrics?.consumerLastProgress.set({ ...labels, partition: String(message.partition) }, Date.now() / 1000)
     }
   }
 
-  return transport.subscribe({
+  const subscription = await transport.subscribe({
     groupId,
     topics: options.topics,
     handler,
     onError: (error) => {
-      logger.error({ err: error, groupId }, 'consumer stopped: the dead-letter topic could not be written')
+      if (error instanceof Closing || closing) return
+      stoppedBy = error
+      logger.error({ err: error, groupId }, 'consumer stopped')
       options.onError?.(error)
     },
   })
+  return {
+    groupId: subscription.groupId,
+    ready: subscription.ready,
+    lag: () => subscription.lag(),
+    async close() {
+      closing = true
+      for (const wake of [...wakers]) wake()
+      await subscription.close()
+    },
+    health() {
+      if (stoppedBy) return { groupId, state: 'stopped', detail: stoppedBy.message }
+      const now = Date.now()
+      for (const [slot, flight] of inFlight) {
+        if (flight.waitingOn)
+          return { groupId, state: 'waiting-for-dependency', detail: `${slot}: ${flight.waitingOn}` }
+        if (now - flight.since > stallAfterMs) {
+          return {
+            groupId,
+            state: 'stalled',
+            detail: `${slot}: one message in its handler for ${Math.round((now - flight.since) / 1000)} s`,
+          }
+        }
+      }
+      return { groupId, state: 'running' }
+    },
+  }
 }
