@@ -1,3 +1,4 @@
+import { auditModule } from './audit/index.ts'
 import { deliveryModule } from './delivery/index.ts'
 import { dispatchModule } from './dispatch/index.ts'
 import { orderModule } from './order/index.ts'
@@ -11,7 +12,7 @@ import { sagaModule } from './saga/index.ts'
  * the saga module (orchestration) or the services' own reactions (choreography).
  */
 export function allModules(): ServiceModule[] {
-  return [orderModule(), paymentModule(), dispatchModule(), deliveryModule(), sagaModule()]
+  return [orderModule(), paymentModule(), dispatchModule(), deliveryModule(), sagaModule(), auditModule()]
 }
 
 /** The modules `names` selects, or every module; an unknown name is a configuration error. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import type { AuditReport } from '../../src/audit/audit.ts'
 import { DELIVERY_EVENTS_TOPIC } from '../../src/contracts/delivery/events.ts'
 import { DISPATCH_EVENTS_TOPIC } from '../../src/contracts/dispatch/events.ts'
 import { PAYMENT_EVENTS_TOPIC } from '../../src/contracts/payment/events.ts'
@@ -25,6 +26,21 @@ import {
  * transient gateway failures, a gateway that does not answer in time, cancellation after capture,
  * and every event and command delivered twice.
  */
+/** Asks the auditor until it is clean (the embedded log commits positions once a second). */
+async function auditUntilClean(j: JourneyApp): Promise<AuditReport> {
+  let last: AuditReport | undefined
+  return waitFor(
+    async () => {
+      last = (await j.app.http.inject({ method: 'GET', url: '/api/audit?stuckAfterMs=0' })).json<AuditReport>()
+      return last.ok ? last : null
+    },
+    {
+      timeoutMs: 15_000,
+      message: () => `the auditor to be clean: ${JSON.stringify(last?.checks.filter((c) => !c.ok))}`,
+    },
+  )
+}
+
 export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
   describe(`the order journey (${mode}, ${infra})`, () => {
     describe('with every message delivered twice and a flaky gateway', () => {
@@ -118,6 +134,39 @@ export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
         assert.ok(ids.length > new Set(ids).size, 'the fault injector did duplicate the messages')
         assert.equal(await counterTotal(j.app, 'orderflow_dead_letters_total'), 0)
       })
+
+      it('leaves the auditor nothing to report: all orders settled, one capture each, the money adds up', async () => {
+        const report = await auditUntilClean(j)
+        assert.ok(
+          (report.lag ?? []).length >= 4,
+          `lag was read for the journey's groups: ${JSON.stringify(report.lag)}`,
+        )
+        assert.equal(report.orders.total, 11)
+        assert.equal(report.orders.delivered, 9)
+        assert.equal(report.orders.cancelled, 2)
+        assert.equal(report.money.net, report.money.deliveredTotal)
+        assert.ok(report.money.deliveredTotal > 0)
+        if (mode === 'orchestration') {
+          const orders = await j.db.db.query<{ id: string }>("SELECT id FROM orders WHERE status = 'DELIVERED' LIMIT 1")
+          const id = orders.rows[0]?.id
+          const saga = (await j.app.http.inject({ method: 'GET', url: `/api/orders/${id}/saga` })).json()
+          assert.equal(saga.status, 'COMPLETED')
+          assert.equal(saga.outcome, 'DELIVERED')
+          assert.deepEqual(saga.deadlines, [])
+          const sent = saga.history
+            .filter((h: { direction: string }) => h.direction === 'out')
+            .map((h: { type: string }) => h.type)
+          for (const command of [
+            'ProcessPayment',
+            'ApproveOrder',
+            'DispatchOrder',
+            'ScheduleDelivery',
+            'ChangeOrderStatus',
+          ]) {
+            assert.ok(sent.includes(command), `the saga sent ${command}`)
+          }
+        }
+      })
     })
 
     describe('a gateway that does not answer in time', () => {
@@ -146,7 +195,7 @@ export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
     describe('cancelled after capture (dispatch is not running)', () => {
       let j: JourneyApp
       before(async () => {
-        j = await startJourneyApp({ infra, mode, services: ['order', 'payment', 'delivery', 'saga'] })
+        j = await startJourneyApp({ infra, mode, services: ['order', 'payment', 'delivery', 'saga', 'audit'] })
       })
       after(() => j?.close())
 
@@ -174,7 +223,81 @@ export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
             { message: 'the saga to complete CANCELLED' },
           )
         }
+        const report = await auditUntilClean(j)
+        assert.equal(report.money.refunded, 100)
+        assert.equal(report.money.net, 0)
       })
     })
+
+    if (mode === 'orchestration') {
+      describe('the saga when the payment service does not answer (it is not running)', () => {
+        let j: JourneyApp
+        before(async () => {
+          j = await startJourneyApp({
+            infra,
+            mode,
+            services: ['order', 'saga', 'audit'],
+            env: {
+              SAGA_PAYMENT_TIMEOUT_MS: '300',
+              SAGA_COMPENSATION_TIMEOUT_MS: '100',
+              SCHEDULER_POLL_INTERVAL_MS: '1000',
+            },
+          })
+        })
+        after(() => j?.close())
+
+        it('times the payment out, retries, tries to refund, and parks visibly: saga, metric and auditor', async () => {
+          const order = await placeOrder(j.app, seed004Order)
+          const sagaOf = async () =>
+            (await j.app.http.inject({ method: 'GET', url: `/api/orders/${order.id}/saga` })).json()
+          const running = await waitFor(
+            async () => {
+              const saga = await sagaOf()
+              return saga.step === 'PAYMENT' && saga.deadlines?.length === 1 ? saga : null
+            },
+            { message: 'the saga to wait for the payment, with a deadline' },
+          )
+          assert.equal(running.status, 'RUNNING')
+          const parked = await waitFor(
+            async () => {
+              const saga = await sagaOf()
+              return saga.status === 'PARKED' ? saga : null
+            },
+            { message: 'the saga to park' },
+          )
+          assert.equal(parked.step, 'REFUND_PAYMENT')
+          assert.match(
+            parked.parkedReason,
+            /^compensation REFUND_PAYMENT failed: no answer from the payment service \(refund\) after 4 attempts/,
+          )
+          const sent = parked.history.filter((h: { type: string }) => h.type === 'ProcessPayment').length
+          assert.equal(sent, 3, 'the payment was asked for three times (two retries)')
+          assert.deepEqual(parked.deadlines, [])
+
+          const list = (await j.app.http.inject({ method: 'GET', url: '/api/sagas?status=PARKED' })).json()
+          assert.deepEqual(
+            list.sagas.map((s: { orderId: string }) => s.orderId),
+            [order.id],
+          )
+          const metrics = (await j.app.http.inject({ method: 'GET', url: '/metrics' })).body
+          assert.match(metrics, /^orderflow_sagas_parked 1$/m)
+
+          const audit = (await j.app.http.inject({ method: 'GET', url: '/api/audit?stuckAfterMs=0' })).json()
+          assert.equal(audit.ok, false)
+          assert.deepEqual(
+            audit.stuck.map((s: { orderId: string; step: string; sagaStatus: string }) => [
+              s.orderId,
+              s.step,
+              s.sagaStatus,
+            ]),
+            [[order.id, 'REFUND_PAYMENT', 'PARKED']],
+          )
+          const table = await j.app.http.inject({ method: 'GET', url: '/api/audit?stuckAfterMs=0&format=table' })
+          assert.match(table.body, /FAIL {2}terminal-states/)
+          assert.match(table.body, new RegExp(`${order.id} +PENDING +REFUND_PAYMENT`))
+          assert.equal((await getOrder(j.app, order.id)).status, 'PENDING')
+        })
+      })
+    }
   })
 }

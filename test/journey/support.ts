@@ -99,6 +99,8 @@ export async function startJourneyApp(options: {
       env: {
         SAGA_MODE: options.mode,
         KAFKA_TOPIC_PREFIX: prefix,
+        // The configuration says what the runtime is (the auditor reads lag where the transport keeps it).
+        ...(options.infra === 'kafka' ? { TRANSPORT: 'kafka', KAFKA_BROKERS: kafkaBrokers().join(',') } : {}),
         KAFKA_RETRY_MAX: '3',
         KAFKA_RETRY_BACKOFF_MS: '20',
         DELIVERY_DELAY_MS: '20',

@@ -1,0 +1,80 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import type { Config } from '../platform/config.ts'
+import { documentRoute, problemResponses } from '../platform/http/openapi.ts'
+import type { ServiceModule } from '../platform/module.ts'
+import type { SqlExecutor } from '../platform/sql/port.ts'
+import { type AuditReport, formatAuditReport, runAudit } from './audit.ts'
+import { embeddedLag, kafkaLag, type LagSource } from './lag.ts'
+
+/**
+ * The invariant auditor in the product: `GET /api/audit` (JSON, or `?format=table` for people) and
+ * `npm run audit` (src/audit/cli.ts). See audit.ts for what it checks.
+ */
+
+/** Where this deployment's consumer lag is read: the embedded log's tables or the Kafka brokers. */
+export function lagSourceFor(config: Config, db: SqlExecutor): LagSource {
+  return config.transport === 'kafka'
+    ? kafkaLag({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, prefix: config.kafka.topicPrefix })
+    : embeddedLag(db, config.kafka.topicPrefix)
+}
+
+const auditQuery = z.object({
+  stuckAfterMs: z.coerce
+    .number({ error: 'must be a whole number of milliseconds' })
+    .int('must be a whole number of milliseconds')
+    .min(0, 'must not be negative')
+    .optional()
+    .describe('Orders younger than this are not expected to be finished (default AUDIT_STUCK_AFTER_MS)'),
+  format: z.enum(['json', 'table']).default('json'),
+})
+
+const auditReportView = z.looseObject({
+  ok: z.boolean(),
+  checkedAt: z.string(),
+  checks: z.array(z.object({ name: z.string(), ok: z.boolean(), summary: z.string() })),
+})
+
+export function auditModule(): ServiceModule {
+  return {
+    name: 'audit',
+    async start(context) {
+      const lag = lagSourceFor(context.config, context.db)
+      const routes: FastifyPluginAsync = async (plugin) => {
+        const app = plugin.withTypeProvider<ZodTypeProvider>()
+        app.get(
+          '/api/audit',
+          {
+            schema: {
+              summary: 'Check the invariants of the order journey',
+              description:
+                'Every order older than the threshold is DELIVERED or CANCELLED (else listed as stuck with its step and age); no order is captured twice; captured − refunded equals the total of delivered orders; the outbox is drained; consumer lag is 0.',
+              operationId: 'audit',
+              tags: ['operations'],
+              querystring: auditQuery,
+              response: { 200: auditReportView, 400: problemResponses[400], 503: problemResponses[503] },
+            },
+            config: { auth: 'operator', swaggerTransform: documentRoute() },
+          },
+          async (request, reply) => {
+            const report = await runAudit(context.db, {
+              stuckAfterMs: request.query.stuckAfterMs ?? context.config.audit.stuckAfterMs,
+              lag,
+              now: context.clock(),
+            })
+            if (request.query.format === 'table') {
+              // Plain text for people: past the JSON response schema on purpose.
+              return reply
+                .type('text/plain; charset=utf-8')
+                .serializer((payload: unknown) => String(payload))
+                .send(formatAuditReport(report) as never)
+            }
+            return report as AuditReport & Record<string, unknown>
+          },
+        )
+      }
+      return { routes }
+    },
+  }
+}
