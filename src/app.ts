@@ -16,8 +16,7 @@ import type { Runtime } from './platform/runtime.ts'
 import { type AppliedMigration, platformMigrations, runMigrations } from './platform/sql/migrations.ts'
 import type { SqlDatabase } from './platform/sql/port.ts'
 import { PRODUCER_MAX_SEND_MS } from './platform/transport/kafka.ts'
-import type { Subscription } from './platform/transport/port.ts'
-import { startReliableConsumer } from './platform/transport/reliable-consumer.ts'
+import { type ReliableSubscription, startReliableConsumer } from './platform/transport/reliable-consumer.ts'
 
 /**
  * The one composition root (Fastify's `build()`): the app of a process from its runtime and the
@@ -123,7 +122,30 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     ...options.relay,
   })
 
-  const healthChecks: HealthCheck[] = [{ name: 'database', check: async () => void (await db.query('SELECT 1')) }]
+  const subscriptions: ReliableSubscription[] = []
+  let started = false
+  const outbox = sampleOutbox(db, metrics)
+  const healthChecks: HealthCheck[] = [
+    { name: 'database', check: async () => void (await db.query('SELECT 1')) },
+    { name: 'broker', check: () => transport.ping() },
+    {
+      name: 'consumers',
+      async check() {
+        if (!started) throw new Error('starting: not every module and consumer is up yet')
+        const unwell = subscriptions.map((s) => s.health()).filter((h) => h.state !== 'running')
+        if (unwell.length > 0) throw new Error(unwell.map((h) => `${h.groupId} ${h.state}: ${h.detail}`).join('; '))
+      },
+    },
+    {
+      name: 'outbox',
+      async check() {
+        const { backlog, oldestAgeSeconds } = await outbox.sample()
+        if (oldestAgeSeconds * 1000 > RELAY_STALL_MS) {
+          throw new Error(`${backlog} messages wait to be published, the oldest for ${Math.round(oldestAgeSeconds)} s`)
+        }
+      },
+    },
+  ]
   const http = createHttpServer({
     logger,
     metrics,
@@ -138,8 +160,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     ...(options.authenticate ? { authenticate: options.authenticate } : {}),
   })
 
-  const subscriptions: Subscription[] = []
-  const started = new Map<string, StartedModule>()
+  const running = new Map<string, StartedModule>()
   const clock = options.clock ?? (() => new Date())
   const retry = { max: config.kafka.retryMax, backoffMs: config.kafka.retryBackoffMs }
 
@@ -161,7 +182,8 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     for (const subscription of subscriptions.splice(0)) {
       await attempt(`consumer ${subscription.groupId}`, () => subscription.close())
     }
-    for (const [name, module] of [...started].reverse()) {
+    outbox.stop()
+    for (const [name, module] of [...running].reverse()) {
       if (module.stop) await attempt(`module ${name}`, () => module.stop?.() ?? Promise.resolve())
     }
     unsubscribe()
@@ -196,16 +218,23 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
           return subscription
         },
       }
-      const running = await module.start(context)
-      started.set(module.name, running)
-      if (running.routes) registerApi(http, running.routes)
+      const handle = await module.start(context)
+      running.set(module.name, handle)
+      if (handle.routes) registerApi(http, handle.routes)
       // The server reads its checks at request time, so a module's checks join the platform's.
-      healthChecks.push(...(running.health ?? []))
+      healthChecks.push(...(handle.health ?? []))
     }
   } catch (error) {
     await stopAll().catch(() => {})
     throw error
   }
+  // Ready once every consumer has joined its group (on Kafka: its topics exist and it has partitions).
+  void Promise.all(subscriptions.map((s) => s.ready)).then(
+    () => {
+      started = true
+    },
+    (error) => logger.error({ err: error }, 'a consumer did not join its group'),
+  )
 
   const app: App = {
     http,
@@ -215,9 +244,9 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     migrations,
     stopWorkers: stopAll,
     module<Handle extends object>(name: string) {
-      const running = started.get(name)
-      if (!running) throw new Error(`module '${name}' is not running in this app (running: ${names.join(', ')})`)
-      return running as StartedModule & Handle
+      const handle = running.get(name)
+      if (!handle) throw new Error(`module '${name}' is not running in this app (running: ${names.join(', ')})`)
+      return handle as StartedModule & Handle
     },
     async close() {
       let httpFailure: unknown
@@ -229,6 +258,30 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     },
   }
   return app
+}
+
+/** Readiness fails once the oldest unpublished outbox row is older than this: the relay is stuck. */
+const RELAY_STALL_MS = 60_000
+
+/**
+ * The outbox backlog and the age of its oldest row, sampled into the metrics every 5 s (and on
+ * demand for readiness): a relay that stalls shows before anyone misses an event.
+ */
+function sampleOutbox(db: SqlDatabase, metrics: Runtime['metrics']) {
+  const sample = async () => {
+    const { rows } = await db.query<{ backlog: string; age: number | null }>(
+      `SELECT count(*)::text AS backlog, extract(epoch FROM now() - min(created_at))::float8 AS age
+         FROM outbox WHERE published_at IS NULL`,
+    )
+    const backlog = Number(rows[0]?.backlog ?? 0)
+    const oldestAgeSeconds = Math.max(0, rows[0]?.age ?? 0)
+    metrics.outboxBacklog.set(backlog)
+    metrics.outboxOldestAge.set(oldestAgeSeconds)
+    return { backlog, oldestAgeSeconds }
+  }
+  const timer = setInterval(() => void sample().catch(() => {}), 5_000)
+  timer.unref()
+  return { sample, stop: () => clearInterval(timer) }
 }
 
 function once<T>(make: () => T): () => T {

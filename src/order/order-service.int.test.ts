@@ -63,6 +63,9 @@ function dyingTransport(kind: Transport['kind']): Transport {
   return {
     kind,
     ensureTopics: async () => {},
+    ping: async () => {
+      throw new Error('process killed')
+    },
     subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {}, lag: async () => [] }),
     publish: async () => {
       throw new Error('process killed before publishing')

@@ -248,6 +248,48 @@ describe('a second service module on the kit, beside the order module', () => {
   })
 })
 
+describe('liveness and readiness', () => {
+  let database: TestDatabase
+  let transport: Transport
+  let app: App
+  before(async () => {
+    database = await postgresTestDatabase('of_ready')
+    transport = await createEmbeddedTransport({ db: database.db, partitions: 3, pollIntervalMs: 50 })
+    app = await startTestApp({ db: database.db, transport })
+  })
+  after(async () => {
+    await app?.close()
+    await transport?.close()
+    await database?.cleanup()
+  })
+
+  it('is live at once, ready once its consumers joined, and not ready while the outbox relay is stuck', async () => {
+    const live = await app.http.inject({ method: 'GET', url: '/health' })
+    assert.deepEqual([live.statusCode, live.json()], [200, { status: 'ok' }])
+    const ready = await waitFor(
+      async () => {
+        const response = await app.http.inject({ method: 'GET', url: '/health/ready' })
+        return response.statusCode === 200 ? response.json<{ checks: Record<string, { status: string }> }>() : null
+      },
+      { message: 'the app becomes ready' },
+    )
+    assert.deepEqual(Object.keys(ready.checks).sort(), ['broker', 'consumers', 'database', 'outbox'])
+
+    // The relay stops (as a stuck one would) and a row waits longer than the relay is allowed to take.
+    await app.relay.stop()
+    await database.db.query(
+      `INSERT INTO outbox (topic, message_key, value, created_at) VALUES ('t', 'k', '{}', now() - interval '5 minutes')`,
+    )
+    const stuck = await app.http.inject({ method: 'GET', url: '/health/ready' })
+    assert.equal(stuck.statusCode, 503)
+    const body = stuck.json<{ checks: Record<string, { status: string; error?: string }> }>()
+    assert.equal(body.checks.outbox?.status, 'down')
+    assert.match(String(body.checks.outbox?.error), /1 messages wait to be published, the oldest for 3\d\d s/)
+    const metrics = await app.http.inject({ method: 'GET', url: '/metrics' })
+    assert.match(metrics.body, /orderflow_outbox_backlog_messages \d+/)
+  })
+})
+
 async function retriesOf(app: App): Promise<number> {
   const metric = await app.runtime.metrics.retries.get()
   return metric.values.reduce((sum, v) => sum + v.value, 0)

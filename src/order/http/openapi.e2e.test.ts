@@ -174,6 +174,7 @@ describe('OpenAPI document', () => {
     }
 
     await call('GET', '/health')
+    await call('GET', '/health/ready')
     await call('GET', '/metrics')
 
     const created = await call('POST', '/api/orders', { payload: seed001, headers: { 'idempotency-key': 'doc-1' } })
@@ -209,6 +210,8 @@ describe('OpenAPI document', () => {
     await app.stopWorkers()
     await database.db.close()
     await call('GET', '/health')
+    const ready = await call('GET', '/health/ready')
+    assert.equal(ready.statusCode, 503)
     await call('GET', '/api/orders/:id', { id })
     await call('GET', '/api/orders', {})
     await call('POST', '/api/orders', { payload: seed001 })

@@ -54,6 +54,22 @@ const documentRoute: SwaggerTransform = (input) =>
 
 // Plain JSON schemas: these routes serialize with Fastify's defaults, so the schemas must describe
 // exactly what the handlers send.
+const CHECK_TIMEOUT_MS = 3_000
+
+const liveBody = {
+  type: 'object',
+  required: ['status'],
+  properties: { status: { type: 'string', enum: ['ok'] } },
+} as const
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
 const healthBody = {
   type: 'object',
   required: ['status', 'checks'],
@@ -181,15 +197,32 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
   })
 
   app.register(async (scope) => {
+    // Liveness: the process answers. It says nothing about dependencies (a restart would not fix a
+    // database outage) and nothing internal.
+    for (const path of ['/health', '/health/live']) {
+      scope.get(
+        path,
+        {
+          config: { auth: 'public' },
+          schema: {
+            summary: 'Liveness: the process is up and answering',
+            tags: ['operations'],
+            response: { 200: { description: 'The process answers', ...liveBody } },
+          },
+        },
+        async () => ({ status: 'ok' }),
+      )
+    }
     scope.get(
-      '/health',
+      '/health/ready',
       {
+        config: { auth: 'public' },
         schema: {
-          summary: 'Liveness and dependency checks',
+          summary: 'Readiness: database, broker, consumers and outbox relay',
           tags: ['operations'],
           response: {
-            200: { description: 'Every check is up', ...healthBody },
-            503: { description: 'At least one check is down', ...healthBody },
+            200: { description: 'Every check is up: send traffic', ...healthBody },
+            503: { description: 'At least one check is down: the reason is in its error', ...healthBody },
           },
         },
       },
@@ -197,7 +230,7 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
         const results = await Promise.all(
           deps.checks.map(async (c) => {
             try {
-              await c.check()
+              await withTimeout(c.check(), CHECK_TIMEOUT_MS, `no answer within ${CHECK_TIMEOUT_MS} ms`)
               return [c.name, { status: 'up' }] as const
             } catch (error) {
               return [c.name, { status: 'down', error: (error as Error).message }] as const
@@ -214,6 +247,7 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     scope.get(
       '/metrics',
       {
+        config: { auth: 'operator' },
         schema: {
           summary: 'Prometheus metrics',
           tags: ['operations'],
@@ -229,10 +263,10 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
         reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
     )
 
-    scope.get(OPENAPI_PATH, { schema: { hide: true } }, async () => app.swagger())
+    scope.get(OPENAPI_PATH, { config: { auth: 'public' }, schema: { hide: true } }, async () => app.swagger())
     if (deps.asyncApi) {
       const document = deps.asyncApi
-      scope.get(ASYNCAPI_PATH, { schema: { hide: true } }, async () => document())
+      scope.get(ASYNCAPI_PATH, { config: { auth: 'public' }, schema: { hide: true } }, async () => document())
     }
   })
 

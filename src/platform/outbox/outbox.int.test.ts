@@ -93,6 +93,7 @@ function recordingTransport() {
   const transport: Transport = {
     kind: 'embedded',
     ensureTopics: async () => {},
+    ping: async () => {},
     subscribe: async () => {
       throw new Error('not used')
     },
@@ -217,6 +218,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       const stalling: Transport = {
         kind: embedded.kind,
         ensureTopics: (topics) => embedded.ensureTopics(topics),
+        ping: () => embedded.ping(),
         subscribe: (subscribeOptions) => embedded.subscribe(subscribeOptions),
         close: async () => {},
         async publish(messages: OutgoingMessage[], publishOptions?: PublishOptions) {

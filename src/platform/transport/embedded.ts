@@ -235,6 +235,11 @@ class EmbeddedTransport implements Transport {
     publishListeners.set(settings.db, listeners)
   }
 
+  async ping(): Promise<void> {
+    this.#assertOpen()
+    await this.#settings.db.query('SELECT 1')
+  }
+
   async ensureTopics(topics: string[]): Promise<void> {
     this.#assertOpen()
     const missing = [...new Set(topics)].filter((topic) => !this.#partitionCounts.has(topic)).sort()

@@ -33,6 +33,7 @@ export function instrumentTransport(
   return {
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics),
+    ping: () => transport.ping(),
     async subscribe(options) {
       const subscription = await transport.subscribe(options)
       subscriptions.add(subscription)

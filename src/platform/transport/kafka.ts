@@ -94,6 +94,15 @@ class KafkaTransport implements Transport {
     })
   }
 
+  async ping(): Promise<void> {
+    // Fresh metadata from a broker, not the client's cache: a frozen broker must fail this.
+    await withTimeout(
+      this.#admin.metadata({ topics: [], forceUpdate: true }),
+      3_000,
+      'the Kafka broker did not answer within 3 s',
+    )
+  }
+
   async ensureTopics(topics: string[]): Promise<void> {
     const missing = [...new Set(topics)].filter((t) => !this.#knownTopics.has(t))
     if (missing.length === 0) return
@@ -479,4 +488,12 @@ function isTopicAlreadyExists(error: unknown): boolean {
   if (text.includes('TOPIC_ALREADY_EXISTS') || text.includes('already exists')) return true
   const nested = (error as { errors?: unknown[] })?.errors
   return Array.isArray(nested) && nested.some(isTopicAlreadyExists)
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }

@@ -16,6 +16,7 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
   return {
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics.map(outer)),
+    ping: () => transport.ping(),
     async publish(messages, options) {
       const positions = await transport.publish(
         messages.map((m) => ({ ...m, topic: outer(m.topic) })),

@@ -90,5 +90,7 @@ export interface Transport {
   publish(messages: OutgoingMessage[], options?: PublishOptions): Promise<PublishedPosition[]>
   /** Joins `groupId`; a group with no committed position starts from the earliest message. */
   subscribe(options: SubscribeOptions): Promise<Subscription>
+  /** Resolves once the broker (or the log's database) answers; rejects when it cannot be reached. */
+  ping(): Promise<void>
   close(): Promise<void>
 }
