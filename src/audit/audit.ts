@@ -151,7 +151,7 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
 
   // 2 and 3. One pass over the payment events: captures per order, amounts captured and refunded.
   const paymentsCte = `
-    payment_facts AS (
+    payment_facts AS MATERIALIZED (
       SELECT substr(stream_id, 9) AS order_id,
              count(*) FILTER (WHERE event_type = 'PaymentProcessed') AS captures,
              coalesce(sum((data->>'amount')::bigint) FILTER (WHERE event_type = 'PaymentProcessed'), 0) AS captured,
@@ -160,45 +160,50 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
        WHERE stream_type = 'payment' AND event_type IN ('PaymentProcessed', 'PaymentRefunded')
        GROUP BY stream_id)`
   const hasEvents = present.has('es_events')
-  const multipleCaptures = hasEvents
+  // One pass over the payment events (materialised once) answers the capture and the money checks.
+  const moneyRow = hasEvents
     ? (
-        await db.query<{ order_id: string; captures: string }>(
-          `WITH ${paymentsCte} SELECT order_id, captures::text FROM payment_facts WHERE captures > 1 ORDER BY order_id LIMIT $1`,
+        await db.query<{
+          captured: string
+          refunded: string
+          delivered_total: string
+          mismatches: string
+          in_flight_captured: string
+          multiple: { order_id: string; captures: number }[] | string
+        }>(
+          hasOrders
+            ? `WITH ${paymentsCte},
+               settled AS (
+                 SELECT o.id, o.status, (o.state->>'totalAmount')::bigint AS total,
+                        coalesce(p.captured, 0) AS captured, coalesce(p.refunded, 0) AS refunded
+                   FROM orders o LEFT JOIN payment_facts p ON p.order_id = o.id
+                  WHERE o.status IN ('DELIVERED', 'CANCELLED'))
+               SELECT coalesce(sum(captured), 0)::text AS captured,
+                      coalesce(sum(refunded), 0)::text AS refunded,
+                      coalesce(sum(total) FILTER (WHERE status = 'DELIVERED'), 0)::text AS delivered_total,
+                      count(*) FILTER (WHERE captured - refunded <> CASE WHEN status = 'DELIVERED' THEN total ELSE 0 END)::text AS mismatches,
+                      (SELECT coalesce(sum(p.captured - p.refunded), 0) FROM payment_facts p
+                         JOIN orders o ON o.id = p.order_id WHERE o.status NOT IN ('DELIVERED', 'CANCELLED'))::text AS in_flight_captured,
+                      (SELECT coalesce(json_agg(m), '[]'::json) FROM (
+                         SELECT order_id, captures FROM payment_facts WHERE captures > 1 ORDER BY order_id LIMIT $1) m) AS multiple
+                 FROM settled`
+            : `WITH ${paymentsCte}
+               SELECT '0' AS captured, '0' AS refunded, '0' AS delivered_total, '0' AS mismatches, '0' AS in_flight_captured,
+                      (SELECT coalesce(json_agg(m), '[]'::json) FROM (
+                         SELECT order_id, captures FROM payment_facts WHERE captures > 1 ORDER BY order_id LIMIT $1) m) AS multiple`,
           [limit],
         )
-      ).rows.map((r) => ({ orderId: r.order_id, captures: num(r.captures) }))
-    : []
-  const moneyRow =
-    hasEvents && hasOrders
-      ? (
-          await db.query<{
-            captured: string
-            refunded: string
-            delivered_total: string
-            mismatches: string
-            in_flight_captured: string
-          }>(
-            `WITH ${paymentsCte},
-             settled AS (
-               SELECT o.id, o.status, (o.state->>'totalAmount')::bigint AS total,
-                      coalesce(p.captured, 0) AS captured, coalesce(p.refunded, 0) AS refunded
-                 FROM orders o LEFT JOIN payment_facts p ON p.order_id = o.id
-                WHERE o.status IN ('DELIVERED', 'CANCELLED'))
-             SELECT coalesce(sum(captured), 0)::text AS captured,
-                    coalesce(sum(refunded), 0)::text AS refunded,
-                    coalesce(sum(total) FILTER (WHERE status = 'DELIVERED'), 0)::text AS delivered_total,
-                    count(*) FILTER (WHERE captured - refunded <> CASE WHEN status = 'DELIVERED' THEN total ELSE 0 END)::text AS mismatches,
-                    (SELECT coalesce(sum(p.captured - p.refunded), 0) FROM payment_facts p
-                       JOIN orders o ON o.id = p.order_id WHERE o.status NOT IN ('DELIVERED', 'CANCELLED'))::text AS in_flight_captured
-               FROM settled`,
-          )
-        ).rows[0]
-      : undefined
+      ).rows[0]
+    : undefined
+  const multipleRaw = moneyRow?.multiple ?? []
+  const multipleCaptures = (typeof multipleRaw === 'string' ? JSON.parse(multipleRaw) : multipleRaw).map(
+    (r: { order_id: string; captures: number | string }) => ({ orderId: r.order_id, captures: num(r.captures) }),
+  ) as { orderId: string; captures: number }[]
   const mismatches =
     moneyRow && num(moneyRow.mismatches) > 0
       ? (
           await db.query<{ id: string; status: string; total: string; captured: string; refunded: string }>(
-            `WITH ${paymentsCte}
+            `WITH ${paymentsCte.replace('MATERIALIZED ', '')}
              SELECT o.id, o.status, (o.state->>'totalAmount')::bigint::text AS total,
                     coalesce(p.captured, 0)::text AS captured, coalesce(p.refunded, 0)::text AS refunded
                FROM orders o LEFT JOIN payment_facts p ON p.order_id = o.id
@@ -340,9 +345,9 @@ export function formatAuditReport(report: AuditReport): string {
       lines.push(`  ${m.orderId}  ${m.status}  total ${m.total}  captured ${m.captured}  refunded ${m.refunded}`)
     }
   }
-  if (report.lag && report.lag.some((l) => l.lag > 0)) {
+  if (report.lag?.some((l) => l.lag > 0)) {
     lines.push('', 'consumer lag:')
-    for (const l of report.lag.filter((x) => x.lag > 0))
+    for (const l of (report.lag ?? []).filter((x) => x.lag > 0))
       lines.push(`  ${l.group.padEnd(28)} ${l.topic.padEnd(20)} ${l.lag}`)
   }
   if (report.sagasParked > 0) lines.push('', `${report.sagasParked} saga(s) parked: GET /api/sagas?status=PARKED`)
