@@ -1,5 +1,6 @@
 import type { z } from 'zod'
 import { type CommandEnvelope, commandEnvelopeSchema, type Envelope, envelopeSchema } from './envelope.ts'
+import { findUnsafeText } from './text.ts'
 
 /**
  * The contracts registry: which message types a topic may carry and the schema of each, per schema
@@ -86,7 +87,8 @@ export interface ContractRegistry<D extends Discriminator = 'eventType'> {
 /**
  * A registry over a list of event contracts (an event topic), or over a topic, whose discriminator
  * says whether it carries events or commands. The steps and reasons are the same for both:
- * not JSON → NOT_JSON; the envelope fails → INVALID_ENVELOPE; the type is unknown →
+ * not JSON → NOT_JSON; text the database cannot store (NUL, unpaired surrogates) → INVALID_EVENT /
+ * INVALID_COMMAND; the envelope fails → INVALID_ENVELOPE; the type is unknown →
  * UNKNOWN_EVENT_TYPE / UNKNOWN_COMMAND_TYPE; the message fails its type's schema (or there is no
  * schema for its schemaVersion) → INVALID_EVENT / INVALID_COMMAND.
  */
@@ -123,6 +125,9 @@ export function createRegistry(source: readonly EventContract[] | TopicContract)
       const parsed = parseJson(raw)
       if (!parsed.ok) return parsed
       const json = parsed.json
+      // Text the database could not store is refused here, with the field, not deep in a transaction.
+      const unsafe = findUnsafeText(json)
+      if (unsafe) return { ok: false, reason: reasons.invalid, message: `${unsafe.field}: ${unsafe.message}` }
       const envelope = envelopeOf.safeParse(json)
       if (!envelope.success) {
         return { ok: false, reason: 'INVALID_ENVELOPE', message: describeIssues(envelope.error.issues) }

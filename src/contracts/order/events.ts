@@ -43,7 +43,7 @@ export const id = (name: string) =>
     .string({ error: `${name} must be a string` })
     .trim()
     .min(1, `${name} must not be empty`)
-    .max(200)
+    .max(200, `${name} must be at most 200 characters`)
 
 /**
  * One order line. Items name either a menu item (seed 001, restaurants) or a product (seed 004,
@@ -53,7 +53,12 @@ export const orderItem = z
   .object({
     menuItemId: id('menuItemId').optional(),
     productId: id('productId').optional(),
-    name: z.string().trim().min(1, 'name must not be empty').max(200).optional(),
+    name: z
+      .string({ error: 'name must be a string' })
+      .trim()
+      .min(1, 'name must not be empty')
+      .max(200, 'name must be at most 200 characters')
+      .optional(),
     price: decimalAmount,
     quantity: z
       .number({ error: 'quantity must be a number' })
@@ -77,7 +82,7 @@ export type OrderItemWire = z.input<typeof orderItem>
 export const orderItems = z
   .array(orderItem, { error: 'items must be a list' })
   .min(1, 'items must not be empty')
-  .max(100)
+  .max(100, 'items must have at most 100 lines')
 export const notes = z.string({ error: 'notes must be a string' }).max(1000, 'notes must be at most 1000 characters')
 export const reason = z
   .string({ error: 'reason must be a string' })

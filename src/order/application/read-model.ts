@@ -1,3 +1,4 @@
+import { problemWithText } from '../../contracts/text.ts'
 import type { ProjectionDefinition } from '../../platform/es/projections.ts'
 import type { SqlExecutor } from '../../platform/sql/port.ts'
 import { evolve, type Order, type OrderStatus } from '../domain/order.ts'
@@ -65,14 +66,25 @@ export function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url')
 }
 
+/** Exactly what `encodeCursor` writes for `createdAt`: a canonical UTC timestamp. */
+const cursorTimestamp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+
+/**
+ * The position in a cursor this API returned, or null for anything else: the parts go into SQL as a
+ * timestamptz and a text, so a forged cursor must be refused here (a 400), not by the database.
+ */
 export function decodeCursor(cursor: string): [string, string] | null {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown
-    if (Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === 'string')) {
-      return value as [string, string]
-    }
-  } catch {}
-  return null
+    if (!Array.isArray(value) || value.length !== 2) return null
+    const [createdAt, id] = value as unknown[]
+    if (typeof createdAt !== 'string' || !cursorTimestamp.test(createdAt)) return null
+    if (Number.isNaN(Date.parse(createdAt)) || new Date(createdAt).toISOString() !== createdAt) return null
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200 || problemWithText(id)) return null
+    return [createdAt, id]
+  } catch {
+    return null
+  }
 }
 
 /** Orders newest first, filtered by customer and/or status, keyset-paginated. */

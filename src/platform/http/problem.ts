@@ -14,13 +14,30 @@ const statusByCode: Record<ErrorCode, number> = {
   TRANSPORT_UNAVAILABLE: 503,
   GATEWAY_UNAVAILABLE: 503,
   CONFIG_INVALID: 500,
+  PAYLOAD_TOO_LARGE: 413,
+  URI_TOO_LONG: 414,
+  HEADERS_TOO_LARGE: 431,
+  INTERNAL: 500,
+}
+
+/** Fastify's own client errors, as the stable codes of this API. */
+const codeByStatus: Record<number, ErrorCode> = {
+  400: 'VALIDATION_FAILED',
+  404: 'NOT_FOUND',
+  413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'VALIDATION_FAILED',
+  431: 'HEADERS_TOO_LARGE',
 }
 
 const titles: Record<number, string> = {
   400: 'Bad Request',
   404: 'Not Found',
   409: 'Conflict',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
+  431: 'Request Header Fields Too Large',
   422: 'Unprocessable Content',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
@@ -67,15 +84,48 @@ export function problemFor(error: unknown, instance?: string): Problem {
       ...(instance ? { instance } : {}),
     }
   }
+  // A value PostgreSQL refused as data (SQLSTATE class 22: bad encoding, out of range, bad
+  // timestamp) is the request's fault. Input checks should have caught it; this is the backstop, and
+  // it never shows the SQLSTATE.
+  if (
+    typeof (error as { code?: unknown })?.code === 'string' &&
+    /^22[0-9A-Z]{3}$/.test(String((error as { code: string }).code))
+  ) {
+    return {
+      type: 'https://orderflow.dev/problems/validation-failed',
+      title: 'Bad Request',
+      status: 400,
+      detail: 'a value in the request cannot be stored; check text, numbers and dates',
+      code: 'VALIDATION_FAILED',
+      ...(instance ? { instance } : {}),
+    }
+  }
   const status =
-    typeof fastifyError?.statusCode === 'number' && fastifyError.statusCode < 500 ? fastifyError.statusCode : 500
+    typeof fastifyError?.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500
+      ? fastifyError.statusCode
+      : 500
+  const code = status < 500 ? (codeByStatus[status] ?? 'VALIDATION_FAILED') : 'INTERNAL'
   return {
-    type: 'about:blank',
+    type: `https://orderflow.dev/problems/${code.toLowerCase().replaceAll('_', '-')}`,
     title: titles[status] ?? 'Error',
     status,
-    detail: status < 500 ? (fastifyError?.message ?? 'request failed') : 'internal error',
-    code: fastifyError?.code ?? 'INTERNAL',
+    detail: status < 500 ? clientMessage(fastifyError) : 'internal error',
+    code,
     ...(instance ? { instance } : {}),
+  }
+}
+
+/** Fastify's message for a client error, without echoing the (possibly huge or binary) URL. */
+function clientMessage(error: FastifyError | undefined): string {
+  switch (error?.code) {
+    case 'FST_ERR_BAD_URL':
+      return 'the URL is not valid: a percent-encoded part does not decode to text'
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return 'a path segment is too long'
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'the request body is too large'
+    default:
+      return (error?.message ?? 'the request is not valid').slice(0, 300)
   }
 }
 

@@ -11,6 +11,7 @@ import Fastify, {
 } from 'fastify'
 import { createJsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import { z } from 'zod'
+import { findUnsafeText } from '../../contracts/text.ts'
 import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
@@ -135,6 +136,32 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     // Request ids double as default correlation ids: they must be unique across restarts and instances.
     genReqId: () => randomUUID(),
+    // Ids are checked by the routes' schemas (at most 200 characters, said so); longer is a 414.
+    routerOptions: { maxParamLength: 500 },
+    // Errors Fastify raises before a route runs (a URL that does not decode, a path segment over
+    // the limit) are problems like any other.
+    frameworkErrors: (error, request, reply) => sendProblem(reply, problemFor(error, request.url.slice(0, 300))),
+    // Errors Node's HTTP parser raises before Fastify sees a request (headers over the limit): no
+    // route runs, so the problem is written to the socket as a raw response.
+    clientErrorHandler: (error, socket) => {
+      const code = (error as { code?: string }).code
+      const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+      const problem = problemFor(
+        new AppError(
+          status === 431 ? 'HEADERS_TOO_LARGE' : 'VALIDATION_FAILED',
+          status === 431 ? 'the request headers are too large' : 'the request is not valid HTTP',
+        ),
+      )
+      const body = JSON.stringify(problem)
+      if (socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+            `content-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        )
+      } else {
+        socket.destroy(error)
+      }
+    },
   })
 
   app.setErrorHandler((error, request, reply) => {
@@ -175,6 +202,23 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
   app.addContentTypeParser('*', (request, _payload, done) =>
     done(bodyRejected(`must be application/json, not ${request.headers['content-type'] ?? 'unspecified'}`)),
   )
+  // Text PostgreSQL cannot store (NUL, unpaired surrogates) is refused before any route sees it,
+  // wherever it is: path, query or body.
+  app.addHook('preValidation', async (request) => {
+    for (const [part, value] of [
+      ['path', request.params],
+      ['query', request.query],
+      ['body', request.body],
+    ] as const) {
+      const unsafe = findUnsafeText(value)
+      if (unsafe) {
+        const field = part === 'body' ? unsafe.field : `${part}.${unsafe.field}`
+        throw new AppError('VALIDATION_FAILED', `${field} ${unsafe.message}`, {
+          fields: [{ field, message: unsafe.message }],
+        })
+      }
+    }
+  })
   // Said plainly rather than as zod's "expected object, received null".
   app.addHook('preValidation', async (request) => {
     if (request.routeOptions.schema?.body !== undefined && (request.body === undefined || request.body === null)) {

@@ -65,11 +65,13 @@ export function instrumentTransport(
       }
       messages.forEach((m, i) => {
         metrics?.published.inc({ topic: m.topic })
-        if (logger.isLevelEnabled('info')) {
+        // Debug, not info: one line per event would be most of the log under load. LOG_LEVEL=debug
+        // shows seed 001's "published … at offset …" for every event.
+        if (logger.isLevelEnabled('debug')) {
           const p = positions[i]
           const eventId = m.headers?.[EVENT_ID_HEADER]
           const eventType = m.headers?.['event-type']
-          logger.info(
+          logger.debug(
             {
               eventId,
               eventType,
