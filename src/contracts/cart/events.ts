@@ -1,0 +1,151 @@
+import { z } from 'zod'
+import { type Envelope, envelopeSchema } from '../envelope.ts'
+import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
+import { id } from '../order/events.ts'
+import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
+
+/**
+ * Seed 004's cart service: its events on `cart-events`, keyed by cart id, and its HTTP bodies.
+ * `CartCheckedOut` carries everything the order service needs to create the order (the order id
+ * included, chosen at checkout), so the order is created from the event alone.
+ *
+ * Amounts are decimal numbers on the wire and integer minor units once decoded (money.ts).
+ */
+
+export const CART_EVENTS_TOPIC = 'cart-events'
+
+export const CartStatuses = { OPEN: 'OPEN', CHECKED_OUT: 'CHECKED_OUT' } as const
+export type CartStatus = (typeof CartStatuses)[keyof typeof CartStatuses]
+
+const quantity = z
+  .number({ error: 'quantity must be a number' })
+  .int('quantity must be a whole number')
+  .min(1, 'quantity must be at least 1')
+  .max(10_000, 'quantity must be at most 10000')
+
+const productName = z.string().trim().min(1, 'name must not be empty').max(200, 'name must be at most 200 characters')
+
+/** One line of a cart: a product, its unit price and how many. */
+export const cartItem = z.object({
+  productId: id('productId'),
+  name: productName.optional(),
+  price: decimalAmount,
+  quantity,
+})
+
+export type CartItem = z.output<typeof cartItem>
+
+export const cartCreatedData = z.object({
+  eventType: z.literal('CartCreated'),
+  customerId: id('customerId'),
+  currency: currencyCode,
+})
+
+export const cartItemAddedData = z.object({
+  eventType: z.literal('CartItemAdded'),
+  productId: id('productId'),
+  name: productName.optional(),
+  price: decimalAmount,
+  /** How many were added (on top of what the cart held). */
+  quantity,
+})
+
+export const cartItemQuantityChangedData = z.object({
+  eventType: z.literal('CartItemQuantityChanged'),
+  productId: id('productId'),
+  quantity,
+})
+
+export const cartItemRemovedData = z.object({
+  eventType: z.literal('CartItemRemoved'),
+  productId: id('productId'),
+})
+
+export const cartCheckedOutData = z.object({
+  eventType: z.literal('CartCheckedOut'),
+  orderId: id('orderId'),
+  customerId: id('customerId'),
+  items: z.array(cartItem).min(1),
+  totalAmount: decimalAmount,
+  currency: currencyCode,
+})
+
+export type CartCreated = z.output<typeof cartCreatedData>
+export type CartItemAdded = z.output<typeof cartItemAddedData>
+export type CartItemQuantityChanged = z.output<typeof cartItemQuantityChangedData>
+export type CartItemRemoved = z.output<typeof cartItemRemovedData>
+export type CartCheckedOut = z.output<typeof cartCheckedOutData>
+
+export type CartEventData = CartCreated | CartItemAdded | CartItemQuantityChanged | CartItemRemoved | CartCheckedOut
+export type CartEvent = CartEventData & Envelope
+
+const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)
+
+export const cartCreatedEvent = eventSchema(cartCreatedData)
+export const cartItemAddedEvent = eventSchema(cartItemAddedData)
+export const cartItemQuantityChangedEvent = eventSchema(cartItemQuantityChangedData)
+export const cartItemRemovedEvent = eventSchema(cartItemRemovedData)
+export const cartCheckedOutEvent = eventSchema(cartCheckedOutData)
+
+export const cartEvent = z.discriminatedUnion('eventType', [
+  cartCreatedEvent,
+  cartItemAddedEvent,
+  cartItemQuantityChangedEvent,
+  cartItemRemovedEvent,
+  cartCheckedOutEvent,
+])
+
+export const cartEventContracts: EventContract[] = [
+  { eventType: 'CartCreated', versions: { 1: cartCreatedEvent }, description: 'A customer opened a cart.' },
+  {
+    eventType: 'CartItemAdded',
+    versions: { 1: cartItemAddedEvent },
+    description: 'A product was put in the cart; quantity is how many were added.',
+  },
+  {
+    eventType: 'CartItemQuantityChanged',
+    versions: { 1: cartItemQuantityChangedEvent },
+    description: 'The quantity of a product in the cart is now `quantity`.',
+  },
+  { eventType: 'CartItemRemoved', versions: { 1: cartItemRemovedEvent }, description: 'A product left the cart.' },
+  {
+    eventType: 'CartCheckedOut',
+    versions: { 1: cartCheckedOutEvent },
+    description: 'The cart was checked out: the order to create (orderId, customer, items, total, currency).',
+  },
+]
+
+export const cartEventsTopic: TopicContract<'eventType'> = {
+  topic: CART_EVENTS_TOPIC,
+  description:
+    "Seed 004's cart events. The envelope (eventId, aggregateId = cart id, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event's fields share one JSON object.",
+  key: 'the cart id (aggregateId): all events of one cart are on one partition, in version order',
+  discriminator: 'eventType',
+  messages: cartEventContracts,
+}
+
+export const cartEventRegistry: ContractRegistry<'eventType'> = createRegistry(cartEventsTopic)
+
+export function decodeCartEvent(
+  raw: string,
+): { ok: true; event: CartEvent } | Extract<ReturnType<ContractRegistry['decode']>, { ok: false }> {
+  const result = cartEventRegistry.decode(raw)
+  return result.ok ? { ok: true, event: result.event as unknown as CartEvent } : result
+}
+
+export function encodeCartEvent(event: CartEvent): z.input<typeof cartEvent> {
+  return z.encode(cartEvent, event as z.output<typeof cartEvent>)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP request bodies
+// ---------------------------------------------------------------------------------------------
+
+export const createCartBody = z.object({
+  customerId: id('customerId'),
+  currency: currencyCode.default(DEFAULT_CURRENCY),
+})
+
+export const addCartItemBody = cartItem
+
+export const changeCartItemBody = z.object({ quantity })
