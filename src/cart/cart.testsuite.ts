@@ -109,6 +109,25 @@ export function cartSuite(name: string, setup: () => Promise<CartSetup>, timeout
       assert.match(String(afterwards.headers['content-type']), /application\/problem\+json/)
     })
 
+    it('documents every cart route in the OpenAPI document, with problem+json errors', async () => {
+      const document = (await call('GET', '/openapi.json')).body as {
+        paths: Record<string, Record<string, { operationId?: string; responses?: Record<string, { content?: Json }> }>>
+      }
+      const operations = {
+        '/api/carts': ['post', 'createCart'],
+        '/api/carts/{id}': ['get', 'getCart'],
+        '/api/carts/{id}/items': ['post', 'addCartItem'],
+        '/api/carts/{id}/items/{productId}': ['patch', 'changeCartItem'],
+        '/api/carts/{id}/checkout': ['post', 'checkOutCart'],
+      } as const
+      for (const [path, [method, operationId]] of Object.entries(operations)) {
+        const operation = document.paths[path]?.[method]
+        assert.equal(operation?.operationId, operationId, `${method.toUpperCase()} ${path} is documented`)
+        assert.ok(operation?.responses?.['400']?.content?.['application/problem+json'], `${path} documents its 400`)
+      }
+      assert.equal(document.paths['/api/carts/{id}/items/{productId}']?.delete?.operationId, 'removeCartItem')
+    })
+
     it('turns a checked-out cart into an order that reaches its terminal state, once even when redelivered', async () => {
       const checkouts = await follow(context.transport, CART_EVENTS_TOPIC, 'cart-events-reader')
       try {
