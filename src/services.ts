@@ -1,10 +1,14 @@
 import { auditModule } from './audit/index.ts'
+import { cartModule } from './cart/index.ts'
+import { coffeeModule } from './coffee/index.ts'
 import { deliveryModule } from './delivery/index.ts'
 import { dispatchModule } from './dispatch/index.ts'
 import { orderModule } from './order/index.ts'
+import { orderDetailsModule } from './order-details/index.ts'
 import { paymentModule } from './payment/index.ts'
 import type { ServiceModule } from './platform/module.ts'
 import { sagaModule } from './saga/index.ts'
+import { shopModule } from './shop/index.ts'
 
 /**
  * Every service module orderflow has, in start order. `SERVICES=order,payment` picks some of them
@@ -12,7 +16,18 @@ import { sagaModule } from './saga/index.ts'
  * the saga module (orchestration) or the services' own reactions (choreography).
  */
 export function allModules(): ServiceModule[] {
-  return [orderModule(), paymentModule(), dispatchModule(), deliveryModule(), sagaModule(), auditModule()]
+  return [
+    cartModule(),
+    orderModule(),
+    paymentModule(),
+    dispatchModule(),
+    deliveryModule(),
+    sagaModule(),
+    auditModule(),
+    shopModule(),
+    orderDetailsModule(),
+    coffeeModule(),
+  ]
 }
 
 /** The modules `names` selects, or every module; an unknown name is a configuration error. */

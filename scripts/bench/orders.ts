@@ -6,13 +6,13 @@ import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order/events.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import { openRuntime } from '../../src/platform/runtime.ts'
 import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
-import { allModules } from '../../src/services.ts'
+import { selectModules } from '../../src/services.ts'
 import { type BenchContext, percentile, say } from './support.ts'
 
 /**
  * `POST /api/orders` at increasing concurrency, on the embedded default (PGlite on disk + the
- * embedded log) and on Kafka + PostgreSQL. The app is `npm start`'s: `openRuntime` and `buildApp`
- * with every module, from the same configuration variables. Client, server, relay and the reading
+ * embedded log) and on Kafka + PostgreSQL. The app is `SERVICES=order npm start`'s: `openRuntime`
+ * and `buildApp` from the same configuration variables. Client, server, relay and the reading
  * consumer share this one process; the figures are for the whole system on this machine.
  *
  * Commit-to-readable latency is the time the event was read from `order-events` minus its
@@ -52,9 +52,12 @@ async function runMode(
   seconds: number,
 ): Promise<{ mode: string; levels: LevelResult[] }> {
   const { env, cleanup } = await open()
-  const runtime = await openRuntime(loadConfig({ LOG_LEVEL: 'silent', ...env }))
+  // The order service alone (SERVICES=order), as before the other services existed: the journey
+  // has its own benchmark (`bench -- journey`).
+  const config = loadConfig({ LOG_LEVEL: 'silent', SERVICES: 'order', ...env })
+  const runtime = await openRuntime(config)
   const { transport } = runtime
-  const built = await buildApp(runtime, allModules())
+  const built = await buildApp(runtime, selectModules(config.services))
   const app = built.http
   // Server-side time, apart from the client's: on one saturated process, requests also queue
   // before the server sees them, and the client-side figure includes that wait.

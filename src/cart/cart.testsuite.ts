@@ -6,13 +6,10 @@ import type { App } from '../app.ts'
 import { CART_EVENTS_TOPIC } from '../contracts/cart/events.ts'
 import { deliveryModule } from '../delivery/index.ts'
 import { dispatchModule } from '../dispatch/index.ts'
-import { createOrderStore } from '../order/application/order-store.ts'
-import { startCartCheckoutConsumer } from '../order/consumers/cart-checkout.ts'
-import { orderModule } from '../order/index.ts'
+import { type OrderModule, orderModule } from '../order/index.ts'
 import { paymentModule } from '../payment/index.ts'
-import type { ServiceModule } from '../platform/module.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
-import type { Subscription, Transport } from '../platform/transport/port.ts'
+import type { Transport } from '../platform/transport/port.ts'
 import { sagaModule } from '../saga/index.ts'
 import { cartModule } from './index.ts'
 
@@ -25,20 +22,6 @@ export interface CartSetup {
   db: SqlDatabase
   transport: Transport
   cleanup(): Promise<void>
-}
-
-/**
- * The cart-checkout consumer of the order service, started on its own (until the order module
- * starts it itself): its subscription is the test's handle on what it has handled.
- */
-function cartCheckoutModule(): ServiceModule<{ subscription: Subscription }> {
-  return {
-    name: 'cart-checkout',
-    async start(context) {
-      const store = createOrderStore({ db: context.db, onCommitted: context.committed, clock: context.clock })
-      return { subscription: await startCartCheckoutConsumer(context, store) }
-    },
-  }
 }
 
 type Json = Record<string, unknown>
@@ -54,15 +37,7 @@ export function cartSuite(name: string, setup: () => Promise<CartSetup>, timeout
         db: context.db,
         transport: context.transport,
         env: { DELIVERY_DELAY_MS: '50', SCHEDULER_POLL_INTERVAL_MS: '100' },
-        modules: [
-          cartModule(),
-          orderModule(),
-          cartCheckoutModule(),
-          paymentModule(),
-          dispatchModule(),
-          deliveryModule(),
-          sagaModule(),
-        ],
+        modules: [cartModule(), orderModule(), paymentModule(), dispatchModule(), deliveryModule(), sagaModule()],
         app: { pollIntervalMs: 100 },
       })
     })
@@ -167,7 +142,7 @@ export function cartSuite(name: string, setup: () => Promise<CartSetup>, timeout
         const [position] = await context.transport.publish([
           { topic: CART_EVENTS_TOPIC, key: event.key, value: event.value, headers: event.headers },
         ])
-        const { subscription } = app.module<{ subscription: Subscription }>('cart-checkout')
+        const { cartCheckouts: subscription } = app.module<OrderModule>('order')
         await waitFor(
           async () => {
             const lag = (await subscription.lag()).filter((l) => l.partition === position?.partition)
