@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { benchJourney } from './bench/journey.ts'
 import { benchOrders } from './bench/orders.ts'
 import { type BenchContext, machine, say } from './bench/support.ts'
 import { benchTransport } from './bench/transport.ts'
@@ -8,11 +9,13 @@ import { type Broker, startBroker } from './kafka.ts'
  * `npm run bench -- <transport|orders> [options]`. Starts its own Kafka broker unless KAFKA_BROKERS
  * is set; uses the local PostgreSQL (DATABASE_URL). The last line of stdout is one JSON object.
  */
-const usage = `usage: npm run bench -- <transport|orders> [--events N] [--batch N] [--in-flight N] [--size BYTES]
+const usage = `usage: npm run bench -- <transport|orders|journey> [--events N] [--batch N] [--in-flight N] [--size BYTES]
                         [--partitions N] [--rounds N] [--concurrency 1,4,16,64] [--seconds N]
-                        [--modes embedded,kafka]
+                        [--modes embedded,kafka] [--rates 50,100,200] [--saturation N]
+                        [--saga-modes orchestration,choreography]
   transport  our Kafka adapter vs the raw @platformatic/kafka client (acks=all, idempotent)
-  orders     POST /api/orders at increasing concurrency, embedded and Kafka + PostgreSQL`
+  orders     POST /api/orders at increasing concurrency, embedded and Kafka + PostgreSQL
+  journey    POST to DELIVERED through payment, dispatch and delivery, per saga mode and transport`
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -27,11 +30,14 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '1,4,16,64' },
       seconds: { type: 'string', default: '4' },
       modes: { type: 'string', default: 'embedded,kafka' },
+      rates: { type: 'string', default: '50,100,200' },
+      saturation: { type: 'string', default: '1000' },
+      'saga-modes': { type: 'string', default: 'orchestration,choreography' },
       help: { type: 'boolean', default: false },
     },
   })
   const which = positionals[0]
-  if (values.help || (which !== 'transport' && which !== 'orders')) {
+  if (values.help || (which !== 'transport' && which !== 'orders' && which !== 'journey')) {
     process.stderr.write(`${usage}\n`)
     process.exit(values.help ? 0 : 2)
   }
@@ -65,14 +71,23 @@ async function main(): Promise<void> {
       databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test',
     }
     say(`machine: ${JSON.stringify(machine())}`)
+    const list = (raw: string) => raw.split(',').map((m) => m.trim())
     const result =
       which === 'transport'
         ? await benchTransport(ctx)
-        : await benchOrders(ctx, {
-            concurrency: values.concurrency.split(',').map((c) => number('concurrency', c)),
-            seconds: number('seconds', values.seconds),
-            modes: values.modes.split(',').map((m) => m.trim()),
-          })
+        : which === 'orders'
+          ? await benchOrders(ctx, {
+              concurrency: values.concurrency.split(',').map((c) => number('concurrency', c)),
+              seconds: number('seconds', values.seconds),
+              modes: list(values.modes),
+            })
+          : await benchJourney(ctx, {
+              rates: values.rates.split(',').map((r) => number('rates', r)),
+              seconds: number('seconds', values.seconds),
+              saturationRate: number('saturation', values.saturation),
+              modes: list(values['saga-modes']),
+              transports: list(values.modes),
+            })
     process.stdout.write(`${JSON.stringify({ ...result, machine: machine() })}\n`)
   } finally {
     await stop()

@@ -1,0 +1,218 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildApp } from '../../src/app.ts'
+import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order/events.ts'
+import { loadConfig } from '../../src/platform/config.ts'
+import { openRuntime } from '../../src/platform/runtime.ts'
+import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
+import { selectModules } from '../../src/services.ts'
+import { benchOrders } from './orders.ts'
+import { type BenchContext, percentile, say } from './support.ts'
+
+/**
+ * The whole journey: POST /api/orders until the order is DELIVERED, through payment, dispatch and
+ * delivery, per saga mode (orchestration, choreography) and per transport (embedded, Kafka +
+ * PostgreSQL). Every service, the load generator and the reader of `order-events` share one
+ * process, as in `npm start`; the gateway answers at once and delivery is due at once
+ * (PAYMENT_GATEWAY_LATENCY_MS=0, DELIVERY_DELAY_MS=0), so what is measured is orderflow's own cost.
+ *
+ * - At fixed offered rates (open loop: a request every 1/rate s whatever the answers): p50 and p99
+ *   from the POST to DELIVERED being read from `order-events`.
+ * - At saturation (an offered rate above what the machine sustains): orders/s reaching DELIVERED.
+ * - `bench -- orders` at concurrency 64 in the same run and on the same transport, for the ratio.
+ */
+
+export interface JourneyOptions {
+  rates: number[]
+  seconds: number
+  saturationRate: number
+  modes: string[]
+  transports: string[]
+}
+
+interface RateResult {
+  offeredPerSecond: number
+  accepted: number
+  delivered: number
+  cancelled: number
+  /** Orders reaching DELIVERED per second, from the first POST to the last delivery. */
+  deliveredPerSecond: number
+  p50Ms: number
+  p99Ms: number
+  maxMs: number
+}
+
+const round = (n: number) => Math.round(n * 10) / 10
+
+const body = (i: number) =>
+  JSON.stringify({
+    customerId: `customer-${i % 50}`,
+    items: [{ productId: `product-${i % 7}`, price: 12.5, quantity: 1 }],
+  })
+
+async function runJourney(
+  ctx: BenchContext,
+  transport: 'embedded' | 'kafka',
+  mode: 'orchestration' | 'choreography',
+  options: JourneyOptions,
+): Promise<{
+  transport: string
+  mode: string
+  rates: RateResult[]
+  saturation: RateResult
+  transactionsPerOrder?: number
+}> {
+  const run = `bench_journey_${Date.now().toString(36)}`
+  let cleanup: () => Promise<void>
+  let env: Record<string, string>
+  if (transport === 'embedded') {
+    const dir = await mkdtemp(join(tmpdir(), 'orderflow-journey-'))
+    env = { DATA_DIR: dir }
+    cleanup = () => rm(dir, { recursive: true, force: true })
+  } else {
+    const admin = openPostgres({ connectionString: ctx.databaseUrl, max: 1 })
+    await admin.exec(`CREATE DATABASE ${quoteIdentifier(run)}`)
+    const url = new URL(ctx.databaseUrl)
+    url.pathname = `/${run}`
+    env = { KAFKA_BROKERS: ctx.brokers.join(','), DATABASE_URL: url.toString(), KAFKA_TOPIC_PREFIX: `${run}.` }
+    cleanup = async () => {
+      await admin.exec(`DROP DATABASE ${quoteIdentifier(run)} WITH (FORCE)`)
+      await admin.close()
+    }
+  }
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    SAGA_MODE: mode,
+    SERVICES: 'order,payment,dispatch,delivery,saga',
+    PAYMENT_GATEWAY_LATENCY_MS: '0',
+    DELIVERY_DELAY_MS: '0',
+    KAFKA_PARTITIONS: String(ctx.partitions),
+    ...env,
+  })
+  const runtime = await openRuntime(config)
+  const app = await buildApp(runtime, selectModules(config.services))
+  const address = await app.http.listen({ host: '127.0.0.1', port: 0 })
+
+  const postedAt = new Map<string, number>()
+  const endedAt = new Map<string, { at: number; status: string }>()
+  const reader = await runtime.transport.subscribe({
+    groupId: `${run}-reader`,
+    topics: [ORDER_EVENTS_TOPIC],
+    handler: async (message) => {
+      const event = JSON.parse(message.value) as { eventType: string; to?: string }
+      if (event.eventType === 'OrderStatusChanged' && event.to === 'DELIVERED') {
+        endedAt.set(message.key, { at: performance.now(), status: 'DELIVERED' })
+      } else if (event.eventType === 'OrderCancelled') {
+        endedAt.set(message.key, { at: performance.now(), status: 'CANCELLED' })
+      }
+    },
+  })
+  await reader.ready
+
+  let counter = 0
+  const offer = async (rate: number, seconds: number): Promise<RateResult> => {
+    const ids: string[] = []
+    const inFlight: Promise<void>[] = []
+    const started = performance.now()
+    const total = Math.round(rate * seconds)
+    for (let i = 0; i < total; i++) {
+      const due = started + (i * 1000) / rate
+      const wait = due - performance.now()
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+      const sentAt = performance.now()
+      inFlight.push(
+        fetch(`${address}/api/orders`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: body(counter++),
+        })
+          .then(async (response) => {
+            const json = (await response.json()) as { id?: string }
+            if (response.status === 201 && json.id) {
+              postedAt.set(json.id, sentAt)
+              ids.push(json.id)
+            }
+          })
+          .catch(() => {}),
+      )
+    }
+    await Promise.all(inFlight)
+    const deadline = performance.now() + 120_000
+    while (ids.some((id) => !endedAt.has(id)) && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const latencies = ids
+      .map((id) => {
+        const end = endedAt.get(id)
+        const start = postedAt.get(id)
+        return end?.status === 'DELIVERED' && start !== undefined ? end.at - start : undefined
+      })
+      .filter((v): v is number => v !== undefined)
+      .sort((a, b) => a - b)
+    const lastEnd = Math.max(...ids.map((id) => endedAt.get(id)?.at ?? 0))
+    return {
+      offeredPerSecond: rate,
+      accepted: ids.length,
+      delivered: latencies.length,
+      cancelled: ids.filter((id) => endedAt.get(id)?.status === 'CANCELLED').length,
+      deliveredPerSecond: Math.round((latencies.length * 1000) / Math.max(1, lastEnd - started)),
+      p50Ms: round(percentile(latencies, 0.5)),
+      p99Ms: round(percentile(latencies, 0.99)),
+      maxMs: round(latencies.at(-1) ?? Number.NaN),
+    }
+  }
+
+  // A short warm-up: connections, JIT, topic creation and group joins are not the journey.
+  await offer(20, 1)
+  const rates: RateResult[] = []
+  for (const rate of options.rates) {
+    say(`${transport}/${mode}: ${rate} orders/s offered for ${options.seconds} s…`)
+    const result = await offer(rate, options.seconds)
+    say(
+      `  ${result.delivered}/${result.accepted} delivered, ${result.deliveredPerSecond}/s, POST → DELIVERED p50 ${result.p50Ms} ms p99 ${result.p99Ms} ms`,
+    )
+    rates.push(result)
+  }
+  say(`${transport}/${mode}: saturation, ${options.saturationRate} orders/s offered for ${options.seconds} s…`)
+  const saturation = await offer(options.saturationRate, options.seconds)
+  say(
+    `  ${saturation.delivered}/${saturation.accepted} delivered, ${saturation.deliveredPerSecond}/s sustained, p50 ${saturation.p50Ms} ms p99 ${saturation.p99Ms} ms`,
+  )
+  // Where the time goes on PostgreSQL: transactions per order that reached its end.
+  let transactionsPerOrder: number | undefined
+  if (transport === 'kafka') {
+    await new Promise((resolve) => setTimeout(resolve, 1500)) // statistics are flushed about every second
+    const { rows } = await runtime.db.query<{ commits: string }>(
+      'SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = current_database()',
+    )
+    transactionsPerOrder = round(Number(rows[0]?.commits ?? 0) / Math.max(1, endedAt.size))
+    say(`  ${transactionsPerOrder} PostgreSQL transactions per order (relay, projections and polls included)`)
+  }
+  await reader.close()
+  await app.close()
+  await runtime.close()
+  await cleanup()
+  return { transport, mode, rates, saturation, ...(transactionsPerOrder ? { transactionsPerOrder } : {}) }
+}
+
+export async function benchJourney(ctx: BenchContext, options: JourneyOptions): Promise<Record<string, unknown>> {
+  const runs = []
+  const baseline: Record<string, number> = {}
+  for (const transport of options.transports as Array<'embedded' | 'kafka'>) {
+    // The baseline of the same run: the order service alone, closed loop at concurrency 64.
+    const orders = await benchOrders(ctx, { concurrency: [64], seconds: options.seconds, modes: [transport] })
+    const level = (orders.modes as Array<{ levels: Array<{ ordersPerSecond: number }> }>)[0]?.levels[0]
+    baseline[transport] = level?.ordersPerSecond ?? Number.NaN
+    for (const mode of options.modes as Array<'orchestration' | 'choreography'>) {
+      const result = await runJourney(ctx, transport, mode, options)
+      runs.push({
+        ...result,
+        ordersBaselinePerSecond: baseline[transport],
+        ratioToOrders:
+          Math.round((result.saturation.deliveredPerSecond / (baseline[transport] ?? Number.NaN)) * 100) / 100,
+      })
+    }
+  }
+  return { benchmark: 'journey', seconds: options.seconds, runs }
+}
