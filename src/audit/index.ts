@@ -25,6 +25,8 @@ const auditQuery = z.object({
     .number({ error: 'must be a whole number of milliseconds' })
     .int('must be a whole number of milliseconds')
     .min(0, 'must not be negative')
+    // A threshold further back than any date the database holds would make the cut-off invalid.
+    .max(10 * 365 * 24 * 3600 * 1000, 'must be at most ten years (315360000000 ms)')
     .optional()
     .describe('Orders younger than this are not expected to be finished (default AUDIT_STUCK_AFTER_MS)'),
   format: z.enum(['json', 'table']).default('json'),

@@ -134,6 +134,8 @@ export function createOrderStore(deps: OrderStoreDeps): OrderStore {
     },
     executeWith,
     get: async (orderId) => (await ordersTable.load(deps.db, orderId)).state,
-    history: (orderId) => readStream(deps.db, orderId),
+    // Stream ids are unique per stream type only in practice: another service's stream with this id
+    // (a cart's, say) is not this order's history.
+    history: async (orderId) => (await readStream(deps.db, orderId)).filter((e) => e.streamType === STREAM_TYPE),
   }
 }
