@@ -305,6 +305,40 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
       await dlqReader.close()
     })
 
+    it('reports a handler that hangs: stalled in health() and said in the log', async () => {
+      const topic = uniqueName('jobs')
+      const warnings: string[] = []
+      const recording = createLogger({
+        level: 'warn',
+        destination: { write: (line: string) => void warnings.push(line) },
+      })
+      let release: () => void = () => {}
+      const hung = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const subscription = await startReliableConsumer({
+        transport,
+        groupId: uniqueName('workers'),
+        topics: [topic],
+        decode: decodeJob,
+        retry: { max: 0, backoffMs: 1 },
+        logger: recording,
+        stallAfterMs: 200,
+        handle: () => hung,
+      })
+      await joined(subscription)
+      await transport.publish([{ topic, key: 'k', value: JSON.stringify({ id: 1 }) }])
+      await waitFor(() => subscription.health().state === 'stalled', { message: 'the consumer reports itself stalled' })
+      await waitFor(() => warnings.some((w) => w.includes('the partition is stalled')), {
+        message: 'a stall warning is logged',
+      })
+      release()
+      await waitFor(() => subscription.health().state === 'running', {
+        message: 'running again once the handler returns',
+      })
+      await subscription.close()
+    })
+
     it('closes promptly while it waits for a dependency, and the message is delivered again after a restart', async () => {
       const topic = uniqueName('jobs')
       const groupId = uniqueName('workers')

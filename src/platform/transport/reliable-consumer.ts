@@ -290,6 +290,26 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     }
   }
 
+  // A handler that neither finishes nor fails (a hung call) is said in the log once, and shows in
+  // health(): a consumer alive but stuck must not look healthy.
+  const reported = new Set<number>()
+  const watchdog = setInterval(
+    () => {
+      const now = Date.now()
+      for (const [slot, flight] of inFlight) {
+        if (flight.waitingOn || now - flight.since <= stallAfterMs || reported.has(flight.since)) continue
+        reported.add(flight.since)
+        logger.warn(
+          { groupId, partition: slot, runningForMs: now - flight.since },
+          `a message has been in its handler for over ${Math.round(stallAfterMs / 1000)} s; the partition is stalled`,
+        )
+      }
+      if (reported.size > 1000) reported.clear()
+    },
+    Math.min(5_000, stallAfterMs),
+  )
+  watchdog.unref()
+
   const subscription = await transport.subscribe({
     groupId,
     topics: options.topics,
@@ -307,6 +327,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     lag: () => subscription.lag(),
     async close() {
       closing = true
+      clearInterval(watchdog)
       for (const wake of [...wakers]) wake()
       await subscription.close()
     },
