@@ -35,6 +35,7 @@ export interface AppOptions {
   /** Outbox relay settings (tests shorten the lease or the backoff). */
   relay?: Partial<Omit<OutboxRelayOptions, 'db' | 'transport' | 'signal' | 'logger'>>
   clock?: () => Date
+  /** Checks each route's `config.auth`; without one every caller is allowed (authentication off). */
   authenticate?: Authenticator
 }
 
@@ -158,6 +159,16 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       ),
     ),
     ...(options.authenticate ? { authenticate: options.authenticate } : {}),
+    // RATE_LIMIT unset: on exactly when authentication is (the laptop default stays unlimited).
+    ...((config.rateLimit.enabled ?? options.authenticate !== undefined)
+      ? {
+          rateLimits: {
+            windowMs: config.rateLimit.windowMs,
+            perClient: config.rateLimit.perClient,
+            perIp: config.rateLimit.perIp,
+          },
+        }
+      : {}),
   })
 
   const running = new Map<string, StartedModule>()

@@ -1,6 +1,10 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
-import { type Config, ConfigError, loadConfig } from './platform/config.ts'
+import { type AccessPolicy, accessPolicy, type Config, ConfigError, loadConfig } from './platform/config.ts'
+import type { Authenticator } from './platform/http/auth.ts'
+import { createDevelopmentTokens, type DevelopmentTokens, developmentTokenNotice } from './platform/http/dev-tokens.ts'
+import { createJwtAuthenticator } from './platform/http/jwt.ts'
+import type { Logger } from './platform/logger.ts'
 import { openRuntime } from './platform/runtime.ts'
 import { selectModules, UnknownServiceError } from './services.ts'
 
@@ -9,6 +13,10 @@ import { selectModules, UnknownServiceError } from './services.ts'
  * configuration it runs on its embedded default (PGlite in DATA_DIR, the embedded log);
  * KAFKA_BROKERS and DATABASE_URL switch to Kafka and PostgreSQL.
  *
+ * Authentication (`accessPolicy`): off on the embedded default on loopback, required once the
+ * process listens beyond loopback or uses Kafka or PostgreSQL (start-up stops naming the variables
+ * to set), unless AUTH=off says otherwise on purpose. AUTH=dev prints development tokens.
+ *
  * SIGINT/SIGTERM close it gracefully within SHUTDOWN_TIMEOUT_MS: HTTP drains, consumers stop after
  * their current message and commit, the relay finishes its batch; a part that fails to close, a
  * timeout, an uncaught exception or an unhandled rejection ends the process with exit code 1.
@@ -16,9 +24,11 @@ import { selectModules, UnknownServiceError } from './services.ts'
 async function main(): Promise<void> {
   let config: Config
   let modules: ReturnType<typeof selectModules>
+  let access: AccessPolicy
   try {
     config = loadConfig()
     modules = selectModules(config.services)
+    access = accessPolicy(config)
   } catch (error) {
     if (error instanceof ConfigError || error instanceof UnknownServiceError) {
       process.stderr.write(`orderflow cannot start. ${error.message}\n`)
@@ -51,7 +61,10 @@ async function main(): Promise<void> {
     },
   )
 
-  app = await buildApp(runtime, modules)
+  const developmentTokens = access.mode === 'dev' ? await createDevelopmentTokens() : undefined
+  const authenticate: Authenticator | undefined =
+    access.mode === 'jwt' && config.auth.jwt ? createJwtAuthenticator(config.auth.jwt) : developmentTokens?.authenticate
+  app = await buildApp(runtime, modules, authenticate ? { authenticate } : {})
   const address = await app.http.listen({ port: config.http.port, host: config.http.host })
   logger.info(
     {
@@ -62,6 +75,52 @@ async function main(): Promise<void> {
     },
     `orderflow listening on ${address}`,
   )
+  await announceAccess(logger, config, access, address, developmentTokens)
+}
+
+function warnOpen(logger: Logger, access: AccessPolicy): void {
+  logger.warn(
+    { auth: 'off', exposure: access.exposure },
+    `AUTH=off: AUTHENTICATION IS OFF although ${access.exposure.join('; ')}. Anyone who reaches this process may read and change every order and call the operator routes. Set AUTH_JWKS_URL or AUTH_JWT_SECRET unless this is on purpose.`,
+  )
+}
+
+async function announceAccess(
+  logger: Logger,
+  config: Config,
+  access: AccessPolicy,
+  address: string,
+  developmentTokens: DevelopmentTokens | undefined,
+): Promise<void> {
+  switch (access.mode) {
+    case 'off':
+      if (access.explicitlyOpen) return warnOpen(logger, access)
+      logger.info(
+        { auth: 'off' },
+        'authentication is off (the embedded default on loopback); AUTH=dev npm start turns it on with development tokens, AUTH_JWKS_URL or AUTH_JWT_SECRET with real ones',
+      )
+      return
+    case 'jwt': {
+      const jwt = config.auth.jwt
+      logger.info(
+        {
+          auth: 'jwt',
+          keys: jwt?.keys.kind === 'jwks' ? jwt.keys.url : 'shared secret',
+          issuer: jwt?.issuer,
+          audience: jwt?.audience,
+          algorithms: jwt?.algorithms,
+        },
+        'authentication is on: bearer JWTs',
+      )
+      return
+    }
+    case 'dev':
+      if (!developmentTokens) return
+      logger.info({ auth: 'dev' }, 'authentication is on with development tokens (AUTH=dev)')
+      // Plain text on purpose: these are meant to be copied into a shell.
+      process.stdout.write(await developmentTokenNotice(developmentTokens, address))
+      return
+  }
 }
 
 main().catch((error) => {

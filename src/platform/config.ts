@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 
 /**
@@ -85,6 +86,24 @@ const nameList = z
 
 const HOUR_MS = 3600 * 1000
 
+const optionalText = z
+  .string()
+  .optional()
+  .transform((raw) => (raw === undefined || raw.trim() === '' ? undefined : raw.trim()))
+
+const onOff = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return undefined
+      const value = raw.trim().toLowerCase()
+      if (['on', 'true', '1', 'yes'].includes(value)) return true
+      if (['off', 'false', '0', 'no'].includes(value)) return false
+      ctx.addIssue({ code: 'custom', message: `${name} must be 'on' or 'off' (got '${raw}')` })
+      return z.NEVER
+    })
+
 const environmentSchema = z.object({
   TRANSPORT: z
     .enum(['embedded', 'kafka'], { error: (issue) => `TRANSPORT must be 'embedded' or 'kafka' (got '${issue.input}')` })
@@ -141,6 +160,36 @@ const environmentSchema = z.object({
   SAGA_COMPENSATION_TIMEOUT_MS: wholeNumber('SAGA_COMPENSATION_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
   SCHEDULER_POLL_INTERVAL_MS: wholeNumber('SCHEDULER_POLL_INTERVAL_MS', 10, 600_000, 1_000),
   AUDIT_STUCK_AFTER_MS: wholeNumber('AUDIT_STUCK_AFTER_MS', 0, 30 * 24 * HOUR_MS, 15 * 60_000),
+  AUTH: z
+    .enum(['off', 'jwt', 'dev'], { error: (issue) => `AUTH must be 'off', 'jwt' or 'dev' (got '${issue.input}')` })
+    .optional(),
+  AUTH_JWKS_URL: optionalText.refine((url) => url === undefined || /^https?:\/\/\S+$/.test(url), {
+    message: "AUTH_JWKS_URL must be an http(s) URL such as 'https://id.example.com/.well-known/jwks.json'",
+  }),
+  AUTH_ISSUER: optionalText,
+  AUTH_AUDIENCE: optionalText,
+  AUTH_JWT_SECRET: optionalText,
+  AUTH_JWT_SECRET_FILE: optionalText,
+  AUTH_ALGORITHMS: optionalText,
+  AUTH_CLOCK_TOLERANCE_S: wholeNumber('AUTH_CLOCK_TOLERANCE_S', 0, 300, 30),
+  AUTH_ROLES_CLAIM: z.string().trim().min(1, 'AUTH_ROLES_CLAIM must not be empty').default('roles'),
+  RATE_LIMIT: onOff('RATE_LIMIT'),
+  RATE_LIMIT_WINDOW_MS: wholeNumber('RATE_LIMIT_WINDOW_MS', 1000, 24 * HOUR_MS, 60_000),
+  RATE_LIMIT_PER_CLIENT: wholeNumber('RATE_LIMIT_PER_CLIENT', 1, 1_000_000, 600),
+  RATE_LIMIT_PER_IP: wholeNumber('RATE_LIMIT_PER_IP', 1, 1_000_000, 1200),
+  KAFKA_SASL_MECHANISM: z
+    .enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'], {
+      error: (issue) =>
+        `KAFKA_SASL_MECHANISM must be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512' (got '${issue.input}')`,
+    })
+    .optional(),
+  KAFKA_SASL_USERNAME: optionalText,
+  KAFKA_SASL_PASSWORD: z.string().optional(),
+  KAFKA_SASL_PASSWORD_FILE: optionalText,
+  KAFKA_TLS: onOff('KAFKA_TLS'),
+  KAFKA_TLS_CA_FILE: optionalText,
+  KAFKA_TLS_CERT_FILE: optionalText,
+  KAFKA_TLS_KEY_FILE: optionalText,
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: (issue) =>
@@ -150,6 +199,25 @@ const environmentSchema = z.object({
 })
 
 export type RequiredAcks = 'all' | '1' | '0'
+
+/** How bearer JWTs are verified (`AUTH_*`). */
+export interface JwtSettings {
+  keys: { kind: 'jwks'; url: string } | { kind: 'secret'; secret: string }
+  algorithms: string[]
+  issuer: string | undefined
+  audience: string | undefined
+  clockToleranceSeconds: number
+  rolesClaim: string
+}
+
+export type AuthMode = 'off' | 'jwt' | 'dev'
+
+/** SASL and TLS towards the Kafka brokers (`KAFKA_SASL_*`, `KAFKA_TLS_*`). */
+export interface KafkaSecurity {
+  sasl?: { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string }
+  /** TLS on; PEM contents (not paths) of the CA and of the client's certificate and key, when given. */
+  tls?: { ca?: string; cert?: string; key?: string }
+}
 
 export interface Config {
   transport: 'embedded' | 'kafka'
@@ -163,6 +231,7 @@ export interface Config {
     requiredAcks: RequiredAcks
     partitions: number
     replicationFactor: number
+    security: KafkaSecurity
   }
   database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string }
   http: { port: number; host: string }
@@ -212,6 +281,19 @@ export interface Config {
   schedulerPollIntervalMs: number
   /** Orders not terminal after this long are reported as stuck by the auditor. */
   audit: { stuckAfterMs: number }
+  auth: {
+    /** `AUTH` as given; undefined lets `accessPolicy` decide from the rest of the configuration. */
+    mode: AuthMode | undefined
+    /** Set when AUTH_JWKS_URL or AUTH_JWT_SECRET(_FILE) is. */
+    jwt: JwtSettings | undefined
+  }
+  rateLimit: {
+    /** `RATE_LIMIT` as given; undefined means on exactly when authentication is on. */
+    enabled: boolean | undefined
+    windowMs: number
+    perClient: number
+    perIp: number
+  }
 }
 
 export class ConfigError extends Error {
@@ -238,6 +320,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `SAGA_DELIVERY_TIMEOUT_MS (${e.SAGA_DELIVERY_TIMEOUT_MS}) must be longer than DELIVERY_DELAY_MS (${e.DELIVERY_DELAY_MS}), or every delivery would time out`,
     ])
   }
+  const problems: string[] = []
+  const jwt = jwtSettings(e, problems)
+  const security = kafkaSecurity(e, problems)
+  if (problems.length > 0) throw new ConfigError(problems)
   return {
     transport,
     kafka: {
@@ -249,6 +335,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       requiredAcks: e.KAFKA_REQUIRED_ACKS,
       partitions: e.KAFKA_PARTITIONS,
       replicationFactor: e.KAFKA_REPLICATION_FACTOR,
+      security,
     },
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: e.DATA_DIR },
     http: { port: e.PORT, host: e.HOST },
@@ -284,7 +371,167 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     schedulerPollIntervalMs: e.SCHEDULER_POLL_INTERVAL_MS,
     audit: { stuckAfterMs: e.AUDIT_STUCK_AFTER_MS },
+    auth: { mode: e.AUTH, jwt },
+    rateLimit: {
+      enabled: e.RATE_LIMIT,
+      windowMs: e.RATE_LIMIT_WINDOW_MS,
+      perClient: e.RATE_LIMIT_PER_CLIENT,
+      perIp: e.RATE_LIMIT_PER_IP,
+    },
   }
+}
+
+type Environment = z.output<typeof environmentSchema>
+
+/** A secret from VAR or VAR_FILE (the container convention: the file holds the secret). */
+function secretFrom(name: string, value: string | undefined, file: string | undefined, problems: string[]) {
+  if (value !== undefined && value !== '' && file !== undefined) {
+    problems.push(`set ${name} or ${name}_FILE, not both`)
+    return undefined
+  }
+  if (file === undefined) return value === '' ? undefined : value
+  return readPem(`${name}_FILE`, file, problems)?.replace(/\r?\n$/, '')
+}
+
+function readPem(name: string, path: string, problems: string[]): string | undefined {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (error) {
+    problems.push(`${name} cannot be read ('${path}': ${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`)
+    return undefined
+  }
+}
+
+const JWKS_ALGORITHMS = /^(RS|PS|ES)(256|384|512)$|^EdDSA$|^Ed25519$/
+const SECRET_ALGORITHMS = /^HS(256|384|512)$/
+/** HS256 needs a key at least as long as its hash (RFC 7518 §3.2). */
+const MIN_SECRET_BYTES = 32
+
+function jwtSettings(e: Environment, problems: string[]): JwtSettings | undefined {
+  const secret = secretFrom('AUTH_JWT_SECRET', e.AUTH_JWT_SECRET, e.AUTH_JWT_SECRET_FILE, problems)
+  const url = e.AUTH_JWKS_URL
+  if (url === undefined && secret === undefined) {
+    if (e.AUTH === 'jwt') {
+      problems.push(
+        'AUTH is jwt but no key is configured: set AUTH_JWKS_URL (with AUTH_ISSUER and AUTH_AUDIENCE) or AUTH_JWT_SECRET (or AUTH_JWT_SECRET_FILE)',
+      )
+    }
+    return undefined
+  }
+  if (e.AUTH === 'dev') {
+    problems.push('AUTH=dev signs with a generated key: unset AUTH_JWKS_URL and AUTH_JWT_SECRET, or set AUTH=jwt')
+    return undefined
+  }
+  if (url !== undefined && secret !== undefined) {
+    problems.push('set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both')
+    return undefined
+  }
+  const fromJwks = url !== undefined
+  const algorithms = (e.AUTH_ALGORITHMS ?? (fromJwks ? 'RS256,ES256' : 'HS256'))
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '')
+  const allowed = fromJwks ? JWKS_ALGORITHMS : SECRET_ALGORITHMS
+  const refused = algorithms.filter((a) => !allowed.test(a))
+  if (algorithms.length === 0 || refused.length > 0) {
+    problems.push(
+      `AUTH_ALGORITHMS must list ${fromJwks ? 'RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA for a JWKS' : 'HS256, HS384 or HS512 for a shared secret'} (got '${e.AUTH_ALGORITHMS}')`,
+    )
+  }
+  if (fromJwks && (e.AUTH_ISSUER === undefined || e.AUTH_AUDIENCE === undefined)) {
+    problems.push(
+      'AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE: tokens of other issuers or audiences must not pass',
+    )
+  }
+  if (secret !== undefined && Buffer.byteLength(secret) < MIN_SECRET_BYTES) {
+    problems.push(`AUTH_JWT_SECRET must be at least ${MIN_SECRET_BYTES} bytes (got ${Buffer.byteLength(secret)})`)
+  }
+  return {
+    keys: fromJwks ? { kind: 'jwks', url } : { kind: 'secret', secret: secret ?? '' },
+    algorithms,
+    issuer: e.AUTH_ISSUER,
+    audience: e.AUTH_AUDIENCE,
+    clockToleranceSeconds: e.AUTH_CLOCK_TOLERANCE_S,
+    rolesClaim: e.AUTH_ROLES_CLAIM,
+  }
+}
+
+function kafkaSecurity(e: Environment, problems: string[]): KafkaSecurity {
+  const security: KafkaSecurity = {}
+  const password = secretFrom('KAFKA_SASL_PASSWORD', e.KAFKA_SASL_PASSWORD, e.KAFKA_SASL_PASSWORD_FILE, problems)
+  if (e.KAFKA_SASL_MECHANISM !== undefined) {
+    if (e.KAFKA_SASL_USERNAME === undefined || password === undefined) {
+      problems.push(
+        `KAFKA_SASL_MECHANISM is ${e.KAFKA_SASL_MECHANISM}: set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)`,
+      )
+    } else {
+      security.sasl = { mechanism: e.KAFKA_SASL_MECHANISM, username: e.KAFKA_SASL_USERNAME, password }
+    }
+  } else if (e.KAFKA_SASL_USERNAME !== undefined || password !== undefined) {
+    problems.push(
+      'KAFKA_SASL_USERNAME/PASSWORD are set without KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)',
+    )
+  }
+  const files = { ca: e.KAFKA_TLS_CA_FILE, cert: e.KAFKA_TLS_CERT_FILE, key: e.KAFKA_TLS_KEY_FILE }
+  const anyFile = Object.values(files).some((f) => f !== undefined)
+  if (e.KAFKA_TLS === false && anyFile) {
+    problems.push('KAFKA_TLS is off but KAFKA_TLS_*_FILE is set')
+  } else if (e.KAFKA_TLS === true || anyFile) {
+    if ((files.cert === undefined) !== (files.key === undefined)) {
+      problems.push('KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE go together (a client certificate and its key)')
+    }
+    const tls: NonNullable<KafkaSecurity['tls']> = {}
+    for (const [part, path] of Object.entries(files) as [keyof typeof files, string | undefined][]) {
+      if (path === undefined) continue
+      const pem = readPem(`KAFKA_TLS_${part.toUpperCase()}_FILE`, path, problems)
+      if (pem !== undefined) tls[part] = pem
+    }
+    security.tls = tls
+  }
+  return security
+}
+
+const LOOPBACK_HOSTS = /^(localhost|127(?:\.\d{1,3}){3}|::1|\[::1\])$/i
+
+/** Whether `host` is reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK_HOSTS.test(host.trim())
+}
+
+/** How this process authenticates, decided from the configuration by `accessPolicy`. */
+export interface AccessPolicy {
+  mode: AuthMode
+  /** Why this process counts as exposed (listening beyond loopback, a shared database or broker); empty on the laptop default. */
+  exposure: string[]
+  /** AUTH=off was given although the process is exposed. */
+  explicitlyOpen: boolean
+}
+
+/**
+ * Secure where it matters: a process that listens beyond loopback, or shares a PostgreSQL or a
+ * Kafka with others, needs authentication configured, or AUTH=off said on purpose. The embedded
+ * default on loopback may run without it, so that the quick start is two commands.
+ */
+export function accessPolicy(config: Config): AccessPolicy {
+  const exposure = [
+    ...(isLoopback(config.http.host) ? [] : [`HOST=${config.http.host} listens beyond loopback`]),
+    ...(config.database.kind === 'postgres' ? ['DATABASE_URL is set'] : []),
+    ...(config.transport === 'kafka' ? ['KAFKA_BROKERS is set'] : []),
+  ]
+  const mode = config.auth.mode ?? (config.auth.jwt ? 'jwt' : 'off')
+  if (config.auth.mode === undefined && mode === 'off' && exposure.length > 0) {
+    throw new ConfigError([
+      `authentication is not configured, and this process is not the embedded default on loopback (${exposure.join('; ')}). ` +
+        'Set AUTH_JWKS_URL with AUTH_ISSUER and AUTH_AUDIENCE, or AUTH_JWT_SECRET (or AUTH_JWT_SECRET_FILE); ' +
+        'or AUTH=dev for development tokens on loopback; or AUTH=off to run without authentication on purpose',
+    ])
+  }
+  if (mode === 'dev' && !isLoopback(config.http.host)) {
+    throw new ConfigError([
+      `AUTH=dev prints its tokens and signs with a throwaway key: it is for a process on loopback, not HOST=${config.http.host}. Configure AUTH_JWKS_URL or AUTH_JWT_SECRET instead`,
+    ])
+  }
+  return { mode, exposure, explicitlyOpen: mode === 'off' && exposure.length > 0 }
 }
 
 /** `SERVICES=a,b`: names only; which names exist is checked against the modules at start. */

@@ -22,6 +22,11 @@ export const ErrorCodes = {
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   URI_TOO_LONG: 'URI_TOO_LONG',
   HEADERS_TOO_LARGE: 'HEADERS_TOO_LARGE',
+  /** No credentials, or credentials that do not verify (bad signature, expired, wrong issuer). */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /** A known caller whose role does not allow this route. */
+  FORBIDDEN: 'FORBIDDEN',
+  TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
   INTERNAL: 'INTERNAL',
 } as const
 

@@ -2,6 +2,8 @@ import { type App, type AppOptions, buildApp } from '../../src/app.ts'
 import type { OrderStore } from '../../src/order/application/order-store.ts'
 import { type OrderModule, orderModule } from '../../src/order/index.ts'
 import { loadConfig } from '../../src/platform/config.ts'
+import type { Role } from '../../src/platform/http/auth.ts'
+import { createDevelopmentTokens, type DevelopmentTokens } from '../../src/platform/http/dev-tokens.ts'
 import { createLogger, type Logger } from '../../src/platform/logger.ts'
 import { createMetrics } from '../../src/platform/metrics.ts'
 import type { ServiceModule } from '../../src/platform/module.ts'
@@ -42,6 +44,25 @@ export async function startTestApp(options: TestAppOptions): Promise<App> {
   const app = await buildApp(runtime, options.modules ?? [orderModule()], { pollIntervalMs: 200, ...options.app })
   await app.http.ready()
   return app
+}
+
+/**
+ * Development tokens for a test (`AUTH=dev`'s, from a key of the test's own): pass `authenticate`
+ * as `startTestApp({ app: { authenticate } })`, and send `headers(...)` with each request.
+ */
+export interface TestTokens extends DevelopmentTokens {
+  /** The Authorization header of a fresh token for `subject` with `roles` (none: a customer's token). */
+  headers(subject: string, roles?: readonly Role[]): Promise<{ authorization: string }>
+}
+
+export async function testTokens(): Promise<TestTokens> {
+  const tokens = await createDevelopmentTokens()
+  return {
+    ...tokens,
+    async headers(subject, roles) {
+      return { authorization: `Bearer ${await tokens.issue(subject, roles)}` }
+    },
+  }
 }
 
 /** The order service of a test app, with what order tests reach for. */

@@ -5,6 +5,7 @@ import { z } from 'zod'
 import { addCartItemBody, CartStatuses, changeCartItemBody, createCartBody } from '../../contracts/cart/events.ts'
 import { toDecimal } from '../../contracts/money.ts'
 import { notFound } from '../../platform/errors.ts'
+import { customerScope, mayAccess } from '../../platform/http/auth.ts'
 import { documentRoute, problemResponses, responseHeaders } from '../../platform/http/openapi.ts'
 import { commandHeaders, commandMetadata, etagOf, requestHeaders } from '../../platform/http/request.ts'
 import type { CartStore } from '../application/cart-store.ts'
@@ -17,6 +18,9 @@ import type { Cart, CartCommand } from '../domain/cart.ts'
  *
  * Amounts are decimals on the wire; every response carrying a cart has `ETag: "<version>"`, and
  * changes take it back in `If-Match` (409 VERSION_CONFLICT if the cart moved on).
+ *
+ * With authentication on, a customer reaches only their own carts: another customer's cart answers
+ * 404 exactly like a missing one, and a new cart's customerId is the token's subject.
  */
 
 const amount = z.number().nonnegative().describe('Decimal amount, e.g. 12.50')
@@ -71,8 +75,18 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
       503: problemResponses[503],
     }
     const send = (reply: FastifyReply, cart: Cart) => reply.header('etag', etagOf(cart.version)).send(toCartView(cart))
-    const execute = async (request: FastifyRequest, reply: FastifyReply, command: CartCommand) =>
-      send(reply, await deps.store.execute(command, commandMetadata(request)))
+    // Checked before the command runs: a cart's customer never changes, and nothing of another
+    // customer's cart is changed or shown.
+    const requireVisible = async (request: FastifyRequest, cartId: string) => {
+      const scope = customerScope(request)
+      if (scope === undefined) return
+      const cart = await deps.store.get(cartId)
+      if (!cart || cart.customerId !== scope) throw notFound('cart', cartId)
+    }
+    const execute = async (request: FastifyRequest, reply: FastifyReply, command: CartCommand) => {
+      await requireVisible(request, command.cartId)
+      return send(reply, await deps.store.execute(command, commandMetadata(request)))
+    }
 
     app.post(
       '/api/carts',
@@ -92,8 +106,9 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
       },
       async (request, reply) => {
         const cartId = `cart-${uuidv7()}`
+        const scope = customerScope(request)
         const cart = await deps.store.execute(
-          { commandType: 'CreateCart', cartId, ...request.body },
+          { commandType: 'CreateCart', cartId, ...request.body, ...(scope === undefined ? {} : { customerId: scope }) },
           commandMetadata(request),
         )
         return send(reply.status(201).header('location', `/api/carts/${encodeURIComponent(cart.id)}`), cart)
@@ -119,7 +134,7 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
       },
       async (request, reply) => {
         const cart = await deps.store.get(request.params.id)
-        if (!cart) throw notFound('cart', request.params.id)
+        if (!cart || !mayAccess(request, cart.customerId)) throw notFound('cart', request.params.id)
         return send(reply, cart)
       },
     )
@@ -205,6 +220,7 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
+        await requireVisible(request, request.params.id)
         const cart = await deps.store.execute(
           { commandType: 'CheckOutCart', cartId: request.params.id, orderId: `order-${uuidv7()}` },
           commandMetadata(request),

@@ -13,6 +13,9 @@ import type { OrderDetailsStore } from '../application/order-details-store.ts'
  * Seed 002's order service API: `GET /order-details` (the order as learnt from orders.events, with
  * the shipping cost by the dispatch service's rule) and `GET /getAllOrderIdsFromTopic` (the order
  * ids a topic holds, read from the topic itself).
+ *
+ * With authentication on, order details need the service role (the seed's orders have no owner a
+ * customer token could match), and reading whole topics the operator role.
  */
 
 export interface OrderDetailsRoutesDeps {
@@ -81,7 +84,7 @@ export function orderDetailsRoutes(deps: OrderDetailsRoutesDeps): FastifyPluginA
             503: problemResponses[503],
           },
         },
-        config: { auth: 'customer', swaggerTransform: documentRoute() },
+        config: { auth: 'service', swaggerTransform: documentRoute() },
       },
       async (request) => {
         const { orderId } = request.query

@@ -12,7 +12,7 @@ import {
 } from '../../contracts/order/commands.ts'
 import { encodeOrderEvent, orderStatus, requestedOrderStatus } from '../../contracts/order/events.ts'
 import { notFound } from '../../platform/errors.ts'
-import type { AuthRequirement } from '../../platform/http/auth.ts'
+import { type AuthRequirement, customerScope, mayAccess } from '../../platform/http/auth.ts'
 import { requestHash, respondOnce, type StoredResponse } from '../../platform/http/idempotency.ts'
 import { documentRoute, problemResponses, responseHeaders } from '../../platform/http/openapi.ts'
 import {
@@ -37,6 +37,10 @@ import type { Order, OrderCommand } from '../domain/order.ts'
  *   and answer 409 VERSION_CONFLICT if the order moved on.
  * - `GET /api/orders/:id` reads the write side (read-your-writes); the list reads the read model,
  *   which follows a moment behind.
+ * - With authentication on, a customer reaches only their own orders: the list is theirs, another
+ *   customer's order answers 404 exactly like a missing one (ids cannot be probed), and a new
+ *   order's customerId is the token's subject whatever the body says. Services and operators reach
+ *   every order; confirm and status changes are for services only.
  */
 
 export interface OrderRoutesDeps {
@@ -165,6 +169,16 @@ function createdResponse(order: Order): StoredResponse {
 }
 
 export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
+  /**
+   * Another customer's order is NOT_FOUND before anything is read or changed. An order's customer
+   * never changes, so checking before the command leaves no window. Unscoped callers skip the read.
+   */
+  const requireVisible = async (request: FastifyRequest, orderId: string) => {
+    const scope = customerScope(request)
+    if (scope === undefined) return
+    const order = await deps.store.get(orderId)
+    if (!order || order.customerId !== scope) throw notFound('order', orderId)
+  }
   return async (plugin) => {
     const app = plugin.withTypeProvider<ZodTypeProvider>()
     const tags = ['orders']
@@ -195,7 +209,10 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       },
       async (request, reply) => {
         const orderId = `order-${uuidv7()}`
-        const command: OrderCommand = { commandType: 'CreateOrder', orderId, ...request.body }
+        // The customer is who the token says, not what the body says.
+        const scope = customerScope(request)
+        const body = scope === undefined ? request.body : { ...request.body, customerId: scope }
+        const command: OrderCommand = { commandType: 'CreateOrder', orderId, ...body }
         const metadata = commandMetadata(request)
         const key = request.headers['idempotency-key']
         if (key === undefined) {
@@ -208,7 +225,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
             scope: 'order',
             client: clientOf(request),
             key,
-            hash: requestHash({ method: 'POST', path: '/api/orders', body: request.body }),
+            hash: requestHash({ method: 'POST', path: '/api/orders', body }),
           },
           async (remember) => {
             const { extra } = await deps.store.executeWith(command, metadata, async (tx, result) => {
@@ -238,7 +255,13 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
         config: { auth: 'customer', swaggerTransform: documentRoute() },
       },
       async (request) => {
-        const { customerId, status, limit, cursor } = request.query
+        const { status, limit, cursor } = request.query
+        // A customer lists their own orders; asking for someone else's finds none.
+        const scope = customerScope(request)
+        if (scope !== undefined && request.query.customerId !== undefined && request.query.customerId !== scope) {
+          return { orders: [], nextCursor: null }
+        }
+        const customerId = scope ?? request.query.customerId
         const page = await queryOrders(
           deps.db,
           {
@@ -272,7 +295,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       },
       async (request, reply) => {
         const order = await deps.store.get(request.params.id)
-        if (!order) throw notFound('order', request.params.id)
+        if (!order || !mayAccess(request, order.customerId)) throw notFound('order', request.params.id)
         return sendOrder(reply, order)
       },
     )
@@ -296,6 +319,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
         config: { auth: 'customer', swaggerTransform: documentRoute() },
       },
       async (request) => {
+        await requireVisible(request, request.params.id)
         const history = await deps.store.history(request.params.id)
         if (history.length === 0) throw notFound('order', request.params.id)
         const events = history.map((stored) => ({
@@ -319,6 +343,7 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       swaggerTransform: documentRoute({ 200: { etag: responseHeaders.etag } }),
     })
     const execute = async (request: FastifyRequest, reply: FastifyReply, command: OrderCommand) => {
+      await requireVisible(request, command.orderId)
       const result = await deps.store.execute(command, commandMetadata(request))
       return sendOrder(reply, result.order)
     }

@@ -16,8 +16,9 @@ import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { isDatabaseUnavailable } from '../sql/unavailable.ts'
-import { type Authenticator, allowEveryone, installAuthSeam } from './auth.ts'
+import { type Authenticator, type AuthRequirement, allowEveryone, installAuthSeam } from './auth.ts'
 import { problemErrorHandler, problemFor, sendProblem } from './problem.ts'
+import { installRateLimits, type RateLimits } from './rate-limit.ts'
 
 export interface HealthCheck {
   name: string
@@ -119,6 +120,8 @@ export interface HttpServerOptions {
   checks: HealthCheck[]
   /** Resolves each route's `config.auth` requirement; everyone is allowed when omitted. */
   authenticate?: Authenticator
+  /** Per-IP and per-client request limits; none when omitted. */
+  rateLimits?: RateLimits
   /** The AsyncAPI document served at `/asyncapi.json`. */
   asyncApi?: () => unknown
 }
@@ -174,7 +177,12 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problemFor(new AppError('NOT_FOUND', `no route ${request.method} ${request.url}`), request.url)),
   )
-  installAuthSeam(app, deps.authenticate ?? allowEveryone)
+  // Per IP before authentication (bad tokens count too), per client after it.
+  const limits = deps.rateLimits ? installRateLimits(app, deps.rateLimits) : undefined
+  if (limits) app.addHook('onRequest', limits.byIp)
+  const authenticate = deps.authenticate ?? allowEveryone
+  installAuthSeam(app, authenticate)
+  if (limits) app.addHook('onRequest', limits.byClient)
   const routes: RegisteredRoute[] = []
   routesOf.set(app, routes)
   app.addHook('onRoute', (route) => {
@@ -236,8 +244,23 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
         version: '0.1.0',
         description: 'Errors are application/problem+json (RFC 9457).',
       },
+      components: {
+        securitySchemes: {
+          [SECURITY_SCHEME]: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'JWT',
+            description:
+              "A JWT from the identity provider (or AUTH=dev's development tokens): sub is the caller, the roles claim holds customer, service or operator. Each operation's x-required-role names the role it needs.",
+          },
+        },
+      },
     },
     transform: documentRoute,
+    transformObject: (document) =>
+      'openapiObject' in document
+        ? documentSecurity(document.openapiObject, routes, limits !== undefined)
+        : document.swaggerObject,
   })
 
   app.register(async (scope) => {
@@ -247,7 +270,8 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
       scope.get(
         path,
         {
-          config: { auth: 'public' },
+          // Probes are never rate-limited: a 429 would read as a dead process.
+          config: { auth: 'public', rateLimit: false },
           schema: {
             summary: 'Liveness: the process is up and answering',
             tags: ['operations'],
@@ -260,9 +284,11 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     scope.get(
       '/health/ready',
       {
-        config: { auth: 'public' },
+        config: { auth: 'public', rateLimit: false },
         schema: {
           summary: 'Readiness: database, broker, consumers and outbox relay',
+          description:
+            "With authentication on, why a check is down (its error) is shown to operators only: it names hosts and internals. Everyone sees each check's status.",
           tags: ['operations'],
           response: {
             200: { description: 'Every check is up: send traffic', ...healthBody },
@@ -270,7 +296,7 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
           },
         },
       },
-      async (_request, reply) => {
+      async (request, reply) => {
         const results = await Promise.all(
           deps.checks.map(async (c) => {
             try {
@@ -282,9 +308,9 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
           }),
         )
         const up = results.every(([, r]) => r.status === 'up')
-        return reply
-          .status(up ? 200 : 503)
-          .send({ status: up ? 'ok' : 'degraded', checks: Object.fromEntries(results) })
+        const detailed = authenticate === allowEveryone || request.principal?.roles.includes('operator') === true
+        const checks = detailed ? results : results.map(([name, r]) => [name, { status: r.status }] as const)
+        return reply.status(up ? 200 : 503).send({ status: up ? 'ok' : 'degraded', checks: Object.fromEntries(checks) })
       },
     )
 
@@ -315,6 +341,69 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
   })
 
   return app
+}
+
+/** The name of the bearer-token scheme in the OpenAPI document. */
+export const SECURITY_SCHEME = 'bearerAuth'
+
+const securityProblem = (description: string) => ({
+  description,
+  content: {
+    'application/problem+json': {
+      schema: {
+        type: 'object',
+        required: ['type', 'title', 'status', 'detail', 'code'],
+        properties: {
+          type: { type: 'string' },
+          title: { type: 'string' },
+          status: { type: 'integer' },
+          detail: { type: 'string' },
+          code: { type: 'string' },
+        },
+      },
+    },
+  },
+})
+
+const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
+
+/**
+ * Each operation's requirement in the OpenAPI document, from the same route config the auth hook
+ * reads: public operations have no security, the others the bearer scheme, their role in
+ * `x-required-role`, and their 401/403 (and 429) problems.
+ */
+function documentSecurity<Document extends { paths?: Record<string, unknown> }>(
+  document: Document,
+  routes: readonly RegisteredRoute[],
+  rateLimited: boolean,
+): Document {
+  const authOf = new Map(
+    routes.map((route) => [`${route.method.toLowerCase()} ${route.url.replace(/:(\w+)/g, '{$1}')}`, route.auth]),
+  )
+  for (const [path, item] of Object.entries(document.paths ?? {})) {
+    for (const [method, operation] of Object.entries(item as Record<string, Record<string, unknown>>)) {
+      if (!HTTP_METHODS.includes(method)) continue
+      const auth = (authOf.get(`${method} ${path}`) ?? 'public') as AuthRequirement
+      operation.responses ??= {}
+      const responses = operation.responses as Record<string, unknown>
+      operation['x-required-role'] = auth
+      if (auth === 'public') {
+        operation.security = []
+      } else {
+        operation.security = [{ [SECURITY_SCHEME]: [] }]
+        responses['401'] ??= securityProblem(
+          'No bearer token, or one that does not verify: bad signature, expired, wrong issuer or audience (UNAUTHENTICATED)',
+        )
+        responses['403'] ??= securityProblem(`The token's roles do not include ${auth} (FORBIDDEN)`)
+      }
+      if (rateLimited && !path.startsWith('/health')) {
+        responses['429'] ??= securityProblem(
+          'Too many requests from this client or address; retry after Retry-After seconds',
+        )
+      }
+    }
+  }
+  return document
 }
 
 /**

@@ -26,6 +26,10 @@ import { generateOrder, shopOrderId } from '../domain/generate-order.ts'
  * order and its event are written in one transaction here, and the outbox relay publishes the
  * event (idempotent producer, acks=all, retries with backoff). So a request succeeds while the
  * broker is down and its event follows when the broker is back; 503 means the database is down.
+ *
+ * With authentication on, both routes need the service role: the seed's orders belong to customers
+ * the service generates (CUST-…), not to the caller, so no customer could be scoped to their own;
+ * and a status change is a service transition.
  */
 
 export interface ShopRoutesDeps {
@@ -94,7 +98,7 @@ export function shopRoutes(deps: ShopRoutesDeps): FastifyPluginAsync {
             503: responses503,
           },
         },
-        config: { auth: 'customer', swaggerTransform: documentRoute() },
+        config: { auth: 'service', swaggerTransform: documentRoute() },
       },
       async (request) => {
         const now = deps.clock().toISOString()
@@ -153,7 +157,7 @@ export function shopRoutes(deps: ShopRoutesDeps): FastifyPluginAsync {
             503: responses503,
           },
         },
-        config: { auth: 'customer', swaggerTransform: documentRoute() },
+        config: { auth: 'service', swaggerTransform: documentRoute() },
       },
       async (request) => {
         const orderId = shopOrderId(request.body.order_id)
