@@ -5,10 +5,10 @@ import {
   decodeDeliveryCommand,
 } from '../../contracts/delivery/commands.ts'
 import { DISPATCH_EVENTS_TOPIC, type DispatchEvent, decodeDispatchEvent } from '../../contracts/dispatch/events.ts'
-import { HeaderNames } from '../../contracts/envelope.ts'
 import type { CommandMetadata } from '../../platform/es/command-handler.ts'
+import { causedBy, decodeWith } from '../../platform/es/consumed.ts'
 import type { ModuleContext } from '../../platform/module.ts'
-import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
+import type { Subscription } from '../../platform/transport/port.ts'
 import type { DeliveryStore } from '../application/delivery-store.ts'
 import { type DeliveryCommand, deliveryCommandFor } from '../domain/delivery.ts'
 
@@ -18,9 +18,6 @@ export const DELIVERY_COMMANDS_GROUP = 'delivery-service-commands'
 export const DELIVERY_DISPATCH_EVENTS_GROUP = 'delivery-service'
 
 type Context = Pick<ModuleContext, 'consume' | 'logger'>
-
-const traceOf = (raw: IncomingMessage) =>
-  raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}
 
 async function apply(
   store: DeliveryStore,
@@ -54,23 +51,8 @@ export function consumeDeliveryCommands(
   return context.consume<DeliveryCommandMessage>({
     groupId,
     topics: [DELIVERY_COMMANDS_TOPIC],
-    decode: (message) => {
-      const decoded = decodeDeliveryCommand(message.value)
-      return decoded.ok ? { ok: true, value: decoded.command } : decoded
-    },
-    handle: (message, raw) =>
-      apply(
-        store,
-        message,
-        delayMs,
-        {
-          correlationId: message.correlationId ?? message.commandId,
-          causationId: message.commandId,
-          ...traceOf(raw),
-          inbox: { consumer: groupId, messageId: message.commandId },
-        },
-        context,
-      ),
+    decode: decodeWith(decodeDeliveryCommand),
+    handle: (message, raw) => apply(store, message, delayMs, causedBy(raw, groupId, message), context),
   })
 }
 
@@ -83,25 +65,11 @@ export function consumeDispatchEventsForDelivery(
   return context.consume<DispatchEvent>({
     groupId,
     topics: [DISPATCH_EVENTS_TOPIC],
-    decode: (message) => {
-      const decoded = decodeDispatchEvent(message.value)
-      return decoded.ok ? { ok: true, value: decoded.event } : decoded
-    },
+    decode: decodeWith(decodeDispatchEvent),
     handle: async (event, raw) => {
       const body = deliveryCommandFor(event)
       if (!body) return
-      await apply(
-        store,
-        body,
-        delayMs,
-        {
-          correlationId: event.correlationId ?? event.orderId,
-          causationId: event.eventId,
-          ...traceOf(raw),
-          inbox: { consumer: groupId, messageId: event.eventId },
-        },
-        context,
-      )
+      await apply(store, body, delayMs, causedBy(raw, groupId, event), context)
     },
   })
 }

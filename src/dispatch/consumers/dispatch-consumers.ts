@@ -4,11 +4,11 @@ import {
   type DispatchCommandMessage,
   decodeDispatchCommand,
 } from '../../contracts/dispatch/commands.ts'
-import { HeaderNames } from '../../contracts/envelope.ts'
 import { decodeOrderEvent, ORDER_EVENTS_TOPIC, type OrderEvent } from '../../contracts/order/events.ts'
 import type { CommandMetadata } from '../../platform/es/command-handler.ts'
+import { causedBy, decodeWith } from '../../platform/es/consumed.ts'
 import type { ModuleContext } from '../../platform/module.ts'
-import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
+import type { Subscription } from '../../platform/transport/port.ts'
 import type { DispatchStore } from '../application/dispatch-store.ts'
 import { type DispatchCommand, dispatchCommandFor } from '../domain/dispatch.ts'
 
@@ -18,9 +18,6 @@ export const DISPATCH_COMMANDS_GROUP = 'dispatch-service-commands'
 export const DISPATCH_ORDER_EVENTS_GROUP = 'dispatch-service'
 
 type Context = Pick<ModuleContext, 'consume' | 'logger'>
-
-const traceOf = (raw: IncomingMessage) =>
-  raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}
 
 const toCommand = (body: DispatchCommandBody): DispatchCommand =>
   body.commandType === 'QuoteShipment'
@@ -48,22 +45,8 @@ export function consumeDispatchCommands(
   return context.consume<DispatchCommandMessage>({
     groupId,
     topics: [DISPATCH_COMMANDS_TOPIC],
-    decode: (message) => {
-      const decoded = decodeDispatchCommand(message.value)
-      return decoded.ok ? { ok: true, value: decoded.command } : decoded
-    },
-    handle: (message, raw) =>
-      apply(
-        store,
-        message,
-        {
-          correlationId: message.correlationId ?? message.commandId,
-          causationId: message.commandId,
-          ...traceOf(raw),
-          inbox: { consumer: groupId, messageId: message.commandId },
-        },
-        context,
-      ),
+    decode: decodeWith(decodeDispatchCommand),
+    handle: (message, raw) => apply(store, message, causedBy(raw, groupId, message), context),
   })
 }
 
@@ -75,24 +58,11 @@ export function consumeOrderEventsForDispatch(
   return context.consume<OrderEvent>({
     groupId,
     topics: [ORDER_EVENTS_TOPIC],
-    decode: (message) => {
-      const decoded = decodeOrderEvent(message.value)
-      return decoded.ok ? { ok: true, value: decoded.event } : decoded
-    },
+    decode: decodeWith(decodeOrderEvent),
     handle: async (event, raw) => {
       const command = dispatchCommandFor(event)
       if (!command) return
-      await apply(
-        store,
-        command,
-        {
-          correlationId: event.correlationId ?? event.aggregateId,
-          causationId: event.eventId,
-          ...traceOf(raw),
-          inbox: { consumer: groupId, messageId: event.eventId },
-        },
-        context,
-      )
+      await apply(store, command, causedBy(raw, groupId, event), context)
     },
   })
 }

@@ -1,6 +1,6 @@
 import { CART_EVENTS_TOPIC, type CartEvent, decodeCartEvent } from '../../contracts/cart/events.ts'
-import { HeaderNames } from '../../contracts/envelope.ts'
 import { isAppError } from '../../platform/errors.ts'
+import { causedBy, decodeWith } from '../../platform/es/consumed.ts'
 import type { ModuleContext } from '../../platform/module.ts'
 import type { Subscription } from '../../platform/transport/port.ts'
 import type { OrderStore } from '../application/order-store.ts'
@@ -26,10 +26,7 @@ export async function startCartCheckoutConsumer(
   return context.consume<CartEvent>({
     groupId,
     topics: [CART_EVENTS_TOPIC],
-    decode: (message) => {
-      const decoded = decodeCartEvent(message.value)
-      return decoded.ok ? { ok: true, value: decoded.event } : decoded
-    },
+    decode: decodeWith(decodeCartEvent),
     handle: async (event, raw) => {
       if (event.eventType !== 'CartCheckedOut') return
       const fields = { cartId: event.aggregateId, orderId: event.orderId, eventId: event.eventId }
@@ -48,12 +45,7 @@ export async function startCartCheckoutConsumer(
             totalAmount: event.totalAmount,
             currency: event.currency,
           },
-          {
-            correlationId: event.correlationId ?? event.eventId,
-            causationId: event.eventId,
-            ...(raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}),
-            inbox: { consumer: groupId, messageId: event.eventId },
-          },
+          causedBy(raw, groupId, event),
         )
         context.logger.info(
           { ...fields, duplicate: result.duplicate },

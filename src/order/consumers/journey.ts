@@ -1,6 +1,5 @@
 import { DELIVERY_EVENTS_TOPIC, type DeliveryEvent, decodeDeliveryEvent } from '../../contracts/delivery/events.ts'
 import { DISPATCH_EVENTS_TOPIC, type DispatchEvent, decodeDispatchEvent } from '../../contracts/dispatch/events.ts'
-import { HeaderNames } from '../../contracts/envelope.ts'
 import {
   cancellationReasonFor,
   decodePaymentEvent,
@@ -8,6 +7,7 @@ import {
   type PaymentEvent,
 } from '../../contracts/payment/events.ts'
 import { AppError, isAppError } from '../../platform/errors.ts'
+import { causedBy } from '../../platform/es/consumed.ts'
 import type { ModuleContext } from '../../platform/module.ts'
 import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
 import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
@@ -95,12 +95,7 @@ export async function startOrderJourneyConsumer(
       const command = orderCommandFor(event)
       if (!command) return
       try {
-        const result = await store.execute(command, {
-          correlationId: event.correlationId ?? event.orderId,
-          causationId: event.eventId,
-          ...(raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}),
-          inbox: { consumer: groupId, messageId: event.eventId },
-        })
+        const result = await store.execute(command, causedBy(raw, groupId, event))
         context.logger.debug(
           { orderId: command.orderId, eventType: event.eventType, duplicate: result.duplicate },
           `order ${command.orderId}: ${event.eventType} applied as ${command.commandType}`,

@@ -1,5 +1,5 @@
-import { HeaderNames } from '../../contracts/envelope.ts'
 import { decodeOrderCommand, ORDER_COMMANDS_TOPIC, type OrderCommandMessage } from '../../contracts/order/commands.ts'
+import { causedBy, decodeWith } from '../../platform/es/consumed.ts'
 import type { ModuleContext } from '../../platform/module.ts'
 import type { Subscription } from '../../platform/transport/port.ts'
 import type { OrderStore } from '../application/order-store.ts'
@@ -22,17 +22,11 @@ export async function startOrderCommandsConsumer(
   return context.consume<OrderCommandMessage>({
     groupId,
     topics: [ORDER_COMMANDS_TOPIC],
-    decode: (message) => {
-      const decoded = decodeOrderCommand(message.value)
-      return decoded.ok ? { ok: true, value: decoded.command } : decoded
-    },
+    decode: decodeWith(decodeOrderCommand),
     handle: async (message, raw) => {
       const result = await store.execute(message as unknown as OrderCommand, {
-        correlationId: message.correlationId ?? message.commandId,
-        causationId: message.commandId,
+        ...causedBy(raw, groupId, message),
         ...(message.expectedVersion !== undefined ? { expectedVersion: message.expectedVersion } : {}),
-        ...(raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}),
-        inbox: { consumer: groupId, messageId: message.commandId },
       })
       context.logger.debug(
         {

@@ -1,4 +1,3 @@
-import { HeaderNames } from '../../contracts/envelope.ts'
 import { decodeOrderEvent, ORDER_EVENTS_TOPIC, type OrderEvent } from '../../contracts/order/events.ts'
 import {
   decodePaymentCommand,
@@ -7,8 +6,9 @@ import {
   type PaymentCommandMessage,
 } from '../../contracts/payment/commands.ts'
 import type { CommandMetadata } from '../../platform/es/command-handler.ts'
+import { causedBy, decodeWith } from '../../platform/es/consumed.ts'
 import type { ModuleContext } from '../../platform/module.ts'
-import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
+import type { Subscription } from '../../platform/transport/port.ts'
 import type { PaymentResult, PaymentStore } from '../application/payment-store.ts'
 import { paymentCommandFor } from '../domain/payment.ts'
 
@@ -18,9 +18,6 @@ export const PAYMENT_COMMANDS_GROUP = 'payment-service-commands'
 export const PAYMENT_ORDER_EVENTS_GROUP = 'payment-service'
 
 type Context = Pick<ModuleContext, 'consume' | 'logger'>
-
-const traceOf = (raw: IncomingMessage) =>
-  raw.headers[HeaderNames.traceparent] ? { traceparent: raw.headers[HeaderNames.traceparent] } : {}
 
 async function apply(
   store: PaymentStore,
@@ -54,10 +51,7 @@ export function consumePaymentCommands(context: Context, store: PaymentStore, gr
   return context.consume<PaymentCommandMessage>({
     groupId,
     topics: [PAYMENT_COMMANDS_TOPIC],
-    decode: (message) => {
-      const decoded = decodePaymentCommand(message.value)
-      return decoded.ok ? { ok: true, value: decoded.command } : decoded
-    },
+    decode: decodeWith(decodePaymentCommand),
     handle: async (message, raw) => {
       const body: PaymentCommandBody =
         message.commandType === 'ProcessPayment'
@@ -69,17 +63,7 @@ export function consumePaymentCommands(context: Context, store: PaymentStore, gr
               currency: message.currency,
             }
           : { commandType: 'RefundPayment', orderId: message.orderId, reason: message.reason }
-      await apply(
-        store,
-        body,
-        {
-          correlationId: message.correlationId ?? message.commandId,
-          causationId: message.commandId,
-          ...traceOf(raw),
-          inbox: { consumer: groupId, messageId: message.commandId },
-        },
-        context,
-      )
+      await apply(store, body, causedBy(raw, groupId, message), context)
     },
   })
 }
@@ -96,24 +80,11 @@ export function consumeOrderEventsForPayment(
   return context.consume<OrderEvent>({
     groupId,
     topics: [ORDER_EVENTS_TOPIC],
-    decode: (message) => {
-      const decoded = decodeOrderEvent(message.value)
-      return decoded.ok ? { ok: true, value: decoded.event } : decoded
-    },
+    decode: decodeWith(decodeOrderEvent),
     handle: async (event, raw) => {
       const command = paymentCommandFor(event)
       if (!command) return
-      await apply(
-        store,
-        command,
-        {
-          correlationId: event.correlationId ?? event.aggregateId,
-          causationId: event.eventId,
-          ...traceOf(raw),
-          inbox: { consumer: groupId, messageId: event.eventId },
-        },
-        context,
-      )
+      await apply(store, command, causedBy(raw, groupId, event), context)
     },
   })
 }
