@@ -15,7 +15,7 @@ import { startHousekeeping } from './platform/retention.ts'
 import type { Runtime } from './platform/runtime.ts'
 import { type AppliedMigration, platformMigrations, runMigrations } from './platform/sql/migrations.ts'
 import type { SqlDatabase } from './platform/sql/port.ts'
-import { PRODUCER_MAX_SEND_MS } from './platform/transport/kafka.ts'
+import { kafkaMaxSendMs } from './platform/transport/kafka.ts'
 import { type ReliableSubscription, startReliableConsumer } from './platform/transport/reliable-consumer.ts'
 
 /**
@@ -117,7 +117,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     // On Kafka a publish may take up to the producer's bound (every attempt timing out): the relay
     // gives it that long, and its lease three times that, so a publish never outlives the lease.
     ...(transport.kind === 'kafka'
-      ? { publishTimeoutMs: PRODUCER_MAX_SEND_MS, leaseMs: 3 * PRODUCER_MAX_SEND_MS }
+      ? { publishTimeoutMs: kafkaMaxSendMs(config.kafka.retryMax), leaseMs: 3 * kafkaMaxSendMs(config.kafka.retryMax) }
       : {}),
     ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
     ...options.relay,

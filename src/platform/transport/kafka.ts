@@ -7,9 +7,11 @@ import {
   MessagesStreamModes,
   ProduceAcks,
   Producer,
+  type SASLOptions,
   stringDeserializers,
   stringSerializers,
 } from '@platformatic/kafka'
+import type { KafkaSecurity } from '../config.ts'
 import { toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { partitionForKey } from './partitioner.ts'
@@ -25,12 +27,15 @@ import type {
   Transport,
 } from './port.ts'
 
-const PRODUCER_RETRIES = 2
 const PRODUCER_MAX_BACKOFF_MS = 1_000
 const PRODUCER_REQUEST_TIMEOUT_MS = 5_000
-/** The longest one publish can take before it fails: every attempt timing out, plus the backoffs. */
-export const PRODUCER_MAX_SEND_MS =
-  (PRODUCER_RETRIES + 1) * PRODUCER_REQUEST_TIMEOUT_MS + PRODUCER_RETRIES * PRODUCER_MAX_BACKOFF_MS
+/**
+ * The longest one publish can take before it fails, with `retries` producer retries: every attempt
+ * timing out, plus the backoffs between them. The outbox relay's publish timeout (and its lease)
+ * must outlast it.
+ */
+export const kafkaMaxSendMs = (retries: number): number =>
+  (retries + 1) * PRODUCER_REQUEST_TIMEOUT_MS + retries * PRODUCER_MAX_BACKOFF_MS
 
 export interface KafkaTransportOptions {
   brokers: string[]
@@ -52,7 +57,35 @@ export interface KafkaTransportOptions {
   commitIntervalMs?: number
   /** Upper bound of the reconnect backoff after the broker went away. */
   maxReconnectDelayMs?: number
+  /** SASL and TLS for every connection (producer, admin, consumers); plaintext when omitted. */
+  security?: KafkaSecurity
   logger?: Logger
+}
+
+/**
+ * The connection options of @platformatic/kafka for `security`, for every Kafka client of the
+ * process (this transport's, and the topic reader's and the auditor's own clients).
+ */
+export function kafkaSecurityOptions(security: KafkaSecurity | undefined): {
+  sasl?: SASLOptions
+  tls?: { ca?: string; cert?: string; key?: string }
+  tlsServerName?: boolean
+} {
+  if (!security) return {}
+  return {
+    ...(security.sasl
+      ? {
+          sasl: {
+            mechanism: security.sasl.mechanism,
+            username: security.sasl.username,
+            // A provider, so the password is not a plain field of the client's options.
+            password: () => security.sasl?.password ?? '',
+          },
+        }
+      : {}),
+    // SNI with the broker's host name, as brokers behind one TLS endpoint need.
+    ...(security.tls ? { tls: { ...security.tls }, tlsServerName: true } : {}),
+  }
 }
 
 export async function createKafkaTransport(options: KafkaTransportOptions): Promise<Transport> {
@@ -74,12 +107,12 @@ class KafkaTransport implements Transport {
     this.#producer = new Producer({
       clientId: `${options.clientId}-producer`,
       bootstrapBrokers: options.brokers,
+      ...kafkaSecurityOptions(options.security),
       serializers: stringSerializers,
       idempotent,
       acks: acksFor(options.requiredAcks),
-      // A send is bounded: the outbox relay's publish timeout (and its lease) must outlast the
-      // longest send, retries included: PRODUCER_MAX_SEND_MS.
-      retries: Math.min(options.retries, PRODUCER_RETRIES),
+      // A send is bounded (`kafkaMaxSendMs`): short request timeouts, backoff of at most 1 s.
+      retries: options.retries,
       retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, PRODUCER_MAX_BACKOFF_MS),
       connectTimeout: 5_000,
       requestTimeout: PRODUCER_REQUEST_TIMEOUT_MS,
@@ -87,6 +120,7 @@ class KafkaTransport implements Transport {
     this.#admin = new Admin({
       clientId: `${options.clientId}-admin`,
       bootstrapBrokers: options.brokers,
+      ...kafkaSecurityOptions(options.security),
       retries: options.retries,
       retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, 30_000),
       connectTimeout: 5_000,
@@ -251,6 +285,7 @@ class KafkaSubscription implements Subscription {
       clientId: `${t.clientId}-${this.groupId}`,
       groupId: this.groupId,
       bootstrapBrokers: t.brokers,
+      ...kafkaSecurityOptions(t.security),
       deserializers: stringDeserializers,
       autocommit: false,
       highWaterMark: t.maxBufferedMessages ?? 256,
