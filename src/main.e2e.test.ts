@@ -5,7 +5,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { waitFor } from '../test/support/index.ts'
+import { freePort, waitFor } from '../test/support/index.ts'
 import { openPglite } from './platform/sql/pglite.ts'
 
 /**
@@ -21,15 +21,6 @@ interface Server {
   url: string
   output: () => string
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (!address || typeof address === 'string') throw new Error('no port')
-  return address.port
 }
 
 async function start(dataDir: string, env: Record<string, string> = {}): Promise<Server> {

@@ -9,6 +9,7 @@ import { type Broker, startBroker } from '../../scripts/kafka.ts'
 import { startOrderService, type TestOrderService } from '../../test/support/app.ts'
 import {
   follow,
+  freePort,
   kafkaBrokers,
   postgresTestDatabase,
   type TestDatabase,
@@ -226,18 +227,6 @@ describe('order service on Kafka and PostgreSQL', () => {
     )
   })
 })
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      )
-    })
-  })
-}
 
 describe('order service through a Kafka outage', () => {
   let dir: string
