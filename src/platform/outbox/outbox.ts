@@ -351,15 +351,18 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     }
   }
 
+  /** Rows the last drain published: more than one means commits are arriving in bursts. */
+  let lastDrained = 0
   const loop = async () => {
     while (!stopped) {
       // Under load, waiting a moment lets the rows of concurrent commands go out in one batch
-      // instead of one publish (and one UPDATE) per command.
-      if (coalesceMs > 0) await new Promise((resolve) => setTimeout(resolve, coalesceMs))
+      // instead of one publish (and one UPDATE) per command. When idle, the row goes out at once:
+      // the wait would only add latency to every hop.
+      if (coalesceMs > 0 && lastDrained > 1) await new Promise((resolve) => setTimeout(resolve, coalesceMs))
       dirty = false
       current = drain()
       try {
-        await current
+        lastDrained = await current
         if (failures > 0) logger.info({ afterFailures: failures }, 'outbox relay recovered')
         failures = 0
       } catch (error) {
