@@ -4,6 +4,7 @@
  *
  *   node scripts/kafka.ts start | stop | status     (a persistent broker in .orderflow/kafka)
  *   const broker = await startBroker()               (a throwaway broker on a free port)
+ *   await startBroker({ sasl: { username, password } })   (clients must authenticate: SASL/SCRAM)
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -58,7 +59,16 @@ export interface BrokerOptions {
   /** How long one start-up attempt may take before it counts as failed. */
   readyTimeoutMs?: number
   attempts?: number
+  /**
+   * The client listener is SASL_PLAINTEXT with SCRAM-SHA-256, and this is its one user (added to
+   * the metadata log when the storage is formatted, so a data dir formatted without it keeps none).
+   * The broker talks to itself through the same listener, as that user.
+   */
+  sasl?: { username: string; password: string }
 }
+
+/** The SASL mechanism of a broker started with `sasl`. */
+export const BROKER_SASL_MECHANISM = 'SCRAM-SHA-256'
 
 export interface Broker {
   /** `host:port`, the value for KAFKA_BROKERS. */
@@ -105,10 +115,10 @@ async function launchWithRetries(
   let lastFailure = ''
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const [port, controllerPort] = await freePorts(options.port, options.controllerPort)
-    writeFileSync(join(dir, 'server.properties'), serverProperties(dir, port, controllerPort))
+    writeFileSync(join(dir, 'server.properties'), serverProperties(dir, port, controllerPort, options.sasl))
     if (!existsSync(join(dir, 'data', 'meta.properties'))) {
       say('formatting storage')
-      await formatStorage(java, dir)
+      await formatStorage(java, dir, options.sasl)
     }
 
     const logOffset = fileSize(join(dir, 'broker.log'))
@@ -213,15 +223,33 @@ async function ensureJars(jars: typeof brokerJars = brokerJars): Promise<void> {
   say(`fetched ${readdirSync(libDir).length} jars in ${seconds(started)}`)
 }
 
-function serverProperties(dir: string, port: number, controllerPort: number): string {
+function serverProperties(
+  dir: string,
+  port: number,
+  controllerPort: number,
+  sasl: BrokerOptions['sasl'] | undefined,
+): string {
+  const client = sasl ? 'SASL_PLAINTEXT' : 'PLAINTEXT'
+  if (sasl && !/^[\w.-]+$/.test(`${sasl.username}${sasl.password}`)) {
+    // They go into a JAAS line and a StorageTool argument unquoted.
+    throw new Error('the SASL user name and password may only contain letters, digits, "_", "." and "-"')
+  }
+  const saslSettings = sasl
+    ? {
+        'sasl.enabled.mechanisms': BROKER_SASL_MECHANISM,
+        'sasl.mechanism.inter.broker.protocol': BROKER_SASL_MECHANISM,
+        [`listener.name.sasl_plaintext.${BROKER_SASL_MECHANISM.toLowerCase()}.sasl.jaas.config`]: `org.apache.kafka.common.security.scram.ScramLoginModule required username="${sasl.username}" password="${sasl.password}";`,
+      }
+    : {}
   const settings = {
     'process.roles': 'broker,controller',
     'node.id': 1,
-    listeners: `PLAINTEXT://${host}:${port},CONTROLLER://${host}:${controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://${host}:${port}`,
+    listeners: `${client}://${host}:${port},CONTROLLER://${host}:${controllerPort}`,
+    'advertised.listeners': `${client}://${host}:${port}`,
     'controller.listener.names': 'CONTROLLER',
-    'inter.broker.listener.name': 'PLAINTEXT',
-    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'inter.broker.listener.name': client,
+    'listener.security.protocol.map': `CONTROLLER:PLAINTEXT,${client}:${client}`,
+    ...saslSettings,
     // Static voters, so storage is formatted without --standalone.
     'controller.quorum.voters': `1@${host}:${controllerPort}`,
     'log.dirs': join(dir, 'data'),
@@ -259,8 +287,10 @@ function jvmArgs(dir: string): string[] {
   ]
 }
 
-async function formatStorage(java: string, dir: string): Promise<void> {
+async function formatStorage(java: string, dir: string, sasl: BrokerOptions['sasl'] | undefined): Promise<void> {
   const args = ['kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', join(dir, 'server.properties')]
+  // KRaft keeps SCRAM credentials in the metadata log: the first ones go in when it is formatted.
+  if (sasl) args.push('--add-scram', `${BROKER_SASL_MECHANISM}=[name=${sasl.username},password=${sasl.password}]`)
   const result = await run(java, [...jvmArgs(dir), ...args, '--ignore-formatted'], { cwd: dir })
   if (result.code !== 0)
     throw new Error(`formatting the Kafka storage failed (exit code ${result.code}):\n${result.output}`)
@@ -454,7 +484,9 @@ function runningBroker(dir: string): RunningBroker | undefined {
   // A stale pid file may name a pid the system has since given to another program.
   const cmdline = readText(`/proc/${pid}/cmdline`)
   if (cmdline !== undefined && !cmdline.includes('kafka.Kafka')) return undefined
-  const listener = /^advertised\.listeners=PLAINTEXT:\/\/(.+)$/m.exec(readText(join(dir, 'server.properties')) ?? '')
+  const listener = /^advertised\.listeners=(?:SASL_)?PLAINTEXT:\/\/(.+)$/m.exec(
+    readText(join(dir, 'server.properties')) ?? '',
+  )
   return { pid, brokers: listener?.[1] ?? '?' }
 }
 

@@ -52,6 +52,7 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
           requiredAcks: config.kafka.requiredAcks,
           retries: config.kafka.retryMax,
           retryBackoffMs: config.kafka.retryBackoffMs,
+          security: config.kafka.security,
           logger,
         })
       : await createEmbeddedTransport({ db, partitions: config.kafka.partitions, logger })
