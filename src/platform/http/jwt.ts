@@ -123,7 +123,11 @@ function rejection(error: unknown): AppError {
       cause: error,
     })
   }
-  if (error instanceof errors.JWKSTimeout || !(error instanceof errors.JOSEError)) {
+  // jose reports a JWKS endpoint that answers badly with its generic error, and one that does not
+  // answer with JWKSTimeout or the fetch's own error.
+  const keysUnavailable =
+    error instanceof errors.JWKSTimeout || !(error instanceof errors.JOSEError) || error.code === errors.JOSEError.code
+  if (keysUnavailable) {
     return new AppError(
       'GATEWAY_UNAVAILABLE',
       'the keys that verify bearer tokens cannot be fetched now; retry later',
