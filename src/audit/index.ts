@@ -16,7 +16,12 @@ import { embeddedLag, kafkaLag, type LagSource } from './lag.ts'
 /** Where this deployment's consumer lag is read: the embedded log's tables or the Kafka brokers. */
 export function lagSourceFor(config: Config, db: SqlExecutor): LagSource {
   return config.transport === 'kafka'
-    ? kafkaLag({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, prefix: config.kafka.topicPrefix })
+    ? kafkaLag({
+        brokers: config.kafka.brokers,
+        clientId: config.kafka.clientId,
+        prefix: config.kafka.topicPrefix,
+        security: config.kafka.security,
+      })
     : embeddedLag(db, config.kafka.topicPrefix)
 }
 

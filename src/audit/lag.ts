@@ -4,7 +4,9 @@ import { DISPATCH_COMMANDS_GROUP, DISPATCH_ORDER_EVENTS_GROUP } from '../dispatc
 import { ORDER_JOURNEY_GROUP } from '../order/consumers/journey.ts'
 import { ORDER_COMMANDS_GROUP } from '../order/consumers/order-commands.ts'
 import { PAYMENT_COMMANDS_GROUP, PAYMENT_ORDER_EVENTS_GROUP } from '../payment/consumers/payment-consumers.ts'
+import type { KafkaSecurity } from '../platform/config.ts'
 import type { SqlExecutor } from '../platform/sql/port.ts'
+import { kafkaSecurityOptions } from '../platform/transport/kafka.ts'
 import { SAGA_GROUP } from '../saga/consumers/saga-inputs.ts'
 
 /**
@@ -65,12 +67,18 @@ export function embeddedLag(db: SqlExecutor, prefix = ''): LagSource {
 }
 
 /** Kafka: the groups' committed offsets against the partitions' log end offsets. */
-export function kafkaLag(options: { brokers: string[]; clientId: string; prefix?: string }): LagSource {
+export function kafkaLag(options: {
+  brokers: string[]
+  clientId: string
+  prefix?: string
+  security?: KafkaSecurity
+}): LagSource {
   const prefix = options.prefix ?? ''
   return async (groups) => {
     const admin = new Admin({
       clientId: `${options.clientId}-audit`,
       bootstrapBrokers: options.brokers,
+      ...kafkaSecurityOptions(options.security),
       connectTimeout: 5_000,
       requestTimeout: 10_000,
     })

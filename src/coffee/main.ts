@@ -42,6 +42,8 @@ async function main(): Promise<void> {
     PORT: String(coffee.port),
     HOST: coffee.host,
     LOG_LEVEL: coffee.logLevel,
+    // SASL and TLS to the brokers, as for orderflow itself.
+    ...Object.fromEntries(Object.entries(process.env).filter(([name]) => /^KAFKA_(SASL|TLS)/.test(name))),
   })
   const db = await openPglite()
   const transport = await createKafkaTransport({
@@ -52,6 +54,7 @@ async function main(): Promise<void> {
     requiredAcks: coffee.requiredAcks,
     retries: coffee.retryMax,
     retryBackoffMs: config.kafka.retryBackoffMs,
+    security: config.kafka.security,
     logger,
   })
   const runtime: Runtime = {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { SignJWT } from 'jose'
 import type { AuditReport } from '../../src/audit/audit.ts'
 import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
@@ -37,11 +39,23 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
   let db: SqlDatabase
   const services: Service[] = []
 
+  // A shared secret, as a development deployment would configure it; customers sign in with HS256.
+  const secret = randomBytes(32).toString('hex')
+  const customerToken = (subject: string) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(subject)
+      .setIssuedAt()
+      .setExpirationTime('10m')
+      .sign(new TextEncoder().encode(secret))
+
   const env = (extra: Record<string, string>) => ({
     PATH: process.env.PATH ?? '',
     KAFKA_BROKERS: kafkaBrokers().join(','),
     DATABASE_URL: databaseUrl,
     KAFKA_TOPIC_PREFIX: prefix,
+    // The production rule: on Kafka + PostgreSQL a process needs authentication configured.
+    AUTH_JWT_SECRET: secret,
     KAFKA_RETRY_BACKOFF_MS: '50',
     SAGA_MODE: 'orchestration',
     DELIVERY_DELAY_MS: '50',
@@ -120,7 +134,10 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
         Array.from({ length: Math.min(20, ORDERS - i) }, async (_, k) => {
           const response = await fetch(`${base}/api/orders`, {
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: {
+              'content-type': 'application/json',
+              authorization: `Bearer ${await customerToken(`customer-${i + k}`)}`,
+            },
             body: JSON.stringify({
               customerId: `customer-${i + k}`,
               items: [{ productId: 'product123', quantity: 1 + ((i + k) % 3), price: 100.0 }],

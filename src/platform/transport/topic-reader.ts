@@ -7,8 +7,9 @@ import {
   MessagesStreamModes,
   stringDeserializers,
 } from '@platformatic/kafka'
-import type { Config } from '../config.ts'
+import type { Config, KafkaSecurity } from '../config.ts'
 import type { SqlDatabase } from '../sql/port.ts'
+import { kafkaSecurityOptions } from './kafka.ts'
 import type { Headers, IncomingMessage } from './port.ts'
 
 /**
@@ -41,7 +42,12 @@ export interface TopicReader {
 export function topicReaderFor(config: Pick<Config, 'transport' | 'kafka'>, db: SqlDatabase): TopicReader {
   const prefix = config.kafka.topicPrefix
   return config.transport === 'kafka'
-    ? kafkaTopicReader({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, prefix })
+    ? kafkaTopicReader({
+        brokers: config.kafka.brokers,
+        clientId: config.kafka.clientId,
+        prefix,
+        security: config.kafka.security,
+      })
     : embeddedTopicReader(db, { prefix })
 }
 
@@ -103,6 +109,8 @@ export interface KafkaTopicReaderOptions {
   brokers: string[]
   clientId: string
   prefix?: string
+  /** SASL and TLS, as for the process's transport. */
+  security?: KafkaSecurity
 }
 
 /**
@@ -118,6 +126,7 @@ export function kafkaTopicReader(options: KafkaTopicReaderOptions): TopicReader 
       const stored = `${prefix}${topic}`
       const common = {
         bootstrapBrokers: options.brokers,
+        ...kafkaSecurityOptions(options.security),
         retries: 1,
         retryDelay: 200,
         connectTimeout: Math.min(5_000, timeoutMs),
