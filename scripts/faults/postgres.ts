@@ -1,0 +1,177 @@
+/**
+ * A PostgreSQL server of the fault suite's own, started from the machine's PostgreSQL binaries in
+ * a temp dir on a free port: the suite stops it with `pg_ctl stop -m immediate` (and `-m fast`),
+ * which it must never do to the shared server the other tests use.
+ *
+ * initdb and postgres refuse to run as root, so as root every command runs as the `postgres` OS
+ * user (`runuser -u postgres --`), which owns the temp dir; as anyone else, as that user.
+ */
+import { spawn } from 'node:child_process'
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
+import { freePort } from './ports.ts'
+
+export interface PostgresInstance {
+  port: number
+  /** `postgres://postgres@127.0.0.1:<port>/<database>` */
+  url(database: string): string
+  /** The postmaster's pid while it runs. */
+  pid(): number | undefined
+  /** Crash-like stop: every backend is killed at once, no checkpoint; the next start recovers from the WAL. */
+  stopImmediate(): Promise<void>
+  /** Orderly stop: clients are disconnected (SQLSTATE 57P01), a checkpoint is written. */
+  stopFast(): Promise<void>
+  start(): Promise<void>
+  createDatabase(name: string): Promise<void>
+  dropDatabase(name: string): Promise<void>
+  /** Stops the server (immediately) and removes its directory. */
+  destroy(): Promise<void>
+}
+
+const host = '127.0.0.1'
+
+/** The newest installed PostgreSQL's bin dir: PG_BIN, else /usr/lib/postgresql/<newest>/bin (Debian's layout). */
+export function postgresBinDir(): string {
+  if (process.env.PG_BIN) return process.env.PG_BIN
+  const root = '/usr/lib/postgresql'
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : []
+  const newest = versions[0]
+  if (newest === undefined) {
+    throw new Error(
+      'the fault suite starts a PostgreSQL server of its own, but no initdb was found under /usr/lib/postgresql/*/bin: ' +
+        'install the server binaries (Debian/Ubuntu: apt-get install postgresql-15, or any postgresql-NN) or set PG_BIN',
+    )
+  }
+  return join(root, newest, 'bin')
+}
+
+export async function startPostgres(options: { log?: (line: string) => void } = {}): Promise<PostgresInstance> {
+  const log = options.log ?? (() => {})
+  const bin = postgresBinDir()
+  const asRoot = process.getuid?.() === 0
+  const base = mkdtempSync(join(tmpdir(), 'orderflow-faults-pg-'))
+  const data = join(base, 'data')
+  const logFile = join(base, 'postgres.log')
+  if (asRoot) {
+    const { uid, gid } = await postgresUser()
+    chownSync(base, uid, gid)
+  }
+  const command = (tool: string, args: string[]) =>
+    asRoot ? run('runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]) : run(join(bin, tool), args)
+  const port = await freePort()
+
+  const init = await command('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8'])
+  if (init.code !== 0) throw new Error(`initdb failed (exit code ${init.code}):\n${init.output}`)
+
+  const serverOptions = [
+    `-p ${port}`,
+    `-c listen_addresses=${host}`,
+    // No Unix socket: the suite connects over TCP, and the socket dir would need the postgres user's rights.
+    "-c unix_socket_directories=''",
+    // A stopped server, not a crashed machine: WAL is still written before every commit returns, so an
+    // immediate stop loses nothing fsync would have kept; fsync off spares the shared disk.
+    '-c fsync=off',
+    '-c max_connections=200',
+  ].join(' ')
+  const start = async () => {
+    const result = await command('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', logFile, '-o', serverOptions])
+    if (result.code !== 0)
+      throw new Error(`pg_ctl start failed (exit code ${result.code}):\n${result.output}\n${tail(logFile)}`)
+  }
+  const stop = async (mode: 'immediate' | 'fast') => {
+    const result = await command('pg_ctl', ['stop', '-w', '-t', '60', '-D', data, '-m', mode])
+    if (result.code !== 0)
+      throw new Error(`pg_ctl stop -m ${mode} failed (exit code ${result.code}):\n${result.output}`)
+  }
+  await start()
+  log(`PostgreSQL ${bin.split('/').at(-2)} on ${host}:${port}, data in ${data}`)
+
+  const url = (database: string) => `postgres://postgres@${host}:${port}/${database}`
+  const admin = async (sql: string) => {
+    const db = openPostgres({ connectionString: url('postgres'), max: 1 })
+    try {
+      await db.exec(sql)
+    } finally {
+      await db.close()
+    }
+  }
+  let destroyed = false
+  const destroy = async () => {
+    if (destroyed) return
+    destroyed = true
+    process.off('exit', killOnExit)
+    await stop('immediate').catch(() => {})
+    rmSync(base, { recursive: true, force: true })
+  }
+  // A server this process started must not outlive it (an interrupted run).
+  const killOnExit = () => {
+    const pid = postmasterPid(data)
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGQUIT')
+      } catch {}
+    }
+  }
+  process.on('exit', killOnExit)
+
+  return {
+    port,
+    url,
+    pid: () => postmasterPid(data),
+    stopImmediate: () => stop('immediate'),
+    stopFast: () => stop('fast'),
+    start,
+    createDatabase: (name) => admin(`CREATE DATABASE ${quoteIdentifier(name)}`),
+    dropDatabase: (name) => admin(`DROP DATABASE IF EXISTS ${quoteIdentifier(name)} WITH (FORCE)`),
+    destroy,
+  }
+}
+
+function postmasterPid(data: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function postgresUser(): Promise<{ uid: number; gid: number }> {
+  const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])])
+  if (uid.code !== 0 || gid.code !== 0) {
+    throw new Error(
+      'running as root, the fault suite starts PostgreSQL as the `postgres` OS user, which does not exist here ' +
+        '(the postgresql-NN package creates it)',
+    )
+  }
+  return { uid: Number(uid.output.trim()), gid: Number(gid.output.trim()) }
+}
+
+function tail(path: string, lines = 20): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+  } catch {
+    return ''
+  }
+}
+
+function run(command: string, args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => {
+      output += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      output += chunk
+    })
+    child.once('error', fail)
+    child.once('close', (code) => done({ code, output }))
+  })
+}
