@@ -366,6 +366,8 @@ function firstWarnings(apps: AppProcess[], faultAt: number | undefined): string[
       const entry = parseLine(line)
       const time = typeof entry?.time === 'string' ? Date.parse(entry.time) : Number(entry?.time)
       if (!entry || !(time >= faultAt)) continue
+      // The start-up warning of AUTH=off (which the suite sets) says nothing about the fault.
+      if (String(entry.msg).startsWith('AUTH=off')) continue
       if (['warn', 'error', 'fatal'].includes(String(entry.level)) || Number(entry.level) >= 40) {
         const msg = String(entry.msg).slice(0, 120)
         notes.push(`${app.name} first ${entry.level} at +${((time - faultAt) / 1000).toFixed(1)} s: ${msg}`)

@@ -1,22 +1,21 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { type PostgresInstance, startPostgres } from '../../scripts/faults/postgres.ts'
 import { faultNamed, SMOKE } from '../../scripts/faults/scenarios.ts'
 import { type FaultResult, type Infrastructure, openInfrastructure, runFault } from '../../scripts/faults/suite.ts'
 import { formatDetails, formatTable } from '../../scripts/faults/table.ts'
 
 /**
- * The fault suite's smoke run (`npm run faults` is the full one): on a broker and PostgreSQL
- * servers of its own, a broker SIGKILL, an app SIGKILL, the poison mix on every consumed topic and
+ * The fault suite's smoke run (`npm run faults` is the full one), on Kafka brokers and PostgreSQL
+ * servers of its own: a broker SIGKILL, an app SIGKILL, the poison mix on every consumed topic and
  * a database outage while the consumers work, each under a small load. After each: no accepted
  * order lost, every event on Kafka in per-key order, no dead letter but the poison, auditor clean.
  *
- * The app SIGKILL runs beside the other two on a PostgreSQL server of its own (so the outage does
- * not reach it): its outbox relay waits about a minute for the dead process's lease to run out,
- * and run one after the other the faults would not fit the time a CI test may take.
+ * The app SIGKILL runs beside the others, on a broker and PostgreSQL of its own so that their
+ * faults do not reach it: after it, the outbox relay waits about a minute for the dead process's
+ * lease to run out, and one after the other the faults would not fit the time a CI test may take.
  */
 
-const quiet = (line: string) => {
+const log = (line: string) => {
   if (process.env.FAULTS_VERBOSE) process.stderr.write(`faults: ${line}\n`)
 }
 
@@ -34,32 +33,26 @@ function assertClean(result: FaultResult): void {
   assert.deepEqual(result.problems, [], report)
 }
 
-describe('fault suite smoke run (own Kafka broker and PostgreSQL)', () => {
-  let infra: Infrastructure
-  let secondPostgres: PostgresInstance
+describe('fault suite smoke run (own Kafka brokers and PostgreSQL servers)', { concurrency: true }, () => {
+  let shared: Infrastructure
+  let ownForAppKill: Infrastructure
 
   before(async () => {
-    ;[infra, secondPostgres] = await Promise.all([openInfrastructure({ log: quiet }), startPostgres({ log: quiet })])
+    ;[shared, ownForAppKill] = await Promise.all([openInfrastructure({ log }), openInfrastructure({ log })])
   })
   after(async () => {
-    await infra?.destroy()
-    await secondPostgres?.destroy()
+    await Promise.all([shared?.destroy(), ownForAppKill?.destroy()])
   })
 
-  it('loses nothing, reorders nothing and dead-letters nothing when the broker is SIGKILLed', async () => {
-    assertClean(await runFault(infra, faultNamed('broker-sigkill-x5'), { index: 0, scale: SMOKE }))
+  it('loses nothing, reorders nothing and dead-letters nothing when the app is SIGKILLed', async () => {
+    assertClean(await runFault(ownForAppKill, faultNamed('app-sigkill'), { index: 0, scale: SMOKE }))
   })
 
-  it('nor when the app is SIGKILLed, poison reaches every consumed topic, or the database goes away while consuming', async () => {
-    const [appKill, [poison, outage]] = await Promise.all([
-      runFault(infra, faultNamed('app-sigkill'), { index: 1, scale: SMOKE, postgres: secondPostgres }),
-      (async () => {
-        const poison = await runFault(infra, faultNamed('poison-mix'), { index: 2, scale: SMOKE })
-        const outage = await runFault(infra, faultNamed('db-outage-consuming'), { index: 3, scale: SMOKE })
-        return [poison, outage] as const
-      })(),
-    ])
-    assertClean(appKill)
+  it('nor when the broker is SIGKILLed, poison reaches every consumed topic, or the database goes away while consuming', async () => {
+    const brokerKill = await runFault(shared, faultNamed('broker-sigkill-x5'), { index: 0, scale: SMOKE })
+    const poison = await runFault(shared, faultNamed('poison-mix'), { index: 1, scale: SMOKE })
+    const outage = await runFault(shared, faultNamed('db-outage-consuming'), { index: 2, scale: SMOKE })
+    assertClean(brokerKill)
     assertClean(poison)
     assert.ok(poison.poison.length > 0, 'poison was injected')
     assert.deepEqual(poison.verification?.poisonNotDeadLettered, [], 'every group dead-lettered the poison it reads')
