@@ -19,6 +19,14 @@ export function openPostgres(options: PostgresOptions): SqlDatabase {
   })
   // An idle client losing its connection must not crash the process; the next query reports it.
   pool.on('error', (error) => options.onPoolError?.(error))
+  // Nor a client between owners: pg-pool drops its idle listener when it hands a client to a
+  // waiting connect(), and an error the server sent in that moment (57P01 on a database restart)
+  // would be emitted with no listener at all, an uncaught exception (brianc/node-postgres#2762).
+  // Every client keeps one listener for its whole life; the query or transaction in flight still
+  // fails with the error, and a broken client is not reused.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => options.onPoolError?.(error))
+  })
 
   const executor = (target: pg.Pool | pg.PoolClient): SqlExecutor => ({
     async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
