@@ -33,22 +33,38 @@ function assertClean(result: FaultResult): void {
   assert.deepEqual(result.problems, [], report)
 }
 
-describe('fault suite smoke run (own Kafka brokers and PostgreSQL servers)', { concurrency: true }, () => {
+// Longer than npm test's default (120 s per test): the app SIGKILL alone takes about 100 s on 2 cores.
+const TIMEOUT_MS = 240_000
+
+describe('fault suite smoke run (own Kafka brokers and PostgreSQL servers)', {
+  concurrency: true,
+  timeout: TIMEOUT_MS,
+}, () => {
   let shared: Infrastructure
   let ownForAppKill: Infrastructure
 
-  before(async () => {
-    ;[shared, ownForAppKill] = await Promise.all([openInfrastructure({ log }), openInfrastructure({ log })])
-  })
-  after(async () => {
-    await Promise.all([shared?.destroy(), ownForAppKill?.destroy()])
-  })
+  before(
+    async () => {
+      ;[shared, ownForAppKill] = await Promise.all([openInfrastructure({ log }), openInfrastructure({ log })])
+    },
+    { timeout: TIMEOUT_MS },
+  )
+  after(
+    async () => {
+      await Promise.all([shared?.destroy(), ownForAppKill?.destroy()])
+    },
+    { timeout: TIMEOUT_MS },
+  )
 
-  it('loses nothing, reorders nothing and dead-letters nothing when the app is SIGKILLed', async () => {
+  it('loses nothing, reorders nothing and dead-letters nothing when the app is SIGKILLed', {
+    timeout: TIMEOUT_MS,
+  }, async () => {
     assertClean(await runFault(ownForAppKill, faultNamed('app-sigkill'), { index: 0, scale: SMOKE }))
   })
 
-  it('nor when the broker is SIGKILLed, poison reaches every consumed topic, or the database goes away while consuming', async () => {
+  it('nor when the broker is SIGKILLed, poison reaches every consumed topic, or the database goes away while consuming', {
+    timeout: TIMEOUT_MS,
+  }, async () => {
     const brokerKill = await runFault(shared, faultNamed('broker-sigkill-x5'), { index: 0, scale: SMOKE })
     const poison = await runFault(shared, faultNamed('poison-mix'), { index: 1, scale: SMOKE })
     const outage = await runFault(shared, faultNamed('db-outage-consuming'), { index: 2, scale: SMOKE })
