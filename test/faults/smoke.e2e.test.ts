@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { faultNamed, SMOKE } from '../../scripts/faults/scenarios.ts'
 import { type FaultResult, type Infrastructure, openInfrastructure, runFault } from '../../scripts/faults/suite.ts'
@@ -19,8 +20,12 @@ const log = (line: string) => {
   if (process.env.FAULTS_VERBOSE) process.stderr.write(`faults: ${line}\n`)
 }
 
-function assertClean(result: FaultResult): void {
-  const report = `\n${formatTable([result])}\n${formatDetails([result])}`
+/** The app logs are kept when a fault fails (their path is in the failure), removed otherwise. */
+let keepLogs = false
+
+function assertClean(result: FaultResult, logDir: string): void {
+  keepLogs ||= !result.ok
+  const report = `\n${formatTable([result])}\n${formatDetails([result])}\napp logs: ${logDir}`
   const v = result.verification
   assert.ok(v, `${result.fault} was not verified:${report}`)
   assert.ok(result.accepted > 0, `no order was accepted:${report}`)
@@ -52,6 +57,8 @@ describe('fault suite smoke run (own Kafka brokers and PostgreSQL servers)', {
   after(
     async () => {
       await Promise.all([shared?.destroy(), ownForAppKill?.destroy()])
+      if (!keepLogs)
+        for (const infra of [shared, ownForAppKill]) if (infra) rmSync(infra.logDir, { recursive: true, force: true })
     },
     { timeout: TIMEOUT_MS },
   )
@@ -59,7 +66,10 @@ describe('fault suite smoke run (own Kafka brokers and PostgreSQL servers)', {
   it('loses nothing, reorders nothing and dead-letters nothing when the app is SIGKILLed', {
     timeout: TIMEOUT_MS,
   }, async () => {
-    assertClean(await runFault(ownForAppKill, faultNamed('app-sigkill'), { index: 0, scale: SMOKE }))
+    assertClean(
+      await runFault(ownForAppKill, faultNamed('app-sigkill'), { index: 0, scale: SMOKE }),
+      ownForAppKill.logDir,
+    )
   })
 
   it('nor when the broker is SIGKILLed, poison reaches every consumed topic, or the database goes away while consuming', {
@@ -68,10 +78,10 @@ describe('fault suite smoke run (own Kafka brokers and PostgreSQL servers)', {
     const brokerKill = await runFault(shared, faultNamed('broker-sigkill-x5'), { index: 0, scale: SMOKE })
     const poison = await runFault(shared, faultNamed('poison-mix'), { index: 1, scale: SMOKE })
     const outage = await runFault(shared, faultNamed('db-outage-consuming'), { index: 2, scale: SMOKE })
-    assertClean(brokerKill)
-    assertClean(poison)
+    assertClean(brokerKill, shared.logDir)
+    assertClean(poison, shared.logDir)
     assert.ok(poison.poison.length > 0, 'poison was injected')
     assert.deepEqual(poison.verification?.poisonNotDeadLettered, [], 'every group dead-lettered the poison it reads')
-    assertClean(outage)
+    assertClean(outage, shared.logDir)
   })
 })
