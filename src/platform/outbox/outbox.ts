@@ -283,7 +283,9 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     try {
       publishing = publish(
         rows.map((r) => ({ topic: r.topic, key: r.message_key, value: r.value, headers: r.headers })),
-        { signal: controller.signal },
+        // The relay retries by itself, with backoff: one attempt keeps the publish (and so the
+        // lease that must outlast it) short, and a dead holder's lease is taken over sooner.
+        { signal: controller.signal, singleAttempt: true },
       )
     } catch (error) {
       publishing = Promise.reject(error)

@@ -28,6 +28,7 @@ import type {
 } from './port.ts'
 
 const PRODUCER_MAX_BACKOFF_MS = 1_000
+const PRODUCER_CONNECT_TIMEOUT_MS = 5_000
 const PRODUCER_REQUEST_TIMEOUT_MS = 5_000
 /**
  * The longest one publish can take before it fails, with `retries` producer retries: every attempt
@@ -35,7 +36,7 @@ const PRODUCER_REQUEST_TIMEOUT_MS = 5_000
  * must outlast it.
  */
 export const kafkaMaxSendMs = (retries: number): number =>
-  (retries + 1) * PRODUCER_REQUEST_TIMEOUT_MS + retries * PRODUCER_MAX_BACKOFF_MS
+  PRODUCER_CONNECT_TIMEOUT_MS + (retries + 1) * PRODUCER_REQUEST_TIMEOUT_MS + retries * PRODUCER_MAX_BACKOFF_MS
 
 export interface KafkaTransportOptions {
   brokers: string[]
@@ -96,6 +97,8 @@ class KafkaTransport implements Transport {
   readonly kind = 'kafka' as const
   #options: KafkaTransportOptions
   #producer: Producer<string, string, string, string>
+  /** For callers that retry by themselves (`singleAttempt`); created on first use. */
+  #singleAttemptProducer: Producer<string, string, string, string> | undefined
   #admin: Admin
   #knownTopics = new Map<string, number>()
   #subscriptions = new Set<KafkaSubscription>()
@@ -103,20 +106,7 @@ class KafkaTransport implements Transport {
 
   constructor(options: KafkaTransportOptions) {
     this.#options = options
-    const idempotent = options.requiredAcks === 'all'
-    this.#producer = new Producer({
-      clientId: `${options.clientId}-producer`,
-      bootstrapBrokers: options.brokers,
-      ...kafkaSecurityOptions(options.security),
-      serializers: stringSerializers,
-      idempotent,
-      acks: acksFor(options.requiredAcks),
-      // A send is bounded (`kafkaMaxSendMs`): short request timeouts, backoff of at most 1 s.
-      retries: options.retries,
-      retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, PRODUCER_MAX_BACKOFF_MS),
-      connectTimeout: 5_000,
-      requestTimeout: PRODUCER_REQUEST_TIMEOUT_MS,
-    })
+    this.#producer = this.#newProducer('producer', options.retries)
     this.#admin = new Admin({
       clientId: `${options.clientId}-admin`,
       bootstrapBrokers: options.brokers,
@@ -125,6 +115,23 @@ class KafkaTransport implements Transport {
       retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, 30_000),
       connectTimeout: 5_000,
       requestTimeout: 15_000,
+    })
+  }
+
+  #newProducer(name: string, retries: number): Producer<string, string, string, string> {
+    const options = this.#options
+    return new Producer({
+      clientId: `${options.clientId}-${name}`,
+      bootstrapBrokers: options.brokers,
+      ...kafkaSecurityOptions(options.security),
+      serializers: stringSerializers,
+      idempotent: options.requiredAcks === 'all',
+      acks: acksFor(options.requiredAcks),
+      // A send is bounded (`kafkaMaxSendMs`): short timeouts, backoff of at most 1 s.
+      retries,
+      retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, PRODUCER_MAX_BACKOFF_MS),
+      connectTimeout: PRODUCER_CONNECT_TIMEOUT_MS,
+      requestTimeout: PRODUCER_REQUEST_TIMEOUT_MS,
     })
   }
 
@@ -178,7 +185,10 @@ class KafkaTransport implements Transport {
       p.index = perPartition.get(id) ?? 0
       perPartition.set(id, p.index + 1)
     }
-    const result = await this.#producer.send({
+    const producer = options.singleAttempt
+      ? (this.#singleAttemptProducer ??= this.#newProducer('relay-producer', 0))
+      : this.#producer
+    const result = await producer.send({
       messages: messages.map((m, i) => ({
         topic: m.topic,
         key: m.key,
@@ -218,7 +228,11 @@ class KafkaTransport implements Transport {
     if (this.#closed) return
     this.#closed = true
     await Promise.allSettled([...this.#subscriptions].map((s) => s.close()))
-    await Promise.allSettled([this.#producer.close(), this.#admin.close()])
+    await Promise.allSettled([
+      this.#producer.close(),
+      this.#singleAttemptProducer?.close() ?? Promise.resolve(),
+      this.#admin.close(),
+    ])
   }
 }
 

@@ -67,6 +67,11 @@ export interface PublishOptions {
    * transport drops what it has not sent yet; what is already on the wire may still land.
    */
   signal?: AbortSignal
+  /**
+   * The caller retries by itself (the outbox relay): one attempt, so the publish is bounded by one
+   * connection and one request timeout rather than by the producer's retries.
+   */
+  singleAttempt?: boolean
 }
 
 export interface Subscription {
