@@ -185,9 +185,8 @@ class KafkaTransport implements Transport {
       p.index = perPartition.get(id) ?? 0
       perPartition.set(id, p.index + 1)
     }
-    const producer = options.singleAttempt
-      ? (this.#singleAttemptProducer ??= this.#newProducer('relay-producer', 0))
-      : this.#producer
+    if (options.singleAttempt) this.#singleAttemptProducer ??= this.#newProducer('relay-producer', 0)
+    const producer = (options.singleAttempt && this.#singleAttemptProducer) || this.#producer
     const result = await producer.send({
       messages: messages.map((m, i) => ({
         topic: m.topic,
