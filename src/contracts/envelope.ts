@@ -66,3 +66,6 @@ export const HeaderNames = {
   traceparent: 'traceparent',
   tracestate: 'tracestate',
 } as const
+
+/** An event's wire schema: the envelope and the event's own fields in one object. */
+export const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)

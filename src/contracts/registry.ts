@@ -172,3 +172,21 @@ export function parseJson(
 export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
   return issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ')
 }
+
+/**
+ * The decoder of one topic, typed as the topic's message type: the registry has validated each
+ * message against its type's schema, which is what makes the narrowing sound.
+ */
+export function eventDecoder<Event>(registry: ContractRegistry<'eventType'>) {
+  return (raw: string): { ok: true; event: Event } | DecodeFailure<'eventType'> => {
+    const result = registry.decode(raw)
+    return result.ok ? { ok: true, event: result.event as unknown as Event } : result
+  }
+}
+
+export function commandDecoder<Command>(registry: ContractRegistry<'commandType'>) {
+  return (raw: string): { ok: true; command: Command } | DecodeFailure<'commandType'> => {
+    const result = registry.decode(raw)
+    return result.ok ? { ok: true, command: result.command as unknown as Command } : result
+  }
+}

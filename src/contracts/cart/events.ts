@@ -1,8 +1,14 @@
 import { z } from 'zod'
-import { type Envelope, envelopeSchema } from '../envelope.ts'
+import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
-import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  createRegistry,
+  type EventContract,
+  eventDecoder,
+  type TopicContract,
+} from '../registry.ts'
 
 /**
  * Seed 004's cart service: its events on `cart-events`, keyed by cart id, and its HTTP bodies.
@@ -79,8 +85,6 @@ export type CartCheckedOut = z.output<typeof cartCheckedOutData>
 export type CartEventData = CartCreated | CartItemAdded | CartItemQuantityChanged | CartItemRemoved | CartCheckedOut
 export type CartEvent = CartEventData & Envelope
 
-const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)
-
 export const cartCreatedEvent = eventSchema(cartCreatedData)
 export const cartItemAddedEvent = eventSchema(cartItemAddedData)
 export const cartItemQuantityChangedEvent = eventSchema(cartItemQuantityChangedData)
@@ -126,12 +130,7 @@ export const cartEventsTopic: TopicContract<'eventType'> = {
 
 export const cartEventRegistry: ContractRegistry<'eventType'> = createRegistry(cartEventsTopic)
 
-export function decodeCartEvent(
-  raw: string,
-): { ok: true; event: CartEvent } | Extract<ReturnType<ContractRegistry['decode']>, { ok: false }> {
-  const result = cartEventRegistry.decode(raw)
-  return result.ok ? { ok: true, event: result.event as unknown as CartEvent } : result
-}
+export const decodeCartEvent = eventDecoder<CartEvent>(cartEventRegistry)
 
 export function encodeCartEvent(event: CartEvent): z.input<typeof cartEvent> {
   return z.encode(cartEvent, event as z.output<typeof cartEvent>)

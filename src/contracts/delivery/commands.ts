@@ -1,7 +1,13 @@
 import { z } from 'zod'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { id } from '../order/events.ts'
-import { type ContractRegistry, createRegistry, type DecodeFailure, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  commandDecoder,
+  createRegistry,
+  type DecodeFailure,
+  type TopicContract,
+} from '../registry.ts'
 import { deliveryEventsTopic } from './events.ts'
 
 /**
@@ -73,10 +79,8 @@ export const deliveryCommandRegistry: ContractRegistry<'commandType'> = createRe
 export type DeliveryCommandDecodeResult = { ok: true; command: DeliveryCommandMessage } | DecodeFailure<'commandType'>
 
 /** Decodes a `delivery_commands` message; anything that fails is a poison message with a reason. */
-export function decodeDeliveryCommand(raw: string): DeliveryCommandDecodeResult {
-  const result = deliveryCommandRegistry.decode(raw)
-  return result.ok ? { ok: true, command: result.command as unknown as DeliveryCommandMessage } : result
-}
+export const decodeDeliveryCommand: (raw: string) => DeliveryCommandDecodeResult =
+  commandDecoder<DeliveryCommandMessage>(deliveryCommandRegistry)
 
 /** The wire form of a delivery command, ready for `JSON.stringify`. */
 export function encodeDeliveryCommand(command: DeliveryCommandMessage): DeliveryCommandWire {

@@ -1,7 +1,13 @@
 import { z } from 'zod'
-import { type Envelope, envelopeSchema } from '../envelope.ts'
+import { type Envelope, eventSchema } from '../envelope.ts'
 import { id } from '../order/events.ts'
-import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  createRegistry,
+  type EventContract,
+  eventDecoder,
+  type TopicContract,
+} from '../registry.ts'
 import { timestamp } from '../timestamp.ts'
 
 /**
@@ -41,8 +47,6 @@ export type DeliveryEventType = DeliveryEventData['eventType']
 /** A delivery event as stored and published: envelope plus data. */
 export type DeliveryEvent = DeliveryEventData & Envelope
 
-const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)
-
 export const deliveryScheduledEvent = eventSchema(deliveryScheduledData)
 export const orderDeliveredEvent = eventSchema(orderDeliveredData)
 
@@ -76,12 +80,7 @@ export const deliveryEventsTopic: TopicContract<'eventType'> = {
 export const deliveryEventRegistry: ContractRegistry = createRegistry(deliveryEventsTopic)
 
 /** Decodes a `delivery-events` message into a typed event. */
-export function decodeDeliveryEvent(
-  raw: string,
-): { ok: true; event: DeliveryEvent } | Extract<ReturnType<ContractRegistry['decode']>, { ok: false }> {
-  const result = deliveryEventRegistry.decode(raw)
-  return result.ok ? { ok: true, event: result.event as unknown as DeliveryEvent } : result
-}
+export const decodeDeliveryEvent = eventDecoder<DeliveryEvent>(deliveryEventRegistry)
 
 /** The wire form of a delivery event, ready for `JSON.stringify`. */
 export function encodeDeliveryEvent(event: DeliveryEvent): DeliveryEventWire {

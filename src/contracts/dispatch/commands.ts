@@ -2,7 +2,13 @@ import { z } from 'zod'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
-import { type ContractRegistry, createRegistry, type DecodeFailure, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  commandDecoder,
+  createRegistry,
+  type DecodeFailure,
+  type TopicContract,
+} from '../registry.ts'
 import { dispatchEventsTopic } from './events.ts'
 
 /**
@@ -77,10 +83,8 @@ export const dispatchCommandRegistry: ContractRegistry<'commandType'> = createRe
 export type DispatchCommandDecodeResult = { ok: true; command: DispatchCommandMessage } | DecodeFailure<'commandType'>
 
 /** Decodes a `dispatch_commands` message; anything that fails is a poison message with a reason. */
-export function decodeDispatchCommand(raw: string): DispatchCommandDecodeResult {
-  const result = dispatchCommandRegistry.decode(raw)
-  return result.ok ? { ok: true, command: result.command as unknown as DispatchCommandMessage } : result
-}
+export const decodeDispatchCommand: (raw: string) => DispatchCommandDecodeResult =
+  commandDecoder<DispatchCommandMessage>(dispatchCommandRegistry)
 
 /** The wire form of a dispatch command: decimal amounts, ready for `JSON.stringify`. */
 export function encodeDispatchCommand(command: DispatchCommandMessage): DispatchCommandWire {

@@ -1,8 +1,14 @@
 import { z } from 'zod'
-import { type Envelope, envelopeSchema } from '../envelope.ts'
+import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
-import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  createRegistry,
+  type EventContract,
+  eventDecoder,
+  type TopicContract,
+} from '../registry.ts'
 
 /**
  * The dispatch service's events, as published on `dispatch-events` (seed 004).
@@ -51,8 +57,6 @@ export type DispatchEventType = DispatchEventData['eventType']
 /** A dispatch event as stored and published: envelope plus data. */
 export type DispatchEvent = DispatchEventData & Envelope
 
-const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)
-
 export const shipmentQuotedEvent = eventSchema(shipmentQuotedData)
 export const orderDispatchedEvent = eventSchema(orderDispatchedData)
 
@@ -87,12 +91,7 @@ export const dispatchEventsTopic: TopicContract<'eventType'> = {
 export const dispatchEventRegistry: ContractRegistry = createRegistry(dispatchEventsTopic)
 
 /** Decodes a `dispatch-events` message into a typed event (amounts in minor units). */
-export function decodeDispatchEvent(
-  raw: string,
-): { ok: true; event: DispatchEvent } | Extract<ReturnType<ContractRegistry['decode']>, { ok: false }> {
-  const result = dispatchEventRegistry.decode(raw)
-  return result.ok ? { ok: true, event: result.event as unknown as DispatchEvent } : result
-}
+export const decodeDispatchEvent = eventDecoder<DispatchEvent>(dispatchEventRegistry)
 
 /** The wire form of a dispatch event: decimal amounts, ready for `JSON.stringify`. */
 export function encodeDispatchEvent(event: DispatchEvent): DispatchEventWire {

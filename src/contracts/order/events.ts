@@ -1,7 +1,13 @@
 import { z } from 'zod'
-import { type Envelope, envelopeSchema } from '../envelope.ts'
+import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
-import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  createRegistry,
+  type EventContract,
+  eventDecoder,
+  type TopicContract,
+} from '../registry.ts'
 
 /**
  * The order service's events, as published on `order-events`.
@@ -144,8 +150,6 @@ export type OrderEventType = OrderEventData['eventType']
 /** An order event as stored and published: envelope plus data. */
 export type OrderEvent = OrderEventData & Envelope
 
-const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)
-
 export const orderCreatedEvent = eventSchema(orderCreatedData)
 export const orderUpdatedEvent = eventSchema(orderUpdatedData)
 export const orderConfirmedEvent = eventSchema(orderConfirmedData)
@@ -209,12 +213,7 @@ export const orderEventRegistry: ContractRegistry = createRegistry(orderEventsTo
  * Decodes an `order-events` message into a typed event (amounts in minor units). The registry has
  * validated it against its eventType's schema, which is what makes the narrowing sound.
  */
-export function decodeOrderEvent(
-  raw: string,
-): { ok: true; event: OrderEvent } | Extract<ReturnType<ContractRegistry['decode']>, { ok: false }> {
-  const result = orderEventRegistry.decode(raw)
-  return result.ok ? { ok: true, event: result.event as unknown as OrderEvent } : result
-}
+export const decodeOrderEvent = eventDecoder<OrderEvent>(orderEventRegistry)
 
 /** The wire form of an order event: decimal amounts, ready for `JSON.stringify`. */
 export function encodeOrderEvent(event: OrderEvent): OrderEventWire {

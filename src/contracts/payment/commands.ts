@@ -2,7 +2,13 @@ import { z } from 'zod'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id, reason } from '../order/events.ts'
-import { type ContractRegistry, createRegistry, type DecodeFailure, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  commandDecoder,
+  createRegistry,
+  type DecodeFailure,
+  type TopicContract,
+} from '../registry.ts'
 import { paymentEventsTopic } from './events.ts'
 
 /**
@@ -83,10 +89,8 @@ export const paymentCommandRegistry: ContractRegistry<'commandType'> = createReg
 export type PaymentCommandDecodeResult = { ok: true; command: PaymentCommandMessage } | DecodeFailure<'commandType'>
 
 /** Decodes a `payment_commands` message; anything that fails is a poison message with a reason. */
-export function decodePaymentCommand(raw: string): PaymentCommandDecodeResult {
-  const result = paymentCommandRegistry.decode(raw)
-  return result.ok ? { ok: true, command: result.command as unknown as PaymentCommandMessage } : result
-}
+export const decodePaymentCommand: (raw: string) => PaymentCommandDecodeResult =
+  commandDecoder<PaymentCommandMessage>(paymentCommandRegistry)
 
 /** The wire form of a payment command: decimal amounts, ready for `JSON.stringify`. */
 export function encodePaymentCommand(command: PaymentCommandMessage): PaymentCommandWire {

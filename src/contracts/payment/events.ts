@@ -1,8 +1,14 @@
 import { z } from 'zod'
-import { type Envelope, envelopeSchema } from '../envelope.ts'
+import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id, reason } from '../order/events.ts'
-import { type ContractRegistry, createRegistry, type EventContract, type TopicContract } from '../registry.ts'
+import {
+  type ContractRegistry,
+  createRegistry,
+  type EventContract,
+  eventDecoder,
+  type TopicContract,
+} from '../registry.ts'
 
 /**
  * The payment service's events, as published on `payment-events` (seed 004).
@@ -96,8 +102,6 @@ export type PaymentEventType = PaymentEventData['eventType']
 /** A payment event as stored and published: envelope plus data. */
 export type PaymentEvent = PaymentEventData & Envelope
 
-const eventSchema = <Shape extends z.ZodRawShape>(data: z.ZodObject<Shape>) => envelopeSchema.extend(data.shape)
-
 export const paymentProcessedEvent = eventSchema(paymentProcessedData)
 export const paymentFailedEvent = eventSchema(paymentFailedData)
 export const paymentRefundedEvent = eventSchema(paymentRefundedData)
@@ -150,12 +154,7 @@ export const paymentEventsTopic: TopicContract<'eventType'> = {
 export const paymentEventRegistry: ContractRegistry = createRegistry(paymentEventsTopic)
 
 /** Decodes a `payment-events` message into a typed event (amounts in minor units). */
-export function decodePaymentEvent(
-  raw: string,
-): { ok: true; event: PaymentEvent } | Extract<ReturnType<ContractRegistry['decode']>, { ok: false }> {
-  const result = paymentEventRegistry.decode(raw)
-  return result.ok ? { ok: true, event: result.event as unknown as PaymentEvent } : result
-}
+export const decodePaymentEvent = eventDecoder<PaymentEvent>(paymentEventRegistry)
 
 /** The wire form of a payment event: decimal amounts, ready for `JSON.stringify`. */
 export function encodePaymentEvent(event: PaymentEvent): PaymentEventWire {
