@@ -54,8 +54,6 @@ export interface KafkaTransportOptions {
   /** Kafka group session timeout and heartbeat interval (short values make rebalances quick). */
   sessionTimeoutMs?: number
   heartbeatIntervalMs?: number
-  /** How often a subscription commits what its handlers finished (default 100 ms). */
-  commitIntervalMs?: number
   /** Upper bound of the reconnect backoff after the broker went away. */
   maxReconnectDelayMs?: number
   /** SASL and TLS for every connection (producer, admin, consumers); plaintext when omitted. */
@@ -239,6 +237,20 @@ class KafkaTransport implements Transport {
  * One group member. Messages of each partition go through a worker of their own, one at a time,
  * so partitions progress in parallel while each keeps its order. The stream is paused once
  * `maxBufferedMessages` are waiting, which is the backpressure a slow handler exerts.
+ *
+ * A rebalance hands back nothing handled. The group uses Kafka's classic protocol with its eager
+ * assignor: every rebalance takes all partitions from every member, and the broker assigns them
+ * again only once every member has sent its JoinGroup (or its rebalance timeout ran out).
+ * @platformatic/kafka asks `protocolsMetadata` for the JoinGroup's user data before it sends it, and
+ * waits for the answer: that is where this member gives its partitions up (`#release`). It stops
+ * taking messages, lets the running handlers finish, commits what they handled, closes the stream,
+ * and only then lets the JoinGroup go. Whoever gets a partition next starts exactly after the last
+ * message handled here, and no two members handle one partition at once. After the join a new
+ * stream opens from the committed offsets, so nothing fetched before the rebalance is handed out.
+ *
+ * Why not the newer consumer-group protocol (KIP-848, which the broker supports): the client
+ * acknowledges a revocation on its next heartbeat by itself, without waiting for the application,
+ * so a handler still running on a revoked partition would overlap with the partition's next owner.
  */
 class KafkaSubscription implements Subscription {
   readonly groupId: string
@@ -257,6 +269,10 @@ class KafkaSubscription implements Subscription {
   #failReady!: (error: Error) => void
   #reconnectAttempt = 0
   #reconnectTimer: NodeJS.Timeout | undefined
+  /** The member giving its partitions up, for a rebalance, a reconnect or for good. */
+  #release: Promise<void> | undefined
+  /** The stream was closed for a rebalance: a new one opens once the group assigned partitions again. */
+  #reopenOnJoin = false
 
   #ensureTopics: () => Promise<void>
 
@@ -292,19 +308,25 @@ class KafkaSubscription implements Subscription {
     this.#connecting = attempt
   }
 
+  get #maxBuffered(): number {
+    return this.#transportOptions.maxBufferedMessages ?? 256
+  }
+
   async #connect(): Promise<void> {
     const t = this.#transportOptions
-    const consumer = new Consumer({
+    const consumer: Consumer<string, string, string, string> = new Consumer({
       clientId: `${t.clientId}-${this.groupId}`,
       groupId: this.groupId,
       bootstrapBrokers: t.brokers,
       ...kafkaSecurityOptions(t.security),
       deserializers: stringDeserializers,
       autocommit: false,
-      highWaterMark: t.maxBufferedMessages ?? 256,
+      highWaterMark: this.#maxBuffered,
       sessionTimeout: t.sessionTimeoutMs ?? 10_000,
       heartbeatInterval: t.heartbeatIntervalMs ?? 500,
       rebalanceTimeout: t.sessionTimeoutMs ?? 10_000,
+      // Called before every JoinGroup, and the join waits for it: the partitions are given up here.
+      protocolsMetadata: () => this.#beforeJoin(consumer),
       maxWaitTime: 500,
       retries: 3,
       retryDelay: 500,
@@ -312,32 +334,117 @@ class KafkaSubscription implements Subscription {
       requestTimeout: 15_000,
     })
     this.#consumer = consumer
+    // A rejoin that fails after a rebalance is reported here; nobody listening would crash the process.
+    consumer.on('error', (error: Error) => {
+      if (this.#consumer === consumer) this.#onTransportError(error)
+    })
+    consumer.on('consumer:group:join', () => this.#onAssigned(consumer))
     try {
       await this.#ensureTopics()
-      const stream = await consumer.consume({
-        topics: this.#options.topics,
-        mode: MessagesStreamModes.COMMITTED,
-        fallbackMode: MessagesStreamFallbackModes.EARLIEST,
-      })
-      // Listen at once: the stream can fail while it starts (e.g. closed during its first fetch),
-      // and an 'error' event nobody listens to would take the process down.
-      stream.on('error', (error: Error) => {
-        // A stream already replaced by a reconnect has nothing left to report.
-        if (this.#stream === undefined || this.#stream === stream) this.#onTransportError(error)
-      })
-      if (this.#state === 'closing' || this.#state === 'closed') {
-        await stream.close().catch(() => {})
-        await consumer.close(true).catch(() => {})
-        return
-      }
-      this.#stream = stream
+      // The subscription holds its topics itself: its streams come and go with every rebalance,
+      // and the consumer forgets a topic (and leaves it out of its next join) once no stream has it.
+      consumer.topics.trackAll(...this.#options.topics)
+      const stream = await this.#openStream(consumer)
+      if (!stream) return
       this.#state = 'running'
       this.#reconnectAttempt = 0
-      stream.on('data', (message: Message<string, string, string, string>) => this.#route(message))
       this.#markReady()
     } catch (error) {
       this.#onTransportError(toError(error))
     }
+  }
+
+  /** Opens a stream from the group's committed offsets and routes its messages to the workers. */
+  async #openStream(
+    consumer: Consumer<string, string, string, string>,
+  ): Promise<MessagesStream<string, string, string, string> | undefined> {
+    const stream = await consumer.consume({
+      topics: this.#options.topics,
+      mode: MessagesStreamModes.COMMITTED,
+      fallbackMode: MessagesStreamFallbackModes.EARLIEST,
+    })
+    // Listen at once: the stream can fail while it starts (e.g. closed during its first fetch),
+    // and an 'error' event nobody listens to would take the process down. A stream already given
+    // up (a rebalance, a reconnect) has nothing left to report.
+    stream.on('error', (error: Error) => {
+      if (this.#stream === stream) this.#onTransportError(error)
+    })
+    const stale = this.#consumer !== consumer || this.#release !== undefined || this.#stream !== undefined
+    if (stale || this.#state === 'closing' || this.#state === 'closed' || this.#state === 'failed') {
+      await stream.close().catch(() => {})
+      if (this.#consumer !== consumer) await consumer.close(true).catch(() => {})
+      return undefined
+    }
+    this.#stream = stream
+    stream.on('data', (message: Message<string, string, string, string>) => {
+      if (this.#stream === stream) this.#route(message)
+    })
+    return stream
+  }
+
+  /**
+   * Before every JoinGroup: a member holding partitions gives them up, and the join waits until
+   * what it handled is committed. A release already under way (the member is closing or
+   * reconnecting) is waited for the same way.
+   */
+  async #beforeJoin(consumer: Consumer<string, string, string, string>): Promise<Buffer> {
+    if (consumer === this.#consumer) {
+      if (!this.#release && this.#stream) this.#reopenOnJoin = true
+      if (this.#release || this.#stream) await this.#releasePartitions()
+    }
+    return Buffer.alloc(0)
+  }
+
+  /** Once the group assigned partitions after a rebalance: read them from their committed offsets. */
+  #onAssigned(consumer: Consumer<string, string, string, string>): void {
+    if (!this.#reopenOnJoin || consumer !== this.#consumer || this.#release || this.#stream) return
+    if (this.#state !== 'running') return
+    this.#reopenOnJoin = false
+    this.#openStream(consumer).catch((error) => {
+      if (this.#consumer === consumer) this.#onTransportError(toError(error))
+    })
+  }
+
+  /**
+   * Gives every partition up: stops taking messages (what is buffered goes back to the log
+   * uncommitted, for the partition's next owner), lets the running handlers finish, commits what
+   * they handled and closes the stream. Idempotent while it runs.
+   */
+  #releasePartitions(): Promise<void> {
+    if (this.#release) return this.#release
+    const stream = this.#stream
+    const consumer = this.#consumer
+    this.#stream = undefined
+    stream?.pause()
+    this.#dropBuffered()
+    const release = (async () => {
+      await Promise.allSettled([...this.#running.values()])
+      if (consumer) {
+        const committed = await withinMs(this.#commitHandled(consumer), 5_000)
+        if (!committed) {
+          this.#transportOptions.logger?.warn(
+            { groupId: this.groupId },
+            'the handled offsets were not committed within 5 s; their messages may be handled again',
+          )
+        }
+      }
+      this.#handled.clear()
+      if (stream)
+        await withinMs(
+          stream.close().catch(() => {}),
+          5_000,
+        )
+    })().finally(() => {
+      this.#release = undefined
+    })
+    this.#release = release
+    void release.then(() => {
+      // The group may have finished its join while the commit was still running (a join triggered
+      // by the commit itself): then no further join event comes, so open the stream now.
+      if (this.#reopenOnJoin && consumer && consumer === this.#consumer && consumer.isActive())
+        this.#onAssigned(consumer)
+    })
+    return release
   }
 
   #route(message: Message<string, string, string, string>): void {
@@ -349,12 +456,14 @@ class KafkaSubscription implements Subscription {
     }
     queue.push(message)
     this.#buffered++
-    if (this.#buffered >= (this.#transportOptions.maxBufferedMessages ?? 256) && !this.#paused) {
+    if (this.#buffered >= this.#maxBuffered && !this.#paused) {
       this.#paused = true
       this.#stream?.pause()
     }
     if (!this.#running.has(id)) {
-      const worker = this.#drain(id, queue).finally(() => this.#running.delete(id))
+      const worker: Promise<void> = this.#drain(id, queue).finally(() => {
+        if (this.#running.get(id) === worker) this.#running.delete(id)
+      })
       this.#running.set(id, worker)
     }
   }
@@ -372,7 +481,7 @@ class KafkaSubscription implements Subscription {
         return
       }
       this.#markHandled(id, message)
-      if (this.#paused && this.#buffered < (this.#transportOptions.maxBufferedMessages ?? 256) / 2) {
+      if (this.#paused && this.#buffered < this.#maxBuffered / 2) {
         this.#paused = false
         this.#stream?.resume()
       }
@@ -380,24 +489,56 @@ class KafkaSubscription implements Subscription {
   }
 
   /**
-   * Commits are batched: the newest handled message of each partition is committed every
-   * `commitIntervalMs`, and at once when the member stops. A commit per message costs a broker
-   * round trip each; a commit lost to a crash means a redelivery, which at-least-once allows.
+   * The newest handled message of each partition is committed as soon as the previous commit
+   * returned: under load that is one commit per batch of messages, and a crash hands back at most
+   * what was handled during one broker round trip. A partition given up is committed before it
+   * goes (`#releasePartitions`).
    */
   #handled = new Map<string, Message<string, string, string, string>>()
-  #commitTimer: NodeJS.Timeout | undefined
+  #committing: Promise<void> | undefined
 
   #markHandled(id: string, message: Message<string, string, string, string>): void {
     this.#handled.set(id, message)
-    this.#commitTimer ??= setTimeout(() => void this.#flushCommits(), this.#transportOptions.commitIntervalMs ?? 100)
+    const consumer = this.#consumer
+    if (this.#committing || !consumer) return
+    const committing: Promise<void> = (async () => {
+      while (this.#handled.size > 0 && this.#release === undefined) {
+        if (!(await this.#commitOnce(consumer))) return
+      }
+    })().finally(() => {
+      if (this.#committing === committing) this.#committing = undefined
+    })
+    this.#committing = committing
   }
 
-  async #flushCommits(): Promise<void> {
-    if (this.#commitTimer) clearTimeout(this.#commitTimer)
-    this.#commitTimer = undefined
-    const latest = [...this.#handled.values()]
+  /** Waits for the commit under way, then commits what is left. */
+  async #commitHandled(consumer: Consumer<string, string, string, string>): Promise<void> {
+    await this.#committing
+    if (this.#handled.size > 0) await this.#commitOnce(consumer)
+  }
+
+  async #commitOnce(consumer: Consumer<string, string, string, string>): Promise<boolean> {
+    const latest = [...this.#handled]
     this.#handled.clear()
-    await Promise.allSettled(latest.map((m) => m.commit()))
+    try {
+      await consumer.commit({
+        offsets: latest.map(([, m]) => ({
+          topic: m.topic,
+          partition: m.partition,
+          offset: m.offset + 1n,
+          leaderEpoch: m.leaderEpoch,
+        })),
+      })
+      return true
+    } catch (error) {
+      // Kept for the next commit, unless a newer message of the partition was handled meanwhile.
+      for (const [id, m] of latest) if (!this.#handled.has(id)) this.#handled.set(id, m)
+      this.#transportOptions.logger?.warn(
+        { err: error, groupId: this.groupId },
+        'committing handled offsets failed; trying again with the next one',
+      )
+      return false
+    }
   }
 
   #fail(error: Error, where: string): void {
@@ -420,14 +561,10 @@ class KafkaSubscription implements Subscription {
       'Kafka consumer lost its connection; reconnecting',
     )
     const consumer = this.#consumer
-    const stream = this.#stream
-    this.#stream = undefined
-    this.#consumer = undefined
     void (async () => {
-      await Promise.allSettled([...this.#running.values()])
-      await withinMs(this.#flushCommits(), 5_000)
-      this.#dropBuffered()
-      await stream?.close().catch(() => {})
+      await this.#releasePartitions()
+      this.#consumer = undefined
+      this.#reopenOnJoin = false
       await consumer?.close(true).catch(() => {})
       if (this.#state !== 'reconnecting') return
       this.#reconnectTimer = setTimeout(() => {
@@ -437,7 +574,9 @@ class KafkaSubscription implements Subscription {
     })()
   }
 
+  /** Forgets the messages not handled yet; the workers stop after the message they are handling. */
   #dropBuffered(): void {
+    for (const queue of this.#queues.values()) queue.length = 0
     this.#queues.clear()
     this.#buffered = 0
     this.#paused = false
@@ -448,28 +587,17 @@ class KafkaSubscription implements Subscription {
     // A consumer closed while it is still joining hands back a stream that fails as it starts:
     // let the join finish (it sees the state and closes what it opened) before closing anything.
     if (this.#connecting) await withinMs(this.#connecting, 10_000)
-    this.#stream?.pause()
-    await Promise.allSettled([...this.#running.values()])
-    await withinMs(this.#flushCommits(), 5_000)
-    this.#dropBuffered()
-    // Closing the stream flushes the commits of everything handled so far. A broker that is gone
-    // or a group stuck mid-rebalance must not hold the process: give up after a bound.
-    const stream = this.#stream
+    await this.#releasePartitions()
+    // Leaving the group: a broker that is gone or a group stuck mid-rebalance must not hold the
+    // process, so give up after a bound.
     const consumer = this.#consumer
-    const closed = await withinMs(
-      (async () => {
-        await stream?.close().catch(() => {})
-        await consumer?.close(true).catch(() => {})
-      })(),
-      10_000,
-    )
+    const closed = await withinMs(consumer?.close(true).catch(() => {}) ?? Promise.resolve(), 10_000)
     if (!closed) {
       this.#transportOptions.logger?.warn(
         { groupId: this.groupId },
         'Kafka consumer did not close within 10 s; dropped',
       )
     }
-    this.#stream = undefined
     this.#consumer = undefined
     this.#onClosed()
   }
