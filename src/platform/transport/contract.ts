@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import { joined, uniqueName, waitFor } from '../../../test/support/index.ts'
 import type {
+  HandlerContext,
   IncomingMessage,
   MessageHandler,
   OutgoingMessage,
@@ -663,9 +664,9 @@ function recorder(then?: MessageHandler) {
   const messages: IncomingMessage[] = []
   return {
     messages,
-    handler: async (message: IncomingMessage) => {
+    handler: async (message: IncomingMessage, context: HandlerContext) => {
       messages.push(message)
-      await then?.(message)
+      await then?.(message, context)
     },
     values: () => messages.map((m) => m.value),
     has: (value: string) => messages.some((m) => m.value === value),

@@ -447,12 +447,15 @@ class EmbeddedTransport implements Transport {
             // A revoked partition stops between messages; the next owner starts from the commit below.
             if (signal.aborted) break
             try {
-              await handler(toIncomingMessage(topic, partition, row))
+              await handler(toIncomingMessage(topic, partition, row), { signal })
             } catch (error) {
               // What was handled before stays handled; the failed message is left for redelivery.
               await commit().catch((commitError: unknown) =>
                 logger.warn({ err: commitError }, `embedded log: committing ${where} after a handler failure failed`),
               )
+              // A handler that stopped because its partition is given up failed nothing: the
+              // message goes to the partition's next owner.
+              if (signal.aborted) return
               return fail(toError(error))
             }
             position = BigInt(row.offset) + 1n

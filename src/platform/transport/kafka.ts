@@ -273,6 +273,8 @@ class KafkaSubscription implements Subscription {
   #release: Promise<void> | undefined
   /** The stream was closed for a rebalance: a new one opens once the group assigned partitions again. */
   #reopenOnJoin = false
+  /** Aborted, for the handlers, when the member gives its partitions up; renewed with each stream. */
+  #handlersSignal = new AbortController()
 
   #ensureTopics: () => Promise<void>
 
@@ -376,6 +378,7 @@ class KafkaSubscription implements Subscription {
       return undefined
     }
     this.#stream = stream
+    this.#handlersSignal = new AbortController()
     stream.on('data', (message: Message<string, string, string, string>) => {
       if (this.#stream === stream) this.#route(message)
     })
@@ -417,6 +420,7 @@ class KafkaSubscription implements Subscription {
     this.#stream = undefined
     stream?.pause()
     this.#dropBuffered()
+    this.#handlersSignal.abort()
     const release = (async () => {
       await Promise.allSettled([...this.#running.values()])
       if (consumer) {
@@ -474,10 +478,13 @@ class KafkaSubscription implements Subscription {
       const message = queue.shift()
       if (!message) return
       this.#buffered--
+      const signal = this.#handlersSignal.signal
       try {
-        await this.#options.handler(toIncoming(message))
+        await this.#options.handler(toIncoming(message), { signal })
       } catch (error) {
-        this.#fail(toError(error), id)
+        // A handler that stopped because the partition is given up failed nothing: the message
+        // stays uncommitted and goes to the partition's next owner.
+        if (!signal.aborted) this.#fail(toError(error), id)
         return
       }
       this.#markHandled(id, message)

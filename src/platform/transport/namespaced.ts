@@ -32,7 +32,7 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
         ...options,
         groupId: outer(options.groupId),
         topics: options.topics.map(outer),
-        handler: (message) => options.handler(inner(message)),
+        handler: (message, context) => options.handler(inner(message), context),
       })
       return {
         groupId: options.groupId,

@@ -14,6 +14,17 @@
  *   Retries and dead-lettering are layered on top (`reliable-consumer.ts`), not done here.
  * - A handler must settle: one that never does blocks `close()` and rebalances, and closing a
  *   subscription from inside its own handler deadlocks.
+ * - A rebalance hands back nothing handled. When a member gives a partition up (another member
+ *   joins or leaves, or it closes), it stops taking the partition's messages, lets the running
+ *   handler finish (its `signal` is aborted, so a handler that is only waiting can stop), commits
+ *   what it handled, and only then does the partition go to its next owner, which starts right
+ *   after the last handled message. No two members handle one partition at once, so per-key order
+ *   holds across members too. Messages handled twice are left to crashes (a member killed, or cut
+ *   off from the broker for longer than its session): at most what was handled since the last
+ *   commit, which on Kafka goes out as soon as the previous one returned.
+ * - On Kafka a member that takes longer than the group's rebalance timeout (the session timeout)
+ *   to give its partitions up is dropped from the group, and its partitions are assigned without
+ *   it; a handler should not run that long.
  * - The embedded adapter coordinates consumer groups within one transport instance (one process).
  *   Scaling a group across processes is what the Kafka adapter is for.
  */
@@ -44,7 +55,17 @@ export interface IncomingMessage {
   timestamp: Date
 }
 
-export type MessageHandler = (message: IncomingMessage) => Promise<void>
+export interface HandlerContext {
+  /**
+   * Aborted when this member gives the message's partition up (a rebalance, a reconnect, close).
+   * A handler that is only waiting (a backoff, a dependency that is down) may stop and throw: the
+   * message is then not committed and goes to the partition's next owner, and the subscription
+   * carries on. A handler in the middle of its work should finish it.
+   */
+  signal: AbortSignal
+}
+
+export type MessageHandler = (message: IncomingMessage, context: HandlerContext) => Promise<void>
 
 export interface SubscribeOptions {
   groupId: string

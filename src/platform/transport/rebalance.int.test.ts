@@ -2,8 +2,11 @@ import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { setTimeout as pause } from 'node:timers/promises'
 import { joined, kafkaBrokers, uniqueName, waitFor } from '../../../test/support/index.ts'
+import { AppError } from '../errors.ts'
+import { createLogger } from '../logger.ts'
 import { createKafkaTransport } from './kafka.ts'
 import type { Subscription, Transport } from './port.ts'
+import { startReliableConsumer } from './reliable-consumer.ts'
 
 /**
  * Members join and leave a consumer group while a steady stream of keyed messages flows, and the
@@ -137,5 +140,79 @@ describe('a Kafka consumer group rebalancing under a steady stream', () => {
     // The scenario did what it says: the work moved between members.
     const byMember = new Set(handlings.map((h) => h.member))
     assert.deepEqual([...byMember].sort(), ['a', 'b', 'c', 'd'])
+  })
+
+  it('a reliable consumer waiting for a dependency gives its partitions up at once, and the message goes to the next owner', async () => {
+    const topic = uniqueName('rebalance_waiting')
+    const groupId = uniqueName('rebalance_waiting_group')
+    const producer = await open(uniqueName('rebalance_waiting_producer'))
+    await producer.ensureTopics([topic])
+    let dependencyUp = false
+    const attempts: { member: string; partition: number }[] = []
+    const handled: string[] = []
+    const inFlight = new Map<number, Set<string>>()
+    const overlaps: string[] = []
+
+    const startMember = async (member: string) => {
+      const transport = await open(uniqueName(`rebalance_waiting_${member}`))
+      // The whole handler call, waits included, counts as handling the partition.
+      const watched: Transport = {
+        kind: transport.kind,
+        ensureTopics: (topics) => transport.ensureTopics(topics),
+        publish: (messages, options) => transport.publish(messages, options),
+        ping: () => transport.ping(),
+        close: () => transport.close(),
+        subscribe: (options) =>
+          transport.subscribe({
+            ...options,
+            handler: async (message, context) => {
+              const running = inFlight.get(message.partition) ?? new Set<string>()
+              inFlight.set(message.partition, running)
+              if (running.size > 0) overlaps.push(`partition ${message.partition}: ${member} while ${[...running]}`)
+              running.add(member)
+              try {
+                await options.handler(message, context)
+              } finally {
+                running.delete(member)
+              }
+            },
+          }),
+      }
+      const subscription = await startReliableConsumer({
+        transport: watched,
+        groupId,
+        topics: [topic],
+        decode: (message) => ({ ok: true, value: message.value }),
+        // Long waits: a member that sat them out would hold the rebalance for seconds.
+        retry: { max: 3, backoffMs: 2_000 },
+        logger: createLogger({ level: process.env.LOG_LEVEL ?? 'silent' }),
+        onError: (error) => overlaps.push(`${member} stopped: ${error.message}`),
+        handle: async (value, message) => {
+          attempts.push({ member, partition: message.partition })
+          if (!dependencyUp) throw new AppError('DATABASE_UNAVAILABLE', 'the database is down')
+          handled.push(value)
+        },
+      })
+      await joined(subscription)
+      return subscription
+    }
+
+    const a = await startMember('a')
+    const values = Array.from({ length: 4 * PARTITIONS }, (_, i) => `job-${i}`)
+    await producer.publish(values.map((value) => ({ topic, key: value, value })))
+    const partitionsTried = (member: string) =>
+      new Set(attempts.filter((t) => t.member === member).map((t) => t.partition))
+    await waitFor(() => partitionsTried('a').size === PARTITIONS, { message: 'a waits on every partition' })
+    // b's join needs a's partitions: a's handlers are waiting for the database, and stop for it.
+    const b = await startMember('b')
+    await waitFor(() => partitionsTried('b').size > 0, {
+      message: 'b took partitions over while the database was down',
+    })
+    dependencyUp = true
+    await waitFor(() => new Set(handled).size === values.length, { timeoutMs: 30_000, message: 'every job handled' })
+    await Promise.all([a.close(), b.close()])
+
+    assert.deepEqual(overlaps, [])
+    assert.deepEqual(handled.toSorted(), values.toSorted(), 'each job handled once')
   })
 })

@@ -4,7 +4,7 @@ import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { isDatabaseUnavailable } from '../sql/unavailable.ts'
 import { EVENT_ID_HEADER } from './instrumented.ts'
-import type { IncomingMessage, Subscription, Transport } from './port.ts'
+import type { HandlerContext, IncomingMessage, Subscription, Transport } from './port.ts'
 
 /**
  * Failure handling every consumer gets for free, on top of any transport. Three kinds of failure,
@@ -119,13 +119,18 @@ export function isDependencyUnavailable(error: unknown): boolean {
   return false
 }
 
-/** Thrown out of a handler that was waiting when its subscription closed: nothing is committed. */
+/**
+ * Thrown out of a handler that was waiting when its subscription closed or its partition was given
+ * up (a rebalance): nothing is committed, and the partition's next owner gets the message.
+ */
 class Closing extends Error {
-  constructor() {
-    super('the consumer closed while the message waited; it is redelivered')
+  constructor(why = 'the consumer closed') {
+    super(`${why} while the message waited; it is redelivered`)
     this.name = 'Closing'
   }
 }
+
+const GIVEN_UP = 'the partition was given up'
 
 /**
  * The dead-letter record for `message`, cut to `maxBytes`: first the stack, then the payload (to a
@@ -160,22 +165,35 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   const inFlight = new Map<string, { since: number; waitingOn?: string }>()
   const wakers = new Set<() => void>()
 
-  /** Waits `ms`, or until the subscription closes (then throws, leaving the message uncommitted). */
-  const pause = async (ms: number) => {
+  /**
+   * Waits `ms`, or until the subscription closes or the message's partition is given up (then
+   * throws, leaving the message uncommitted), so a rebalance never waits for a backoff.
+   */
+  const pause = async (ms: number, signal: AbortSignal) => {
     if (closing) throw new Closing()
+    if (signal.aborted) throw new Closing(GIVEN_UP)
     await new Promise<void>((resolve) => {
       const wake = () => {
         clearTimeout(timer)
         wakers.delete(wake)
+        signal.removeEventListener('abort', wake)
         resolve()
       }
       const timer = setTimeout(wake, ms)
       wakers.add(wake)
+      signal.addEventListener('abort', wake, { once: true })
     })
     if (closing) throw new Closing()
+    if (signal.aborted) throw new Closing(GIVEN_UP)
   }
 
-  const deadLetter = async (message: IncomingMessage, reason: string, error: Error, attempts: number) => {
+  const deadLetter = async (
+    message: IncomingMessage,
+    reason: string,
+    error: Error,
+    attempts: number,
+    signal: AbortSignal,
+  ) => {
     const record = boundedDeadLetter(
       {
         originalTopic: message.topic,
@@ -232,12 +250,12 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
           { ...whereFrom(message, groupId), reason, err: publishError, attempt: failures + 1, retryInMs: delay },
           'the dead letter could not be written; the message stays uncommitted and the dead letter is retried',
         )
-        await pause(delay)
+        await pause(delay, signal)
       }
     }
   }
 
-  const handler = async (message: IncomingMessage) => {
+  const handler = async (message: IncomingMessage, { signal }: HandlerContext) => {
     const slot = `${message.topic}:${message.partition}`
     inFlight.set(slot, { since: Date.now() })
     const labels = { topic: message.topic, group: groupId }
@@ -245,7 +263,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     try {
       const decoded = options.decode(message)
       if (!decoded.ok) {
-        await deadLetter(message, decoded.reason, new AppError('POISON_MESSAGE', decoded.message), 0)
+        await deadLetter(message, decoded.reason, new AppError('POISON_MESSAGE', decoded.message), 0, signal)
         return
       }
       let retries = 0
@@ -264,12 +282,12 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
               { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
               'a dependency is unavailable; holding the partition and trying again (never dead-lettered for this)',
             )
-            await pause(delay)
+            await pause(delay, signal)
             continue
           }
           const permanent = isPermanent(error)
           if (permanent || retries >= options.retry.max) {
-            await deadLetter(message, permanent ? 'REJECTED' : 'RETRIES_EXHAUSTED', error, attempt)
+            await deadLetter(message, permanent ? 'REJECTED' : 'RETRIES_EXHAUSTED', error, attempt, signal)
             return
           }
           retries++
@@ -279,7 +297,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
             { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
             'handler failed; retrying',
           )
-          await pause(delay)
+          await pause(delay, signal)
         }
       }
     } finally {
