@@ -89,8 +89,12 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       { module: 'platform', directory: platformMigrations },
       ...modules.flatMap((m) => (m.migrations ? [{ module: m.name, directory: m.migrations }] : [])),
     ],
+    // `migration`, not `name`: the log line's own `name` is the logger's.
     (migration) =>
-      logger.info(migration, `applied migration ${migration.module} ${migration.version} ${migration.name}`),
+      logger.info(
+        { module: migration.module, version: migration.version, migration: migration.name },
+        `applied migration ${migration.module} ${migration.version} ${migration.name}`,
+      ),
   )
 
   const signal = createOutboxSignal()
