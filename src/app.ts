@@ -131,7 +131,15 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   const outbox = sampleOutbox(db, metrics)
   const healthChecks: HealthCheck[] = [
     { name: 'database', check: async () => void (await db.query('SELECT 1')) },
-    { name: 'broker', check: () => transport.ping() },
+    {
+      name: 'broker',
+      async check() {
+        // A broker that cannot even be resolved or reached says so in words, not as a timeout.
+        const unreachable = runtime.brokerWatch?.problem()
+        if (unreachable) throw new Error(unreachable)
+        await transport.ping()
+      },
+    },
     {
       name: 'consumers',
       async check() {
@@ -216,6 +224,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
         metrics,
         db,
         transport,
+        brokerProblem: () => runtime.brokerWatch?.problem(),
         clock,
         retry,
         committed: () => signal.notify(),

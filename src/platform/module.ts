@@ -45,6 +45,8 @@ export interface ModuleContext {
   metrics: Metrics
   db: SqlDatabase
   transport: Transport
+  /** On Kafka: why no broker of KAFKA_BROKERS can be reached, or undefined when one answers (or not on Kafka). */
+  brokerProblem: () => string | undefined
   clock: () => Date
   /** Say so after a transaction that wrote events or outbox rows: wakes the relay and projections. */
   committed(): void
