@@ -47,7 +47,7 @@ describe('broker watch', () => {
       })
       const errors = lines.filter((l) => l.level === 'error')
       assert.equal(errors.length, 1, JSON.stringify(lines))
-      assert.match(errors[0]?.msg ?? '', /no Kafka broker of KAFKA_BROKERS=.* ECONNREFUSED.*Orders wait\./)
+      assert.match(errors[0]?.msg ?? '', /no Kafka broker of KAFKA_BROKERS=.*ECONNREFUSED.*Orders wait\./)
       assert.ok(lines.some((l) => l.msg.includes('answers again')))
     } finally {
       watch.stop()
