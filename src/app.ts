@@ -167,6 +167,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       buildAsyncApiDocument(
         [...new Map(modules.flatMap((m) => m.topics ?? []).map((topic) => [topic.topic, topic])).values()],
         { title: 'orderflow', version: '0.1.0' },
+        [...new Map(modules.flatMap((m) => m.plainTopics ?? []).map((topic) => [topic.topic, topic])).values()],
       ),
     ),
     ...(options.authenticate ? { authenticate: options.authenticate } : {}),

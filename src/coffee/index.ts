@@ -45,6 +45,17 @@ export function coffeeModule(options: CoffeeOptions = {}): ServiceModule<CoffeeM
   const topic = options.topic ?? COFFEE_ORDERS_TOPIC
   return {
     name: 'coffee',
+    plainTopics: [
+      {
+        topic,
+        description:
+          "Seed 003's coffee orders: the order's JSON as the producer received it, no envelope. The consumer group logs each one; a message that is not an order goes to the dead-letter topic with the reason.",
+        key: 'a fresh id per order (the event-id header holds the same id): orders spread over the partitions',
+        messageName: 'CoffeeOrder',
+        summary: 'A coffee order, exactly as POST /order received it',
+        schema: coffeeOrder,
+      },
+    ],
     async start(context) {
       let consumer: Subscription | undefined
       if (options.consumer !== false) {
