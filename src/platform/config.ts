@@ -556,4 +556,10 @@ export const knownVariables: readonly string[] = [
   'ORDERFLOW_TOKEN',
   'ORDERFLOW_URL',
   'KAFKA_HEAP_OPTS',
+  // Seed 003's coffee app (src/coffee/config.ts) reads these as the seed named them.
+  'KAFKA_TOPIC',
+  'KAFKA_GROUP_ID',
+  // `npm run kafka:start`'s ports (scripts/kafka.ts).
+  'KAFKA_PORT',
+  'KAFKA_CONTROLLER_PORT',
 ]

@@ -39,8 +39,10 @@ describe('unknown variables', () => {
     )
     const read = new Set<string>()
     for (const file of files) {
-      for (const match of readFileSync(join(root, file), 'utf8').matchAll(/process\.env\.([A-Z][A-Z0-9_]+)/g)) {
-        if (match[1]) read.add(match[1])
+      const text = readFileSync(join(root, file), 'utf8')
+      for (const match of text.matchAll(/process\.env\.([A-Z][A-Z0-9_]+)|value\('([A-Z][A-Z0-9_]+)'\)/g)) {
+        const name = match[1] ?? match[2]
+        if (name) read.add(name)
       }
     }
     const missing = [...read].filter((name) => !knownVariables.includes(name) && name !== 'PATH')
