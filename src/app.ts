@@ -89,8 +89,12 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       { module: 'platform', directory: platformMigrations },
       ...modules.flatMap((m) => (m.migrations ? [{ module: m.name, directory: m.migrations }] : [])),
     ],
+    // `migration`, not `name`: the log line's own `name` is the logger's.
     (migration) =>
-      logger.info(migration, `applied migration ${migration.module} ${migration.version} ${migration.name}`),
+      logger.info(
+        { module: migration.module, version: migration.version, migration: migration.name },
+        `applied migration ${migration.module} ${migration.version} ${migration.name}`,
+      ),
   )
 
   const signal = createOutboxSignal()
@@ -127,7 +131,15 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   const outbox = sampleOutbox(db, metrics)
   const healthChecks: HealthCheck[] = [
     { name: 'database', check: async () => void (await db.query('SELECT 1')) },
-    { name: 'broker', check: () => transport.ping() },
+    {
+      name: 'broker',
+      async check() {
+        // A broker that cannot even be resolved or reached says so in words, not as a timeout.
+        const unreachable = runtime.brokerWatch?.problem()
+        if (unreachable) throw new Error(unreachable)
+        await transport.ping()
+      },
+    },
     {
       name: 'consumers',
       async check() {
@@ -155,6 +167,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       buildAsyncApiDocument(
         [...new Map(modules.flatMap((m) => m.topics ?? []).map((topic) => [topic.topic, topic])).values()],
         { title: 'orderflow', version: '0.1.0' },
+        [...new Map(modules.flatMap((m) => m.plainTopics ?? []).map((topic) => [topic.topic, topic])).values()],
       ),
     ),
     ...(options.authenticate ? { authenticate: options.authenticate } : {}),
@@ -212,6 +225,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
         metrics,
         db,
         transport,
+        brokerProblem: () => runtime.brokerWatch?.problem(),
         clock,
         retry,
         committed: () => signal.notify(),

@@ -6,6 +6,8 @@ import { createDevelopmentTokens, type DevelopmentTokens, developmentTokenNotice
 import { createJwtAuthenticator } from './platform/http/jwt.ts'
 import type { Logger } from './platform/logger.ts'
 import { openRuntime } from './platform/runtime.ts'
+import { explainStartupFailure } from './platform/startup-errors.ts'
+import { unknownVariableWarnings } from './platform/unknown-variables.ts'
 import { selectModules, UnknownServiceError } from './services.ts'
 
 /**
@@ -36,9 +38,19 @@ async function main(): Promise<void> {
     }
     throw error
   }
+  const warnings = unknownVariableWarnings(process.env)
+  // Configuration mistakes end start-up with one line naming the variable, not a stack.
+  const cannotStart = (error: unknown): never => {
+    const explained = explainStartupFailure(error, config)
+    if (explained === undefined) throw error
+    for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`)
+    process.stderr.write(`orderflow cannot start: ${explained}\n`)
+    process.exit(1)
+  }
 
-  const runtime = await openRuntime(config)
+  const runtime = await openRuntime(config).catch(cannotStart)
   const { logger } = runtime
+  for (const warning of warnings) logger.warn(warning)
   let app: Awaited<ReturnType<typeof buildApp>> | undefined
 
   closeWithGrace(
@@ -64,16 +76,24 @@ async function main(): Promise<void> {
   const developmentTokens = access.mode === 'dev' ? await createDevelopmentTokens() : undefined
   const authenticate: Authenticator | undefined =
     access.mode === 'jwt' && config.auth.jwt ? createJwtAuthenticator(config.auth.jwt) : developmentTokens?.authenticate
-  app = await buildApp(runtime, modules, authenticate ? { authenticate } : {})
-  const address = await app.http.listen({ port: config.http.port, host: config.http.host })
+  let address: string
+  try {
+    app = await buildApp(runtime, modules, authenticate ? { authenticate } : {})
+    address = await app.http.listen({ port: config.http.port, host: config.http.host })
+  } catch (error) {
+    await app?.close().catch(() => {})
+    await runtime.close().catch(() => {})
+    return cannotStart(error)
+  }
   logger.info(
     {
       address,
       services: modules.map((m) => m.name),
       transport: runtime.transport.kind,
+      sagaMode: config.sagaMode,
       database: config.database.kind === 'pglite' ? `pglite:${config.database.dataDir}` : 'postgres',
     },
-    `orderflow listening on ${address}`,
+    `orderflow listening on ${address} (${runtime.transport.kind} transport, ${config.database.kind === 'pglite' ? 'embedded PGlite' : 'PostgreSQL'}, saga mode ${config.sagaMode})`,
   )
   await announceAccess(logger, config, access, address, developmentTokens)
 }

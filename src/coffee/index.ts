@@ -45,6 +45,17 @@ export function coffeeModule(options: CoffeeOptions = {}): ServiceModule<CoffeeM
   const topic = options.topic ?? COFFEE_ORDERS_TOPIC
   return {
     name: 'coffee',
+    plainTopics: [
+      {
+        topic,
+        description:
+          "Seed 003's coffee orders: the order's JSON as the producer received it, no envelope. The consumer group logs each one; a message that is not an order goes to the dead-letter topic with the reason.",
+        key: 'a fresh id per order (the event-id header holds the same id): orders spread over the partitions',
+        messageName: 'CoffeeOrder',
+        summary: 'A coffee order, exactly as POST /order received it',
+        schema: coffeeOrder,
+      },
+    ],
     async start(context) {
       let consumer: Subscription | undefined
       if (options.consumer !== false) {
@@ -70,7 +81,9 @@ export function coffeeModule(options: CoffeeOptions = {}): ServiceModule<CoffeeM
         ...(consumer ? { consumer } : {}),
         ...(options.producer === false
           ? {}
-          : { routes: coffeeRoutes(context.transport, topic, options.publishTimeoutMs ?? 15_000) }),
+          : {
+              routes: coffeeRoutes(context.transport, topic, options.publishTimeoutMs ?? 15_000, context.brokerProblem),
+            }),
       }
     },
   }
@@ -82,7 +95,12 @@ const placed = z.object({
   orderId: z.string().describe('The id the order was published with (message key and event-id header)'),
 })
 
-function coffeeRoutes(transport: Transport, topic: string, publishTimeoutMs: number): FastifyPluginAsync {
+function coffeeRoutes(
+  transport: Transport,
+  topic: string,
+  publishTimeoutMs: number,
+  brokerProblem: () => string | undefined,
+): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<ZodTypeProvider>()
     app.post(
@@ -97,6 +115,9 @@ function coffeeRoutes(transport: Transport, topic: string, publishTimeoutMs: num
             200: placed,
             400: problemResponses[400],
             500: problemResponse('The order could not be published (PUBLISH_FAILED); it was not placed'),
+            503: problemResponse(
+              'No broker of KAFKA_BROKERS can be reached (BROKER_UNAVAILABLE); the order was not placed. Retry after Retry-After seconds',
+            ),
           },
         },
         config: { auth: 'customer', swaggerTransform: documentRoute() },
@@ -104,6 +125,18 @@ function coffeeRoutes(transport: Transport, topic: string, publishTimeoutMs: num
       async (request, reply) => {
         const order = request.body
         const orderId = uuidv7()
+        // No broker can be reached at all: say so at once, naming it, instead of waiting for a timeout.
+        const unreachable = brokerProblem()
+        if (unreachable) {
+          return sendProblem(reply.header('retry-after', '5'), {
+            type: 'https://orderflow.dev/problems/broker-unavailable',
+            title: 'Service Unavailable',
+            status: 503,
+            detail: `${unreachable}; the order was not placed`,
+            code: 'BROKER_UNAVAILABLE',
+            instance: request.url,
+          })
+        }
         try {
           await withTimeout(
             transport.publish([
@@ -123,7 +156,7 @@ function coffeeRoutes(transport: Transport, topic: string, publishTimeoutMs: num
             type: 'https://orderflow.dev/problems/publish-failed',
             title: 'Internal Server Error',
             status: 500,
-            detail: `the order could not be published to ${topic}: ${(error as Error).message}`,
+            detail: `the order could not be published to ${topic} (Kafka at KAFKA_BROKERS): ${(error as Error).message}`,
             code: 'PUBLISH_FAILED',
             instance: request.url,
           })

@@ -5,6 +5,7 @@ import { createLogger } from '../platform/logger.ts'
 import { createMetrics } from '../platform/metrics.ts'
 import type { Runtime } from '../platform/runtime.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
+import { watchBrokers } from '../platform/transport/broker-watch.ts'
 import { createKafkaTransport } from '../platform/transport/kafka.ts'
 import { type CoffeeConfig, CoffeeConfigError, loadCoffeeConfig } from './config.ts'
 import { coffeeModule } from './index.ts'
@@ -35,6 +36,12 @@ async function main(): Promise<void> {
   }
 
   const logger = createLogger({ name: 'coffee', level: coffee.logLevel })
+  const brokerWatch = watchBrokers({
+    brokers: coffee.brokers,
+    logger,
+    consequence:
+      'POST /order answers 503 until a broker answers, and the consumer waits. Check KAFKA_BROKERS (host:port of a broker this machine can reach; `npm run kafka:start` starts one on 127.0.0.1:9092).',
+  })
   const config = loadConfig({
     KAFKA_BROKERS: coffee.brokers.join(','),
     KAFKA_RETRY_MAX: String(coffee.retryMax),
@@ -63,7 +70,9 @@ async function main(): Promise<void> {
     metrics: createMetrics({ defaultMetrics: true }),
     db,
     transport,
+    brokerWatch,
     async close() {
+      brokerWatch.stop()
       await transport.close()
       await db.close()
     },
@@ -89,6 +98,7 @@ async function main(): Promise<void> {
     logger.info({ topic: coffee.topic, groupId: coffee.groupId }, 'coffee consumer running')
     return
   }
+  await brokerWatch.checked
   const address = await app.http.listen({ port: coffee.port, host: coffee.host })
   logger.info({ address, topic: coffee.topic, role }, `coffee producer listening on ${address}`)
 }

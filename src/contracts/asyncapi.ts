@@ -249,7 +249,24 @@ const latestVersion = (contract: EventContract): [number, z.ZodType] => {
  * The AsyncAPI 3.0.0 document of the given topics. Each message is documented at its highest
  * schema version, which is what producers write.
  */
-export function buildAsyncApiDocument(topics: readonly TopicContract[], info: AsyncApiInfo = {}): AsyncApiDocument {
+/**
+ * A topic whose messages carry no envelope (seed 003's `coffee_orders`: the bare order JSON), so
+ * it has one message schema and no message types.
+ */
+export interface PlainTopicContract {
+  topic: string
+  description: string
+  key: string
+  messageName: string
+  summary: string
+  schema: z.ZodType
+}
+
+export function buildAsyncApiDocument(
+  topics: readonly TopicContract[],
+  info: AsyncApiInfo = {},
+  plainTopics: readonly PlainTopicContract[] = [],
+): AsyncApiDocument {
   const channels: Record<string, AsyncApiChannel> = {}
   const operations: Record<string, AsyncApiOperation> = {}
   const messages: Record<string, AsyncApiMessage> = {}
@@ -299,31 +316,35 @@ export function buildAsyncApiDocument(topics: readonly TopicContract[], info: As
       messages: Object.keys(channelMessages).map((m) => ({ $ref: `#/channels/${channelId}/messages/${m}` })),
     }
 
-    const deadLetter = deadLetterTopicOf(topic.topic)
-    const deadLetterId = safeId(deadLetter)
-    const deadLetterMessageId = `${deadLetterId}.DeadLetter`
-    messages[deadLetterMessageId] = {
-      name: 'DeadLetter',
-      title: `Dead letter of ${topic.topic}`,
-      summary: `A message from ${topic.topic} that could not be decoded or handled`,
+    addDeadLetterChannel(topic, channels, operations, messages)
+  }
+
+  for (const topic of plainTopics) {
+    const channelId = safeId(topic.topic)
+    const messageId = `${channelId}.${safeId(topic.messageName)}`
+    messages[messageId] = {
+      name: topic.messageName,
+      title: topic.messageName,
+      summary: topic.summary,
       contentType: 'application/json',
-      headers: deadLetterHeaders,
-      payload: deadLetterRecordSchema,
-      bindings: kafkaKey(`the original message key (${topic.key})`),
+      headers: { type: 'object', properties: {} },
+      payload: messagePayloadSchema(topic.schema),
+      bindings: kafkaKey(topic.key),
     }
-    channels[deadLetterId] = {
-      address: deadLetter,
-      title: deadLetter,
-      description: `Dead letters of ${topic.topic}: messages that failed to decode (a decoding reason) or that their handler gave up on after its retries. Replay them once the cause is fixed.`,
-      messages: { DeadLetter: { $ref: `#/components/messages/${deadLetterMessageId}` } },
-      bindings: { kafka: { topic: deadLetter, bindingVersion: KAFKA_BINDING_VERSION } },
+    channels[channelId] = {
+      address: topic.topic,
+      title: topic.topic,
+      description: topic.description,
+      messages: { [safeId(topic.messageName)]: { $ref: `#/components/messages/${messageId}` } },
+      bindings: { kafka: { topic: topic.topic, bindingVersion: KAFKA_BINDING_VERSION } },
     }
-    operations[`send.${deadLetterId}`] = {
+    operations[`send.${channelId}`] = {
       action: 'send',
-      channel: { $ref: `#/channels/${deadLetterId}` },
-      summary: `The consumers of ${topic.topic} set aside what they cannot process`,
-      messages: [{ $ref: `#/channels/${deadLetterId}/messages/DeadLetter` }],
+      channel: { $ref: `#/channels/${channelId}` },
+      summary: `orderflow publishes on ${topic.topic}`,
+      messages: [{ $ref: `#/channels/${channelId}/messages/${safeId(topic.messageName)}` }],
     }
+    addDeadLetterChannel(topic, channels, operations, messages)
   }
 
   return {
@@ -339,5 +360,39 @@ export function buildAsyncApiDocument(topics: readonly TopicContract[], info: As
     channels,
     operations,
     components: { messages },
+  }
+}
+
+/** The dead-letter channel of `topic`: where its consumers set aside what they cannot process. */
+function addDeadLetterChannel(
+  topic: { topic: string; key: string },
+  channels: Record<string, AsyncApiChannel>,
+  operations: Record<string, AsyncApiOperation>,
+  messages: Record<string, AsyncApiMessage>,
+): void {
+  const deadLetter = deadLetterTopicOf(topic.topic)
+  const deadLetterId = safeId(deadLetter)
+  const deadLetterMessageId = `${deadLetterId}.DeadLetter`
+  messages[deadLetterMessageId] = {
+    name: 'DeadLetter',
+    title: `Dead letter of ${topic.topic}`,
+    summary: `A message from ${topic.topic} that could not be decoded or handled`,
+    contentType: 'application/json',
+    headers: deadLetterHeaders,
+    payload: deadLetterRecordSchema,
+    bindings: kafkaKey(`the original message key (${topic.key})`),
+  }
+  channels[deadLetterId] = {
+    address: deadLetter,
+    title: deadLetter,
+    description: `Dead letters of ${topic.topic}: messages that failed to decode (a decoding reason) or that their handler gave up on after its retries. Replay them once the cause is fixed.`,
+    messages: { DeadLetter: { $ref: `#/components/messages/${deadLetterMessageId}` } },
+    bindings: { kafka: { topic: deadLetter, bindingVersion: KAFKA_BINDING_VERSION } },
+  }
+  operations[`send.${deadLetterId}`] = {
+    action: 'send',
+    channel: { $ref: `#/channels/${deadLetterId}` },
+    summary: `The consumers of ${topic.topic} set aside what they cannot process`,
+    messages: [{ $ref: `#/channels/${deadLetterId}/messages/DeadLetter` }],
   }
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { DeadLetterRecord } from '../platform/transport/reliable-consumer.ts'
 import { type AsyncApiMessage, buildAsyncApiDocument, deadLetterRecordSchema, type JsonSchema } from './asyncapi.ts'
+import { COFFEE_ORDERS_TOPIC, coffeeOrder } from './coffee/orders.ts'
 import { HeaderNames } from './envelope.ts'
 import { orderCommandsTopic, orderTopics } from './order/commands.ts'
 import { orderEventsTopic } from './order/events.ts'
@@ -219,6 +220,24 @@ describe('the AsyncAPI document', () => {
     const found = refs(document)
     assert.ok(found.length > 0)
     for (const ref of found) resolve(ref)
+  })
+
+  it('documents a topic without an envelope (seed 003’s coffee_orders) and its dead letters', () => {
+    const document = buildAsyncApiDocument([], {}, [
+      {
+        topic: COFFEE_ORDERS_TOPIC,
+        description: 'coffee orders',
+        key: 'a fresh id per order',
+        messageName: 'CoffeeOrder',
+        summary: 'A coffee order',
+        schema: coffeeOrder,
+      },
+    ])
+    assert.equal(document.channels.coffee_orders?.address, 'coffee_orders')
+    assert.equal(document.channels['coffee_orders-dlq']?.address, 'coffee_orders-dlq')
+    const message = document.components.messages['coffee_orders.CoffeeOrder']
+    assert.deepEqual(message?.payload.required?.sort(), ['coffee_type', 'customer_name'])
+    assert.equal(document.operations['send.coffee_orders']?.action, 'send')
   })
 
   it('fails loudly on a contract without a schema', () => {

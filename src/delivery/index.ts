@@ -30,7 +30,7 @@ export function deliveryModule(): ServiceModule<DeliveryModule> {
         onScheduled: (dueAt) => wake(dueAt),
         clock: context.clock,
       })
-      const timers = startTimerPoller<{ orderId: string }>({
+      const timers = startTimerPoller<{ orderId: string; correlationId?: string; traceparent?: string }>({
         db: context.db,
         kind: DELIVERY_DUE_TIMER,
         logger: context.logger.child({ component: 'delivery-timer' }),
@@ -38,7 +38,11 @@ export function deliveryModule(): ServiceModule<DeliveryModule> {
         pollIntervalMs: context.config.schedulerPollIntervalMs,
         // DeliverOrder is idempotent (a second one emits nothing), so a timer fired twice is harmless.
         fire: async (timer) => {
-          await store.execute({ commandType: 'DeliverOrder', orderId: timer.payload.orderId })
+          const { orderId, correlationId, traceparent } = timer.payload
+          await store.execute(
+            { commandType: 'DeliverOrder', orderId },
+            { ...(correlationId ? { correlationId } : {}), ...(traceparent ? { traceparent } : {}) },
+          )
         },
       })
       wake = (dueAt) => timers.wake(dueAt)

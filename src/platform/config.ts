@@ -544,3 +544,22 @@ function parseServiceList(raw: string | undefined): string[] | undefined {
   }
   return [...new Set(names)]
 }
+
+/**
+ * Every variable orderflow reads: the configuration above, and the few read elsewhere (the
+ * payment service's instance name, the CLIs' token, the Kafka launcher's heap). A variable with one
+ * of orderflow's prefixes that is not here is probably misspelled (`unknownVariableWarnings`).
+ */
+export const knownVariables: readonly string[] = [
+  ...Object.keys(environmentSchema.shape),
+  'PAYMENT_INSTANCE_ID',
+  'ORDERFLOW_TOKEN',
+  'ORDERFLOW_URL',
+  'KAFKA_HEAP_OPTS',
+  // Seed 003's coffee app (src/coffee/config.ts) reads these as the seed named them.
+  'KAFKA_TOPIC',
+  'KAFKA_GROUP_ID',
+  // `npm run kafka:start`'s ports (scripts/kafka.ts).
+  'KAFKA_PORT',
+  'KAFKA_CONTROLLER_PORT',
+]

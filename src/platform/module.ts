@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
+import type { PlainTopicContract } from '../contracts/asyncapi.ts'
 import type { TopicContract } from '../contracts/registry.ts'
 import type { Config } from './config.ts'
 import type { ProjectionDefinition } from './es/projections.ts'
@@ -21,6 +22,8 @@ export interface ServiceModule<Handle extends object = object> {
   migrations?: URL
   /** The topics it publishes or consumes, for the AsyncAPI document. */
   topics?: readonly TopicContract[]
+  /** Topics without an envelope (one bare message schema), for the AsyncAPI document. */
+  plainTopics?: readonly PlainTopicContract[]
   /** Its projections, run by the process's one projection runner. */
   projections?: readonly ProjectionDefinition[]
   start(context: ModuleContext): Promise<StartedModule & Handle>
@@ -45,6 +48,8 @@ export interface ModuleContext {
   metrics: Metrics
   db: SqlDatabase
   transport: Transport
+  /** On Kafka: why no broker of KAFKA_BROKERS can be reached, or undefined when one answers (or not on Kafka). */
+  brokerProblem: () => string | undefined
   clock: () => Date
   /** Say so after a transaction that wrote events or outbox rows: wakes the relay and projections. */
   committed(): void

@@ -6,6 +6,7 @@ import { lockDataDir } from './sql/data-dir-lock.ts'
 import { openPglite } from './sql/pglite.ts'
 import type { SqlDatabase } from './sql/port.ts'
 import { openPostgres } from './sql/postgres.ts'
+import { type BrokerWatch, watchBrokers } from './transport/broker-watch.ts'
 import { createEmbeddedTransport } from './transport/embedded.ts'
 import { instrumentTransport } from './transport/instrumented.ts'
 import { createKafkaTransport } from './transport/kafka.ts'
@@ -19,6 +20,8 @@ export interface Runtime {
   metrics: Metrics
   db: SqlDatabase
   transport: Transport
+  /** On Kafka: whether any broker of KAFKA_BROKERS can be reached (said once in the log, and in readiness). */
+  brokerWatch?: BrokerWatch
   close(): Promise<void>
 }
 
@@ -57,13 +60,24 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
         })
       : await createEmbeddedTransport({ db, partitions: config.kafka.partitions, logger })
   const transport = instrumentTransport(namespaceTransport(raw, config.kafka.topicPrefix), { logger, metrics })
+  const brokerWatch =
+    config.transport === 'kafka'
+      ? watchBrokers({
+          brokers: config.kafka.brokers,
+          logger,
+          consequence:
+            'Orders are still accepted: their events wait in the outbox and are published once a broker answers. /health/ready reports the broker down until then. Check KAFKA_BROKERS (host:port of a broker this machine can reach).',
+        })
+      : undefined
   return {
     config,
     logger,
     metrics,
     db,
     transport,
+    ...(brokerWatch ? { brokerWatch } : {}),
     async close() {
+      brokerWatch?.stop()
       await transport.close()
       await db.close()
       unlock()

@@ -76,6 +76,7 @@ export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
           [1, 'OrderDispatched'],
           [2, 'OrderDelivered'],
         ]
+        const correlationIds: string[] = []
         for (const [i, eventType] of expected) {
           const seen = followers[i]?.seen ?? []
           const message = await waitFor(
@@ -88,7 +89,11 @@ export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
           for (const field of ['eventId', 'aggregateId', 'occurredOn', 'version', 'schemaVersion']) {
             assert.ok(body[field] !== undefined, `${eventType} carries the envelope field ${field}`)
           }
+          correlationIds.push(body.correlationId)
         }
+        // One correlation id for the whole journey, the placing request's, across the delivery's wait.
+        assert.equal(new Set(correlationIds).size, 1, `correlation ids: ${correlationIds.join(', ')}`)
+        assert.notEqual(correlationIds[0], order.id)
         const payment = await paymentOf(j.db, order.id)
         assert.equal(payment?.status, 'CAPTURED')
         assert.equal(payment?.amount, '10000')

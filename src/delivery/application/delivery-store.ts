@@ -102,7 +102,13 @@ export function createDeliveryStore(deps: {
             id: `${DELIVERY_DUE_TIMER}:${scheduled.orderId}`,
             kind: DELIVERY_DUE_TIMER,
             dueAt: scheduled.dueAt,
-            payload: { orderId: scheduled.orderId },
+            // The journey's correlation (and trace) carry over the wait: OrderDelivered belongs to the
+            // request that placed the order, not to a timer.
+            payload: {
+              orderId: scheduled.orderId,
+              ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
+              ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
+            },
           })
           return scheduled.dueAt
         },

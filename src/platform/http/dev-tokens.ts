@@ -56,15 +56,21 @@ export async function createDevelopmentTokens(
 }
 
 /** The subjects of the tokens `AUTH=dev` prints at start. */
-export const DEVELOPMENT_SUBJECTS = { customer: 'customer-1', service: 'service-1', operator: 'operator-1' } as const
+export const DEVELOPMENT_SUBJECTS = {
+  customer: 'customer-1',
+  otherCustomer: 'customer-2',
+  service: 'service-1',
+  operator: 'operator-1',
+} as const
 
 /**
  * What `AUTH=dev` prints at start: a customer, a service and an operator token as shell exports,
  * and curl commands that use them.
  */
 export async function developmentTokenNotice(tokens: DevelopmentTokens, address: string): Promise<string> {
-  const [customer, service, operator] = await Promise.all([
+  const [customer, otherCustomer, service, operator] = await Promise.all([
     tokens.issue(DEVELOPMENT_SUBJECTS.customer, ['customer']),
+    tokens.issue(DEVELOPMENT_SUBJECTS.otherCustomer, ['customer']),
     tokens.issue(DEVELOPMENT_SUBJECTS.service, ['service']),
     tokens.issue(DEVELOPMENT_SUBJECTS.operator, ['operator']),
   ])
@@ -72,12 +78,14 @@ export async function developmentTokenNotice(tokens: DevelopmentTokens, address:
     '',
     'AUTH=dev: development tokens, signed with a key generated at start (valid 12 h, for this process only):',
     `  export CUSTOMER_TOKEN=${customer}   # sub ${DEVELOPMENT_SUBJECTS.customer}, role customer`,
+    `  export OTHER_CUSTOMER_TOKEN=${otherCustomer}   # sub ${DEVELOPMENT_SUBJECTS.otherCustomer}, role customer (sees none of customer-1's orders)`,
     `  export SERVICE_TOKEN=${service}   # sub ${DEVELOPMENT_SUBJECTS.service}, role service`,
     `  export OPERATOR_TOKEN=${operator}   # sub ${DEVELOPMENT_SUBJECTS.operator}, role operator`,
     'Then, for example:',
     `  curl -X POST ${address}/api/orders -H "Authorization: Bearer $CUSTOMER_TOKEN" -H 'Content-Type: application/json' \\`,
     `    -d '{"customerId":"${DEVELOPMENT_SUBJECTS.customer}","items":[{"productId":"p-1","price":12.5,"quantity":2}]}'`,
     `  curl ${address}/api/orders -H "Authorization: Bearer $CUSTOMER_TOKEN"`,
+    `  curl ${address}/api/orders/<id> -H "Authorization: Bearer $OTHER_CUSTOMER_TOKEN"   # 404: another customer's order`,
     `  curl ${address}/metrics -H "Authorization: Bearer $OPERATOR_TOKEN"`,
     '',
   ].join('\n')

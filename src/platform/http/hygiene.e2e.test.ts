@@ -66,6 +66,39 @@ function hygieneSuite(name: string, open: () => Promise<TestDatabase>) {
     const countEvents = async () =>
       Number((await database.db.query<{ n: string }>('SELECT count(*)::text AS n FROM es_events')).rows[0]?.n)
 
+    it('refuses an unknown property at any depth with a 400 naming it, and writes nothing', async () => {
+      const before = await countEvents()
+      const created = await app.http.inject({
+        method: 'POST',
+        url: '/api/orders',
+        payload: { customerId: 'c-1', deliveryAddress: '1 Main St', items: [{ ...item, colour: 'red' }] },
+      })
+      const problem = assertProblem(created, 400, 'VALIDATION_FAILED')
+      assert.deepEqual(problem.errors?.map((e) => e.field).sort(), ['deliveryAddress', 'items.0.colour'])
+      const patched = await app.http.inject({
+        method: 'PATCH',
+        url: `/api/orders/${orderId}`,
+        payload: { notes: 'ring twice', priority: 'high' },
+      })
+      assert.deepEqual(
+        assertProblem(patched, 400, 'VALIDATION_FAILED').errors?.map((e) => e.field),
+        ['priority'],
+      )
+      assert.equal(await countEvents(), before)
+      // Seed 001's body holds only known fields (menuItemId, name): it still passes.
+      const seed001 = await app.http.inject({
+        method: 'POST',
+        url: '/api/orders',
+        payload: {
+          customerId: 'customer-123',
+          restaurantId: 'restaurant-456',
+          totalAmount: 45.99,
+          items: [{ menuItemId: 'item-1', name: 'Pizza', price: 12.99, quantity: 2 }],
+        },
+      })
+      assert.equal(seed001.statusCode, 201, seed001.body)
+    })
+
     it('refuses NUL and unpaired surrogates in every body field with a 400 naming it, and writes nothing', async () => {
       const before = await countEvents()
       const cases: Array<[string, string, (bad: string) => object, string]> = [

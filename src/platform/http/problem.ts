@@ -79,10 +79,22 @@ export function problemFor(error: unknown, instance?: string): Problem {
   }
   const fastifyError = error as FastifyError
   if (fastifyError?.validation) {
-    const errors = fastifyError.validation.map((v) => ({
-      field: fieldOf(v.instancePath, (v.params as { missingProperty?: string })?.missingProperty),
-      message: v.message ?? 'is invalid',
-    }))
+    const errors = fastifyError.validation.flatMap((v) => {
+      // A strict body's unknown properties: one error per property, named.
+      const unknown = (v.params as { keys?: unknown })?.keys
+      if (v.keyword === 'unrecognized_keys' && Array.isArray(unknown)) {
+        return unknown.map((key) => ({
+          field: fieldOf(`${v.instancePath === '/' ? '' : v.instancePath}/${String(key)}`, undefined),
+          message: 'is not a property of this request (unknown properties are refused, not dropped)',
+        }))
+      }
+      return [
+        {
+          field: fieldOf(v.instancePath, (v.params as { missingProperty?: string })?.missingProperty),
+          message: v.message ?? 'is invalid',
+        },
+      ]
+    })
     return {
       type: 'https://orderflow.dev/problems/validation-failed',
       title: 'Bad Request',

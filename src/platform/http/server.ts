@@ -19,6 +19,7 @@ import { isDatabaseUnavailable } from '../sql/unavailable.ts'
 import { type Authenticator, type AuthRequirement, allowEveryone, installAuthSeam } from './auth.ts'
 import { problemErrorHandler, problemFor, sendProblem } from './problem.ts'
 import { installRateLimits, type RateLimits } from './rate-limit.ts'
+import { strictDeep } from './strict-body.ts'
 
 export interface HealthCheck {
   name: string
@@ -408,10 +409,15 @@ function documentSecurity<Document extends { paths?: Record<string, unknown> }>(
 
 /**
  * Registers a service's API in a scope of its own, with zod validating requests and shaping
- * responses: the routes declare zod schemas from the contracts and get typed handlers.
+ * responses: the routes declare zod schemas from the contracts and get typed handlers. Bodies are
+ * strict (`strictDeep`): an unknown property is a 400 naming it.
  */
 export function registerApi(app: FastifyInstance, routes: FastifyPluginAsync): void {
   app.register(async (scope) => {
+    scope.addHook('onRoute', (route) => {
+      const body = route.schema?.body
+      if (body instanceof z.ZodType) route.schema = { ...route.schema, body: strictDeep(body) }
+    })
     scope.setValidatorCompiler(validatorCompiler)
     scope.setSerializerCompiler(serializeResponses)
     await scope.register(routes)

@@ -563,9 +563,13 @@ class KafkaSubscription implements Subscription {
     if (this.#state === 'closing' || this.#state === 'closed' || this.#state === 'failed') return
     this.#state = 'reconnecting'
     const delay = backoff(500, ++this.#reconnectAttempt, this.#transportOptions.maxReconnectDelayMs ?? 10_000)
-    this.#transportOptions.logger?.warn(
-      { err: error, groupId: this.groupId, retryInMs: delay, attempt: this.#reconnectAttempt },
-      'Kafka consumer lost its connection; reconnecting',
+    // Said with its cause, and not on every attempt: a broker away for minutes is one story, not a
+    // hundred lines (attempts 1–3, then 4, 8, 16… at warn; the rest at debug).
+    const attempt = this.#reconnectAttempt
+    const level = attempt <= 3 || (attempt & (attempt - 1)) === 0 ? 'warn' : 'debug'
+    this.#transportOptions.logger?.[level](
+      { err: error, groupId: this.groupId, retryInMs: delay, attempt },
+      `Kafka consumer ${this.groupId} lost its connection (${rootCause(error)}); reconnecting in ${delay} ms (attempt ${attempt})`,
     )
     const consumer = this.#consumer
     void (async () => {
@@ -679,4 +683,16 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
     timer = setTimeout(() => reject(new Error(message)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * The innermost reason of a Kafka client error, in words: the client wraps a refused or unresolvable
+ * broker in several layers ("Connection failed" → … → `getaddrinfo ENOTFOUND nohost`).
+ */
+export function rootCause(error: unknown, depth = 0): string {
+  const e = error as { message?: string; code?: string; cause?: unknown; errors?: unknown[] } | undefined
+  if (!e || depth > 6) return 'unknown error'
+  const nested = e.cause ?? (Array.isArray(e.errors) ? e.errors[0] : undefined)
+  if (nested !== undefined) return rootCause(nested, depth + 1)
+  return e.message ?? e.code ?? String(error)
 }
