@@ -18,6 +18,9 @@ import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
  * compared with `now()` in SQL too, as the outbox relay's lease is. The app's clock is never read,
  * so stepping it back or forward (NTP, a VM resumed, an operator) neither delays nor hastens a
  * timer. The poller's local sleep is a relative `setTimeout`, which follows the monotonic clock.
+ * On the embedded default (PGlite) the database runs in the process and its now() is the host's
+ * clock: there the app's injected clock still moves nothing, but a step of the host's clock moves
+ * the database's with it, as it would for a PostgreSQL on the same host.
  *
  * A timer may start its clock when a command leaves instead of when it is decided
  * (`startsWhenPublished`: the outbox row of the decision's last command). It is written unarmed
