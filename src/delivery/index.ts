@@ -23,18 +23,17 @@ export function deliveryModule(): ServiceModule<DeliveryModule> {
     topics: [deliveryEventsTopic, deliveryCommandsTopic, dispatchEventsTopic],
     async start(context) {
       const delayMs = context.config.delivery.delayMs
-      let wake: (dueAt: string) => void = () => {}
+      let wake: (inMs: number) => void = () => {}
       const store = createDeliveryStore({
         db: context.db,
         onCommitted: context.committed,
-        onScheduled: (dueAt) => wake(dueAt),
+        onScheduled: (delayMs) => wake(delayMs),
         clock: context.clock,
       })
       const timers = startTimerPoller<{ orderId: string; correlationId?: string; traceparent?: string }>({
         db: context.db,
         kind: DELIVERY_DUE_TIMER,
         logger: context.logger.child({ component: 'delivery-timer' }),
-        clock: context.clock,
         pollIntervalMs: context.config.schedulerPollIntervalMs,
         // DeliverOrder is idempotent (a second one emits nothing), so a timer fired twice is harmless.
         fire: async (timer) => {
@@ -45,7 +44,7 @@ export function deliveryModule(): ServiceModule<DeliveryModule> {
           )
         },
       })
-      wake = (dueAt) => timers.wake(dueAt)
+      wake = (inMs) => timers.wake(inMs)
       try {
         await consumeDeliveryCommands(context, store, delayMs)
         if (context.config.sagaMode === 'choreography') await consumeDispatchEventsForDelivery(context, store, delayMs)

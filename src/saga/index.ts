@@ -82,12 +82,12 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
       const steps = options.steps ?? sagaStepsFrom(context.config)
       const { ended } = sagaMetrics(context)
       const logger = context.logger
-      let wake: (dueAt: string) => void = () => {}
+      let wake: (inMs: number) => void = () => {}
       const processor = createSagaProcessor({
         db: context.db,
         workflow: defineCreateOrderSaga(steps),
         onCommitted: context.committed,
-        onScheduled: (dueAt) => wake(dueAt),
+        onScheduled: (delayMs) => wake(delayMs),
         clock: context.clock,
         onEnded: (state) => {
           ended.inc({ status: state.status, outcome: state.outcome ?? '' })
@@ -106,7 +106,6 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
         db: context.db,
         kind: SAGA_TIMEOUT_TIMER,
         logger: logger.child({ component: 'saga-timer' }),
-        clock: context.clock,
         pollIntervalMs: context.config.schedulerPollIntervalMs,
         // A timeout that is not the current step's current attempt is stale: the saga ignores it.
         fire: async (timer) => {
@@ -117,7 +116,7 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
           })
         },
       })
-      wake = (dueAt) => timers.wake(dueAt)
+      wake = (inMs) => timers.wake(inMs)
       try {
         await consumeSagaInputs(context, processor)
       } catch (error) {

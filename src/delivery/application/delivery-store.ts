@@ -71,8 +71,8 @@ const deliveriesTable: StateStore<DeliveryState> = {
 export function createDeliveryStore(deps: {
   db: SqlDatabase
   onCommitted: () => void
-  /** A delivery due at `dueAt` was committed: wake the timer. */
-  onScheduled: (dueAt: string) => void
+  /** A delivery due in `delayMs` (by the database's clock) was committed: wake the timer. */
+  onScheduled: (delayMs: number) => void
   clock?: () => Date
 }): DeliveryStore {
   const handler = createCommandHandler({
@@ -91,17 +91,21 @@ export function createDeliveryStore(deps: {
   })
   return {
     async execute(command, metadata = {}) {
-      const { result, extra: dueAt } = await handler.handleWith(
+      const { result, extra: delayMs } = await handler.handleWith(
         deliveryStreamId(command.orderId),
         command,
         metadata,
         async (tx, result) => {
           const scheduled = (result.events as DeliveryEvent[]).find((e) => e.eventType === 'DeliveryScheduled')
-          if (scheduled?.eventType !== 'DeliveryScheduled') return undefined
+          if (scheduled?.eventType !== 'DeliveryScheduled' || command.commandType !== 'ScheduleDelivery') {
+            return undefined
+          }
+          // The event's dueAt is the app's reckoning (what the delivery shows); the timer counts
+          // the delay on the database's clock, so a jump of the app's clock moves no delivery.
           await scheduleTimer(tx, {
             id: `${DELIVERY_DUE_TIMER}:${scheduled.orderId}`,
             kind: DELIVERY_DUE_TIMER,
-            dueAt: scheduled.dueAt,
+            delayMs: command.delayMs,
             // The journey's correlation (and trace) carry over the wait: OrderDelivered belongs to the
             // request that placed the order, not to a timer.
             payload: {
@@ -110,10 +114,10 @@ export function createDeliveryStore(deps: {
               ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
             },
           })
-          return scheduled.dueAt
+          return command.delayMs
         },
       )
-      if (dueAt) deps.onScheduled(dueAt)
+      if (delayMs !== undefined) deps.onScheduled(delayMs)
       return { delivery: result.state, events: result.events as DeliveryEvent[], duplicate: result.duplicate }
     },
     get: async (orderId) => (await deliveriesTable.load(deps.db, deliveryStreamId(orderId))).state,

@@ -3,39 +3,81 @@ import type { Logger } from '../logger.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 
 /**
- * Durable timers: "deliver this payload to me at that time", surviving restarts. Used for the
+ * Durable timers: "deliver this payload to me after that delay", surviving restarts. Used for the
  * Create-Order saga's step timeouts and the delivery service's due deliveries.
  *
- * A timer is a row in `scheduled_timers` (platform migration 003), written with `scheduleTimer` in
- * the transaction that decided it, so a timer exists exactly when the decision does. A poller per
- * kind claims due rows with `FOR UPDATE SKIP LOCKED` (several processes share the work, none fires
- * a row another holds) and a lease, calls `fire`, and deletes the row. A process that dies while
- * firing leaves the row to be claimed again once the lease is over, so `fire` must be idempotent
- * (the saga ignores a stale timeout; delivering twice emits nothing).
+ * A timer is a row in `scheduled_timers` (platform migrations 003 and 004), written with
+ * `scheduleTimer` in the transaction that decided it, so a timer exists exactly when the decision
+ * does. A poller per kind claims due rows with `FOR UPDATE SKIP LOCKED` (several processes share
+ * the work, none fires a row another holds) and a lease, calls `fire`, and deletes the row. A
+ * process that dies while firing leaves the row to be claimed again once the lease is over, so
+ * `fire` must be idempotent (the saga ignores a stale timeout; delivering twice emits nothing).
  *
- * The poller sleeps until the nearest due time it knows of, or `pollIntervalMs` at most (timers
- * written by other processes); `wake(dueAt)` after a commit rearms it early for a nearer one, so a
- * short timer fires on time without a fast poll.
+ * Every deadline is the database's time: the caller gives a delay, `due_at = now() + delay` is
+ * computed in SQL, and "is it due", the claim's lease and "how long until the next one" are
+ * compared with `now()` in SQL too, as the outbox relay's lease is. The app's clock is never read,
+ * so stepping it back or forward (NTP, a VM resumed, an operator) neither delays nor hastens a
+ * timer. The poller's local sleep is a relative `setTimeout`, which follows the monotonic clock.
+ * On the embedded default (PGlite) the database runs in the process and its now() is the host's
+ * clock: there the app's injected clock still moves nothing, but a step of the host's clock moves
+ * the database's with it, as it would for a PostgreSQL on the same host.
+ *
+ * A timer may start its clock when a command leaves instead of when it is decided
+ * (`startsWhenPublished`: the outbox row of the decision's last command). It is written unarmed
+ * (`due_at` NULL), and a poller arms it once that row is published, with
+ * `due_at = published_at + delay`; `published_at` is the database's time the relay marked it. A
+ * saga step's timeout thus does not run while its command waits in the outbox (relay behind, broker
+ * unreachable): the broker being away is an outage, not the step's failure. A command that never
+ * leaves keeps its timer unarmed for good, which is right, since the relay retries it forever.
+ * (A published row pruned before its timer was armed, after a day of pollers down, arms at now().)
+ *
+ * Why the poller arms rather than the relay: the deadline is the same (the relay's own timestamp,
+ * read back), the outbox stays a generic publisher that knows nothing of timers, and the poller
+ * looks at unarmed timers only while there are some. What it costs is latency: an armed timer is
+ * first seen at the poller's next pass (`pollIntervalMs` at most), which matters only for delays
+ * shorter than the poll interval.
+ *
+ * The poller sleeps until the nearest due time it knows of (asked of the database as a delay), or
+ * `pollIntervalMs` at most (timers written by other processes, timers armed on publish);
+ * `wake(inMs)` after a commit rearms it early for a nearer one, so a short timer fires on time
+ * without a fast poll.
  */
 
 export interface TimerRow<Payload> {
   id: string
   kind: string
+  /** The database's due time (milliseconds). */
   dueAt: string
   payload: Payload
   attempts: number
 }
 
+export interface TimerToSchedule {
+  id: string
+  kind: string
+  /** After how long, measured by the database from the commit (or from the publish, below). */
+  delayMs: number
+  payload: unknown
+  /** An outbox row id written in the same transaction: the clock starts once it is published. */
+  startsWhenPublished?: string | undefined
+}
+
+// Whole milliseconds: due_at is read back into JavaScript and used to recognise the claim it came
+// from (a timer moved meanwhile has a new due time), so it must survive the round trip exactly.
+const dueIn = (delay: string) => `date_trunc('milliseconds', now() + ${delay} * interval '1 millisecond')`
+
 /** Writes (or moves) the timer `id`; call in the transaction that decided it. */
-export async function scheduleTimer(
-  tx: SqlExecutor,
-  timer: { id: string; kind: string; dueAt: string; payload: unknown },
-): Promise<void> {
+export async function scheduleTimer(tx: SqlExecutor, timer: TimerToSchedule): Promise<void> {
+  if (!(timer.delayMs >= 0) || !Number.isFinite(timer.delayMs)) {
+    throw new RangeError(`a timer's delay must be a finite number of milliseconds ≥ 0 (got ${timer.delayMs})`)
+  }
   await tx.query(
-    `INSERT INTO scheduled_timers (id, kind, due_at, payload) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
+    `INSERT INTO scheduled_timers (id, kind, due_at, delay_ms, starts_after_outbox_id, payload)
+     VALUES ($1, $2, CASE WHEN $4::bigint IS NULL THEN ${dueIn('$3::bigint')} END, $3::bigint, $4::bigint, $5)
+     ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, delay_ms = EXCLUDED.delay_ms,
+       starts_after_outbox_id = EXCLUDED.starts_after_outbox_id, payload = EXCLUDED.payload,
        claimed_until = NULL, attempts = 0, last_error = NULL`,
-    [timer.id, timer.kind, timer.dueAt, JSON.stringify(timer.payload)],
+    [timer.id, timer.kind, Math.round(timer.delayMs), timer.startsWhenPublished ?? null, JSON.stringify(timer.payload)],
   )
 }
 
@@ -50,7 +92,6 @@ export interface TimerPollerOptions<Payload> {
   logger: Logger
   /** Carries out a due timer; a throw leaves it to be fired again after a backoff. */
   fire(timer: TimerRow<Payload>): Promise<void>
-  clock?: () => Date
   pollIntervalMs?: number
   /** Timers claimed per query. */
   batchSize?: number
@@ -61,16 +102,35 @@ export interface TimerPollerOptions<Payload> {
 }
 
 export interface TimerPoller {
-  /** A timer due at `dueAt` was committed in this process: fire it on time. */
-  wake(dueAt?: string): void
+  /** A timer due in `inMs` (or now) was committed in this process: fire it on time. */
+  wake(inMs?: number): void
   stop(): Promise<void>
 }
 
 const MAX_BACKOFF_MS = 60_000
 
+// Timers whose outbox row is published (or gone: pruned long after it was published) start their
+// clock at the publish. A concurrent second poller re-checks `due_at IS NULL` after the row lock
+// and skips what the first armed.
+const ARM_PUBLISHED = `
+UPDATE scheduled_timers AS t
+   SET due_at = date_trunc('milliseconds',
+         coalesce((SELECT o.published_at FROM outbox o WHERE o.id = t.starts_after_outbox_id), now())
+         + t.delay_ms * interval '1 millisecond')
+ WHERE t.kind = $1 AND t.due_at IS NULL
+   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = t.starts_after_outbox_id AND o.published_at IS NULL)`
+
+const CLAIM_DUE = `
+UPDATE scheduled_timers SET claimed_until = now() + $2::float8 * interval '1 millisecond', attempts = attempts + 1
+ WHERE id IN (
+   SELECT id FROM scheduled_timers
+    WHERE kind = $1 AND due_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY due_at LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, kind, due_at, payload, attempts`
+
 export function startTimerPoller<Payload>(options: TimerPollerOptions<Payload>): TimerPoller {
   const { db, kind, logger } = options
-  const clock = options.clock ?? (() => new Date())
   const pollIntervalMs = options.pollIntervalMs ?? 1_000
   const batchSize = options.batchSize ?? 100
   const leaseMs = options.leaseMs ?? 30_000
@@ -78,45 +138,33 @@ export function startTimerPoller<Payload>(options: TimerPollerOptions<Payload>):
 
   let stopped = false
   let timer: NodeJS.Timeout | undefined
+  /** When the armed setTimeout fires, in `performance.now()` time. */
   let nextAt = Number.POSITIVE_INFINITY
   let running: Promise<void> | undefined
   let again = false
 
-  const arm = (at: number) => {
+  const arm = (inMs: number) => {
     if (stopped) return
-    const now = clock().getTime()
-    const target = Math.min(at, now + pollIntervalMs)
+    const now = performance.now()
+    const target = now + Math.max(0, Math.min(inMs, pollIntervalMs))
     if (timer && target >= nextAt) return
     if (timer) clearTimeout(timer)
     nextAt = target
-    timer = setTimeout(
-      () => {
-        timer = undefined
-        nextAt = Number.POSITIVE_INFINITY
-        tick()
-      },
-      Math.max(0, target - now),
-    )
+    timer = setTimeout(() => {
+      timer = undefined
+      nextAt = Number.POSITIVE_INFINITY
+      tick()
+    }, target - now)
   }
 
   const claim = async (): Promise<TimerRow<Payload>[]> => {
-    const now = clock()
     const { rows } = await db.query<{
       id: string
       kind: string
       due_at: Date | string
       payload: Payload
       attempts: number
-    }>(
-      `UPDATE scheduled_timers SET claimed_until = $3, attempts = attempts + 1
-        WHERE id IN (
-          SELECT id FROM scheduled_timers
-           WHERE kind = $1 AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2)
-           ORDER BY due_at LIMIT $4
-           FOR UPDATE SKIP LOCKED)
-        RETURNING id, kind, due_at, payload, attempts`,
-      [kind, now.toISOString(), new Date(now.getTime() + leaseMs).toISOString(), batchSize],
-    )
+    }>(CLAIM_DUE, [kind, leaseMs, batchSize])
     return rows.map((r) => ({
       id: r.id,
       kind: r.kind,
@@ -140,24 +188,27 @@ export function startTimerPoller<Payload>(options: TimerPollerOptions<Payload>):
       logger.warn({ err: error, timerId: row.id, kind, attempts: row.attempts }, `timer ${row.id} failed; retrying`)
       await db
         .query(
-          `UPDATE scheduled_timers SET claimed_until = NULL, last_error = $2, due_at = greatest(due_at, $3)
+          `UPDATE scheduled_timers SET claimed_until = NULL, last_error = $2, due_at = greatest(due_at, ${dueIn('$3::float8')})
             WHERE id = $1 AND due_at = $4`,
-          [row.id, error.message, new Date(clock().getTime() + backoff).toISOString(), row.dueAt],
+          [row.id, error.message, backoff, row.dueAt],
         )
         .catch((e) => logger.error({ err: e, timerId: row.id }, 'could not release a failed timer'))
     }
   }
 
-  const nextDue = async (): Promise<number> => {
-    const { rows } = await db.query<{ due_at: Date | string | null }>(
-      'SELECT min(due_at) AS due_at FROM scheduled_timers WHERE kind = $1 AND claimed_until IS NULL',
+  /** How long until the nearest armed, unclaimed timer is due, by the database's clock. */
+  const nextDueInMs = async (): Promise<number> => {
+    const { rows } = await db.query<{ in_ms: number | string | null }>(
+      `SELECT (extract(epoch FROM min(due_at) - now()) * 1000)::float8 AS in_ms
+         FROM scheduled_timers WHERE kind = $1 AND due_at IS NOT NULL AND claimed_until IS NULL`,
       [kind],
     )
-    const due = rows[0]?.due_at
-    return due ? new Date(due).getTime() : Number.POSITIVE_INFINITY
+    const inMs = rows[0]?.in_ms
+    return inMs === null || inMs === undefined ? Number.POSITIVE_INFINITY : Number(inMs)
   }
 
   const pass = async () => {
+    await db.query(ARM_PUBLISHED, [kind])
     for (;;) {
       const due = await claim()
       if (due.length === 0) break
@@ -175,30 +226,28 @@ export function startTimerPoller<Payload>(options: TimerPollerOptions<Payload>):
       return
     }
     running = (async () => {
-      let wakeAt = clock().getTime() + pollIntervalMs
+      let wakeInMs = pollIntervalMs
       try {
         do {
           again = false
           await pass()
         } while (again && !stopped)
-        wakeAt = await nextDue()
+        wakeInMs = await nextDueInMs()
       } catch (error) {
         logger.warn({ err: error, kind }, 'timer poll failed')
       } finally {
         running = undefined
-        arm(wakeAt)
+        arm(wakeInMs)
       }
     })()
   }
 
   tick()
   return {
-    wake(dueAt) {
+    wake(inMs) {
       if (stopped) return
-      if (dueAt === undefined) return tick()
-      const at = Date.parse(dueAt)
-      if (at <= clock().getTime()) tick()
-      else arm(at)
+      if (inMs === undefined || inMs <= 0) tick()
+      else arm(inMs)
     },
     async stop() {
       stopped = true

@@ -24,15 +24,17 @@ import type { Headers, OutgoingMessage, PublishedPosition, Transport } from '../
  * timeout (a Kafka producer's request timeout × retries must fit in it).
  */
 
-export async function enqueue(tx: SqlExecutor, messages: OutgoingMessage[]): Promise<void> {
+/** Writes `messages` to the outbox in `tx`; resolves with their row ids, in order. */
+export async function enqueue(tx: SqlExecutor, messages: OutgoingMessage[]): Promise<string[]> {
+  const ids: string[] = []
   for (const m of messages) {
-    await tx.query('INSERT INTO outbox (topic, message_key, value, headers) VALUES ($1, $2, $3, $4)', [
-      m.topic,
-      m.key,
-      m.value,
-      JSON.stringify(m.headers ?? {}),
-    ])
+    const { rows } = await tx.query<{ id: string }>(
+      'INSERT INTO outbox (topic, message_key, value, headers) VALUES ($1, $2, $3, $4) RETURNING id::text AS id',
+      [m.topic, m.key, m.value, JSON.stringify(m.headers ?? {})],
+    )
+    if (rows[0]) ids.push(rows[0].id)
   }
+  return ids
 }
 
 /**

@@ -24,7 +24,8 @@ import {
  * Runs the Create-Order saga (a pure workflow) against storage: one input = one transaction that
  *
  *   marks the input in the inbox → locks the saga's row → decide → evolve (input, then outputs)
- *   → Send: the command into the outbox; Schedule: the durable timer; Complete/Park: timer removed
+ *   → Send: the command into the outbox; Schedule: the durable timer, whose clock starts when the
+ *     step's commands are published; Complete/Park: timer removed
  *   → saves the state
  *
  * so a command leaves exactly when the decision that sent it is stored, and a redelivered input is
@@ -52,8 +53,8 @@ export interface SagaProcessorDeps {
   db: SqlDatabase
   workflow: SagaWorkflow
   onCommitted: () => void
-  /** A timeout due at `dueAt` was committed: wake the timer. */
-  onScheduled: (dueAt: string) => void
+  /** A timeout of `delayMs` was committed: wake the timer (it runs from its commands' publish). */
+  onScheduled: (delayMs: number) => void
   /** The saga parked or completed (metrics, logs), after commit. */
   onEnded?: (state: CreateOrderSagaState) => void
   clock?: () => Date
@@ -154,7 +155,7 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
       outputs: [] as CreateOrderSagaOutput[],
       state,
       duplicate,
-      dueAt: undefined as string | undefined,
+      delayMs: undefined as number | undefined,
       ended: false,
     })
     const orderId = orderIdOf(input)
@@ -181,7 +182,7 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
       attempt: scheduled?.kind === 'Schedule' ? scheduled.timeout.attempt : state.attempt,
     }
     const messages: OutgoingMessage[] = []
-    let dueAt: string | undefined
+    let timeout: { delayMs: number; payload: SagaStepTimedOut } | undefined
     let ended = false
     for (const output of outputs) {
       switch (output.kind) {
@@ -189,13 +190,9 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
           messages.push(commandMessage(output.command, ids, metadata, now))
           break
         case 'Schedule':
-          await scheduleTimer(tx, {
-            id: sagaTimerId(orderId),
-            kind: SAGA_TIMEOUT_TIMER,
-            dueAt: output.at,
-            payload: output.timeout,
-          })
-          dueAt = output.at
+          // The workflow says when from the app's clock; the timer keeps only the delay, which
+          // the database counts from the publish of the step's commands (platform/es/scheduler.ts).
+          timeout = { delayMs: Math.max(0, Date.parse(output.at) - Date.parse(now)), payload: output.timeout }
           break
         case 'Complete':
         case 'Park':
@@ -228,15 +225,25 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
         now,
       ],
     )
-    await enqueue(tx, messages)
-    return { outputs, state: next, duplicate: false, dueAt, ended }
+    const outboxIds = await enqueue(tx, messages)
+    if (timeout) {
+      await scheduleTimer(tx, {
+        id: sagaTimerId(orderId),
+        kind: SAGA_TIMEOUT_TIMER,
+        delayMs: timeout.delayMs,
+        payload: timeout.payload,
+        // The relay publishes in id order: the last command out means the whole step is out.
+        startsWhenPublished: outboxIds.at(-1),
+      })
+    }
+    return { outputs, state: next, duplicate: false, delayMs: timeout?.delayMs, ended }
   }
 
   return {
     async handle(input, metadata) {
       const result = await db.transaction((tx) => run(tx, input, metadata))
       if (result.outputs.some((o) => o.kind === 'Send')) deps.onCommitted()
-      if (result.dueAt) deps.onScheduled(result.dueAt)
+      if (result.delayMs !== undefined) deps.onScheduled(result.delayMs)
       if (result.ended && result.state) deps.onEnded?.(result.state)
       return { outputs: result.outputs, state: result.state, duplicate: result.duplicate }
     },

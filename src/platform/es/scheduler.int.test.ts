@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { pgliteTestDatabase, postgresTestDatabase, type TestDatabase, waitFor } from '../../../test/support/index.ts'
+import { createLogger } from '../logger.ts'
+import { enqueue } from '../outbox/outbox.ts'
+import { migratePlatform } from '../sql/migrations.ts'
+import type { SqlDatabase } from '../sql/port.ts'
+import { scheduleTimer, startTimerPoller, type TimerPoller } from './scheduler.ts'
+
+/**
+ * Timers whose clock starts when an outbox row is published: unarmed while the row waits, armed
+ * from the row's published_at, and armed at once when the row is gone (pruned after publishing).
+ */
+
+const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
+
+const KIND = 'scheduler-test'
+const DELAY_MS = 200
+
+function suite(name: string, open: () => Promise<TestDatabase>) {
+  describe(`durable timers on ${name}`, () => {
+    let database: TestDatabase
+    let db: SqlDatabase
+    let timers: TimerPoller
+    /** Timer id → the database's time it fired at. */
+    const fired = new Map<string, Date>()
+
+    before(async () => {
+      database = await open()
+      db = database.db
+      await migratePlatform(db)
+      timers = startTimerPoller<null>({
+        db,
+        kind: KIND,
+        logger,
+        pollIntervalMs: 50,
+        fire: async (timer) => {
+          const { rows } = await db.query<{ now: Date }>('SELECT now() AS now')
+          fired.set(timer.id, new Date(rows[0]?.now ?? Number.NaN))
+        },
+      })
+    })
+
+    after(async () => {
+      await timers?.stop()
+      await database?.cleanup()
+    })
+
+    const outboxRow = async () => {
+      const [id] = await enqueue(db, [{ topic: 'scheduler-test', key: 'k', value: 'v' }])
+      assert.ok(id)
+      return id
+    }
+
+    it('starts a timer’s clock when its outbox row is published, or at once if the row was pruned', async () => {
+      const waiting = await outboxRow()
+      const published = await outboxRow()
+      const pruned = await outboxRow()
+      // Scheduled first: were it armed at once, it would be due before the others.
+      await scheduleTimer(db, {
+        id: 'waiting',
+        kind: KIND,
+        delayMs: DELAY_MS,
+        payload: null,
+        startsWhenPublished: waiting,
+      })
+      await scheduleTimer(db, {
+        id: 'published',
+        kind: KIND,
+        delayMs: DELAY_MS,
+        payload: null,
+        startsWhenPublished: published,
+      })
+      await scheduleTimer(db, {
+        id: 'pruned',
+        kind: KIND,
+        delayMs: DELAY_MS,
+        payload: null,
+        startsWhenPublished: pruned,
+      })
+
+      await db.query('UPDATE outbox SET published_at = now() WHERE id = $1', [published])
+      await db.query('DELETE FROM outbox WHERE id = $1', [pruned])
+      await waitFor(() => fired.has('published') && fired.has('pruned'), {
+        message: 'the timers of the published and the pruned rows fire',
+      })
+      assert.equal(fired.has('waiting'), false, 'the timer of the row still in the outbox does not fire')
+
+      const { rows } = await db.query<{ published_at: Date }>('SELECT published_at FROM outbox WHERE id = $1', [
+        published,
+      ])
+      const publishedAt = rows[0]?.published_at
+      assert.ok(publishedAt)
+      const firedAt = fired.get('published')
+      assert.ok(firedAt && firedAt.getTime() >= new Date(publishedAt).getTime() + DELAY_MS, 'runs from the publish')
+
+      await db.query('UPDATE outbox SET published_at = now() WHERE id = $1', [waiting])
+      await waitFor(() => fired.has('waiting'), { message: 'the last timer fires once its row is published' })
+      const done = await db.query('SELECT id FROM scheduled_timers WHERE kind = $1', [KIND])
+      assert.deepEqual(done.rows, [], 'fired timers are deleted')
+    })
+  })
+}
+
+suite('PGlite', pgliteTestDatabase)
+suite('PostgreSQL', () => postgresTestDatabase('of_scheduler'))
