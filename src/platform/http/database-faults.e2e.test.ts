@@ -172,7 +172,7 @@ describe('database faults through HTTP (PostgreSQL)', () => {
     // round a burst of commands on fresh orders.
     for (let round = 0; round < 30 && (deadlocks === 0 || round < 3); round++) {
       const failuresBefore = faults.failures.length
-      const ids = await Promise.all(Array.from({ length: 10 }, () => create()))
+      const ids = await Promise.all(Array.from({ length: 6 }, () => create()))
       const responses = await Promise.all(
         ids.flatMap((id) => [
           app.http.inject({
@@ -199,7 +199,13 @@ describe('database faults through HTTP (PostgreSQL)', () => {
       )
       for (const response of responses) {
         statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1)
-        assert.ok(response.statusCode < 500, `${response.statusCode}: ${response.body}`)
+        assert.notEqual(response.statusCode, 500, response.body)
+        // A busy machine may run out of pooled connections (503, the database unavailable): that is
+        // not under test. A deadlock that reached the caller is.
+        if (response.statusCode >= 500) {
+          assert.equal(response.statusCode, 503, response.body)
+          assert.doesNotMatch(response.body, /the database is busy/, 'a deadlock was answered, not run again')
+        }
       }
       deadlocks += faults.failures.slice(failuresBefore).filter((e) => isTransactionConflict(e)).length
     }
