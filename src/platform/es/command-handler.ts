@@ -1,9 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { v7 as uuidv7 } from 'uuid'
 import { AppError, isAppError, notFound } from '../errors.ts'
 import { appendToStream, type EventMetadata, type StoredEvent } from '../eventstore/event-store.ts'
 import { markHandled } from '../inbox/inbox.ts'
 import { enqueue } from '../outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import { isTransactionConflict } from '../sql/unavailable.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import type { Decider, Recorded, TypedEvent } from './decider.ts'
 
@@ -21,6 +23,14 @@ import type { Decider, Recorded, TypedEvent } from './decider.ts'
  * unique (stream, version). The loser is decided again on the new state when its caller gave no
  * expected version (both valid commands apply); with an expected version it is a VERSION_CONFLICT
  * at once (not retryable: the caller decided on a state that is gone).
+ *
+ * A command with an expected version takes no row lock, so it can deadlock with one that does: it
+ * holds the new event's (stream, version) key and waits for the state row, the other holds the row
+ * and waits for the key. PostgreSQL aborts one of them (40P01); a serializable conflict (40001) is
+ * the same kind of accident. The aborted transaction is run again from the start, a few times with a
+ * short random pause, before anyone sees an error: then it either commits or, its expected version
+ * gone, answers VERSION_CONFLICT. Only a conflict that outlasts the retries reaches the caller, as
+ * a database outage (HTTP 503 with Retry-After, a consumer holding its partition).
  */
 
 export interface CommandMetadata {
@@ -77,6 +87,8 @@ export interface CommandHandlerOptions<Command, Event extends TypedEvent, State>
   newEventId?: () => string
   /** How often a command without an expected version is decided again after losing a race. */
   maxConflictRetries?: number
+  /** How often a transaction aborted by a deadlock or a serialization failure is run again (default 4). */
+  maxDeadlockRetries?: number
 }
 
 export interface CommandHandler<Command, Event, State> {
@@ -116,6 +128,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   const newEventId = options.newEventId ?? (() => uuidv7())
   const schemaVersion = options.schemaVersion ?? (() => 1)
   const maxConflictRetries = options.maxConflictRetries ?? 10
+  const maxDeadlockRetries = options.maxDeadlockRetries ?? 4
 
   const run = async <T>(
     tx: SqlExecutor,
@@ -195,6 +208,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     metadata: CommandMetadata,
     after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
   ) => {
+    let deadlocks = 0
     for (let attempt = 0; ; attempt++) {
       try {
         const outcome = await db.transaction((tx) => run(tx, streamId, command, metadata, after))
@@ -203,7 +217,13 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
       } catch (error) {
         if ((error as { [RACE]?: boolean })[RACE] && attempt < maxConflictRetries) {
           // Two creators of a new stream (no row to lock yet): the loser decides again on the winner's state.
-          await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * (attempt + 1)))
+          await sleep(Math.random() * 5 * (attempt + 1))
+          continue
+        }
+        if (deadlocks < maxDeadlockRetries && isTransactionConflict(error)) {
+          // Jittered, so that the two victims of a deadlock do not meet again at once.
+          deadlocks++
+          await sleep(5 * 2 ** deadlocks * (0.5 + Math.random()))
           continue
         }
         throw error

@@ -62,7 +62,9 @@ export const problemResponses = {
     'The resource changed since the If-Match version (VERSION_CONFLICT), or its state does not allow this (INVALID_TRANSITION)',
   ),
   422: problemResponse('The Idempotency-Key was used before with a different request (IDEMPOTENCY_KEY_REUSED)'),
-  503: problemResponse('The database is unavailable (DATABASE_UNAVAILABLE); retry after Retry-After seconds'),
+  503: problemResponse(
+    'The database is unavailable or busy (DATABASE_UNAVAILABLE: unreachable, out of connections, disk or memory, or a deadlock that persisted); retry after Retry-After seconds',
+  ),
 } as const
 
 /** A response header as @fastify/swagger reads it: a JSON schema whose description it lifts out. */

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { AppError, type ErrorCode, type FieldError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
+import { findDatabaseUnavailable } from '../sql/unavailable.ts'
 
 /** The one place where error codes become HTTP statuses. */
 const statusByCode: Record<ErrorCode, number> = {
@@ -160,9 +161,37 @@ export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply
   return reply.status(problem.status).type('application/problem+json').send(problem)
 }
 
+/** When no error says how long to wait: what a restarting database or broker usually needs. */
+const DEFAULT_RETRY_AFTER_SECONDS = 5
+
+/**
+ * A database error that is an outage (see `sql/unavailable.ts`) as `DATABASE_UNAVAILABLE`; any other
+ * error as it is. A deadlock or an exhausted resource is nobody's fault in the request: 503 with
+ * `Retry-After`, never 500.
+ */
+export function asAppError(error: unknown): unknown {
+  const found = error instanceof AppError ? undefined : findDatabaseUnavailable(error)
+  if (!found) return error
+  const busy = found.conflict || found.reason === 'lock-not-available'
+  return new AppError(
+    'DATABASE_UNAVAILABLE',
+    busy ? 'the database is busy; retry later' : 'the database is unavailable; retry later',
+    { cause: error },
+  )
+}
+
+/** Seconds to wait before trying again, from the outage in the error's causes if there is one. */
+export function retryAfterSeconds(error: unknown): number {
+  const found = findDatabaseUnavailable(error)
+  return found ? Math.max(1, Math.ceil(found.retryAfterMs / 1000)) : DEFAULT_RETRY_AFTER_SECONDS
+}
+
 export function problemErrorHandler(logger: Logger) {
   return (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const problem = problemFor(error, request.url)
+    const mapped = asAppError(error)
+    const problem = problemFor(mapped, request.url)
+    // Every 503 says when to come back: a dependency that is away, not a request to give up on.
+    if (problem.status === 503) reply.header('retry-after', String(retryAfterSeconds(mapped)))
     if (problem.status >= 500) logger.error({ err: error, url: request.url }, 'request failed')
     return sendProblem(reply, problem)
   }

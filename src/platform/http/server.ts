@@ -15,7 +15,6 @@ import { findUnsafeText } from '../../contracts/text.ts'
 import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
-import { isDatabaseUnavailable } from '../sql/unavailable.ts'
 import { type Authenticator, type AuthRequirement, allowEveryone, installAuthSeam } from './auth.ts'
 import { problemErrorHandler, problemFor, sendProblem } from './problem.ts'
 import { installRateLimits, type RateLimits } from './rate-limit.ts'
@@ -168,13 +167,8 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     },
   })
 
-  app.setErrorHandler((error, request, reply) => {
-    const mapped = isDatabaseUnavailable(error)
-      ? new AppError('DATABASE_UNAVAILABLE', 'the database is unavailable; retry later', { cause: error })
-      : error
-    if (mapped !== error) reply.header('retry-after', '5')
-    return problemErrorHandler(deps.logger)(mapped, request, reply)
-  })
+  // Database outages (unreachable, out of resources, deadlocks) become 503 with Retry-After there.
+  app.setErrorHandler(problemErrorHandler(deps.logger))
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problemFor(new AppError('NOT_FOUND', `no route ${request.method} ${request.url}`), request.url)),
   )

@@ -13,8 +13,10 @@ import type { HandlerContext, IncomingMessage, Subscription, Transport } from '.
  *   lettered at once with the reason, never retried;
  * - **the message is refused** (an error that says no retry can help: a domain rejection, a stale
  *   expected version; see `AppError.retryable`): dead-lettered at once as `REJECTED`;
- * - **a dependency is down** (the database or the broker cannot be reached): not the message's
- *   fault, so it is never dead-lettered. The consumer holds the partition and tries again with
+ * - **a dependency is down** (the database or the broker cannot be reached, the database is out of
+ *   connections, disk or memory, or picked the handler's transaction as a deadlock victim: see
+ *   `sql/unavailable.ts`): not the message's fault, so it is never dead-lettered and the attempts
+ *   do not count toward the retry limit. The consumer holds the partition and tries again with
  *   backoff, without limit, visible in logs and in `orderflow_consumer_waiting_for_dependency`;
  * - anything else may pass: retried with exponential backoff (seed 001: 3 retries, 1 s, 2 s, 4 s),
  *   then dead-lettered as `RETRIES_EXHAUSTED` with the error, its stack and the attempt count.
@@ -106,7 +108,10 @@ export function isPermanentError(error: Error): boolean {
   return !isRetryable(error)
 }
 
-/** The database or the broker cannot be reached: waiting helps, the message is not at fault. */
+/**
+ * The database or the broker cannot serve now (unreachable, out of resources, a deadlock victim):
+ * waiting helps, the message is not at fault.
+ */
 export function isDependencyUnavailable(error: unknown): boolean {
   for (let current = error, depth = 0; current !== undefined && current !== null && depth < 8; depth++) {
     if (current instanceof AppError) {
