@@ -31,10 +31,22 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
   let db: SqlDatabase
   let unlock = () => {}
   if (config.database.kind === 'pglite') {
+    const { dataDir } = config.database
     await mkdir(config.database.dataDir, { recursive: true })
     unlock = lockDataDir(config.database.dataDir)
     try {
-      db = await openPglite(config.database.dataDir)
+      db = await openPglite(config.database.dataDir, {
+        onFatal: (error) => {
+          // PGlite would never answer again (a PANIC inside WebAssembly): stop now, with the reason,
+          // rather than hang. Everything committed is in the log; the next start recovers it.
+          logger.fatal(
+            { err: error, dataDir },
+            `the embedded database could not write its log in DATA_DIR ${dataDir} (${error.message}): is the disk full? orderflow stops; start it again once there is space (nothing committed is lost)`,
+          )
+          unlock()
+          process.exit(70)
+        },
+      })
     } catch (error) {
       unlock()
       throw error

@@ -6,25 +6,51 @@ import type { QueryResult, SqlDatabase, SqlExecutor } from './port.ts'
  * database in memory (tests); a directory keeps it on disk across restarts (`npm start`).
  * 64-bit integers come back as strings, as they do from `pg`, so callers see one behaviour.
  */
-export async function openPglite(dataDir?: string): Promise<SqlDatabase> {
+export async function openPglite(
+  dataDir?: string,
+  options: {
+    /**
+     * Called when the database cannot go on: PostgreSQL could not write its write-ahead log (a full
+     * or failing disk). On a server that is a PANIC and a restart; inside this process PGlite would
+     * spin and never answer again, so the owner should stop the process (what is committed is safe
+     * in the log) rather than hang.
+     */
+    onFatal?: (error: Error) => void
+  } = {},
+): Promise<SqlDatabase> {
   const db = await PGlite.create(dataDir ?? 'memory://', {
     parsers: { [types.INT8]: (value: string) => value },
   })
+  const watch = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work()
+    } catch (error) {
+      if (options.onFatal && isLogWriteFailure(error)) options.onFatal(error as Error)
+      throw error
+    }
+  }
 
   const executor = (target: Pick<PGlite, 'query' | 'exec'>): SqlExecutor => ({
     async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
-      const result = await target.query<Row>(text, params)
+      const result = await watch(() => target.query<Row>(text, params))
       return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length }
     },
     async exec(text: string) {
-      await target.exec(text)
+      await watch(() => target.exec(text))
     },
   })
 
   return {
     dialect: 'pglite',
     ...executor(db),
-    transaction: (work) => db.transaction((tx) => work(executor(tx as unknown as Pick<PGlite, 'query' | 'exec'>))),
+    transaction: (work) =>
+      watch(() => db.transaction((tx) => work(executor(tx as unknown as Pick<PGlite, 'query' | 'exec'>)))),
     close: () => db.close(),
   }
+}
+
+/** PostgreSQL failed to write its write-ahead log ("could not write to log file", "could not fsync"): a PANIC. */
+export function isLogWriteFailure(error: unknown): boolean {
+  const message = (error as { message?: string } | undefined)?.message ?? ''
+  return /could not (write to|fsync|extend) (log file|file "pg_wal)|PANIC/i.test(message)
 }
