@@ -77,7 +77,9 @@ export interface SagaProcessor {
 }
 
 const orderIdOf = (input: CreateOrderSagaInput): string =>
-  input.eventType === 'SagaStepTimedOut'
+  input.eventType === 'SagaStepTimedOut' ||
+  input.eventType === 'OperatorResumed' ||
+  input.eventType === 'OperatorCompensated'
     ? input.orderId
     : 'orderId' in input && typeof input.orderId === 'string'
       ? input.orderId
