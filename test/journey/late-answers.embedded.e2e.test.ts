@@ -1,0 +1,3 @@
+import { lateAnswersSuite } from './late-answers.suite.ts'
+
+lateAnswersSuite('embedded')
