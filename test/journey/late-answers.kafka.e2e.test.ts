@@ -1,3 +1,4 @@
-import { lateAnswersSuite } from './late-answers.suite.ts'
+import { lateAnswersSuite, lateDispatchChoreographySuite } from './late-answers.suite.ts'
 
 lateAnswersSuite('kafka')
+lateDispatchChoreographySuite('kafka')

@@ -1,12 +1,24 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { AuditReport } from '../../src/audit/audit.ts'
-import { DISPATCH_COMMANDS_GROUP } from '../../src/dispatch/consumers/dispatch-consumers.ts'
+import {
+  DISPATCH_COMMANDS_GROUP,
+  DISPATCH_ORDER_EVENTS_GROUP,
+} from '../../src/dispatch/consumers/dispatch-consumers.ts'
 import type { Role } from '../../src/platform/http/auth.ts'
 import type { Transport } from '../../src/platform/transport/port.ts'
 import { testTokens } from '../support/app.ts'
 import { waitFor } from '../support/index.ts'
-import { type Infrastructure, type JourneyApp, paymentOf, seed004Order, startJourneyApp } from './support.ts'
+import {
+  counterTotal,
+  type Infrastructure,
+  type JourneyApp,
+  orderReaches,
+  paymentOf,
+  placeOrder,
+  seed004Order,
+  startJourneyApp,
+} from './support.ts'
 
 /**
  * Sagas converge (issue 13, case 3): a saga that parked on DISPATCH because the dispatch service
@@ -101,7 +113,7 @@ export function lateAnswersSuite(infra: Infrastructure): void {
       })
       return response
     }
-    const placeOrder = async (): Promise<string> => {
+    const placeOrderAs = async (): Promise<string> => {
       const response = await request('POST', '/api/orders', seed004Order, headers('customer123'))
       assert.equal(response.statusCode, 201, response.body)
       return response.json<{ id: string }>().id
@@ -119,7 +131,7 @@ export function lateAnswersSuite(infra: Infrastructure): void {
         { message: () => `the saga of ${id} to be ${status} ${outcome ?? ''} (it is ${JSON.stringify(last)})` },
       )
     }
-    const orderReaches = (id: string, status: string) => {
+    const orderIs = (id: string, status: string) => {
       let last: string | undefined
       return waitFor(
         async () => {
@@ -132,14 +144,14 @@ export function lateAnswersSuite(infra: Infrastructure): void {
 
     it('follows through a dispatch that happened after the saga parked on DISPATCH', async () => {
       dispatch.hold()
-      const orderId = await placeOrder()
+      const orderId = await placeOrderAs()
       const parked = await sagaReaches(orderId, 'PARKED')
       assert.equal(parked.step, 'DISPATCH')
       assert.match(parked.parkedReason ?? '', /DISPATCH stuck/)
       assert.equal(await orderStatus(orderId), 'CONFIRMED')
 
       dispatch.pass()
-      await orderReaches(orderId, 'DELIVERED')
+      await orderIs(orderId, 'DELIVERED')
       const saga = await sagaReaches(orderId, 'COMPLETED', 'DELIVERED')
       assert.ok(
         saga.history.some((h) => h.type === 'Park'),
@@ -149,14 +161,14 @@ export function lateAnswersSuite(infra: Infrastructure): void {
 
     it('ends DELIVERED when an operator resumes a saga whose dispatch commands were lost', async () => {
       dispatch.drop()
-      const orderId = await placeOrder()
+      const orderId = await placeOrderAs()
       await sagaReaches(orderId, 'PARKED')
       dispatch.pass()
 
       const resumed = await request('POST', `/api/orders/${orderId}/saga/resume`, { step: 'DISPATCH' })
       assert.equal(resumed.statusCode, 200, resumed.body)
       assert.equal(resumed.json<SagaView>().status, 'RUNNING')
-      await orderReaches(orderId, 'DELIVERED')
+      await orderIs(orderId, 'DELIVERED')
       const saga = await sagaReaches(orderId, 'COMPLETED', 'DELIVERED')
       const entry = saga.history.find((h) => h.type === 'OperatorResumed')
       assert.equal(entry?.by, 'ops-alice')
@@ -169,13 +181,13 @@ export function lateAnswersSuite(infra: Infrastructure): void {
 
     it('ends CANCELLED with the payment refunded when an operator compensates a parked saga', async () => {
       dispatch.drop()
-      const orderId = await placeOrder()
+      const orderId = await placeOrderAs()
       await sagaReaches(orderId, 'PARKED')
       dispatch.pass()
 
       const compensated = await request('POST', `/api/orders/${orderId}/saga/compensate`)
       assert.equal(compensated.statusCode, 200, compensated.body)
-      await orderReaches(orderId, 'CANCELLED')
+      await orderIs(orderId, 'CANCELLED')
       const saga = await sagaReaches(orderId, 'COMPLETED', 'CANCELLED')
       assert.equal(saga.history.find((h) => h.type === 'OperatorCompensated')?.by, 'ops-alice')
       assert.equal((await paymentOf(j.db, orderId))?.status, 'REFUNDED')
@@ -184,8 +196,8 @@ export function lateAnswersSuite(infra: Infrastructure): void {
     })
 
     it('guards the operator routes: operators only, strict bodies, 404 and 409', async () => {
-      const orderId = await placeOrder()
-      await orderReaches(orderId, 'DELIVERED')
+      const orderId = await placeOrderAs()
+      await orderIs(orderId, 'DELIVERED')
       const url = `/api/orders/${orderId}/saga`
       assert.equal((await j.app.http.inject({ method: 'POST', url: `${url}/resume` })).statusCode, 401)
       assert.equal((await request('POST', `${url}/resume`, {}, headers('customer123'))).statusCode, 403)
@@ -212,6 +224,64 @@ export function lateAnswersSuite(infra: Infrastructure): void {
         { timeoutMs: 20_000, message: () => `the auditor to be clean: ${JSON.stringify(last?.checks)}` },
       )
       assert.equal(last?.sagasParked, 0)
+    })
+  })
+}
+
+/**
+ * Choreography's side of the same rule: dispatch ships on OrderConfirmed before it reads the
+ * OrderCancelled behind it. The order stays CANCELLED, the capture is refunded, nothing is
+ * dead-lettered, and the auditor is clean.
+ */
+export function lateDispatchChoreographySuite(infra: Infrastructure): void {
+  describe(`a dispatch of a cancelled order (choreography, ${infra})`, () => {
+    let j: JourneyApp
+    const dispatch = gatedGroup(DISPATCH_ORDER_EVENTS_GROUP)
+    before(async () => {
+      j = await startJourneyApp({ infra, mode: 'choreography', wrapTransport: dispatch.wrap })
+    })
+    after(async () => {
+      dispatch.pass()
+      await j?.close()
+    })
+
+    it('keeps the order cancelled and refunded when its goods went out after the cancellation', async () => {
+      dispatch.hold()
+      const order = await placeOrder(j.app, seed004Order)
+      await orderReaches(j.app, order.id, 'CONFIRMED')
+      const cancel = await j.app.http.inject({
+        method: 'POST',
+        url: `/api/orders/${order.id}/cancel`,
+        payload: { reason: 'changed my mind' },
+      })
+      assert.equal(cancel.statusCode, 200, cancel.body)
+      await waitFor(async () => (await paymentOf(j.db, order.id))?.status === 'REFUNDED', {
+        message: 'the payment to be refunded',
+      })
+      dispatch.pass()
+      await waitFor(
+        async () => {
+          const { rows } = await j.db.db.query<{ n: string }>(
+            `SELECT count(*)::text AS n FROM es_events WHERE stream_id = $1 AND event_type = 'OrderDelivered'`,
+            [`delivery-${order.id}`],
+          )
+          return rows[0]?.n === '1'
+        },
+        { message: 'the late dispatch to be delivered' },
+      )
+      let last: AuditReport | undefined
+      await waitFor(
+        async () => {
+          last = (await j.app.http.inject({ method: 'GET', url: '/api/audit?stuckAfterMs=0' })).json<AuditReport>()
+          return last.ok
+        },
+        { timeoutMs: 20_000, message: () => `the auditor to be clean: ${JSON.stringify(last?.checks)}` },
+      )
+      const now = (await j.app.http.inject({ method: 'GET', url: `/api/orders/${order.id}` })).json<{
+        status: string
+      }>()
+      assert.equal(now.status, 'CANCELLED')
+      assert.equal(await counterTotal(j.app, 'orderflow_dead_letters_total'), 0)
     })
   })
 }
