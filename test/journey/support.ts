@@ -1,4 +1,4 @@
-import type { App } from '../../src/app.ts'
+import type { App, AppOptions } from '../../src/app.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import type { ServiceModule } from '../../src/platform/module.ts'
 import { createEmbeddedTransport } from '../../src/platform/transport/embedded.ts'
@@ -61,6 +61,10 @@ export async function startJourneyApp(options: {
   services?: string[]
   duplicate?: boolean
   modules?: ServiceModule[]
+  /** Fault injection around the transport the app uses (after `duplicate`). */
+  wrapTransport?: (transport: Transport) => Transport
+  /** App options (an authenticator, for tests with tokens). */
+  app?: AppOptions
 }): Promise<JourneyApp> {
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
   let db: TestDatabase
@@ -87,7 +91,8 @@ export async function startJourneyApp(options: {
       prefix,
     )
   }
-  const transport = options.duplicate ? duplicatingTransport(raw) : raw
+  const duplicated = options.duplicate ? duplicatingTransport(raw) : raw
+  const transport = options.wrapTransport ? options.wrapTransport(duplicated) : duplicated
   const modules = options.modules ?? allModules().filter((m) => !options.services || options.services.includes(m.name))
   let app: App
   try {
@@ -108,7 +113,7 @@ export async function startJourneyApp(options: {
         PAYMENT_GATEWAY_RETRY_BACKOFF_MS: '5',
         ...options.env,
       },
-      app: { pollIntervalMs: 100 },
+      app: { pollIntervalMs: 100, ...options.app },
     })
   } catch (error) {
     await raw.close().catch(() => {})

@@ -12,7 +12,7 @@ import type { ModuleContext } from '../../platform/module.ts'
 import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
 import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
 import type { OrderStore } from '../application/order-store.ts'
-import type { OrderCommand } from '../domain/order.ts'
+import type { OrderCommand, OrderStatus } from '../domain/order.ts'
 
 /**
  * The order service's reactions to the rest of the journey, in choreography (seed 004): it reads
@@ -37,8 +37,13 @@ import type { OrderCommand } from '../domain/order.ts'
  * - A payment outcome for an order the customer cancelled meanwhile (PaymentProcessed →
  *   ConfirmOrder, PaymentFailed → CancelOrder on a CANCELLED order): the order stays cancelled and
  *   the event is skipped; the payment service refunds a capture from the OrderCancelled it reads.
- * Anything else the domain rejects (a dispatch of a cancelled order) is a real conflict and goes to
- * the topic's dead letters with the reason.
+ * - A dispatch or delivery of an order cancelled meanwhile (dispatch shipped on OrderConfirmed
+ *   before it read the OrderCancelled behind it): the same rule as the saga's. The cancellation and
+ *   the refund stand (the payment service refunds from OrderCancelled); the goods that went out
+ *   are an operator's to recall or charge again, so the order service logs it as a warning naming
+ *   the shipment, and skips the event rather than dead-letter traffic that a race produces.
+ * Anything else the domain rejects is a real conflict and goes to the topic's dead letters with the
+ * reason (`whenRefused`).
  */
 
 export const ORDER_JOURNEY_GROUP = 'order-service'
@@ -66,6 +71,39 @@ export function orderCommandFor(event: JourneyEvent): OrderCommand | null {
     default:
       return assertNever(event)
   }
+}
+
+/**
+ * What to do with a journey event whose command the order refused (INVALID_TRANSITION), given the
+ * order's status now: wait for what it depends on (retry), leave the order as it is (skip, with why
+ * for the log), or dead-letter it as the real conflict it is.
+ */
+export function whenRefused(
+  command: OrderCommand,
+  status: OrderStatus | null,
+): { action: 'retry' } | { action: 'skip'; why: string; warn: boolean } | { action: 'dead-letter' } {
+  if (command.commandType === 'ChangeOrderStatus' && command.status === 'DELIVERED' && status === 'CONFIRMED') {
+    return { action: 'retry' }
+  }
+  if (status !== 'CANCELLED') return { action: 'dead-letter' }
+  if (command.commandType === 'ConfirmOrder' || command.commandType === 'CancelOrder') {
+    return {
+      action: 'skip',
+      why: 'the order was cancelled before its payment outcome arrived; it stays cancelled (a capture is refunded)',
+      warn: false,
+    }
+  }
+  if (
+    command.commandType === 'ChangeOrderStatus' &&
+    (command.status === 'DISPATCHED' || command.status === 'DELIVERED')
+  ) {
+    return {
+      action: 'skip',
+      why: `goods went out for a cancelled order (${command.status.toLowerCase()} after the cancellation): the cancellation and refund stand; recall the shipment or charge the customer again`,
+      warn: true,
+    }
+  }
+  return { action: 'dead-letter' }
 }
 
 function decodeJourneyEvent(message: IncomingMessage): Decoded<JourneyEvent> {
@@ -103,11 +141,8 @@ export async function startOrderJourneyConsumer(
       } catch (error) {
         if (!isAppError(error, 'INVALID_TRANSITION')) throw error
         const order = await store.get(command.orderId)
-        if (
-          command.commandType === 'ChangeOrderStatus' &&
-          command.status === 'DELIVERED' &&
-          order?.status === 'CONFIRMED'
-        ) {
+        const outcome = whenRefused(command, order?.status ?? null)
+        if (outcome.action === 'retry') {
           throw new AppError(
             'INVALID_TRANSITION',
             `order ${command.orderId} is delivered before its dispatch was applied; retrying`,
@@ -117,14 +152,11 @@ export async function startOrderJourneyConsumer(
             },
           )
         }
-        if (
-          (command.commandType === 'ConfirmOrder' || command.commandType === 'CancelOrder') &&
-          order?.status === 'CANCELLED'
-        ) {
-          context.logger.info(
-            { orderId: command.orderId, eventType: event.eventType, eventId: event.eventId },
-            `order ${command.orderId} was cancelled before ${event.eventType} arrived; it stays cancelled`,
-          )
+        if (outcome.action === 'skip') {
+          const fields = { orderId: command.orderId, eventType: event.eventType, eventId: event.eventId }
+          const text = `order ${command.orderId}, ${event.eventType}: ${outcome.why}`
+          if (outcome.warn) context.logger.warn(fields, text)
+          else context.logger.info(fields, text)
           return
         }
         throw error

@@ -229,6 +229,30 @@ describe('payment choreography mapping', () => {
   })
 })
 
+describe('payment choreography: late events', () => {
+  const cancelledEvent = {
+    eventId: '01890a5d-ac96-774b-bcce-b302099a8058',
+    aggregateId: ORDER_ID,
+    occurredOn: '2026-01-01T12:00:00.000Z',
+    version: 2,
+    schemaVersion: 1,
+    eventType: 'OrderCancelled',
+    reason: 'customer cancelled',
+  } as OrderEvent
+  const onCancelled = paymentCommandFor(cancelledEvent) as PaymentCommand
+
+  it('refunds a capture that landed after the order was cancelled: the OrderCancelled comes after it', () => {
+    // OrderCreated and OrderCancelled share the order's partition, so the payment service handles
+    // the charge first, however late its capture was; the cancellation then refunds it.
+    spec.given(processed).when(onCancelled).thenEmits([refunded])
+  })
+
+  it('voids a payment the cancellation reached first, so that a late charge captures nothing', () => {
+    spec.given().when(onCancelled).thenEmits([voided])
+    spec.given(voided).when(approved).thenNothingHappened()
+  })
+})
+
 describe('payment contracts', () => {
   it('decodes seed-000 AuthorizePayment as ProcessPayment, amounts in minor units', () => {
     const raw = JSON.stringify({

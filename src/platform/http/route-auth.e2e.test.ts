@@ -59,7 +59,15 @@ describe('every route declares its access', () => {
       '/health/ready',
       '/openapi.json',
     ])
-    const operatorOnly = ['/metrics', '/api/audit', '/api/sagas', '/api/orders/:id/saga', '/getAllOrderIdsFromTopic']
+    const operatorOnly = [
+      '/metrics',
+      '/api/audit',
+      '/api/sagas',
+      '/api/orders/:id/saga',
+      '/api/orders/:id/saga/resume',
+      '/api/orders/:id/saga/compensate',
+      '/getAllOrderIdsFromTopic',
+    ]
     for (const url of operatorOnly) {
       assert.equal(routes.find((r) => r.url === url)?.auth, 'operator', url)
     }

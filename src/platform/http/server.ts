@@ -222,9 +222,15 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
       }
     }
   })
-  // Said plainly rather than as zod's "expected object, received null".
+  // Said plainly rather than as zod's "expected object, received null". A route whose body schema
+  // accepts nothing (zod's `.nullish()`) may be called without one.
   app.addHook('preValidation', async (request) => {
-    if (request.routeOptions.schema?.body !== undefined && (request.body === undefined || request.body === null)) {
+    const schema = request.routeOptions.schema?.body as { safeParse?: (value: unknown) => { success: boolean } }
+    if (
+      schema !== undefined &&
+      (request.body === undefined || request.body === null) &&
+      !schema.safeParse?.(request.body).success
+    ) {
       throw bodyRejected('is missing: send a JSON object')
     }
   })

@@ -4,6 +4,7 @@ import { DISPATCH_COMMANDS_TOPIC, encodeDispatchCommand } from '../../contracts/
 import { HeaderNames } from '../../contracts/envelope.ts'
 import { ORDER_COMMANDS_TOPIC } from '../../contracts/order/commands.ts'
 import { encodePaymentCommand, PAYMENT_COMMANDS_TOPIC } from '../../contracts/payment/commands.ts'
+import { AppError, notFound } from '../../platform/errors.ts'
 import { cancelTimer, scheduleTimer } from '../../platform/es/scheduler.ts'
 import type { Workflow } from '../../platform/es/workflow.ts'
 import { markHandled } from '../../platform/inbox/inbox.ts'
@@ -17,6 +18,7 @@ import {
   type CreateOrderSagaOutput,
   type CreateOrderSagaState,
   createOrderSagaId,
+  operatorRefusal,
   type SagaStepTimedOut,
 } from '../domain/create-order-saga.ts'
 
@@ -35,7 +37,14 @@ import {
  * a step decided again (after a crash before commit) sends the same command id, and the receivers'
  * inboxes drop the repeat; a re-send after a timeout is a new attempt, with a new id, and the
  * receivers' deciders treat it as the redelivery it is.
+ *
+ * Operators' inputs (resume, compensate) go the same way, with the request's id in the inbox; one
+ * that does not apply to the saga as it is under the lock throws (NOT_FOUND, INVALID_TRANSITION)
+ * and changes nothing.
  */
+
+/** The inbox consumer of operators' requests. */
+export const SAGA_OPERATOR = 'saga-operator'
 
 export const SAGA_TIMEOUT_TIMER = 'saga-timeout'
 
@@ -78,7 +87,9 @@ export interface SagaProcessor {
 }
 
 const orderIdOf = (input: CreateOrderSagaInput): string =>
-  input.eventType === 'SagaStepTimedOut'
+  input.eventType === 'SagaStepTimedOut' ||
+  input.eventType === 'OperatorResumed' ||
+  input.eventType === 'OperatorCompensated'
     ? input.orderId
     : 'orderId' in input && typeof input.orderId === 'string'
       ? input.orderId
@@ -164,6 +175,16 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
       return nothing((await loadForUpdate(tx, sagaId))?.state ?? null, true)
     }
     const row = await loadForUpdate(tx, sagaId)
+    if (input.eventType === 'OperatorResumed' || input.eventType === 'OperatorCompensated') {
+      // Checked under the row lock, so the answer holds for the state the decision is made on.
+      if (!row) throw notFound('saga', orderId, `no saga for order ${orderId}`)
+      const refusal = operatorRefusal(input, row.state)
+      if (refusal !== null) {
+        throw new AppError('INVALID_TRANSITION', refusal, {
+          details: { sagaStatus: row.state.status, step: row.state.step },
+        })
+      }
+    }
     // Only OrderCreated starts a saga; anything else for an order without one has nothing to move.
     if (!row && input.eventType !== 'OrderCreated') return nothing(null, false)
     const state = row?.state ?? workflow.initialState()

@@ -7,7 +7,7 @@ import type { ModuleContext } from '../../platform/module.ts'
 import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
 import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
 import type { SagaProcessor } from '../application/saga-processor.ts'
-import type { CreateOrderSagaInput } from '../domain/create-order-saga.ts'
+import type { SagaEventInput } from '../domain/create-order-saga.ts'
 
 /** The orchestrator's consumer group: it reads the four event topics of the journey. */
 export const SAGA_GROUP = 'create-order-saga'
@@ -29,11 +29,11 @@ const decoders: Record<
   [DELIVERY_EVENTS_TOPIC]: decodeDeliveryEvent,
 }
 
-function decodeSagaInput(message: IncomingMessage): Decoded<CreateOrderSagaInput> {
+function decodeSagaInput(message: IncomingMessage): Decoded<SagaEventInput> {
   const decode = decoders[message.topic]
   if (!decode) return { ok: false, reason: 'UNKNOWN_TOPIC', message: `the saga does not read ${message.topic}` }
   const decoded = decode(message.value)
-  return decoded.ok ? { ok: true, value: decoded.event as CreateOrderSagaInput } : decoded
+  return decoded.ok ? { ok: true, value: decoded.event as SagaEventInput } : decoded
 }
 
 /** Every event of the journey into the saga, once each (the event id is the inbox entry). */
@@ -42,12 +42,11 @@ export function consumeSagaInputs(
   processor: SagaProcessor,
   groupId = SAGA_GROUP,
 ): Promise<Subscription> {
-  return context.consume<CreateOrderSagaInput>({
+  return context.consume<SagaEventInput>({
     groupId,
     topics: SAGA_INPUT_TOPICS,
     decode: decodeSagaInput,
     handle: async (input, raw) => {
-      if (input.eventType === 'SagaStepTimedOut') return
       const traceparent = raw.headers[HeaderNames.traceparent]
       await processor.handle(input, {
         consumer: groupId,

@@ -33,9 +33,28 @@ import { complete, park, schedule, send, type Workflow, type WorkflowOutput } fr
  * A compensation step that runs out of retries parks the saga: a compensation that cannot finish
  * is for a person, with the reason, never retried forever nor dropped.
  *
+ * Late answers are never ignored (a step that timed out, a parked saga, a completed one):
+ *   - a parked saga takes the answer it was waiting for as if it had never stopped: OrderDispatched
+ *     for a saga parked on DISPATCH resumes it at DELIVERY; OrderDelivered follows the dispatch
+ *     through (DISPATCHED, DELIVERED) and completes it; the answer a parked compensation was waiting
+ *     for goes on compensating;
+ *   - money taken for an order the saga is cancelling, or has cancelled, is refunded (a capture that
+ *     comes while rejecting the order, or after Complete('CANCELLED'), reopens REFUND_PAYMENT);
+ *   - goods that went out for a cancelled order (OrderDispatched or OrderDelivered once the order is
+ *     cancelled): the cancellation and the refund stand (the order service cannot un-cancel, and
+ *     the customer was told), and the saga parks with the reason instead of completing, for an
+ *     operator to recall the shipment or charge again, then close it with `compensate`.
+ *
+ * Operators act through inputs too (OperatorResumed, OperatorCompensated), recorded in the history
+ * with who asked: resume goes on in the saga's direction (forward: the step whose answer is
+ * missing, sent again with a fresh retry budget; cancelling: the next compensation), compensate
+ * cancels (refund, reject) or, with nothing left to undo, closes the saga as CANCELLED.
+ * `operatorRefusal` says why an operator input does not apply (the saga is not parked, the goods
+ * left so the order cannot be cancelled, another step than the one waiting was named).
+ *
  * Redelivery: an event seen before (same eventId) changes nothing, and a timeout that is not the
- * current step's current attempt is stale and changes nothing; events for a step already passed
- * are recorded and otherwise ignored.
+ * current step's current attempt is stale and changes nothing. Attempts of a step are numbered on
+ * across resumes and re-openings, so no (step, attempt) pair, and no command id, is used twice.
  *
  * The state is what `GET /api/orders/:id/saga` shows: status, current step and attempt, the
  * pending deadlines, and the history of what came in and went out, and when.
@@ -151,10 +170,38 @@ export interface SagaStepTimedOut {
   orderId: string
   step: SagaStep
   attempt: number
+  /** The attempt this run of the step began with (after an operator's resume); 1 when absent. */
+  firstAttempt?: number
 }
 
-/** Everything the saga reacts to: decoded events (amounts in minor units) and its timeouts. */
-export type CreateOrderSagaInput = OrderEvent | PaymentEvent | DispatchEvent | DeliveryEvent | SagaStepTimedOut
+/** An operator resumed a parked saga (`POST /api/orders/:id/saga/resume`). */
+export interface OperatorResumed {
+  eventType: 'OperatorResumed'
+  /** The request's id: the inbox entry and the history's id. */
+  eventId: string
+  orderId: string
+  /** The operator's subject (the token's `sub`, or `anonymous` with authentication off). */
+  operator: string
+  /** The step the operator expects to retry; default: the one the saga waits at. */
+  step?: SagaStep | undefined
+}
+
+/** An operator had a parked saga compensate (`POST /api/orders/:id/saga/compensate`). */
+export interface OperatorCompensated {
+  eventType: 'OperatorCompensated'
+  eventId: string
+  orderId: string
+  operator: string
+  reason?: string | undefined
+}
+
+export type SagaOperatorInput = OperatorResumed | OperatorCompensated
+
+/** The other services' events the saga follows, decoded (amounts in minor units). */
+export type SagaEventInput = OrderEvent | PaymentEvent | DispatchEvent | DeliveryEvent
+
+/** Everything the saga reacts to: the journey's events, its own timeouts, operators. */
+export type CreateOrderSagaInput = SagaEventInput | SagaStepTimedOut | SagaOperatorInput
 
 /** Order commands in the saga's words (seed 000): the order service resolves the aliases. */
 export type SagaOrderCommandBody =
@@ -195,6 +242,8 @@ export interface SagaHistoryEntry {
   topic?: string
   step?: SagaStep
   detail?: string
+  /** Who asked, for an operator's input. */
+  by?: string
 }
 
 export interface SagaDeadline {
@@ -211,9 +260,16 @@ export interface CreateOrderSagaState {
   attempt: number
   order: { customerId: string; totalAmount: number; currency: string } | null
   orderCancelled: boolean
+  orderConfirmed: boolean
   payment: SagaPaymentStatus
   paymentId: string | null
   shipmentId: string | null
+  /** OrderDelivered seen. */
+  delivered: boolean
+  /** The highest attempt sent per step, so that a step started again never reuses one. */
+  attempts: Partial<Record<SagaStep, number>>
+  /** An operator compensated: goods that went out for the cancelled order are theirs to settle. */
+  settledByOperator: boolean
   /** Why the saga compensates; the same reason goes with every compensation command. */
   compensationReason: string | null
   outcome: string | null
@@ -235,9 +291,13 @@ export function initialState(): CreateOrderSagaState {
     attempt: 0,
     order: null,
     orderCancelled: false,
+    orderConfirmed: false,
     payment: 'NOT_REQUESTED',
     paymentId: null,
     shipmentId: null,
+    delivered: false,
+    attempts: {},
+    settledByOperator: false,
     compensationReason: null,
     outcome: null,
     parkedReason: null,
@@ -283,7 +343,12 @@ function learn(state: CreateOrderSagaState, input: CreateOrderSagaInput): Create
       return known.order ? { ...known, order: { ...known.order, totalAmount: input.totalAmount } } : known
     case 'OrderCancelled':
       return { ...known, orderCancelled: true }
+    case 'OrderConfirmed':
+      return { ...known, orderConfirmed: true }
     case 'PaymentProcessed':
+      // A payment's events come in order on one partition: a capture after its refund or void is an
+      // old one delivered again, not money taken anew.
+      if (known.payment === 'REFUNDED' || known.payment === 'VOIDED') return known
       return { ...known, payment: 'CAPTURED', paymentId: input.paymentId }
     case 'PaymentFailed':
       return { ...known, payment: 'FAILED', paymentId: input.paymentId }
@@ -293,9 +358,77 @@ function learn(state: CreateOrderSagaState, input: CreateOrderSagaInput): Create
       return { ...known, payment: 'VOIDED' }
     case 'OrderDispatched':
       return { ...known, shipmentId: input.shipmentId }
+    case 'OrderDelivered':
+      return { ...known, shipmentId: known.shipmentId ?? input.shipmentId, delivered: true }
     default:
       return known
   }
+}
+
+const COMPENSATION_STEPS: ReadonlySet<SagaStep> = new Set(['REFUND_PAYMENT', 'REJECT_ORDER'])
+
+/** The saga undoes the order rather than move it forward: it compensates, or the order is cancelled. */
+const isCancelling = (state: CreateOrderSagaState) =>
+  state.compensationReason !== null ||
+  state.orderCancelled ||
+  (state.step !== null && COMPENSATION_STEPS.has(state.step))
+
+/** Goods left the warehouse (a saga stored before `delivered` existed has it undefined: falsy). */
+const goodsOut = (state: CreateOrderSagaState) => state.shipmentId !== null || state.delivered === true
+
+/** The next compensation still to do, from what the saga knows. */
+function nextCompensation(state: CreateOrderSagaState): SagaStep | null {
+  if (state.payment === 'REQUESTED' || state.payment === 'CAPTURED') return 'REFUND_PAYMENT'
+  if (!state.orderCancelled) return 'REJECT_ORDER'
+  return null
+}
+
+/** The forward step whose answer is missing, from what the saga knows; null when none is. */
+function waitingStep(state: CreateOrderSagaState): SagaStep | null {
+  if (state.payment === 'NOT_REQUESTED' || state.payment === 'REQUESTED') return 'PAYMENT'
+  if (state.payment !== 'CAPTURED') return null
+  // Sagas stored before `orderConfirmed` existed: only OrderConfirmed took them past CONFIRM_ORDER.
+  const confirmed = state.orderConfirmed === true || state.step === 'DISPATCH' || state.step === 'DELIVERY'
+  if (!confirmed) return 'CONFIRM_ORDER'
+  if (state.shipmentId === null) return 'DISPATCH'
+  if (state.delivered !== true) return 'DELIVERY'
+  return null
+}
+
+/** The next attempt of `step`: one above every attempt of it sent so far. */
+const nextAttempt = (state: CreateOrderSagaState, step: SagaStep): number =>
+  Math.max(state.attempts?.[step] ?? 0, state.step === step ? state.attempt : 0) + 1
+
+/**
+ * Why an operator's input does not apply to the saga as it is (the HTTP route answers 409 with it),
+ * or null when it does. Pure, so that the route and the workflow agree.
+ */
+export function operatorRefusal(input: SagaOperatorInput, state: CreateOrderSagaState): string | null {
+  const verb = input.eventType === 'OperatorResumed' ? 'resumed' : 'compensated'
+  if (state.status !== 'PARKED') {
+    const status = state.status === 'COMPLETED' ? `COMPLETED (${state.outcome})` : state.status
+    return `the saga is ${status}: only a parked saga can be ${verb}`
+  }
+  if (input.eventType === 'OperatorCompensated') {
+    if (goodsOut(state) && !state.orderCancelled) {
+      return `shipment ${state.shipmentId} left for this order, which cannot be cancelled any more: resume the saga to deliver it`
+    }
+    return null
+  }
+  if (isCancelling(state)) {
+    const next = nextCompensation(state)
+    if (input.step !== undefined && input.step !== next) {
+      return `the saga is cancelling the order (${state.compensationReason ?? 'order cancelled'}): ${next === null ? 'nothing is left to undo, compensate to close it' : `it can only go on with ${next}`}, not ${input.step}`
+    }
+    if (next === null) return 'nothing is left to undo for this cancelled order: compensate to close the saga'
+    return null
+  }
+  const waiting = waitingStep(state)
+  if (waiting === null) return 'no step of the saga is waiting for an answer'
+  if (input.step !== undefined && input.step !== waiting) {
+    return `the saga waits at ${waiting}: ${input.step} ${COMPENSATION_STEPS.has(input.step) ? 'is a compensation (use compensate)' : 'has its answer already or is not reached yet'}`
+  }
+  return null
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,9 +512,11 @@ export function defineCreateOrderSaga(
     }
   }
 
+  /** Sends the step's commands and schedules its timeout; `firstAttempt` starts this run's budget. */
   const startStep = (
     step: SagaStep,
     attempt: number,
+    firstAttempt: number,
     state: CreateOrderSagaState,
     context: DecideContext,
   ): CreateOrderSagaOutput[] => [
@@ -391,19 +526,25 @@ export function defineCreateOrderSaga(
       orderId: state.orderId ?? '',
       step,
       attempt,
+      ...(firstAttempt === 1 ? {} : { firstAttempt }),
     } satisfies SagaStepTimedOut),
   ]
 
-  /** The next compensation still to do, from what the saga knows. */
-  const nextCompensation = (state: CreateOrderSagaState): SagaStep | null => {
-    if (state.payment === 'REQUESTED' || state.payment === 'CAPTURED') return 'REFUND_PAYMENT'
-    if (!state.orderCancelled) return 'REJECT_ORDER'
-    return null
+  /** Starts `step` afresh: a new attempt number, and the step's whole retry budget. */
+  const begin = (step: SagaStep, state: CreateOrderSagaState, context: DecideContext) => {
+    const attempt = nextAttempt(state, step)
+    return startStep(step, attempt, attempt, state, context)
   }
 
+  const goodsOutReason = (state: CreateOrderSagaState) =>
+    `goods went out for a cancelled order: shipment ${state.shipmentId} was ${state.delivered ? 'delivered' : 'dispatched'} although the order was cancelled (${state.compensationReason ?? 'order cancelled'}); the cancellation and any refund stand: recall the shipment or charge the customer again, then compensate to close the saga`
+
+  /** The next compensation, or the cancelled end (parked instead when goods left and no one settled them). */
   const compensate = (state: CreateOrderSagaState, context: DecideContext): CreateOrderSagaOutput[] => {
     const next = nextCompensation(state)
-    return next === null ? [complete('CANCELLED')] : startStep(next, 1, state, context)
+    if (next !== null) return begin(next, state, context)
+    if (goodsOut(state) && !state.settledByOperator) return [park(goodsOutReason(state))]
+    return [complete('CANCELLED')]
   }
 
   /** Starts compensating: the reason is kept for every compensation command that follows. */
@@ -416,11 +557,97 @@ export function defineCreateOrderSaga(
     context: DecideContext,
   ): CreateOrderSagaOutput[] => {
     const policy = steps[timeout.step]
-    if (timeout.attempt <= policy.retries) return startStep(timeout.step, timeout.attempt + 1, state, context)
-    const noAnswer = `no answer from ${policy.description} after ${timeout.attempt} attempt${timeout.attempt === 1 ? '' : 's'}`
+    const firstAttempt = timeout.firstAttempt ?? 1
+    const sent = timeout.attempt - firstAttempt + 1
+    if (sent <= policy.retries) return startStep(timeout.step, timeout.attempt + 1, firstAttempt, state, context)
+    const noAnswer = `no answer from ${policy.description} after ${sent} attempt${sent === 1 ? '' : 's'}`
     if (policy.kind === 'compensation') return [park(`compensation ${timeout.step} failed: ${noAnswer}`)]
     if (policy.onExhausted === 'park') return [park(`${timeout.step} stuck: ${noAnswer}`)]
     return startCompensation(state, `${timeout.step} timed out: ${noAnswer}`, context)
+  }
+
+  /** The order was delivered: it is marked DISPATCHED (when the saga has not yet) and DELIVERED. */
+  const followThroughDelivery = (state: CreateOrderSagaState): CreateOrderSagaOutput[] => {
+    const orderId = state.orderId ?? ''
+    const mark = (status: 'DISPATCHED' | 'DELIVERED') =>
+      send<CreateOrderSagaCommand>({
+        topic: ORDER_COMMANDS_TOPIC,
+        key: orderId,
+        message: { commandType: 'ChangeOrderStatus', orderId, status },
+      })
+    return [...(state.step === 'DELIVERY' ? [] : [mark('DISPATCHED')]), mark('DELIVERED'), complete('DELIVERED')]
+  }
+
+  /**
+   * An answer to a running, compensating or parked saga: a parked one takes the answer it was
+   * waiting for exactly as a running one would.
+   */
+  const onAnswer = (
+    state: CreateOrderSagaState,
+    known: CreateOrderSagaState,
+    input: SagaEventInput,
+    context: DecideContext,
+  ): CreateOrderSagaOutput[] => {
+    const step = state.step
+    if (step === null) return []
+    if (steps[step].kind === 'forward') {
+      // The order was cancelled (now, or before a saga stored by an older version noticed): undo
+      // what was done; goods that already left make it park at the end (see `compensate`).
+      if (known.orderCancelled) {
+        return startCompensation(
+          known,
+          input.eventType === 'OrderCancelled' ? input.reason : 'order cancelled',
+          context,
+        )
+      }
+      if (input.eventType === 'PaymentFailed' && step === 'PAYMENT') {
+        return startCompensation(known, cancellationReasonFor(input), context)
+      }
+      if (input.eventType === 'OrderDelivered' && (step === 'DISPATCH' || step === 'DELIVERY')) {
+        return followThroughDelivery(state)
+      }
+      const next = waitingStep(known)
+      // The answer the step waited for moved the saga on (a late one included): start the next step.
+      if (next !== null && next !== waitingStep(state)) return begin(next, known, context)
+      return []
+    }
+    // Compensating. Money taken while the order is being undone is refunded before anything else.
+    if (input.eventType === 'PaymentProcessed' && step !== 'REFUND_PAYMENT' && known.payment === 'CAPTURED') {
+      return compensate(known, context)
+    }
+    return steps[step].awaits.includes(input.eventType) ? compensate(known, context) : []
+  }
+
+  /** A late answer to a completed saga: only a cancelled one has something left to put right. */
+  const afterCompletion = (
+    state: CreateOrderSagaState,
+    known: CreateOrderSagaState,
+    input: SagaEventInput,
+    context: DecideContext,
+  ): CreateOrderSagaOutput[] => {
+    if (state.outcome !== 'CANCELLED') return []
+    if (input.eventType === 'PaymentProcessed' && nextCompensation(known) === 'REFUND_PAYMENT') {
+      return compensate(known, context)
+    }
+    if ((input.eventType === 'OrderDispatched' || input.eventType === 'OrderDelivered') && !known.settledByOperator) {
+      return [park(goodsOutReason(known))]
+    }
+    return []
+  }
+
+  const onOperator = (
+    state: CreateOrderSagaState,
+    input: SagaOperatorInput,
+    context: DecideContext,
+  ): CreateOrderSagaOutput[] => {
+    if (operatorRefusal(input, state) !== null) return []
+    if (input.eventType === 'OperatorCompensated') {
+      const reason = input.reason ?? `compensated by operator ${input.operator}`
+      return startCompensation({ ...state, settledByOperator: true }, reason, context)
+    }
+    if (isCancelling(state)) return compensate(state, context)
+    const waiting = waitingStep(state)
+    return waiting === null ? [] : begin(waiting, state, context)
   }
 
   const decide = (
@@ -428,57 +655,26 @@ export function defineCreateOrderSaga(
     state: CreateOrderSagaState,
     context: DecideContext,
   ): CreateOrderSagaOutput[] => {
-    if (isEnded(state)) return []
     if (input.eventType === 'SagaStepTimedOut') {
       return isCurrentTimeout(state, input) ? onTimeout(state, input, context) : []
     }
-    // The step guards below already ignore most repeats; this one keeps a repeat from ever
-    // counting as a new answer, whatever steps are added later.
+    // A repeat never counts as a new answer, whatever state the saga is in.
     if (state.seen.includes(input.eventId)) return []
-    const known = learn(state, input)
-
-    if (state.status === 'NOT_STARTED') {
-      return input.eventType === 'OrderCreated' ? startStep('PAYMENT', 1, known, context) : []
+    if (input.eventType === 'OperatorResumed' || input.eventType === 'OperatorCompensated') {
+      return onOperator(state, input, context)
     }
-    switch (state.step) {
-      case 'PAYMENT':
-        if (input.eventType === 'PaymentProcessed') return startStep('CONFIRM_ORDER', 1, known, context)
-        if (input.eventType === 'PaymentFailed') return startCompensation(known, cancellationReasonFor(input), context)
-        if (input.eventType === 'OrderCancelled') return startCompensation(known, input.reason, context)
-        return []
-      case 'CONFIRM_ORDER':
-        if (input.eventType === 'OrderConfirmed') return startStep('DISPATCH', 1, known, context)
-        if (input.eventType === 'OrderCancelled') return startCompensation(known, input.reason, context)
-        return []
-      case 'DISPATCH':
-        if (input.eventType === 'OrderDispatched') return startStep('DELIVERY', 1, known, context)
-        if (input.eventType === 'OrderCancelled') return startCompensation(known, input.reason, context)
-        return []
-      case 'DELIVERY':
-        if (input.eventType === 'OrderDelivered') {
-          return [
-            send({
-              topic: ORDER_COMMANDS_TOPIC,
-              key: input.orderId,
-              message: { commandType: 'ChangeOrderStatus', orderId: input.orderId, status: 'DELIVERED' },
-            }),
-            complete('DELIVERED'),
-          ]
-        }
-        if (input.eventType === 'OrderCancelled') {
-          return [park(`order cancelled (${input.reason}) after it was dispatched`)]
-        }
-        return []
-      case 'REFUND_PAYMENT':
-      case 'REJECT_ORDER': {
-        if (input.eventType === 'OrderDispatched') return [park('order dispatched while the saga was cancelling it')]
-        const answered = steps[state.step].awaits.includes(input.eventType)
-        return answered ? compensate(known, context) : []
-      }
-      case null:
-        return []
+    const known = learn(state, input)
+    switch (state.status) {
+      case 'NOT_STARTED':
+        return input.eventType === 'OrderCreated' ? begin('PAYMENT', known, context) : []
+      case 'COMPLETED':
+        return afterCompletion(state, known, input, context)
+      case 'RUNNING':
+      case 'COMPENSATING':
+      case 'PARKED':
+        return onAnswer(state, known, input, context)
       default:
-        return assertNever(state.step)
+        return assertNever(state.status)
     }
   }
 
@@ -522,6 +718,10 @@ export function defineCreateOrderSaga(
               status: steps[step].kind === 'compensation' ? 'COMPENSATING' : 'RUNNING',
               step,
               attempt,
+              attempts: { ...state.attempts, [step]: Math.max(state.attempts?.[step] ?? 0, attempt) },
+              // Running again (resumed, or reopened by a late answer): the old end no longer holds.
+              outcome: null,
+              parkedReason: null,
               deadlines: [{ step, attempt, at: message.at }],
             },
             { direction: 'out', type: 'Schedule', step, detail: `attempt ${attempt}, times out at ${message.at}` },
@@ -542,7 +742,6 @@ export function defineCreateOrderSaga(
       }
     }
 
-    if (isEnded(state)) return state
     if (message.eventType === 'SagaStepTimedOut') {
       if (!isCurrentTimeout(state, message)) return state
       return touched(
@@ -550,7 +749,23 @@ export function defineCreateOrderSaga(
         { direction: 'in', type: message.eventType, step: message.step, detail: `attempt ${message.attempt}` },
       )
     }
+    // Inputs are recorded whatever the status: a late answer to a parked or completed saga is part
+    // of its history, and what it teaches (a capture, a shipment) decides what the saga does next.
     if (state.seen.includes(message.eventId)) return state
+    if (message.eventType === 'OperatorResumed' || message.eventType === 'OperatorCompensated') {
+      const resumed = message.eventType === 'OperatorResumed'
+      const detail = resumed
+        ? `resume${message.step ? ` ${message.step}` : ''}`
+        : `compensate${message.reason ? `: ${message.reason}` : ''}`
+      return touched(
+        {
+          ...state,
+          settledByOperator: state.settledByOperator || !resumed,
+          seen: [...state.seen, message.eventId],
+        },
+        { direction: 'in', type: message.eventType, id: message.eventId, by: message.operator, detail },
+      )
+    }
     return touched(
       { ...learn(state, message), seen: [...state.seen, message.eventId] },
       { direction: 'in', type: message.eventType, id: message.eventId },

@@ -13,6 +13,9 @@ import {
   createOrderSaga,
   createOrderSagaSteps,
   defineCreateOrderSaga,
+  type OperatorCompensated,
+  type OperatorResumed,
+  operatorRefusal,
   type SagaStep,
   type SagaStepTimedOut,
 } from './create-order-saga.ts'
@@ -123,6 +126,29 @@ const rejectOrder = (reason: string) => toOrder({ commandType: 'RejectOrder', or
 /** The step's timeout, scheduled at `now` for its attempt. */
 const deadline = (step: SagaStep, attempt: number, now = NOW) =>
   schedule(new Date(Date.parse(now) + createOrderSagaSteps[step].timeoutMs).toISOString(), timedOut(step, attempt))
+
+const goodsOut = (how: 'dispatched' | 'delivered', reason: string) =>
+  `goods went out for a cancelled order: shipment ${SHIPMENT_ID} was ${how} although the order was cancelled (${reason}); the cancellation and any refund stand: recall the shipment or charge the customer again, then compensate to close the saga`
+let requests = 0
+const resumed = (step?: SagaStep): OperatorResumed => ({
+  eventType: 'OperatorResumed',
+  eventId: `request-${++requests}`,
+  orderId: ORDER_ID,
+  operator: 'alice',
+  ...(step ? { step } : {}),
+})
+const compensated = (reason?: string): OperatorCompensated => ({
+  eventType: 'OperatorCompensated',
+  eventId: `request-${++requests}`,
+  orderId: ORDER_ID,
+  operator: 'alice',
+  ...(reason ? { reason } : {}),
+})
+/** A timeout of a run of the step that began at `firstAttempt` (after a resume). */
+const timedOutFrom = (step: SagaStep, attempt: number, firstAttempt: number): SagaStepTimedOut => ({
+  ...timedOut(step, attempt),
+  firstAttempt,
+})
 
 /** Folds inputs as the processor does, returning each input's outputs and the final state. */
 function run(inputs: CreateOrderSagaInput[], saga = createOrderSaga) {
@@ -364,15 +390,23 @@ describe('Create-Order saga: cancelled after capture', () => {
       .thenOutputs([rejectOrder(reason), deadline('REJECT_ORDER', 1)])
   })
 
-  it('parks when the order is cancelled after it was dispatched, or dispatched while cancelling', () => {
+  it('refunds an order cancelled after it was dispatched, then parks: goods went out', () => {
     spec
       .given(created, processed, confirmed, dispatched)
       .when(cancelled(reason))
-      .thenOutputs([park(`order cancelled (${reason}) after it was dispatched`)])
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
     spec
-      .given(created, processed, confirmed, cancelled(reason))
-      .when(dispatched)
-      .thenOutputs([park('order dispatched while the saga was cancelling it')])
+      .given(created, processed, confirmed, dispatched, cancelled(reason))
+      .when(refunded(reason))
+      .thenOutputs([park(goodsOut('dispatched', reason))])
+  })
+
+  it('goes on refunding an order dispatched while it was being cancelled, then parks instead of completing', () => {
+    spec.given(created, processed, confirmed, cancelled(reason)).when(dispatched).thenNothingHappened()
+    spec
+      .given(created, processed, confirmed, cancelled(reason), dispatched)
+      .when(refunded(reason))
+      .thenOutputs([park(goodsOut('dispatched', reason))])
   })
 })
 
@@ -454,5 +488,260 @@ describe('Create-Order saga: redelivery', () => {
     spec.given(created, processed, confirmed).when(created).thenNothingHappened()
     const state = spec.given(created, processed, confirmed).state
     assert.deepEqual(createOrderSaga.evolve(state, processed, { now: later(1) }), state)
+  })
+})
+
+describe('Create-Order saga: late answers', () => {
+  const parkedOnDispatch = [
+    created,
+    processed,
+    confirmed,
+    timedOut('DISPATCH', 1),
+    timedOut('DISPATCH', 2),
+    timedOut('DISPATCH', 3),
+  ]
+  const parkedOnDelivery = [created, processed, confirmed, dispatched, timedOut('DELIVERY', 1), timedOut('DELIVERY', 2)]
+
+  it('follows a dispatch that happened after the saga parked on DISPATCH through to the delivery', () => {
+    assert.equal(spec.given(...parkedOnDispatch).state.status, 'PARKED')
+    spec
+      .given(...parkedOnDispatch)
+      .when(dispatched)
+      .thenOutputs([markDispatched, scheduleDelivery, deadline('DELIVERY', 1)])
+    spec
+      .given(...parkedOnDispatch, dispatched)
+      .when(delivered)
+      .thenOutputs([markDelivered, complete('DELIVERED')])
+    const { state } = run([...parkedOnDispatch, dispatched, delivered])
+    assert.equal(state.status, 'COMPLETED')
+    assert.equal(state.outcome, 'DELIVERED')
+    assert.equal(state.parkedReason, null)
+  })
+
+  it('marks an order delivered whose delivery is the first answer after a park on DISPATCH', () => {
+    spec
+      .given(...parkedOnDispatch)
+      .when(delivered)
+      .thenOutputs([markDispatched, markDelivered, complete('DELIVERED')])
+  })
+
+  it('completes a saga parked on DELIVERY when the delivery is reported late', () => {
+    assert.equal(spec.given(...parkedOnDelivery).state.status, 'PARKED')
+    spec
+      .given(...parkedOnDelivery)
+      .when(delivered)
+      .thenOutputs([markDelivered, complete('DELIVERED')])
+  })
+
+  it('goes on compensating when the refund a parked compensation waited for comes late', () => {
+    const reason = 'customer changed their mind'
+    const retries = createOrderSagaSteps.REFUND_PAYMENT.retries
+    const parked = [
+      created,
+      processed,
+      cancelled(reason),
+      ...Array.from({ length: retries + 1 }, (_, i) => timedOut('REFUND_PAYMENT', i + 1)),
+    ]
+    assert.equal(spec.given(...parked).state.status, 'PARKED')
+    spec
+      .given(...parked)
+      .when(refunded(reason))
+      .thenOutputs([complete('CANCELLED')])
+  })
+
+  it('refunds money captured while the order is being rejected, before rejecting it', () => {
+    const reason = 'payment failed: card declined for this customer'
+    assert.equal(spec.given(created, failed).state.step, 'REJECT_ORDER')
+    spec
+      .given(created, failed)
+      .when(processed)
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
+    spec
+      .given(created, failed, processed)
+      .when(refunded(reason))
+      .thenOutputs([
+        rejectOrder(reason),
+        schedule(later(createOrderSagaSteps.REJECT_ORDER.timeoutMs), timedOutFrom('REJECT_ORDER', 2, 2)),
+      ])
+  })
+
+  it('reopens a cancelled saga to refund a payment captured after it completed', () => {
+    const reason = 'payment failed: card declined for this customer'
+    const done = [created, failed, cancelled(reason)]
+    assert.equal(spec.given(...done).state.outcome, 'CANCELLED')
+    spec
+      .given(...done)
+      .when(processed)
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
+    assert.equal(spec.given(...done, processed).state.status, 'COMPENSATING')
+    spec
+      .given(...done, processed)
+      .when(refunded(reason))
+      .thenOutputs([complete('CANCELLED')])
+  })
+
+  it('parks a cancelled saga whose order was dispatched or delivered afterwards: goods went out', () => {
+    const reason = 'customer changed their mind'
+    const done = [created, processed, confirmed, cancelled(reason), refunded(reason)]
+    assert.equal(spec.given(...done).state.outcome, 'CANCELLED')
+    spec
+      .given(...done)
+      .when(dispatched)
+      .thenOutputs([park(goodsOut('dispatched', reason))])
+    spec
+      .given(...done, dispatched)
+      .when(delivered)
+      .thenOutputs([])
+    spec
+      .given(...done)
+      .when(delivered)
+      .thenOutputs([park(goodsOut('delivered', reason))])
+  })
+
+  it('records a late answer to a completed saga, and does nothing for a delivered one', () => {
+    const late = { ...dispatched, eventId: 'event-late-dispatch' }
+    spec
+      .given(...happyPath)
+      .when(late)
+      .thenNothingHappened()
+    const { state } = run([...happyPath, late])
+    assert.equal(state.history.at(-1)?.id, 'event-late-dispatch')
+    assert.equal(state.status, 'COMPLETED')
+  })
+})
+
+describe('Create-Order saga: operators', () => {
+  const parkedOnDispatch = [
+    created,
+    processed,
+    confirmed,
+    timedOut('DISPATCH', 1),
+    timedOut('DISPATCH', 2),
+    timedOut('DISPATCH', 3),
+  ]
+
+  it('resumes a saga parked on DISPATCH with a fresh attempt and a whole retry budget', () => {
+    const resume = resumed()
+    spec
+      .given(...parkedOnDispatch)
+      .when(resume)
+      .thenOutputs([dispatchOrder, schedule(later(30_000), timedOutFrom('DISPATCH', 4, 4))])
+    const running = [...parkedOnDispatch, resume]
+    spec
+      .given(...running)
+      .when(timedOutFrom('DISPATCH', 4, 4))
+      .thenOutputs([dispatchOrder, schedule(later(30_000), timedOutFrom('DISPATCH', 5, 4))])
+    spec
+      .given(...running, timedOutFrom('DISPATCH', 4, 4), timedOutFrom('DISPATCH', 5, 4))
+      .when(timedOutFrom('DISPATCH', 6, 4))
+      .thenOutputs([park('DISPATCH stuck: no answer from the dispatch service after 3 attempts')])
+    spec
+      .given(...running)
+      .when(dispatched)
+      .thenOutputs([markDispatched, scheduleDelivery, deadline('DELIVERY', 1)])
+  })
+
+  it('records who resumed the saga and when', () => {
+    const resume = resumed('DISPATCH')
+    const { state } = run([...parkedOnDispatch, resume])
+    const entry = state.history.find((h) => h.type === 'OperatorResumed')
+    assert.deepEqual(entry, {
+      at: NOW,
+      direction: 'in',
+      type: 'OperatorResumed',
+      id: resume.eventId,
+      by: 'alice',
+      detail: 'resume DISPATCH',
+    })
+    assert.equal(state.status, 'RUNNING')
+    assert.equal(state.parkedReason, null)
+  })
+
+  it('refuses to resume a saga that is not parked, or at a step other than the one waiting', () => {
+    const parked = spec.given(...parkedOnDispatch).state
+    assert.equal(operatorRefusal(resumed(), parked), null)
+    assert.equal(operatorRefusal(resumed('DISPATCH'), parked), null)
+    assert.match(operatorRefusal(resumed('DELIVERY'), parked) ?? '', /waits at DISPATCH/)
+    assert.match(operatorRefusal(resumed('PAYMENT'), parked) ?? '', /waits at DISPATCH/)
+    assert.match(operatorRefusal(resumed('REFUND_PAYMENT'), parked) ?? '', /use compensate/)
+    const delivered = spec.given(...happyPath).state
+    assert.match(operatorRefusal(resumed(), delivered) ?? '', /COMPLETED \(DELIVERED\): only a parked saga/)
+    assert.match(operatorRefusal(compensated(), delivered) ?? '', /only a parked saga can be compensated/)
+    const running = spec.given(created, processed).state
+    assert.match(operatorRefusal(resumed(), running) ?? '', /the saga is RUNNING/)
+    spec
+      .given(...happyPath)
+      .when(resumed())
+      .thenNothingHappened()
+  })
+
+  it('compensates a parked saga: refunds, rejects the order, ends cancelled, with the operator in the history', () => {
+    const reason = 'compensated by operator alice'
+    const compensate = compensated()
+    spec
+      .given(...parkedOnDispatch)
+      .when(compensate)
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
+    spec
+      .given(...parkedOnDispatch, compensate, refunded(reason))
+      .when(cancelled(reason))
+      .thenOutputs([complete('CANCELLED')])
+    const { state } = run([...parkedOnDispatch, compensate])
+    assert.equal(state.history.find((h) => h.type === 'OperatorCompensated')?.by, 'alice')
+    spec
+      .given(...parkedOnDispatch)
+      .when(compensated('goods lost in the warehouse'))
+      .thenOutputs([refundPayment('goods lost in the warehouse'), deadline('REFUND_PAYMENT', 1)])
+  })
+
+  it('refuses to compensate an order whose goods left, and closes a cancelled one whose goods left', () => {
+    const parkedOnDelivery = [
+      created,
+      processed,
+      confirmed,
+      dispatched,
+      timedOut('DELIVERY', 1),
+      timedOut('DELIVERY', 2),
+    ]
+    assert.match(
+      operatorRefusal(compensated(), spec.given(...parkedOnDelivery).state) ?? '',
+      /cannot be cancelled any more: resume/,
+    )
+    const reason = 'customer changed their mind'
+    const goodsLeft = [created, processed, confirmed, cancelled(reason), refunded(reason), dispatched]
+    const parked = spec.given(...goodsLeft).state
+    assert.equal(parked.status, 'PARKED')
+    assert.match(operatorRefusal(resumed(), parked) ?? '', /compensate to close/)
+    spec
+      .given(...goodsLeft)
+      .when(compensated())
+      .thenOutputs([complete('CANCELLED')])
+  })
+
+  it('resumes a parked compensation with its next step, at a new attempt', () => {
+    const reason = 'payment failed: card declined for this customer'
+    const retries = createOrderSagaSteps.REJECT_ORDER.retries
+    const parked = [created, failed, ...Array.from({ length: retries + 1 }, (_, i) => timedOut('REJECT_ORDER', i + 1))]
+    assert.equal(spec.given(...parked).state.status, 'PARKED')
+    assert.match(
+      operatorRefusal(resumed('DISPATCH'), spec.given(...parked).state) ?? '',
+      /only go on with REJECT_ORDER/,
+    )
+    const attempt = retries + 2
+    spec
+      .given(...parked)
+      .when(resumed())
+      .thenOutputs([
+        rejectOrder(reason),
+        schedule(later(createOrderSagaSteps.REJECT_ORDER.timeoutMs), timedOutFrom('REJECT_ORDER', attempt, attempt)),
+      ])
+  })
+
+  it('changes nothing when the same operator request comes twice', () => {
+    const resume = resumed()
+    spec
+      .given(...parkedOnDispatch, resume)
+      .when(resume)
+      .thenNothingHappened()
   })
 })

@@ -1,16 +1,28 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { v7 as uuidv7 } from 'uuid'
 import { z } from 'zod'
 import { AppError, notFound } from '../../platform/errors.ts'
 import { documentRoute, problemResponses } from '../../platform/http/openapi.ts'
+import { clientOf } from '../../platform/http/request.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
-import type { SagaProcessor } from '../application/saga-processor.ts'
-import { type CreateOrderSagaState, createOrderSagaId } from '../domain/create-order-saga.ts'
+import { SAGA_OPERATOR, type SagaProcessor } from '../application/saga-processor.ts'
+import {
+  type CreateOrderSagaState,
+  createOrderSagaId,
+  type SagaOperatorInput,
+  SagaSteps,
+} from '../domain/create-order-saga.ts'
 
 /**
  * The saga, as operators look at it: `GET /api/orders/:id/saga` (status, step, attempt, deadlines
  * and history of one order's saga) and `GET /api/sagas?status=PARKED` (the sagas waiting for a
- * person, with their reasons).
+ * person, with their reasons); and as they act on a parked one: `POST /api/orders/:id/saga/resume`
+ * (optionally `{ "step": "DISPATCH" }`, the step they expect to retry) and
+ * `POST /api/orders/:id/saga/compensate` (optionally `{ "reason": "..." }`). Both are inputs of the
+ * saga's workflow (OperatorResumed, OperatorCompensated) with the caller's subject, so the history
+ * shows who did what and when; 409 when the saga is not in a state that allows it (the reason says
+ * why), 404 when the order has no saga.
  */
 
 const historyEntry = z.object({
@@ -21,6 +33,7 @@ const historyEntry = z.object({
   topic: z.string().optional(),
   step: z.string().optional(),
   detail: z.string().optional(),
+  by: z.string().optional().describe("The operator's subject, for an operator's input"),
 })
 
 const sagaView = z.object({
@@ -56,6 +69,29 @@ export function toSagaView(orderId: string, state: CreateOrderSagaState): z.outp
     updatedAt: state.updatedAt,
   }
 }
+
+const sagaParams = z.object({ id: z.string().min(1).max(200, 'id must be at most 200 characters') })
+
+const resumeBody = z
+  .strictObject({
+    step: z
+      .enum(SagaSteps)
+      .optional()
+      .describe('The step to retry; it must be the one the saga waits at (default: that one)'),
+  })
+  .nullish()
+
+const compensateBody = z
+  .strictObject({
+    reason: z
+      .string()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(500, 'must be at most 500 characters')
+      .optional()
+      .describe('Why, sent with the refund and the rejection (default: "compensated by operator <subject>")'),
+  })
+  .nullish()
 
 const sagaListQuery = z.object({
   status: z.enum(['RUNNING', 'COMPENSATING', 'COMPLETED', 'PARKED']).default('PARKED'),
@@ -102,7 +138,7 @@ export function sagaRoutes(deps: {
             'Its status, current step and attempt, pending deadlines and the history of what it received and sent.',
           operationId: 'getOrderSaga',
           tags,
-          params: z.object({ id: z.string().min(1).max(200, 'id must be at most 200 characters') }),
+          params: sagaParams,
           response: {
             200: sagaView,
             400: problemResponses[400],
@@ -118,6 +154,75 @@ export function sagaRoutes(deps: {
         if (!state) throw notFound('saga', request.params.id, `no saga for order ${request.params.id}`)
         return toSagaView(request.params.id, state)
       },
+    )
+
+    /** Hands an operator's input to the saga; the processor checks it under the saga's lock. */
+    const operate = async (input: SagaOperatorInput) => {
+      requireOrchestration()
+      const { state } = await deps.processor.handle(input, {
+        consumer: SAGA_OPERATOR,
+        messageId: input.eventId,
+        correlationId: input.orderId,
+      })
+      if (!state) throw notFound('saga', input.orderId, `no saga for order ${input.orderId}`)
+      return toSagaView(input.orderId, state)
+    }
+    const operatorResponses = {
+      200: sagaView,
+      400: problemResponses[400],
+      404: problemResponses[404],
+      409: problemResponses[409],
+      503: problemResponses[503],
+    }
+
+    app.post(
+      '/api/orders/:id/saga/resume',
+      {
+        schema: {
+          summary: 'Resume a parked saga',
+          description:
+            'Forward: the step whose answer is missing is sent again, with its whole retry budget; while cancelling: the next compensation. Recorded in the history with the operator.',
+          operationId: 'resumeOrderSaga',
+          tags,
+          params: sagaParams,
+          body: resumeBody,
+          response: operatorResponses,
+        },
+        config: { auth: 'operator', swaggerTransform: documentRoute() },
+      },
+      (request) =>
+        operate({
+          eventType: 'OperatorResumed',
+          eventId: uuidv7(),
+          orderId: request.params.id,
+          operator: clientOf(request),
+          ...(request.body?.step ? { step: request.body.step } : {}),
+        }),
+    )
+
+    app.post(
+      '/api/orders/:id/saga/compensate',
+      {
+        schema: {
+          summary: 'Compensate a parked saga: refund the payment and cancel the order',
+          description:
+            'Refused (409) once goods left for an order that is not cancelled. For a cancelled order whose goods left, it closes the saga as CANCELLED. Recorded in the history with the operator.',
+          operationId: 'compensateOrderSaga',
+          tags,
+          params: sagaParams,
+          body: compensateBody,
+          response: operatorResponses,
+        },
+        config: { auth: 'operator', swaggerTransform: documentRoute() },
+      },
+      (request) =>
+        operate({
+          eventType: 'OperatorCompensated',
+          eventId: uuidv7(),
+          orderId: request.params.id,
+          operator: clientOf(request),
+          ...(request.body?.reason ? { reason: request.body.reason } : {}),
+        }),
     )
 
     app.get(

@@ -1,0 +1,4 @@
+import { lateAnswersSuite, lateDispatchChoreographySuite } from './late-answers.suite.ts'
+
+lateAnswersSuite('embedded')
+lateDispatchChoreographySuite('embedded')
