@@ -48,10 +48,10 @@ function gatedGroup(groupId: string) {
             ? transport.subscribe(options)
             : transport.subscribe({
                 ...options,
-                handler: async (message) => {
+                handler: async (message, context) => {
                   if (mode === 'drop') return
                   if (mode === 'hold') await gate
-                  await options.handler(message)
+                  await options.handler(message, context)
                 },
               }),
       }
