@@ -284,6 +284,7 @@ export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
             list.sagas.map((s: { orderId: string }) => s.orderId),
             [order.id],
           )
+
           const metrics = (await j.app.http.inject({ method: 'GET', url: '/metrics' })).body
           assert.match(metrics, /^orderflow_sagas_parked 1$/m)
 
@@ -301,6 +302,23 @@ export function journeySuite(infra: Infrastructure, mode: SagaMode): void {
           assert.match(table.body, /FAIL {2}terminal-states/)
           assert.match(table.body, new RegExp(`${order.id} +PENDING +REFUND_PAYMENT`))
           assert.equal((await getOrder(j.app, order.id)).status, 'PENDING')
+
+          // Without a status, GET /api/sagas lists every saga, newest first: a running one too.
+          const second = await placeOrder(j.app, seed004Order)
+          const all = await waitFor(
+            async () => {
+              const { sagas } = (await j.app.http.inject({ method: 'GET', url: '/api/sagas' })).json()
+              return sagas.length === 2 ? (sagas as Array<{ orderId: string; status: string }>) : null
+            },
+            { message: 'both sagas listed' },
+          )
+          assert.deepEqual(
+            all.map((s) => [s.orderId, s.status]),
+            [
+              [second.id, 'RUNNING'],
+              [order.id, 'PARKED'],
+            ],
+          )
         })
       })
     }

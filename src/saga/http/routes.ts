@@ -94,7 +94,10 @@ const compensateBody = z
   .nullish()
 
 const sagaListQuery = z.object({
-  status: z.enum(['RUNNING', 'COMPENSATING', 'COMPLETED', 'PARKED']).default('PARKED'),
+  status: z
+    .enum(['RUNNING', 'COMPENSATING', 'COMPLETED', 'PARKED'])
+    .optional()
+    .describe('Only sagas in this status (PARKED: what waits for an operator); every saga when omitted'),
   limit: z.coerce
     .number({ error: 'must be a whole number from 1 to 100' })
     .int('must be a whole number from 1 to 100')
@@ -229,7 +232,7 @@ export function sagaRoutes(deps: {
       '/api/sagas',
       {
         schema: {
-          summary: 'Sagas by status (PARKED by default): what waits for an operator',
+          summary: 'Sagas, newest first; ?status=PARKED for what waits for an operator',
           operationId: 'listSagas',
           tags,
           querystring: sagaListQuery,
@@ -253,8 +256,8 @@ export function sagaRoutes(deps: {
           updated_at: Date | string
         }>(
           `SELECT order_id, status, step, attempt, outcome, parked_reason, updated_at FROM sagas
-            WHERE status = $1 ORDER BY updated_at DESC LIMIT $2`,
-          [request.query.status, request.query.limit],
+            WHERE $1::text IS NULL OR status = $1 ORDER BY updated_at DESC LIMIT $2`,
+          [request.query.status ?? null, request.query.limit],
         )
         return {
           sagas: rows.map((r) => ({
