@@ -1,4 +1,5 @@
 import { decodeOrderCommand, ORDER_COMMANDS_TOPIC, type OrderCommandMessage } from '../../contracts/order/commands.ts'
+import { AppError, ErrorCodes } from '../../platform/errors.ts'
 import { causedBy, decodeWith } from '../../platform/es/consumed.ts'
 import type { ModuleContext } from '../../platform/module.ts'
 import type { Subscription } from '../../platform/transport/port.ts'
@@ -12,7 +13,10 @@ export const ORDER_COMMANDS_GROUP = 'order-service-commands'
  * fulfilment services send on `order_commands`. Each command is applied once in effect: its
  * `commandId` goes into the inbox in the same transaction as the events it produced. A command
  * that does not decode, or that the domain rejects (a stale expected version included), goes to
- * `order_commands-dlq` with the reason at once.
+ * `order_commands-dlq` with the reason at once, except one race that is not a fault: a customer
+ * cancelled the order while the saga's ApproveOrder or ChangeOrderStatus was on its way. The saga
+ * learns of the cancel from OrderCancelled and compensates (refunds); the late command is logged
+ * and skipped, not left as a dead letter for an operator.
  */
 export async function startOrderCommandsConsumer(
   context: Pick<ModuleContext, 'consume' | 'logger'>,
@@ -24,10 +28,27 @@ export async function startOrderCommandsConsumer(
     topics: [ORDER_COMMANDS_TOPIC],
     decode: decodeWith(decodeOrderCommand),
     handle: async (message, raw) => {
-      const result = await store.execute(message as unknown as OrderCommand, {
-        ...causedBy(raw, groupId, message),
-        ...(message.expectedVersion !== undefined ? { expectedVersion: message.expectedVersion } : {}),
-      })
+      let result: Awaited<ReturnType<OrderStore['execute']>>
+      try {
+        result = await store.execute(message as unknown as OrderCommand, {
+          ...causedBy(raw, groupId, message),
+          ...(message.expectedVersion !== undefined ? { expectedVersion: message.expectedVersion } : {}),
+        })
+      } catch (error) {
+        if (
+          error instanceof AppError &&
+          error.code === ErrorCodes.INVALID_TRANSITION &&
+          message.commandType !== 'CancelOrder' &&
+          (await store.get(message.orderId))?.status === 'CANCELLED'
+        ) {
+          context.logger.warn(
+            { commandId: message.commandId, commandType: message.commandType, orderId: message.orderId },
+            `order ${message.orderId} was cancelled before ${message.commandType} reached it; skipped (the saga compensates from OrderCancelled)`,
+          )
+          return
+        }
+        throw error
+      }
       context.logger.debug(
         {
           commandId: message.commandId,
