@@ -194,9 +194,15 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     sendProblem(reply, problemFor(new AppError('NOT_FOUND', `no route ${request.method} ${request.url}`), request.url)),
   )
   // Per IP before authentication (bad tokens count too), per client after it.
-  const limits = deps.rateLimits ? installRateLimits(app, deps.rateLimits) : undefined
-  if (limits) app.addHook('onRequest', limits.byIp)
   const authenticate = deps.authenticate ?? allowEveryone
+  // Operators and services (a token that verifies with that role) are limited per client only.
+  const trusted = async (request: FastifyRequest) => {
+    if (!request.headers.authorization) return false
+    const principal = await authenticate(request, 'public').catch(() => null)
+    return principal?.roles.some((role) => role === 'operator' || role === 'service') === true
+  }
+  const limits = deps.rateLimits ? installRateLimits(app, deps.rateLimits, { trusted }) : undefined
+  if (limits) app.addHook('onRequest', limits.byIp)
   installAuthSeam(app, authenticate)
   if (limits) app.addHook('onRequest', limits.byClient)
   const routes: RegisteredRoute[] = []
