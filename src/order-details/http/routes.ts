@@ -186,7 +186,7 @@ export function orderDetailsRoutes(deps: OrderDetailsRoutesDeps): FastifyPluginA
  * an order event's aggregateId (`order-events` carries the order id there), and for a dead letter
  * (`<topic>-dlq`) the order of the message it holds.
  */
-function orderIdOf(value: string, depth = 0): string | undefined {
+export function orderIdOf(value: string, depth = 0): string | undefined {
   const decoded = decodeShopOrderEvent(value)
   if (decoded.ok) return decoded.event.orderId
   let json: {
