@@ -68,7 +68,8 @@ describe('every CLI beside a running embedded server', () => {
       output += chunk
     })
     await waitFor(() => /OPERATOR_TOKEN=\S+/.test(output) || server.exitCode !== null, {
-      timeoutMs: 60_000,
+      // A loaded CI machine can take a minute to start the embedded server.
+      timeoutMs: 120_000,
       message: () => `the server did not start:\n${output}`,
     })
     assert.equal(server.exitCode, null, output)
