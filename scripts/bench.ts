@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { argumentProblem } from '../src/platform/cli.ts'
 import { benchJourney } from './bench/journey.ts'
 import { benchOrders } from './bench/orders.ts'
 import { type BenchContext, machine, say } from './bench/support.ts'
@@ -18,28 +19,43 @@ const usage = `usage: npm run bench -- <transport|orders|journey> [--events N] [
   journey    POST to DELIVERED through payment, dispatch and delivery, per saga mode and transport`
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      events: { type: 'string', default: '200000' },
-      batch: { type: 'string', default: '500' },
-      'in-flight': { type: 'string', default: '4' },
-      size: { type: 'string', default: '256' },
-      partitions: { type: 'string', default: '3' },
-      rounds: { type: 'string', default: '2' },
-      concurrency: { type: 'string', default: '1,4,16,64' },
-      seconds: { type: 'string', default: '4' },
-      modes: { type: 'string', default: 'embedded,kafka' },
-      rates: { type: 'string', default: '50,100,200' },
-      saturation: { type: 'string', default: '1000' },
-      'saga-modes': { type: 'string', default: 'orchestration,choreography' },
-      help: { type: 'boolean', default: false },
-    },
-  })
+  const parse = () =>
+    parseArgs({
+      allowPositionals: true,
+      options: {
+        events: { type: 'string', default: '200000' },
+        batch: { type: 'string', default: '500' },
+        'in-flight': { type: 'string', default: '4' },
+        size: { type: 'string', default: '256' },
+        partitions: { type: 'string', default: '3' },
+        rounds: { type: 'string', default: '2' },
+        concurrency: { type: 'string', default: '1,4,16,64' },
+        seconds: { type: 'string', default: '4' },
+        modes: { type: 'string', default: 'embedded,kafka' },
+        rates: { type: 'string', default: '50,100,200' },
+        saturation: { type: 'string', default: '1000' },
+        'saga-modes': { type: 'string', default: 'orchestration,choreography' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    })
+  let parsed: ReturnType<typeof parse>
+  try {
+    parsed = parse()
+  } catch (error) {
+    const problem = argumentProblem(error)
+    if (!problem) throw error
+    process.stderr.write(`bench: ${problem}\n${usage}\n`)
+    process.exit(2)
+  }
+  const { values, positionals } = parsed
   const which = positionals[0]
-  if (values.help || (which !== 'transport' && which !== 'orders' && which !== 'journey')) {
+  if (values.help) {
+    process.stdout.write(`${usage}\n`)
+    process.exit(0)
+  }
+  if (which !== 'transport' && which !== 'orders' && which !== 'journey') {
     process.stderr.write(`${usage}\n`)
-    process.exit(values.help ? 0 : 2)
+    process.exit(2)
   }
   const number = (name: string, raw: string) => {
     const n = Number(raw)

@@ -13,18 +13,42 @@
  *   npm run faults -- --log-dir DIR      keep the app processes' logs there (default: a temp dir)
  */
 import { parseArgs } from 'node:util'
+import { argumentProblem } from '../src/platform/cli.ts'
 import { FAULTS, FULL, SMOKE } from './faults/scenarios.ts'
 import { runFaultSuite } from './faults/suite.ts'
 import { formatDetails, formatTable } from './faults/table.ts'
 
+const usage = `usage: npm run faults -- [--smoke] [--only fault,fault] [--log-dir DIR]
+  --smoke        every fault, short
+  --only         these faults only: ${FAULTS.map((f) => f.name).join(', ')}
+  --log-dir DIR  keep the app processes' logs there (default: a temp dir)
+It starts its own Kafka broker and PostgreSQL server (see the comment at the top of scripts/faults.ts).
+`
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      smoke: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      'log-dir': { type: 'string' },
-    },
-  })
+  const parse = () =>
+    parseArgs({
+      options: {
+        smoke: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        'log-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    })
+  let parsed: ReturnType<typeof parse>
+  try {
+    parsed = parse()
+  } catch (error) {
+    const problem = argumentProblem(error)
+    if (!problem) throw error
+    process.stderr.write(`faults: ${problem}\n\n${usage}`)
+    return 2
+  }
+  const { values } = parsed
+  if (values.help) {
+    process.stdout.write(usage)
+    return 0
+  }
   const names = values.only
     ?.split(',')
     .map((n) => n.trim())

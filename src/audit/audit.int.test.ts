@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { pgliteTestDatabase, postgresTestDatabase, type TestDatabase } from '../../test/support/index.ts'
+import { pgliteTestDatabase, postgresTestDatabase, type TestDatabase, uniqueName } from '../../test/support/index.ts'
 import { migrateModules } from '../app.ts'
+import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
 import { allModules } from '../services.ts'
-import { runAudit } from './audit.ts'
+import { formatAuditReport, runAudit } from './audit.ts'
+import { embeddedDeadLetters } from './dead-letters.ts'
+import { deadLetterHealth } from './index.ts'
 
 /**
  * The auditor against rows written straight into the tables: it must find what is wrong (a stuck
@@ -73,6 +76,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
         money: false,
         outbox: false,
         'consumer-lag': false,
+        'dead-letters': true,
       })
       assert.deepEqual(
         report.stuck.map((s) => [s.orderId, s.step, s.ageMs]),
@@ -84,6 +88,59 @@ for (const kind of ['pglite', 'postgres'] as const) {
         ['small-1'],
       )
       assert.equal(report.outbox.pending, 1)
+    })
+
+    it('reports open dead letters per topic and reason, and is not clean while any are open', async () => {
+      const prefix = `${uniqueName('dl')}.`
+      const transport = await createEmbeddedTransport({ db: t.db, partitions: 2 })
+      try {
+        const deadLetters = embeddedDeadLetters(t.db, prefix)
+        const none = await runAudit(t.db, { stuckAfterMs: 60_000, now: NOW, deadLetters })
+        assert.deepEqual(none.deadLetters, [])
+        assert.equal(none.checks.find((c) => c.name === 'dead-letters')?.ok, true)
+
+        const deadLetter = (topic: string, reason: string, key: string) => ({
+          topic: `${prefix}${topic}-dlq`,
+          key,
+          value: JSON.stringify({ originalTopic: topic, reason, payload: '{}' }),
+          headers: { 'dlq-reason': reason, 'dlq-original-topic': topic },
+        })
+        await transport.publish([
+          deadLetter('order_commands', 'REJECTED', 'a'),
+          deadLetter('order_commands', 'REJECTED', 'b'),
+          deadLetter('order_commands', 'POISON_MESSAGE', 'c'),
+          deadLetter('payment_commands', 'RETRIES_EXHAUSTED', 'd'),
+          // Not a dead-letter topic, and another deployment's dead letter: neither counts.
+          { topic: `${prefix}order-events`, key: 'e', value: '{}' },
+          { topic: 'elsewhere.order_commands-dlq', key: 'f', value: '{}', headers: { 'dlq-reason': 'REJECTED' } },
+        ])
+        const report = await runAudit(t.db, { stuckAfterMs: 60_000, now: NOW, deadLetters })
+        assert.deepEqual(report.deadLetters, [
+          { topic: 'order_commands', reason: 'POISON_MESSAGE', count: 1 },
+          { topic: 'order_commands', reason: 'REJECTED', count: 2 },
+          { topic: 'payment_commands', reason: 'RETRIES_EXHAUSTED', count: 1 },
+        ])
+        assert.equal(report.ok, false)
+        assert.deepEqual(
+          report.checks.find((c) => c.name === 'dead-letters'),
+          {
+            name: 'dead-letters',
+            ok: false,
+            summary:
+              '4 dead letter(s) open: order_commands-dlq: 1 POISON_MESSAGE, 2 REJECTED; payment_commands-dlq: 1 RETRIES_EXHAUSTED',
+          },
+        )
+        assert.match(formatAuditReport(report), /PROBLEMS FOUND[\s\S]*order_commands-dlq\s+REJECTED\s+2/)
+
+        // Readiness lists them per topic for operators, and stays up.
+        const note = await deadLetterHealth(deadLetters).check()
+        assert.deepEqual(note && 'details' in note ? note.details : undefined, {
+          deadLetters: { 'order_commands-dlq': 3, 'payment_commands-dlq': 1 },
+        })
+        assert.match(note?.warning ?? '', /^4 open dead letter\(s\)/)
+      } finally {
+        await transport.close()
+      }
     })
 
     if (kind === 'postgres') {

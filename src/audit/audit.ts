@@ -1,5 +1,6 @@
 import { toDecimal } from '../contracts/money.ts'
 import type { SqlExecutor } from '../platform/sql/port.ts'
+import { type DeadLetterCount, type DeadLetterSource, describeDeadLetters } from './dead-letters.ts'
 import { type GroupLag, JOURNEY_GROUPS, type LagSource } from './lag.ts'
 
 /**
@@ -17,6 +18,8 @@ import { type GroupLag, JOURNEY_GROUPS, type LagSource } from './lag.ts'
  *    nothing. Orders still in flight are left out and counted.
  * 4. outbox: nothing is waiting in the outbox.
  * 5. consumer-lag: every consumer group of the journey has read everything (lag 0).
+ * 6. dead-letters: no dead-letter topic holds a record (listed per source topic and reason). Each
+ *    one is a message a consumer gave up on: an order it was about may be waiting for it.
  *
  * The auditor reads the tables of several services, so it runs where they share a database (one
  * process, or every process on one PostgreSQL); a table that does not exist counts as empty.
@@ -27,12 +30,14 @@ export interface AuditOptions {
   stuckAfterMs: number
   /** Where consumer lag is read; without one, the lag check is skipped. */
   lag?: LagSource
+  /** Where open dead letters are counted; without one, the dead-letter check is skipped. */
+  deadLetters?: DeadLetterSource
   now?: Date
   /** How many stuck orders and mismatches are listed (all are counted). */
   listLimit?: number
 }
 
-export type AuditCheckName = 'terminal-states' | 'single-capture' | 'money' | 'outbox' | 'consumer-lag'
+export type AuditCheckName = 'terminal-states' | 'single-capture' | 'money' | 'outbox' | 'consumer-lag' | 'dead-letters'
 
 export interface AuditCheck {
   name: AuditCheckName
@@ -80,6 +85,8 @@ export interface AuditReport {
   outbox: { pending: number; oldestAgeMs: number | null }
   /** Null when no lag source was given. */
   lag: GroupLag[] | null
+  /** Open dead letters per source topic and reason; null when no dead-letter source was given. */
+  deadLetters: DeadLetterCount[] | null
   sagasParked: number
 }
 
@@ -233,6 +240,9 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
 
   // 5. Consumer lag.
   const lag = options.lag ? await options.lag(JOURNEY_GROUPS) : null
+  // 6. Dead letters.
+  const deadLetters = options.deadLetters ? await options.deadLetters() : null
+  const deadLetterCount = (deadLetters ?? []).reduce((sum, d) => sum + d.count, 0)
   const sagasParked = hasSagas
     ? num((await db.query<{ n: string }>("SELECT count(*)::text AS n FROM sagas WHERE status = 'PARKED'")).rows[0]?.n)
     : 0
@@ -285,6 +295,16 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
             ? `every consumer group has read everything (${new Set(lag.map((l) => l.group)).size} groups)`
             : lagging.map((l) => `${l.group} is ${l.lag} behind on ${l.topic}`).join('; '),
     },
+    {
+      name: 'dead-letters',
+      ok: deadLetterCount === 0,
+      summary:
+        deadLetters === null
+          ? 'not checked (no dead-letter source)'
+          : deadLetterCount === 0
+            ? 'no dead letters'
+            : `${deadLetterCount} dead letter(s) open: ${describeDeadLetters(deadLetters)}`,
+    },
   ]
 
   return {
@@ -310,6 +330,7 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
       oldestAgeMs: outboxRow?.oldest ? now.getTime() - new Date(outboxRow.oldest).getTime() : null,
     },
     lag,
+    deadLetters,
     sagasParked,
   }
 }
@@ -349,6 +370,10 @@ export function formatAuditReport(report: AuditReport): string {
     lines.push('', 'consumer lag:')
     for (const l of (report.lag ?? []).filter((x) => x.lag > 0))
       lines.push(`  ${l.group.padEnd(28)} ${l.topic.padEnd(20)} ${l.lag}`)
+  }
+  if (report.deadLetters?.length) {
+    lines.push('', 'open dead letters (the orders they are about: GET /getAllOrderIdsFromTopic?topicName=<topic>-dlq):')
+    for (const d of report.deadLetters) lines.push(`  ${`${d.topic}-dlq`.padEnd(28)} ${d.reason.padEnd(20)} ${d.count}`)
   }
   if (report.sagasParked > 0) lines.push('', `${report.sagasParked} saga(s) parked: GET /api/sagas?status=PARKED`)
   return `${lines.join('\n')}\n`

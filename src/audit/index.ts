@@ -3,9 +3,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Config } from '../platform/config.ts'
 import { documentRoute, problemResponses } from '../platform/http/openapi.ts'
+import type { HealthCheck, HealthNote } from '../platform/http/server.ts'
 import type { ServiceModule } from '../platform/module.ts'
 import type { SqlExecutor } from '../platform/sql/port.ts'
 import { type AuditReport, formatAuditReport, runAudit } from './audit.ts'
+import { type DeadLetterSource, describeDeadLetters, embeddedDeadLetters, kafkaDeadLetters } from './dead-letters.ts'
 import { embeddedLag, kafkaLag, type LagSource } from './lag.ts'
 
 /**
@@ -23,6 +25,62 @@ export function lagSourceFor(config: Config, db: SqlExecutor): LagSource {
         security: config.kafka.security,
       })
     : embeddedLag(db, config.kafka.topicPrefix)
+}
+
+/** Where this deployment's dead letters are counted: the embedded log's tables or the Kafka brokers. */
+export function deadLetterSourceFor(config: Config, db: SqlExecutor): DeadLetterSource {
+  return config.transport === 'kafka'
+    ? kafkaDeadLetters({
+        brokers: config.kafka.brokers,
+        clientId: config.kafka.clientId,
+        prefix: config.kafka.topicPrefix,
+        security: config.kafka.security,
+      })
+    : embeddedDeadLetters(db, config.kafka.topicPrefix)
+}
+
+/** How long readiness reuses a dead-letter count: probes come every few seconds. */
+const DEAD_LETTER_HEALTH_TTL_MS = 10_000
+const DEAD_LETTER_HEALTH_TIMEOUT_MS = 1_500
+
+/**
+ * Readiness shows open dead letters (counts per topic, to operators) without turning false: the
+ * service still takes and processes orders; the dead letters need a person, not a restart or less
+ * traffic. The audit is where they fail a check.
+ */
+export function deadLetterHealth(source: DeadLetterSource): HealthCheck {
+  let last: { at: number; result: Promise<HealthNote | undefined> } | undefined
+  const count = async (): Promise<HealthNote | undefined> => {
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const counts = await Promise.race([
+        source({ reasons: false }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer in time')), DEAD_LETTER_HEALTH_TIMEOUT_MS)
+        }),
+      ])
+      if (counts.length === 0) return undefined
+      const perTopic: Record<string, number> = {}
+      for (const c of counts) perTopic[`${c.topic}-dlq`] = (perTopic[`${c.topic}-dlq`] ?? 0) + c.count
+      const total = Object.values(perTopic).reduce((a, b) => a + b, 0)
+      return {
+        warning: `${total} open dead letter(s): ${describeDeadLetters(counts).replaceAll(' *', '')} (GET /api/audit)`,
+        details: { deadLetters: perTopic },
+      }
+    } catch (error) {
+      return { warning: `dead letters could not be counted: ${(error as Error).message}` }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  return {
+    name: 'dead-letters',
+    check() {
+      const now = Date.now()
+      if (!last || now - last.at > DEAD_LETTER_HEALTH_TTL_MS) last = { at: now, result: count() }
+      return last.result
+    },
+  }
 }
 
 const auditQuery = z.object({
@@ -48,6 +106,7 @@ export function auditModule(): ServiceModule {
     name: 'audit',
     async start(context) {
       const lag = lagSourceFor(context.config, context.db)
+      const deadLetters = deadLetterSourceFor(context.config, context.db)
       const routes: FastifyPluginAsync = async (plugin) => {
         const app = plugin.withTypeProvider<ZodTypeProvider>()
         app.get(
@@ -56,7 +115,7 @@ export function auditModule(): ServiceModule {
             schema: {
               summary: 'Check the invariants of the order journey',
               description:
-                'Every order older than the threshold is DELIVERED or CANCELLED (else listed as stuck with its step and age); no order is captured twice; captured − refunded equals the total of delivered orders; the outbox is drained; consumer lag is 0.',
+                'Every order older than the threshold is DELIVERED or CANCELLED (else listed as stuck with its step and age); no order is captured twice; captured − refunded equals the total of delivered orders; the outbox is drained; consumer lag is 0; no dead letter is open (listed per topic and reason).',
               operationId: 'audit',
               tags: ['operations'],
               querystring: auditQuery,
@@ -68,6 +127,7 @@ export function auditModule(): ServiceModule {
             const report = await runAudit(context.db, {
               stuckAfterMs: request.query.stuckAfterMs ?? context.config.audit.stuckAfterMs,
               lag,
+              deadLetters,
               now: context.clock(),
             })
             if (request.query.format === 'table') {
@@ -81,7 +141,7 @@ export function auditModule(): ServiceModule {
           },
         )
       }
-      return { routes }
+      return { routes, health: [deadLetterHealth(deadLetters)] }
     },
   }
 }

@@ -20,8 +20,14 @@ import { coffeeModule } from './index.ts'
  */
 async function main(): Promise<void> {
   const role = process.argv[2] ?? 'both'
-  if (!['producer', 'consumer', 'both'].includes(role)) {
-    process.stderr.write(`usage: npm run coffee [-- producer | consumer]   (got '${role}')\n`)
+  const usage =
+    'usage: npm run coffee [-- producer | consumer]   (both by default; Kafka at KAFKA_BROKERS, default localhost:9092)\n'
+  if (['help', '--help', '-h'].includes(role)) {
+    process.stdout.write(usage)
+    process.exit(0)
+  }
+  if (!['producer', 'consumer', 'both'].includes(role) || process.argv.length > 3) {
+    process.stderr.write(`coffee: unexpected argument '${process.argv.at(-1)}'\n${usage}`)
     process.exit(2)
   }
   let coffee: CoffeeConfig

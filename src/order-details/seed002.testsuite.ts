@@ -222,6 +222,28 @@ export function seed002Suite(name: string, setup: () => Promise<Seed002Setup>, t
       }
     })
 
+    it('lists its dead-letter topic like any other: empty from the start, then the orders of its dead letters', async () => {
+      const dlqTopic = `${SHOP_ORDER_EVENTS_TOPIC}-dlq`
+      // The consumer creates its dead-letter topic when it starts (on Kafka in the background).
+      await waitFor(
+        async () => (await request('GET', `/getAllOrderIdsFromTopic?topicName=${dlqTopic}`)).status === 200,
+        {
+          timeoutMs,
+          message: `${dlqTopic} is not listed`,
+        },
+      )
+      const orderId = `ORD-${uniqueName('dead-lettered')}`
+      // JSON naming an order, but not a valid ORDER_CREATED: dead-lettered for its schema.
+      await produce(orderId, { eventType: 'ORDER_CREATED', eventId: uuidv7(), orderId })
+      await waitFor(
+        async () => {
+          const listed = await request('GET', `/getAllOrderIdsFromTopic?topicName=${dlqTopic}`)
+          return (listed.body.orderIds as string[] | undefined)?.includes(orderId)
+        },
+        { timeoutMs, message: `${orderId} is not listed on ${dlqTopic}` },
+      )
+    })
+
     it('ignores a duplicate ORDER_CREATED', async () => {
       const orderId = `ORD-${uniqueName('twice')}`
       await produce(orderId, created(orderId, 'CUST-FIRST'))

@@ -1,11 +1,11 @@
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { dataDirBusy } from '../platform/cli.ts'
 import type { Config } from '../platform/config.ts'
 import { isAppError } from '../platform/errors.ts'
 import type { ReplayJob, ReplaySelection } from '../platform/es/replay.ts'
 import type { Logger } from '../platform/logger.ts'
 import type { Runtime } from '../platform/runtime.ts'
+import { DataDirInUseError } from '../platform/sql/data-dir-lock.ts'
 
 /**
  * The order service's operator commands: `npm run orders -- <command>`. They open the same
@@ -18,7 +18,6 @@ import type { Runtime } from '../platform/runtime.ts'
  */
 
 export const USAGE = `Usage: npm run orders -- <command> [options]
-       node src/order/cli.ts <command> [options]
 
 Commands:
   replay               Re-publish stored order events to order-events (header replay: true),
@@ -46,8 +45,9 @@ Options of both:
 Ctrl-C stops after the current batch and prints the command that resumes.
 
 Environment, as for the server: DATABASE_URL (PostgreSQL) or DATA_DIR (embedded, default
-.orderflow/data; stop the server first, the embedded database is single-process), KAFKA_BROKERS
-or TRANSPORT, LOG_LEVEL (default warn, logs go to stderr).
+.orderflow/data; the embedded database is single-process, so these commands refuse while the
+server has it open: stop the server first), KAFKA_BROKERS or TRANSPORT, LOG_LEVEL (default warn,
+logs go to stderr).
 
 Exit status: 0 done, 1 failed, 2 bad arguments or configuration, 130 interrupted (resumable).
 `
@@ -403,16 +403,6 @@ async function rebuildCommand(
   return 0
 }
 
-/**
- * PGlite writes postmaster.pid into its directory while a process has it open and removes it on
- * close. It takes no lock: a second process would open the same files and both would corrupt them.
- */
-function embeddedDatabaseInUse(config: Config): string | null {
-  if (config.database.kind !== 'pglite') return null
-  const marker = join(config.database.dataDir, 'postmaster.pid')
-  return existsSync(marker) ? marker : null
-}
-
 async function cliLogger(env: Record<string, string | undefined>, config: Config): Promise<Logger> {
   const { pino } = await import('pino')
   // stdout is for --json progress; the server's default level would add start-up chatter.
@@ -455,16 +445,6 @@ export async function main(
     io.stderr.write(`orders: ${error.message}\n`)
     return 2
   }
-  const marker = embeddedDatabaseInUse(config)
-  if (marker) {
-    io.stderr.write(
-      `orders: the embedded database in DATA_DIR is open in another process (${marker} exists).\n` +
-        'Stop the server first (the embedded database is single-process) or run against PostgreSQL (DATABASE_URL).\n' +
-        'If no server is running, the last one did not shut down cleanly: start and stop it once, or delete that file.\n',
-    )
-    return 1
-  }
-
   const controller = new AbortController()
   let interrupts = 0
   const onSignal = (signal: NodeJS.Signals) => {
@@ -493,6 +473,17 @@ export async function main(
       ? await replayCommand(runtime, command, io, controller.signal)
       : await rebuildCommand(runtime, command, io, controller.signal)
   } catch (error) {
+    // openRuntime takes the DATA_DIR lock, as the server does: the embedded database is single-process.
+    if (error instanceof DataDirInUseError) {
+      io.stderr.write(
+        dataDirBusy(
+          'orders',
+          error,
+          'stop it first (replay and rebuild-read-model have no HTTP route to ask it), or run on PostgreSQL (DATABASE_URL)',
+        ),
+      )
+      return 1
+    }
     if (isAppError(error, 'NOT_FOUND')) {
       io.stderr.write(`orders: ${error.message}\n`)
     } else {

@@ -27,6 +27,7 @@ import {
 } from '../platform/es/replay.ts'
 import { readAll, START_POSITION, type StoredEvent } from '../platform/eventstore/event-store.ts'
 import { createLogger } from '../platform/logger.ts'
+import { lockDataDir } from '../platform/sql/data-dir-lock.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
 import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
@@ -477,17 +478,18 @@ describe('orders command line', () => {
     }
   })
 
-  it('refuses to open the embedded database while another process has it open', async () => {
-    const db = await openPglite(dataDir)
+  it('refuses to open the embedded database while another process holds the DATA_DIR lock', async () => {
+    // What the server does at start (openRuntime): this test process plays the server.
+    const unlock = lockDataDir(dataDir)
     try {
       const run = await runCli(['rebuild-read-model'], dataDir)
       assert.equal(run.code, 1)
-      assert.match(
+      assert.equal(
         run.stderr,
-        /stop the server first \(the embedded database is single-process\) or run against PostgreSQL/i,
+        `orders: the server (pid ${process.pid}) has DATA_DIR ${dataDir} open; stop it first (replay and rebuild-read-model have no HTTP route to ask it), or run on PostgreSQL (DATABASE_URL)\n`,
       )
     } finally {
-      await db.close()
+      unlock()
     }
   })
 

@@ -173,6 +173,8 @@ const environmentSchema = z.object({
   AUTH_ALGORITHMS: optionalText,
   AUTH_CLOCK_TOLERANCE_S: wholeNumber('AUTH_CLOCK_TOLERANCE_S', 0, 300, 30),
   AUTH_ROLES_CLAIM: z.string().trim().min(1, 'AUTH_ROLES_CLAIM must not be empty').default('roles'),
+  /** Read by `npm run audit -- --url` (src/platform/cli.ts), not by the server: listed so it is known. */
+  ORDERFLOW_TOKEN: optionalText,
   RATE_LIMIT: onOff('RATE_LIMIT'),
   RATE_LIMIT_WINDOW_MS: wholeNumber('RATE_LIMIT_WINDOW_MS', 1000, 24 * HOUR_MS, 60_000),
   RATE_LIMIT_PER_CLIENT: wholeNumber('RATE_LIMIT_PER_CLIENT', 1, 1_000_000, 600),

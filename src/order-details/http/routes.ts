@@ -120,7 +120,7 @@ export function orderDetailsRoutes(deps: OrderDetailsRoutesDeps): FastifyPluginA
         schema: {
           summary: 'The order ids a topic holds, read from the topic itself',
           description:
-            'Reads every partition from the beginning, up to what the topic held when the request came, within a timeout (the orderflow-read-complete: false header says the timeout cut it short). Order ids come from ORDER_CREATED and ORDER_STATUS_UPDATED events, and from a top-level orderId in any other JSON message.',
+            'Reads every partition from the beginning, up to what the topic held when the request came, within a timeout (the orderflow-read-complete: false header says the timeout cut it short). Order ids come from ORDER_CREATED and ORDER_STATUS_UPDATED events, from a top-level orderId in any other JSON message, from the aggregateId of order events (order-events), and from the message a dead letter holds (<topic>-dlq topics, listed like any other).',
           operationId: 'seed002GetAllOrderIdsFromTopic',
           tags,
           querystring: topicQuery,
@@ -181,14 +181,37 @@ export function orderDetailsRoutes(deps: OrderDetailsRoutesDeps): FastifyPluginA
   }
 }
 
-/** The order a message is about: a seed 002 event's orderId, or any JSON message's top-level orderId. */
-function orderIdOf(value: string): string | undefined {
+/**
+ * The order a message is about: a seed 002 event's orderId, any JSON message's top-level orderId,
+ * an order event's aggregateId (`order-events` carries the order id there), and for a dead letter
+ * (`<topic>-dlq`) the order of the message it holds.
+ */
+export function orderIdOf(value: string, depth = 0): string | undefined {
   const decoded = decodeShopOrderEvent(value)
   if (decoded.ok) return decoded.event.orderId
+  let json: {
+    orderId?: unknown
+    aggregateId?: unknown
+    eventType?: unknown
+    originalTopic?: unknown
+    payload?: unknown
+  }
   try {
-    const json = JSON.parse(value) as { orderId?: unknown }
-    return typeof json?.orderId === 'string' && json.orderId !== '' ? json.orderId : undefined
+    json = JSON.parse(value)
   } catch {
     return undefined
   }
+  if (typeof json !== 'object' || json === null) return undefined
+  if (typeof json.orderId === 'string' && json.orderId !== '') return json.orderId
+  if (
+    typeof json.eventType === 'string' &&
+    json.eventType.startsWith('Order') &&
+    typeof json.aggregateId === 'string'
+  ) {
+    return json.aggregateId || undefined
+  }
+  if (depth === 0 && typeof json.originalTopic === 'string' && typeof json.payload === 'string') {
+    return orderIdOf(json.payload, 1)
+  }
+  return undefined
 }

@@ -322,6 +322,40 @@ describe('rate limits', () => {
   })
 })
 
+describe('rate limits for operators and services', () => {
+  let running: Running
+  before(async () => {
+    running = await start({
+      env: { RATE_LIMIT_PER_CLIENT: '100', RATE_LIMIT_PER_IP: '3', RATE_LIMIT_WINDOW_MS: '60000' },
+      modules: () => [orderModule(), auditModule()],
+    })
+  })
+  after(() => running?.close())
+
+  const burst = async (url: string, headers: Record<string, string>, ip: string, n: number) => {
+    const statuses: number[] = []
+    for (let i = 0; i < n; i++) {
+      statuses.push((await running.app.http.inject({ method: 'GET', url, headers, remoteAddress: ip })).statusCode)
+    }
+    return statuses
+  }
+
+  it('does not count operators and services by address: a burst of /api/audit gets no 429', async () => {
+    const operator = await running.tokens.headers('ops-1', ['operator'])
+    const service = await running.tokens.headers('payments', ['service'])
+    assert.deepEqual(await burst('/api/audit', operator, '10.7.7.7', 10), Array(10).fill(200))
+    assert.deepEqual(await burst('/api/orders', service, '10.7.7.7', 10), Array(10).fill(200))
+  })
+
+  it('still limits anonymous callers and customers from one address', async () => {
+    assert.deepEqual(await burst('/api/audit', {}, '10.8.8.8', 4), [401, 401, 401, 429])
+    const forged = { authorization: 'Bearer forged' }
+    assert.deepEqual(await burst('/api/audit', forged, '10.8.8.9', 4), [401, 401, 401, 429])
+    const customer = await running.tokens.headers('erin')
+    assert.deepEqual(await burst('/api/orders', customer, '10.8.8.10', 4), [200, 200, 200, 429])
+  })
+})
+
 describe('readiness with authentication on', () => {
   // A check that is down, and says why in terms an outsider should not read.
   const failing: ServiceModule = {

@@ -10,6 +10,10 @@ import { AppError } from '../errors.ts'
  * The counters are in memory, per process: N processes behind a load balancer allow up to N times
  * the limit (a shared store is @fastify/rate-limit's `redis` option, when there is a Redis).
  * Routes with `config: { rateLimit: false }` (health probes) are not counted.
+ *
+ * The per-address limit is meant for anonymous callers: a request whose token verifies as an
+ * operator's or a service's (`trusted`) is not counted by address, only by client. An operator's
+ * audit loop or a fulfilment service behind one NAT address is not turned away with the crowd.
  */
 
 export interface RateLimits {
@@ -29,7 +33,11 @@ export interface RateLimitHooks {
   byClient: onRequestAsyncHookHandler
 }
 
-export function installRateLimits(app: FastifyInstance, limits: RateLimits): RateLimitHooks {
+export function installRateLimits(
+  app: FastifyInstance,
+  limits: RateLimits,
+  options: { trusted?: (request: FastifyRequest) => Promise<boolean> } = {},
+): RateLimitHooks {
   // Limiters only: the hooks below decide where they run, so `global` stays off.
   app.register(fastifyRateLimit, { global: false, timeWindow: limits.windowMs, cache: 10_000 })
   let byIp: Limiter | undefined
@@ -55,6 +63,7 @@ export function installRateLimits(app: FastifyInstance, limits: RateLimits): Rat
   return {
     async byIp(request, reply) {
       if (exempt(request)) return
+      if (options.trusted && (await options.trusted(request))) return
       byIp ??= limiter(limits.perIp, (r) => `ip:${r.ip}`)
       await count(byIp, request, reply, 'address')
     },

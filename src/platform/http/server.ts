@@ -22,7 +22,18 @@ import { strictDeep } from './strict-body.ts'
 
 export interface HealthCheck {
   name: string
-  check(): Promise<void>
+  /**
+   * Throws when the process should not take traffic (the check is down). Resolves to a note when
+   * it is up but something needs an operator's attention (open dead letters): readiness stays true.
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: checks that only throw (`Promise<void>`) fit as they are.
+  check(): Promise<void | HealthNote>
+}
+
+/** What an up check may add for operators: a warning, and figures behind it. */
+export interface HealthNote {
+  warning: string
+  details?: Record<string, unknown>
 }
 
 /** Where the OpenAPI document of every route of the process is served. */
@@ -82,7 +93,12 @@ const healthBody = {
       additionalProperties: {
         type: 'object',
         required: ['status'],
-        properties: { status: { type: 'string', enum: ['up', 'down'] }, error: { type: 'string' } },
+        properties: {
+          status: { type: 'string', enum: ['up', 'down'] },
+          error: { type: 'string' },
+          warning: { type: 'string' },
+          details: { type: 'object', additionalProperties: true },
+        },
       },
     },
   },
@@ -173,9 +189,15 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     sendProblem(reply, problemFor(new AppError('NOT_FOUND', `no route ${request.method} ${request.url}`), request.url)),
   )
   // Per IP before authentication (bad tokens count too), per client after it.
-  const limits = deps.rateLimits ? installRateLimits(app, deps.rateLimits) : undefined
-  if (limits) app.addHook('onRequest', limits.byIp)
   const authenticate = deps.authenticate ?? allowEveryone
+  // Operators and services (a token that verifies with that role) are limited per client only.
+  const trusted = async (request: FastifyRequest) => {
+    if (!request.headers.authorization) return false
+    const principal = await authenticate(request, 'public').catch(() => null)
+    return principal?.roles.some((role) => role === 'operator' || role === 'service') === true
+  }
+  const limits = deps.rateLimits ? installRateLimits(app, deps.rateLimits, { trusted }) : undefined
+  if (limits) app.addHook('onRequest', limits.byIp)
   installAuthSeam(app, authenticate)
   if (limits) app.addHook('onRequest', limits.byClient)
   const routes: RegisteredRoute[] = []
@@ -289,7 +311,7 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
         schema: {
           summary: 'Readiness: database, broker, consumers and outbox relay',
           description:
-            "With authentication on, why a check is down (its error) is shown to operators only: it names hosts and internals. Everyone sees each check's status.",
+            "With authentication on, why a check is down (its error) and what an up check warns about (open dead letters, per topic) are shown to operators only: they name hosts and internals. Everyone sees each check's status. A warning does not make the process unready.",
           tags: ['operations'],
           response: {
             200: { description: 'Every check is up: send traffic', ...healthBody },
@@ -301,8 +323,8 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
         const results = await Promise.all(
           deps.checks.map(async (c) => {
             try {
-              await withTimeout(c.check(), CHECK_TIMEOUT_MS, `no answer within ${CHECK_TIMEOUT_MS} ms`)
-              return [c.name, { status: 'up' }] as const
+              const note = await withTimeout(c.check(), CHECK_TIMEOUT_MS, `no answer within ${CHECK_TIMEOUT_MS} ms`)
+              return [c.name, { status: 'up', ...(note ?? {}) }] as const
             } catch (error) {
               return [c.name, { status: 'down', error: (error as Error).message }] as const
             }

@@ -333,6 +333,17 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   )
   watchdog.unref()
 
+  // Dead-letter topics exist from the start, so that they are listed and readable (empty) like any
+  // other topic before the first dead letter. On Kafka in the background: a broker that is away at
+  // start-up must not hold the consumer back (the first dead letter creates the topic anyway).
+  const deadLetterTopics = options.topics.map(deadLetterTopic)
+  if (transport.kind === 'kafka') {
+    transport.ensureTopics(deadLetterTopics).catch((error: unknown) => {
+      logger.debug({ err: error, topics: deadLetterTopics }, 'dead-letter topics not created yet')
+    })
+  } else {
+    await transport.ensureTopics(deadLetterTopics)
+  }
   const subscription = await transport.subscribe({
     groupId,
     topics: options.topics,
