@@ -205,6 +205,43 @@ describe('order service on Kafka and PostgreSQL', () => {
     await dlq.sub.close()
   })
 
+  it('skips, without a dead letter, a saga command that reaches an order the customer cancelled meanwhile', async () => {
+    const orderId = uniqueName('cancelled')
+    await service.store.execute(createOrder(orderId))
+    await service.store.execute({ commandType: 'CancelOrder', orderId, reason: 'changed my mind' })
+    const dlq = await follow(transport, deadLetterTopic(ORDER_COMMANDS_TOPIC))
+    const command = (commandType: string, extra: Record<string, unknown>) =>
+      JSON.stringify({ commandId: uuidv4(), commandType, orderId, issuedOn: new Date().toISOString(), ...extra })
+    const marker = uniqueName('marker')
+    await service.store.execute(createOrder(marker))
+    await transport.publish([
+      { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: command('ApproveOrder', { paymentId: 'payment-8' }) },
+      { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: command('ChangeOrderStatus', { status: 'DISPATCHED' }) },
+      // A rejected command on another order: once its dead letter is seen, the first two were handled.
+      {
+        topic: ORDER_COMMANDS_TOPIC,
+        key: orderId,
+        value: JSON.stringify({
+          commandId: uuidv4(),
+          commandType: 'ChangeOrderStatus',
+          orderId: marker,
+          status: 'DELIVERED',
+          issuedOn: new Date().toISOString(),
+        }),
+      },
+    ])
+    await waitFor(() => dlq.seen.some((m) => m.value.includes(marker)), { message: 'the marker is dead-lettered' })
+    assert.deepEqual(
+      dlq.seen.filter((m) => m.key === orderId && !m.value.includes(marker)).map((m) => m.value),
+      [],
+    )
+    assert.deepEqual(
+      (await service.store.history(orderId)).map((e) => e.eventType),
+      ['OrderCreated', 'OrderCancelled'],
+    )
+    await dlq.sub.close()
+  })
+
   it("replays one order's stored events to order-events on Kafka, marked as replays, in version order", async () => {
     const orderId = uniqueName('replay')
     await service.store.execute(createOrder(orderId))
