@@ -92,7 +92,7 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
         }
         return null
       },
-      { timeoutMs: 30_000, message: () => `${service.name} to listen: ${service.output.slice(-5).join('\n')}` },
+      { timeoutMs: 120_000, message: () => `${service.name} to listen: ${service.output.slice(-5).join('\n')}` },
     )
 
   before(async () => {
@@ -159,7 +159,7 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
         settled = Number(rows[0]?.n ?? 0)
         return settled === ORDERS
       },
-      { timeoutMs: 40_000, intervalMs: 250, message: () => `all ${ORDERS} orders to settle (${settled} did)` },
+      { timeoutMs: 120_000, intervalMs: 250, message: () => `all ${ORDERS} orders to settle (${settled} did)` },
     )
     const journeyMs = Date.now() - started
     const { rows: statuses } = await db.query<{ status: string; n: string }>(
@@ -199,7 +199,7 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
         last = { code, out }
         return code === 0 ? (JSON.parse(out) as AuditReport) : null
       },
-      { timeoutMs: 20_000, intervalMs: 500, message: () => `npm run audit to be clean: ${last?.code} ${last?.out}` },
+      { timeoutMs: 60_000, intervalMs: 500, message: () => `npm run audit to be clean: ${last?.code} ${last?.out}` },
     )
     assert.equal(report.orders.delivered, ORDERS)
     assert.ok((report.lag ?? []).length >= 5, `lag read for every group: ${JSON.stringify(report.lag)}`)
