@@ -5,6 +5,7 @@
  *   node scripts/kafka.ts start | stop | status     (a persistent broker in .orderflow/kafka)
  *   const broker = await startBroker()               (a throwaway broker on a free port)
  *   await startBroker({ sasl: { username, password } })   (clients must authenticate: SASL/SCRAM)
+ *   await startBroker({ sasl: { username, password, users }, authorizer: true })   (… and need ACLs)
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -64,7 +65,17 @@ export interface BrokerOptions {
    * the metadata log when the storage is formatted, so a data dir formatted without it keeps none).
    * The broker talks to itself through the same listener, as that user.
    */
-  sasl?: { username: string; password: string }
+  sasl?: {
+    username: string
+    password: string
+    /** More SCRAM users (service principals), added the same way: only when the storage is formatted. */
+    users?: readonly { username: string; password: string }[]
+  }
+  /**
+   * With `sasl`: the broker runs Kafka's standard authorizer, a principal may do only what an ACL
+   * allows it (no ACL, no access), and the `sasl` user is the super user that creates the ACLs.
+   */
+  authorizer?: boolean
 }
 
 /** The SASL mechanism of a broker started with `sasl`. */
@@ -115,7 +126,10 @@ async function launchWithRetries(
   let lastFailure = ''
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const [port, controllerPort] = await freePorts(options.port, options.controllerPort)
-    writeFileSync(join(dir, 'server.properties'), serverProperties(dir, port, controllerPort, options.sasl))
+    writeFileSync(
+      join(dir, 'server.properties'),
+      serverProperties(dir, port, controllerPort, options.sasl, options.authorizer ?? false),
+    )
     if (!existsSync(join(dir, 'data', 'meta.properties'))) {
       say('formatting storage')
       await formatStorage(java, dir, options.sasl)
@@ -228,9 +242,12 @@ function serverProperties(
   port: number,
   controllerPort: number,
   sasl: BrokerOptions['sasl'] | undefined,
+  authorizer: boolean,
 ): string {
   const client = sasl ? 'SASL_PLAINTEXT' : 'PLAINTEXT'
-  if (sasl && !/^[\w.-]+$/.test(`${sasl.username}${sasl.password}`)) {
+  if (authorizer && !sasl) throw new Error('the authorizer needs `sasl`: without it every client is ANONYMOUS')
+  const credentials = sasl ? [sasl, ...(sasl.users ?? [])] : []
+  if (credentials.some((user) => !/^[\w.-]+$/.test(`${user.username}${user.password}`))) {
     // They go into a JAAS line and a StorageTool argument unquoted.
     throw new Error('the SASL user name and password may only contain letters, digits, "_", "." and "-"')
   }
@@ -241,6 +258,16 @@ function serverProperties(
         [`listener.name.sasl_plaintext.${BROKER_SASL_MECHANISM.toLowerCase()}.sasl.jaas.config`]: `org.apache.kafka.common.security.scram.ScramLoginModule required username="${sasl.username}" password="${sasl.password}";`,
       }
     : {}
+  const authorizerSettings =
+    authorizer && sasl
+      ? {
+          'authorizer.class.name': 'org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+          // ANONYMOUS is the broker itself, registering with its controller over the PLAINTEXT
+          // CONTROLLER listener (loopback only); clients can only come in through SASL.
+          'super.users': `User:${sasl.username};User:ANONYMOUS`,
+          'allow.everyone.if.no.acl.found': false,
+        }
+      : {}
   const settings = {
     'process.roles': 'broker,controller',
     'node.id': 1,
@@ -250,6 +277,7 @@ function serverProperties(
     'inter.broker.listener.name': client,
     'listener.security.protocol.map': `CONTROLLER:PLAINTEXT,${client}:${client}`,
     ...saslSettings,
+    ...authorizerSettings,
     // Static voters, so storage is formatted without --standalone.
     'controller.quorum.voters': `1@${host}:${controllerPort}`,
     'log.dirs': join(dir, 'data'),
@@ -290,7 +318,9 @@ function jvmArgs(dir: string): string[] {
 async function formatStorage(java: string, dir: string, sasl: BrokerOptions['sasl'] | undefined): Promise<void> {
   const args = ['kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', join(dir, 'server.properties')]
   // KRaft keeps SCRAM credentials in the metadata log: the first ones go in when it is formatted.
-  if (sasl) args.push('--add-scram', `${BROKER_SASL_MECHANISM}=[name=${sasl.username},password=${sasl.password}]`)
+  for (const user of sasl ? [sasl, ...(sasl.users ?? [])] : []) {
+    args.push('--add-scram', `${BROKER_SASL_MECHANISM}=[name=${user.username},password=${user.password}]`)
+  }
   const result = await run(java, [...jvmArgs(dir), ...args, '--ignore-formatted'], { cwd: dir })
   if (result.code !== 0)
     throw new Error(`formatting the Kafka storage failed (exit code ${result.code}):\n${result.output}`)
