@@ -2,6 +2,7 @@ import { DELIVERY_COMMANDS_TOPIC, type DeliveryCommandBody } from '../../contrac
 import type { DeliveryEvent } from '../../contracts/delivery/events.ts'
 import { DISPATCH_COMMANDS_TOPIC, type DispatchCommandBody } from '../../contracts/dispatch/commands.ts'
 import type { DispatchEvent } from '../../contracts/dispatch/events.ts'
+import { formatAmount } from '../../contracts/money.ts'
 import { ORDER_COMMANDS_TOPIC } from '../../contracts/order/commands.ts'
 import type { OrderEvent } from '../../contracts/order/events.ts'
 import { PAYMENT_COMMANDS_TOPIC, type PaymentCommandBody } from '../../contracts/payment/commands.ts'
@@ -28,8 +29,9 @@ import { complete, park, schedule, send, type Workflow, type WorkflowOutput } fr
  *      the payment service refunds a capture or voids a payment never taken (so a late re-send cannot
  *      capture);
  *   2. REJECT_ORDER while the order is not cancelled;
- *   then Complete('CANCELLED'). Payment failed → RejectOrder. Order cancelled after capture →
- *   RefundPayment. Payment timed out → RefundPayment (void), then RejectOrder.
+ *   then Complete('CANCELLED') (or Park when a shipment left). Payment failed → RejectOrder. Order
+ *   cancelled after capture, even after its dispatch → RefundPayment. A capture of another amount
+ *   than the order's total (fixed at placement) → RefundPayment, RejectOrder. Payment timed out → RefundPayment (void), then RejectOrder.
  * A compensation step that runs out of retries parks the saga: a compensation that cannot finish
  * is for a person, with the reason, never retried forever nor dropped.
  *
@@ -211,6 +213,8 @@ export interface CreateOrderSagaState {
   attempt: number
   order: { customerId: string; totalAmount: number; currency: string } | null
   orderCancelled: boolean
+  /** The payment the order was confirmed with, seen from its events (a service may confirm early). */
+  confirmedWith?: string | null
   payment: SagaPaymentStatus
   paymentId: string | null
   shipmentId: string | null
@@ -235,6 +239,7 @@ export function initialState(): CreateOrderSagaState {
     attempt: 0,
     order: null,
     orderCancelled: false,
+    confirmedWith: null,
     payment: 'NOT_REQUESTED',
     paymentId: null,
     shipmentId: null,
@@ -279,8 +284,12 @@ function learn(state: CreateOrderSagaState, input: CreateOrderSagaInput): Create
         ...known,
         order: { customerId: input.customerId, totalAmount: input.totalAmount, currency: input.currency },
       }
+    // The total is fixed at placement (the order service refuses to change it), and the payment was
+    // requested for the placement total: a re-sent ProcessPayment must ask for that same amount.
     case 'OrderUpdated':
-      return known.order ? { ...known, order: { ...known.order, totalAmount: input.totalAmount } } : known
+      return known
+    case 'OrderConfirmed':
+      return { ...known, confirmedWith: input.paymentId }
     case 'OrderCancelled':
       return { ...known, orderCancelled: true }
     case 'PaymentProcessed':
@@ -403,7 +412,12 @@ export function defineCreateOrderSaga(
 
   const compensate = (state: CreateOrderSagaState, context: DecideContext): CreateOrderSagaOutput[] => {
     const next = nextCompensation(state)
-    return next === null ? [complete('CANCELLED')] : startStep(next, 1, state, context)
+    if (next !== null) return startStep(next, 1, state, context)
+    // Money and order agree (refunded, cancelled), but goods left: that part is for a person.
+    if (state.shipmentId !== null) {
+      return [park(`order cancelled after shipment ${state.shipmentId} left; payment refunded, goods to recover`)]
+    }
+    return [complete('CANCELLED')]
   }
 
   /** Starts compensating: the reason is kept for every compensation command that follows. */
@@ -442,7 +456,17 @@ export function defineCreateOrderSaga(
     }
     switch (state.step) {
       case 'PAYMENT':
-        if (input.eventType === 'PaymentProcessed') return startStep('CONFIRM_ORDER', 1, known, context)
+        if (input.eventType === 'PaymentProcessed') {
+          const order = known.order
+          if (order && (input.amount !== order.totalAmount || input.currency !== order.currency)) {
+            // Whatever sent it, a capture that is not the order's total must not be delivered.
+            const reason = `payment captured ${formatAmount(input.amount)} ${input.currency}, not the order's total ${formatAmount(order.totalAmount)} ${order.currency}`
+            return startCompensation(known, reason, context)
+          }
+          // A service confirmed the order with this payment before it was captured: nothing to ask.
+          if (known.confirmedWith === input.paymentId) return startStep('DISPATCH', 1, known, context)
+          return startStep('CONFIRM_ORDER', 1, known, context)
+        }
         if (input.eventType === 'PaymentFailed') return startCompensation(known, cancellationReasonFor(input), context)
         if (input.eventType === 'OrderCancelled') return startCompensation(known, input.reason, context)
         return []
@@ -465,9 +489,9 @@ export function defineCreateOrderSaga(
             complete('DELIVERED'),
           ]
         }
-        if (input.eventType === 'OrderCancelled') {
-          return [park(`order cancelled (${input.reason}) after it was dispatched`)]
-        }
+        // The cancel reached the order before its DISPATCHED did, so the order is CANCELLED: its
+        // money goes back (as in choreography), then the saga parks for the goods that left.
+        if (input.eventType === 'OrderCancelled') return startCompensation(known, input.reason, context)
         return []
       case 'REFUND_PAYMENT':
       case 'REJECT_ORDER': {

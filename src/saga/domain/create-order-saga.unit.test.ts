@@ -364,15 +364,62 @@ describe('Create-Order saga: cancelled after capture', () => {
       .thenOutputs([rejectOrder(reason), deadline('REJECT_ORDER', 1)])
   })
 
-  it('parks when the order is cancelled after it was dispatched, or dispatched while cancelling', () => {
+  it('refunds an order cancelled after the dispatch but before the order heard of it, then parks for the goods', () => {
+    // The cancel reached the order before the saga's ChangeOrderStatus(DISPATCHED): it is CANCELLED,
+    // so it must keep no money.
     spec
       .given(created, processed, confirmed, dispatched)
       .when(cancelled(reason))
-      .thenOutputs([park(`order cancelled (${reason}) after it was dispatched`)])
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
+    spec
+      .given(created, processed, confirmed, dispatched, cancelled(reason))
+      .when(refunded(reason))
+      .thenOutputs([park(`order cancelled after shipment ${SHIPMENT_ID} left; payment refunded, goods to recover`)])
+  })
+
+  it('parks when the order is dispatched while cancelling', () => {
     spec
       .given(created, processed, confirmed, cancelled(reason))
       .when(dispatched)
       .thenOutputs([park('order dispatched while the saga was cancelling it')])
+  })
+})
+
+describe('Create-Order saga: the money is the total at placement', () => {
+  const updated = (totalAmount: number) =>
+    orderEvent({ eventType: 'OrderUpdated', subtotal: totalAmount, totalAmount }) as CreateOrderSagaInput
+
+  it('charges the placement total when it sends the payment again, whatever an update said', () => {
+    spec
+      .given(created, updated(45_000))
+      .when(timedOut('PAYMENT', 1))
+      .thenOutputs([processPayment, deadline('PAYMENT', 2)])
+  })
+
+  it('refunds and rejects a capture that is not the order total', () => {
+    const reason = "payment captured 100.00 USD, not the order's total 150.00 USD"
+    spec
+      .given(created)
+      .when(paymentEvent({ ...processed, eventId: 'event-short', amount: 10_000 }))
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
+  })
+
+  it('goes straight to dispatch when a service confirmed the order with this payment before it was captured', () => {
+    spec
+      .given(created, confirmed)
+      .when(processed)
+      .thenOutputs([dispatchOrder, deadline('DISPATCH', 1)])
+    const early = run([created, confirmed, processed, dispatched, delivered])
+    assert.equal(early.state.status, 'COMPLETED')
+    assert.equal(early.state.outcome, 'DELIVERED')
+  })
+
+  it('still asks for the approval when the order was confirmed with another payment', () => {
+    const other = orderEvent({ eventType: 'OrderConfirmed', paymentId: 'payment-elsewhere' })
+    spec
+      .given(created, other)
+      .when(processed)
+      .thenOutputs([approveOrder, deadline('CONFIRM_ORDER', 1)])
   })
 })
 
