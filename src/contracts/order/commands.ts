@@ -123,10 +123,16 @@ export const createOrderBody = z.object({
   notes: notes.optional(),
 })
 
+/**
+ * `PATCH /api/orders/:id`. The total is fixed once the order is placed (its payment is requested
+ * for it at once): new items must add up to the same total, and `totalAmount`, when given, must be
+ * the order's total; anything else is refused with ORDER_TOTAL_FIXED.
+ */
 export const updateOrderBody = z
   .object({
     items: orderItems.optional(),
     notes: notes.optional(),
+    totalAmount: decimalAmount.optional(),
   })
   .refine((body) => body.items !== undefined || body.notes !== undefined, {
     message: 'at least one of items or notes is required',

@@ -1,5 +1,6 @@
 import { DELIVERY_EVENTS_TOPIC, type DeliveryEvent, decodeDeliveryEvent } from '../../contracts/delivery/events.ts'
 import { DISPATCH_EVENTS_TOPIC, type DispatchEvent, decodeDispatchEvent } from '../../contracts/dispatch/events.ts'
+import { formatAmount } from '../../contracts/money.ts'
 import {
   cancellationReasonFor,
   decodePaymentEvent,
@@ -12,7 +13,7 @@ import type { ModuleContext } from '../../platform/module.ts'
 import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
 import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
 import type { OrderStore } from '../application/order-store.ts'
-import type { OrderCommand, OrderStatus } from '../domain/order.ts'
+import type { Order, OrderCommand, OrderStatus } from '../domain/order.ts'
 
 /**
  * The order service's reactions to the rest of the journey, in choreography (seed 004): it reads
@@ -21,6 +22,7 @@ import type { OrderCommand, OrderStatus } from '../domain/order.ts'
  * `order_commands`, so this consumer does not run (SAGA_MODE gates it in the module).
  *
  *   PaymentProcessed → ConfirmOrder(paymentId)      PaymentFailed → CancelOrder(payment failed: …)
+ *   (PaymentProcessed of another amount than the order's total → CancelOrder, which is refunded)
  *   OrderDispatched  → ChangeOrderStatus(DISPATCHED) OrderDelivered → ChangeOrderStatus(DELIVERED)
  *   PaymentRefunded, PaymentVoided, ShipmentQuoted, DeliveryScheduled → nothing
  *
@@ -52,10 +54,21 @@ export const ORDER_JOURNEY_TOPICS = [PAYMENT_EVENTS_TOPIC, DISPATCH_EVENTS_TOPIC
 
 type JourneyEvent = PaymentEvent | DispatchEvent | DeliveryEvent
 
-/** The order command a journey event calls for, or null. */
-export function orderCommandFor(event: JourneyEvent): OrderCommand | null {
+/**
+ * The order command a journey event calls for, or null. `order` is the order as it stands: a
+ * capture that is not its total (fixed at placement) cancels it instead of confirming it, so that
+ * the payment service refunds it rather than the order being delivered with other money.
+ */
+export function orderCommandFor(
+  event: JourneyEvent,
+  order?: Pick<Order, 'totalAmount' | 'currency'>,
+): OrderCommand | null {
   switch (event.eventType) {
     case 'PaymentProcessed':
+      if (order && (event.amount !== order.totalAmount || event.currency !== order.currency)) {
+        const reason = `payment captured ${formatAmount(event.amount)} ${event.currency}, not the order's total ${formatAmount(order.totalAmount)} ${order.currency}`
+        return { commandType: 'CancelOrder', orderId: event.orderId, reason }
+      }
       return { commandType: 'ConfirmOrder', orderId: event.orderId, paymentId: event.paymentId }
     case 'PaymentFailed':
       return { commandType: 'CancelOrder', orderId: event.orderId, reason: cancellationReasonFor(event) }
@@ -130,7 +143,8 @@ export async function startOrderJourneyConsumer(
     retry: { max: Math.max(context.retry.max, 8), backoffMs: context.retry.backoffMs },
     decode: decodeJourneyEvent,
     handle: async (event, raw) => {
-      const command = orderCommandFor(event)
+      const order = event.eventType === 'PaymentProcessed' ? await store.get(event.orderId) : null
+      const command = orderCommandFor(event, order ?? undefined)
       if (!command) return
       try {
         const result = await store.execute(command, causedBy(raw, groupId, event))

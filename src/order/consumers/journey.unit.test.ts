@@ -68,3 +68,23 @@ describe('order journey (choreography): late events', () => {
     assert.deepEqual(whenRefused(commandOf(delivered), null), { action: 'dead-letter' })
   })
 })
+
+describe('choreography: what a capture does to the order', () => {
+  const captured = { ...processed, amount: 1750, currency: 'USD' } as PaymentEvent
+
+  it('confirms the order when the capture is its total', () => {
+    assert.deepEqual(orderCommandFor(captured, { totalAmount: 1750, currency: 'USD' }), {
+      commandType: 'ConfirmOrder',
+      orderId: 'order-1',
+      paymentId: 'payment-order-1',
+    })
+  })
+
+  it('cancels the order (so the payment service refunds it) when the capture is another amount', () => {
+    assert.deepEqual(orderCommandFor(captured, { totalAmount: 5250, currency: 'USD' }), {
+      commandType: 'CancelOrder',
+      orderId: 'order-1',
+      reason: "payment captured 17.50 USD, not the order's total 52.50 USD",
+    })
+  })
+})

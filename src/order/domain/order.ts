@@ -19,6 +19,8 @@ import type { DecideContext, Decider, Decision as PlatformDecision, Rejection } 
  * Amounts are integer minor units throughout (see contracts/money.ts).
  *
  * Lifecycle: PENDING → CONFIRMED → DISPATCHED → DELIVERED, and PENDING or CONFIRMED → CANCELLED.
+ * The total is fixed at placement (see `updateOrderDetails`): the payment is requested for it at
+ * once, so the total delivered is always the total captured.
  *
  * Redelivery: commands arrive at least once (a saga or a fulfilment service may send the same
  * command again, and a consumer that crashed before committing replays a batch), so a command
@@ -56,6 +58,8 @@ export interface UpdateOrderDetails {
   orderId: string
   items?: OrderItem[] | undefined
   notes?: string | undefined
+  /** The total the caller expects; it must be the order's, which is fixed at placement. */
+  totalAmount?: number | undefined
 }
 
 export interface ConfirmOrder {
@@ -215,9 +219,13 @@ function createOrder(command: CreateOrder, state: OrderState): Decision {
 }
 
 /**
- * New items reprice the order. The fee an explicit total carried above the old subtotal (delivery,
- * service) is kept as an absolute amount: new total = new subtotal + (old total − old subtotal). An
- * order created without a total has no fee, so its total keeps following its subtotal.
+ * The total is fixed at placement: in both saga modes the payment is requested for it as soon as
+ * the order is created (the saga sends ProcessPayment on OrderCreated; in choreography the payment
+ * service reacts to OrderCreated), so a later total could never be the one captured. New items are
+ * priced as before (the fee an explicit total carried above the old subtotal stays: total = new
+ * subtotal + (old total − old subtotal)), and are accepted only when they come to the same total;
+ * otherwise ORDER_TOTAL_FIXED, naming `items` (and `totalAmount` when the caller gave another one).
+ * Notes, and items of the same value, still change while the order is PENDING.
  */
 function updateOrderDetails(command: UpdateOrderDetails, state: OrderState): Decision {
   if (state === null) return notFound(command.orderId)
@@ -234,16 +242,41 @@ function updateOrderDetails(command: UpdateOrderDetails, state: OrderState): Dec
     subtotal: state.subtotal,
     totalAmount: state.totalAmount,
   }
+  const fixed: FieldError[] = []
   if (command.items !== undefined) {
     const fee = state.totalAmount - state.subtotal
     const amounts = priceItems(command.items, undefined, fee)
     if (!amounts.ok) return amounts
+    if (amounts.totalAmount !== state.totalAmount) {
+      fixed.push({
+        field: 'items',
+        message: `these items bring the total to ${formatAmount(amounts.totalAmount)}; it is fixed at ${formatAmount(state.totalAmount)}`,
+      })
+    }
     event.items = command.items
     event.subtotal = amounts.subtotal
     event.totalAmount = amounts.totalAmount
   }
+  if (command.totalAmount !== undefined && command.totalAmount !== state.totalAmount) {
+    fixed.push({
+      field: 'totalAmount',
+      message: `the total is fixed at ${formatAmount(state.totalAmount)}; ${formatAmount(command.totalAmount)} cannot be charged`,
+    })
+  }
+  if (fixed.length > 0) return totalFixed(state.totalAmount, fixed)
   if (command.notes !== undefined) event.notes = command.notes
   return accept(event)
+}
+
+/** Why the order's total cannot change, and what to do instead. */
+export const TOTAL_FIXED_REASON = 'the total is fixed once payment is requested; cancel and place a new order'
+
+function totalFixed(totalAmount: number, fields: FieldError[]): Decision {
+  return reject(
+    ErrorCodes.ORDER_TOTAL_FIXED,
+    `cannot change the order's total (${formatAmount(totalAmount)}): ${TOTAL_FIXED_REASON}`,
+    fields,
+  )
 }
 
 function confirm(orderId: string, paymentId: string, state: OrderState): Decision {

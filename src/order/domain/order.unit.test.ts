@@ -26,6 +26,7 @@ import {
   type OrderStatus,
   type RecordedOrderEvent,
   STATUS_CHANGE_CANCELLATION_REASON,
+  TOTAL_FIXED_REASON,
 } from './order.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -227,16 +228,50 @@ describe('CreateOrder', () => {
 describe('UpdateOrderDetails', () => {
   const salad = { menuItemId: 'item-2', name: 'Salad', price: 850, quantity: 1 }
 
-  it('reprices new items and keeps the fee an explicit total carried (45.99 − 25.98 = 20.01)', () => {
+  const pasta = { menuItemId: 'item-3', name: 'Pasta', price: 1299, quantity: 1 }
+  const onePizza = { ...pizza, quantity: 1 }
+
+  it('accepts new items of the same value: the total (and the fee in it) stays 45.99', () => {
     given(created)
-      .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, items: [pizza, salad] })
-      .thenEmits([{ eventType: 'OrderUpdated', items: [pizza, salad], subtotal: 3448, totalAmount: 5449 }])
+      .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, items: [onePizza, pasta] })
+      .thenEmits([{ eventType: 'OrderUpdated', items: [onePizza, pasta], subtotal: 2598, totalAmount: 4599 }])
   })
 
-  it('keeps the total equal to the subtotal when the order had no fee', () => {
+  it('refuses new items that change the total with ORDER_TOTAL_FIXED on items, saying why and what to do', () => {
+    given(created)
+      .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, items: [pizza, salad] })
+      .thenRejects({
+        code: 'ORDER_TOTAL_FIXED',
+        message: `cannot change the order's total (45.99): ${TOTAL_FIXED_REASON}`,
+        fields: ['items'],
+      })
+  })
+
+  it('refuses items that lower the total as well as ones that raise it, without a fee too', () => {
     given({ ...created, totalAmount: 2598 })
       .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, items: [salad] })
-      .thenEmits([{ eventType: 'OrderUpdated', items: [salad], subtotal: 850, totalAmount: 850 }])
+      .thenRejects({ code: 'ORDER_TOTAL_FIXED', fields: ['items'] })
+  })
+
+  it('refuses a totalAmount other than the order’s, naming totalAmount (and items when they change it too)', () => {
+    given(created)
+      .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, notes: 'x', totalAmount: 4600 })
+      .thenRejects({ code: 'ORDER_TOTAL_FIXED', fields: ['totalAmount'] })
+    given(created)
+      .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, items: [salad], totalAmount: 850 })
+      .thenRejects({ code: 'ORDER_TOTAL_FIXED', fields: ['items', 'totalAmount'] })
+  })
+
+  it('accepts the order’s own totalAmount alongside the change', () => {
+    given(created)
+      .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, notes: 'ring twice', totalAmount: 4599 })
+      .thenEmits([{ eventType: 'OrderUpdated', notes: 'ring twice', subtotal: 2598, totalAmount: 4599 }])
+  })
+
+  it('keeps the total fixed after an earlier accepted update', () => {
+    given(created, { eventType: 'OrderUpdated', items: [onePizza, pasta], subtotal: 2598, totalAmount: 4599 })
+      .when({ commandType: 'UpdateOrderDetails', orderId: ORDER_ID, items: [onePizza] })
+      .thenRejects({ code: 'ORDER_TOTAL_FIXED', fields: ['items'] })
   })
 
   it('changes notes alone without repricing', () => {
@@ -565,6 +600,9 @@ describe('HTTP request bodies', () => {
   it('needs something to update', () => {
     assert.deepEqual(failedPaths(updateOrderBody, {}), [''])
     assert.deepEqual(updateOrderBody.parse({ notes: 'x' }), { notes: 'x' })
+    // totalAmount is read (in minor units) so that a different one is refused, not silently dropped.
+    assert.deepEqual(updateOrderBody.parse({ notes: 'x', totalAmount: 45.99 }), { notes: 'x', totalAmount: 4599 })
+    assert.deepEqual(failedPaths(updateOrderBody, { totalAmount: 45.99 }), [''])
   })
 
   it('reads a status case-insensitively (seed 002 sends "confirmed")', () => {

@@ -512,22 +512,37 @@ function orderApiSuite(setup: DatabaseSetup) {
       assert.equal((await history(order.id)).length, 1)
     })
 
-    it('updates the items and notes of a pending order, keeping the fee in the total', async () => {
+    it('updates the items and notes of a pending order when the total stays, and refuses a new total with 409', async () => {
       const order = await createFor(uniqueName('update'))
+      // Seed 001: two pizzas at 12.99 charged 45.99. One pizza and a pasta at 12.99 keep that total.
+      const sameValue = [
+        { menuItemId: 'item-1', name: 'Pizza', price: 12.99, quantity: 1 },
+        { menuItemId: 'item-3', name: 'Pasta', price: 12.99, quantity: 1 },
+      ]
       const response = await api.http.inject({
         method: 'PATCH',
         url: `/api/orders/${order.id}`,
-        payload: { items: [{ menuItemId: 'item-2', name: 'Salad', price: 9.5, quantity: 1 }], notes: 'no onions' },
+        payload: { items: sameValue, notes: 'no onions' },
         headers: { 'if-match': '"1"' },
       })
 
       assert.equal(response.statusCode, 200, response.body)
       assert.equal(response.headers.etag, '"2"')
       const updated = body(response)
-      assert.equal(updated.subtotal, 9.5)
-      // Seed 001 charged 20.01 above its items; the fee stays when the items change.
-      assert.equal(updated.totalAmount, 29.51)
+      assert.equal(updated.subtotal, 25.98)
+      assert.equal(updated.totalAmount, 45.99)
       assert.equal(updated.notes, 'no onions')
+
+      // The payment was requested for 45.99 when the order was placed: another total is refused.
+      const repriced = await api.http.inject({
+        method: 'PATCH',
+        url: `/api/orders/${order.id}`,
+        payload: { items: [{ menuItemId: 'item-2', name: 'Salad', price: 9.5, quantity: 1 }], totalAmount: 29.51 },
+      })
+      const refused = assertProblem(repriced, 409, 'ORDER_TOTAL_FIXED')
+      assert.match(String(refused.detail), /the total is fixed once payment is requested; cancel and place a new order/)
+      assert.deepEqual(fieldsOf(repriced), ['items', 'totalAmount'])
+      assert.equal((await history(order.id)).length, 2)
 
       const empty = await api.http.inject({ method: 'PATCH', url: `/api/orders/${order.id}`, payload: {} })
       assertProblem(empty, 400, 'VALIDATION_FAILED')

@@ -353,7 +353,8 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       {
         schema: {
           summary: "Change a pending order's items or notes",
-          description: 'New items reprice the order; fees included in the total are kept.',
+          description:
+            'The total is fixed once the order is placed (its payment is requested at once): items must come to the same total, and a totalAmount, if given, must be the order’s; otherwise 409 ORDER_TOTAL_FIXED.',
           operationId: 'updateOrder',
           tags,
           headers: commandHeaders,

@@ -59,7 +59,7 @@ export const problemResponses = {
   400: problemResponse('The request is invalid: a field, the body, a query parameter or a header'),
   404: problemResponse('No resource with this id (NOT_FOUND, naming the resource)'),
   409: problemResponse(
-    'The resource changed since the If-Match version (VERSION_CONFLICT), or its state does not allow this (INVALID_TRANSITION)',
+    'The resource changed since the If-Match version (VERSION_CONFLICT), or its state does not allow this (INVALID_TRANSITION), or the change would alter an order total that is fixed (ORDER_TOTAL_FIXED)',
   ),
   422: problemResponse('The Idempotency-Key was used before with a different request (IDEMPOTENCY_KEY_REUSED)'),
   503: problemResponse(

@@ -2,6 +2,7 @@ import { DELIVERY_COMMANDS_TOPIC, type DeliveryCommandBody } from '../../contrac
 import type { DeliveryEvent } from '../../contracts/delivery/events.ts'
 import { DISPATCH_COMMANDS_TOPIC, type DispatchCommandBody } from '../../contracts/dispatch/commands.ts'
 import type { DispatchEvent } from '../../contracts/dispatch/events.ts'
+import { formatAmount } from '../../contracts/money.ts'
 import { ORDER_COMMANDS_TOPIC } from '../../contracts/order/commands.ts'
 import type { OrderEvent } from '../../contracts/order/events.ts'
 import { PAYMENT_COMMANDS_TOPIC, type PaymentCommandBody } from '../../contracts/payment/commands.ts'
@@ -28,8 +29,9 @@ import { complete, park, schedule, send, type Workflow, type WorkflowOutput } fr
  *      the payment service refunds a capture or voids a payment never taken (so a late re-send cannot
  *      capture);
  *   2. REJECT_ORDER while the order is not cancelled;
- *   then Complete('CANCELLED'). Payment failed → RejectOrder. Order cancelled after capture →
- *   RefundPayment. Payment timed out → RefundPayment (void), then RejectOrder.
+ *   then Complete('CANCELLED') (or Park when a shipment left). Payment failed → RejectOrder. Order
+ *   cancelled after capture, even after its dispatch → RefundPayment. A capture of another amount
+ *   than the order's total (fixed at placement) → RefundPayment, RejectOrder. Payment timed out → RefundPayment (void), then RejectOrder.
  * A compensation step that runs out of retries parks the saga: a compensation that cannot finish
  * is for a person, with the reason, never retried forever nor dropped.
  *
@@ -339,8 +341,10 @@ function learn(state: CreateOrderSagaState, input: CreateOrderSagaInput): Create
         ...known,
         order: { customerId: input.customerId, totalAmount: input.totalAmount, currency: input.currency },
       }
+    // The total is fixed at placement (the order service refuses to change it), and the payment was
+    // requested for the placement total: a re-sent ProcessPayment must ask for that same amount.
     case 'OrderUpdated':
-      return known.order ? { ...known, order: { ...known.order, totalAmount: input.totalAmount } } : known
+      return known
     case 'OrderCancelled':
       return { ...known, orderCancelled: true }
     case 'OrderConfirmed':
@@ -599,6 +603,15 @@ export function defineCreateOrderSaga(
           input.eventType === 'OrderCancelled' ? input.reason : 'order cancelled',
           context,
         )
+      }
+      // Whatever sent it, a capture that is not the order's total (fixed at placement) must not be
+      // delivered: refund it and cancel the order.
+      if (input.eventType === 'PaymentProcessed' && known.order && known.payment === 'CAPTURED') {
+        const order = known.order
+        if (input.amount !== order.totalAmount || input.currency !== order.currency) {
+          const reason = `payment captured ${formatAmount(input.amount)} ${input.currency}, not the order's total ${formatAmount(order.totalAmount)} ${order.currency}`
+          return startCompensation(known, reason, context)
+        }
       }
       if (input.eventType === 'PaymentFailed' && step === 'PAYMENT') {
         return startCompensation(known, cancellationReasonFor(input), context)

@@ -410,6 +410,36 @@ describe('Create-Order saga: cancelled after capture', () => {
   })
 })
 
+describe('Create-Order saga: the money is the total at placement', () => {
+  const updated = (totalAmount: number) =>
+    orderEvent({ eventType: 'OrderUpdated', subtotal: totalAmount, totalAmount }) as CreateOrderSagaInput
+
+  it('charges the placement total when it sends the payment again, whatever an update said', () => {
+    spec
+      .given(created, updated(45_000))
+      .when(timedOut('PAYMENT', 1))
+      .thenOutputs([processPayment, deadline('PAYMENT', 2)])
+  })
+
+  it('refunds and rejects a capture that is not the order total', () => {
+    const reason = "payment captured 100.00 USD, not the order's total 150.00 USD"
+    spec
+      .given(created)
+      .when(paymentEvent({ ...processed, eventId: 'event-short', amount: 10_000 }))
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
+  })
+
+  it('goes straight to dispatch when a service confirmed the order with this payment before it was captured', () => {
+    spec
+      .given(created, confirmed)
+      .when(processed)
+      .thenOutputs([dispatchOrder, deadline('DISPATCH', 1)])
+    const early = run([created, confirmed, processed, dispatched, delivered])
+    assert.equal(early.state.status, 'COMPLETED')
+    assert.equal(early.state.outcome, 'DELIVERED')
+  })
+})
+
 describe('Create-Order saga: a compensation that fails', () => {
   it('parks with the reason when the rejection gets no answer after its retries', () => {
     const compensating = [created, failed, timedOut('REJECT_ORDER', 1), timedOut('REJECT_ORDER', 2)]

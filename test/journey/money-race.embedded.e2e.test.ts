@@ -1,0 +1,4 @@
+import { moneyRaceSuite } from './money-race.ts'
+
+moneyRaceSuite('embedded', 'orchestration')
+moneyRaceSuite('embedded', 'choreography')

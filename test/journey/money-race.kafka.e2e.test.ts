@@ -1,0 +1,4 @@
+import { moneyRaceSuite } from './money-race.ts'
+
+moneyRaceSuite('kafka', 'orchestration')
+moneyRaceSuite('kafka', 'choreography')
