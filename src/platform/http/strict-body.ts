@@ -18,6 +18,10 @@ type Def = Record<string, unknown> & { type: string }
 
 function convert(schema: z.ZodType): z.ZodType {
   const def = schema._zod.def as unknown as Def
+  // A schema without an object inside stays the same instance: the OpenAPI and AsyncAPI generators
+  // recognise some by identity (decimal amounts, timestamps).
+  const rebuilt = (changes: Record<string, unknown>, changed: boolean) =>
+    changed ? schema.clone({ ...def, ...changes } as never) : schema
   switch (def.type) {
     case 'object': {
       const shape = def.shape as Record<string, z.ZodType>
@@ -25,20 +29,31 @@ function convert(schema: z.ZodType): z.ZodType {
       // `catchall: never` is what z.strictObject is; checks (refine) live in def and are kept.
       return schema.clone({ ...def, shape: strictShape, catchall: def.catchall ?? z.never() } as never)
     }
-    case 'array':
-      return schema.clone({ ...def, element: convert(def.element as z.ZodType) } as never)
+    case 'array': {
+      const element = convert(def.element as z.ZodType)
+      return rebuilt({ element }, element !== def.element)
+    }
     case 'optional':
     case 'nullable':
     case 'default':
     case 'prefault':
     case 'readonly':
     case 'catch':
-    case 'nonoptional':
-      return schema.clone({ ...def, innerType: convert(def.innerType as z.ZodType) } as never)
-    case 'pipe':
-      return schema.clone({ ...def, in: convert(def.in as z.ZodType) } as never)
-    case 'union':
-      return schema.clone({ ...def, options: (def.options as z.ZodType[]).map(convert) } as never)
+    case 'nonoptional': {
+      const innerType = convert(def.innerType as z.ZodType)
+      return rebuilt({ innerType }, innerType !== def.innerType)
+    }
+    case 'pipe': {
+      const input = convert(def.in as z.ZodType)
+      return rebuilt({ in: input }, input !== def.in)
+    }
+    case 'union': {
+      const options = (def.options as z.ZodType[]).map(convert)
+      return rebuilt(
+        { options },
+        options.some((o, i) => o !== (def.options as z.ZodType[])[i]),
+      )
+    }
     default:
       return schema
   }
