@@ -292,7 +292,7 @@ describe('order service through a Kafka outage', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('keeps accepting orders while Kafka is down and delivers every event exactly once per order position after it returns', async () => {
+  it('keeps accepting orders while Kafka is down and delivers every event, in order and unaltered, after it returns', async () => {
     const before = Array.from({ length: 3 }, () => uniqueName('before'))
     for (const orderId of before) await service.store.execute(createOrder(orderId))
     await waitFor(async () => (await service.relay.pending()) === 0, { message: 'the first orders are published' })
@@ -315,12 +315,34 @@ describe('order service through a Kafka outage', () => {
       message: () =>
         `received ${seen.filter((m) => all.includes(m.key)).length} of ${expected} events after the restart`,
     })
-    const positions = seen.filter((m) => all.includes(m.key)).map((m) => `${m.key}@${JSON.parse(m.value).version}`)
-    assert.equal(new Set(positions).size, positions.length, `duplicates: ${positions.join(', ')}`)
-    assert.equal(positions.length, expected)
-    for (const orderId of during) {
+    // At least once, never reordered, never altered: the relay publishes single attempts and
+    // retries one whose answer was lost (the broker was coming back), so an event may be in the log
+    // twice. A second copy carries the same eventId, so every consumer's inbox drops it; what must
+    // hold is that no position is missing and the first copies come in version order per order.
+    const byPosition = new Map<string, Set<string>>()
+    const firstSeen: string[] = []
+    for (const m of seen.filter((m) => all.includes(m.key))) {
+      const body = JSON.parse(m.value) as { version: number; eventId: string }
+      const position = `${m.key}@${body.version}`
+      if (!byPosition.has(position)) firstSeen.push(position)
+      byPosition.set(position, (byPosition.get(position) ?? new Set()).add(body.eventId))
+    }
+    assert.equal(byPosition.size, expected, `positions: ${[...byPosition.keys()].join(', ')}`)
+    for (const [position, eventIds] of byPosition) {
+      assert.equal(eventIds.size, 1, `${position} was published as two different events`)
+    }
+    for (const orderId of all) {
+      const versions = firstSeen.filter((p) => p.startsWith(`${orderId}@`)).map((p) => Number(p.split('@')[1]))
       assert.deepEqual(
-        eventsOf(seen, orderId).map((e) => e.eventType),
+        versions,
+        [...versions].sort((a, b) => a - b),
+        `${orderId} in version order`,
+      )
+    }
+    for (const orderId of during) {
+      const once = [...new Map(eventsOf(seen, orderId).map((e) => [e.eventId, e])).values()]
+      assert.deepEqual(
+        once.map((e) => e.eventType),
         ['OrderCreated', 'OrderConfirmed'],
       )
     }
