@@ -141,6 +141,46 @@ export async function waitForDrain(
   return { drainMs: null, last }
 }
 
+/**
+ * waitForDrain for an app that holds its database alone (the embedded default's PGlite): asks the
+ * app's own auditor (`GET /api/audit?stuckAfterMs=0`), which checks the same: every order settled,
+ * the outbox empty, consumer lag 0.
+ */
+export async function waitForDrainHttp(
+  options: { urls: () => string[]; timeoutMs: number },
+  onProgress?: (line: string) => void,
+): Promise<{ drainMs: number | null; last: string }> {
+  const started = Date.now()
+  let last = ''
+  let lastReported = 0
+  while (Date.now() - started < options.timeoutMs) {
+    const url = options.urls()[0]
+    if (url === undefined) last = '(no app running)'
+    else {
+      try {
+        const response = await fetch(`${url}/api/audit?stuckAfterMs=0`, { signal: AbortSignal.timeout(15_000) })
+        if (response.status !== 200) last = `(GET /api/audit answered ${response.status}: ${await response.text()})`
+        else {
+          const report = (await response.json()) as AuditReport
+          if (report.ok) return { drainMs: Date.now() - started, last: 'drained' }
+          last = `audit: ${report.checks
+            .filter((c) => !c.ok)
+            .map((c) => `${c.name}: ${c.summary}`)
+            .join('; ')}`
+        }
+      } catch (error) {
+        last = `(${(error as Error).message})`
+      }
+    }
+    if (onProgress && Date.now() - lastReported > 10_000) {
+      lastReported = Date.now()
+      onProgress(`draining for ${Math.round((Date.now() - started) / 1000)} s: ${last}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  return { drainMs: null, last }
+}
+
 export async function verify(options: VerifyOptions): Promise<Verification> {
   const { db, brokers, prefix } = options
   const problems: string[] = []
