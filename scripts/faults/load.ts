@@ -1,3 +1,4 @@
+import { paymentIdFor } from '../../src/contracts/payment/events.ts'
 /**
  * The bounded load: orders placed at a fixed rate through POST /api/orders, spread round-robin
  * over the app processes, each request with a deadline. Every 201 is recorded with its order id:
@@ -97,8 +98,8 @@ export interface StormResult {
 
 /**
  * The deadlock storm on one order: its ETag first, then at the same moment a PATCH of its items
- * with that If-Match, a cancel and a confirm, as a customer and a confused client racing each other
- * would. 409 (a conflict, or a state that no longer allows it) is an answer; 5xx is not.
+ * with that If-Match, a cancel and a confirm (with the order's own payment id), as a customer and
+ * a retrying payment callback racing each other would. 409 (a conflict, or a state that no longer allows it) is an answer; 5xx is not.
  */
 export async function stormOrder(base: string, orderId: string, n: number, into: StormResult): Promise<void> {
   const count = (what: string) => {
@@ -137,7 +138,10 @@ export async function stormOrder(base: string, orderId: string, n: number, into:
     send('confirm', `/api/orders/${orderId}/confirm`, {
       method: 'POST',
       headers: { ...json, 'if-match': etag },
-      body: JSON.stringify({ paymentId: `storm-payment-${orderId}` }),
+      // The order's own payment (one per order, its id known in advance): a confirm that races the
+      // saga's, not a forged one. A confirm with another payment's id is a different question
+      // (who may command an order) and would fail the money check by design.
+      body: JSON.stringify({ paymentId: paymentIdFor(orderId) }),
     }),
   ])
 }
