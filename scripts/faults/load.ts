@@ -1,10 +1,11 @@
-import { paymentIdFor } from '../../src/contracts/payment/events.ts'
 /**
  * The bounded load: orders placed at a fixed rate through POST /api/orders, spread round-robin
  * over the app processes, each request with a deadline. Every 201 is recorded with its order id:
  * those are the requests the system accepted, and must not lose. Anything else (a 503 while the
  * database is down, a refused connection while the app is dead) was refused, and is only counted.
  */
+
+import { paymentIdFor } from '../../src/contracts/payment/events.ts'
 
 export interface LoadResult {
   attempted: number
