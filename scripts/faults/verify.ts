@@ -184,6 +184,15 @@ export async function waitForDrainHttp(
 export async function verify(options: VerifyOptions): Promise<Verification> {
   const { db, brokers, prefix } = options
   const problems: string[] = []
+  // The outbox before the topics: a fault that did not drain leaves the relay publishing, and a
+  // row it publishes between the two reads must count as unpublished, not as missing from Kafka.
+  const { rows: outbox } = await db.query<{
+    id: string
+    topic: string
+    message_key: string
+    value: string
+    published: boolean
+  }>('SELECT id::text AS id, topic, message_key, value, published_at IS NOT NULL AS published FROM outbox ORDER BY id')
   const topics = await readPrefixedTopics(brokers, prefix)
   const onTopic = (name: string) => topics.get(`${prefix}${name}`) ?? topics.get(name) ?? []
 
@@ -206,13 +215,6 @@ export async function verify(options: VerifyOptions): Promise<Verification> {
   if (missing.length > 0) problems.push(`${missing.length} accepted orders lost: ${missing.slice(0, 5).join(', ')}`)
 
   // Published: every outbox row on its topic, and the order the outbox gave each key.
-  const { rows: outbox } = await db.query<{
-    id: string
-    topic: string
-    message_key: string
-    value: string
-    published: boolean
-  }>('SELECT id::text AS id, topic, message_key, value, published_at IS NOT NULL AS published FROM outbox ORDER BY id')
   const unpublished = outbox.filter((r) => !r.published).length
   if (unpublished > 0) problems.push(`${unpublished} outbox rows never published`)
   const fullTopic = (topic: string) => (topic.startsWith(prefix) ? topic : `${prefix}${topic}`)
