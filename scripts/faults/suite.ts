@@ -163,6 +163,8 @@ export async function runFault(
 ): Promise<FaultResult> {
   const mode = options.mode ?? 'orchestration'
   infra.log(`── ${fault.name} (${mode}): ${fault.description}`)
+  // A fault before this one may have left the broker down (its restart failed on a loaded machine).
+  await infra.broker.ensureRunning()
   const result = await runOne({
     fault,
     mode,
@@ -279,6 +281,9 @@ async function runOne(options: {
           ...(clockFile ? { FAULTS_CLOCK_OFFSET_FILE: clockFile } : {}),
         },
         ...(clockFile ? { nodeOptions: `--import=${clockPreload}` } : {}),
+        // PGlite's first start (initdb in WebAssembly, then the migrations) takes a minute or more
+        // on a loaded 2-core machine.
+        ...(dataDir ? { readyTimeoutMs: 240_000 } : {}),
         logDir,
       })
       apps.push(app)
