@@ -126,6 +126,8 @@ export interface Fault {
    * orders are all payable, so a CANCELLED one was cancelled by a step timeout the fault caused.
    */
   cancelsOrders?: boolean
+  /** Overrides the scale's drain timeout (a fault that leaves a long backlog). */
+  drainTimeoutMs?: number
   run(ctx: FaultContext): Promise<void>
 }
 
@@ -250,6 +252,9 @@ export const FAULTS: readonly Fault[] = [
   {
     name: 'broker-outage-long',
     description: "the broker is SIGKILLed under load and stays down longer than a saga step's default timeout (30 s)",
+    // Everything accepted during the outage (and the broker's restart) waits in the outbox: more
+    // than a minute of orders to carry through once it is back.
+    drainTimeoutMs: 240_000,
     async run(ctx) {
       await ctx.startApp('app')
       const load = ctx.startLoad()

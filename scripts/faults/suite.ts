@@ -200,7 +200,8 @@ async function runOne(options: {
   logDir: string
   log: (line: string) => void
 }): Promise<FaultResult> {
-  const { fault, mode, scale, broker, postgres, log } = options
+  const { fault, mode, broker, postgres, log } = options
+  const scale = fault.drainTimeoutMs ? { ...options.scale, drainTimeoutMs: fault.drainTimeoutMs } : options.scale
   const label = `${options.index + 1}-${fault.name}-${mode}`
   const prefix = `faults-${options.runId}-${label}.`
   const database = `faults_${options.runId}_${options.index + 1}`
