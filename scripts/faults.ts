@@ -1,26 +1,31 @@
 /**
  * `npm run faults`: the fault suite. On a Kafka broker and a PostgreSQL server it starts itself, it
- * puts a bounded load of orders on orderflow and, one after another on fresh topics and a fresh
- * database, SIGKILLs the broker, freezes it, stops PostgreSQL immediately, SIGKILLs the app, kills
- * one of two apps, feeds poison to every consumed topic and takes the database away while the
- * consumers work. After each it checks that no accepted order was lost, every event is on Kafka
+ * puts a bounded load of orders on orderflow (at its default saga step timeouts, in both saga
+ * modes) and, one after another on fresh topics and a fresh database, SIGKILLs the broker, freezes
+ * it, stops PostgreSQL immediately, SIGKILLs the app, kills one of two apps, feeds poison to every
+ * consumed topic, takes the database away while the consumers work, keeps the broker down longer
+ * than a step's timeout, holds every PostgreSQL connection, fills the embedded default's disk,
+ * steps the app's clock an hour both ways and storms orders with concurrent PATCH, cancel and
+ * confirm. After each it checks that no accepted order was lost, every event is on Kafka
  * in per-key order, nothing was dead-lettered by the outage and the auditor is clean, and prints a
  * table (docs/reliability.md holds one). Exit code 1 when any fault fails.
  *
  *   npm run faults                       every fault at full scale (about 15 minutes on 2 cores)
  *   npm run faults -- --smoke            every fault, short (what test/faults/smoke.e2e.test.ts runs, and more)
  *   npm run faults -- --only poison-mix,app-sigkill
+ *   npm run faults -- --modes choreography  saga modes to run each fault in (default: orchestration,choreography)
  *   npm run faults -- --log-dir DIR      keep the app processes' logs there (default: a temp dir)
  */
 import { parseArgs } from 'node:util'
 import { argumentProblem } from '../src/platform/cli.ts'
 import { FAULTS, FULL, SMOKE } from './faults/scenarios.ts'
-import { runFaultSuite } from './faults/suite.ts'
+import { runFaultSuite, SAGA_MODES, type SagaMode } from './faults/suite.ts'
 import { formatDetails, formatTable } from './faults/table.ts'
 
-const usage = `usage: npm run faults -- [--smoke] [--only fault,fault] [--log-dir DIR]
+const usage = `usage: npm run faults -- [--smoke] [--only fault,fault] [--modes orchestration,choreography] [--log-dir DIR]
   --smoke        every fault, short
   --only         these faults only: ${FAULTS.map((f) => f.name).join(', ')}
+  --modes        the saga modes to run each fault in (default: both)
   --log-dir DIR  keep the app processes' logs there (default: a temp dir)
 It starts its own Kafka broker and PostgreSQL server (see the comment at the top of scripts/faults.ts).
 `
@@ -31,6 +36,7 @@ async function main(): Promise<number> {
       options: {
         smoke: { type: 'boolean', default: false },
         only: { type: 'string' },
+        modes: { type: 'string', default: SAGA_MODES.join(',') },
         'log-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -59,9 +65,19 @@ async function main(): Promise<number> {
     return 2
   }
   const faults = names ? FAULTS.filter((f) => names.includes(f.name)) : FAULTS
+  const modes = values.modes
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean)
+  const badModes = modes.filter((m) => !(SAGA_MODES as readonly string[]).includes(m))
+  if (modes.length === 0 || badModes.length > 0) {
+    process.stderr.write(`unknown saga mode ${badModes.join(', ')}; choose from ${SAGA_MODES.join(', ')}\n`)
+    return 2
+  }
   const started = Date.now()
   const suite = await runFaultSuite({
     faults,
+    modes: modes as SagaMode[],
     scale: values.smoke ? SMOKE : FULL,
     ...(values['log-dir'] ? { logDir: values['log-dir'] } : {}),
   })

@@ -35,6 +35,8 @@ export interface AppOptions {
   logDir: string
   /** How long start-up may take until /health/ready answers 200. */
   readyTimeoutMs?: number
+  /** NODE_OPTIONS of the fault's own (a preload), after FAULTS_APP_NODE_OPTIONS. */
+  nodeOptions?: string
 }
 
 export async function startApp(options: AppOptions): Promise<AppProcess> {
@@ -45,6 +47,7 @@ export async function startApp(options: AppOptions): Promise<AppProcess> {
   let stopping = false
   const exited = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null
 
+  const nodeOptions = [process.env.FAULTS_APP_NODE_OPTIONS, options.nodeOptions].filter(Boolean).join(' ')
   const launch = async () => {
     stopping = false
     const out = openSync(logFile, 'a')
@@ -54,7 +57,7 @@ export async function startApp(options: AppOptions): Promise<AppProcess> {
         env: {
           PATH: process.env.PATH ?? '',
           // To look inside the apps during a fault (a preload, --inspect) without touching the suite itself.
-          ...(process.env.FAULTS_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FAULTS_APP_NODE_OPTIONS } : {}),
+          ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
           ...options.env,
           PORT: String(options.port),
           HOST: '127.0.0.1',

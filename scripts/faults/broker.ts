@@ -19,6 +19,8 @@ export interface FaultBroker {
   kill(): Promise<void>
   /** Starts the broker again on the same ports and data dir. */
   restart(): Promise<void>
+  /** Starts it again if a fault left it stopped (a restart that failed): the next fault needs it. */
+  ensureRunning(): Promise<void>
   /** SIGSTOP: the process stays, its sockets stay open, nothing answers. */
   pause(): void
   /** SIGCONT */
@@ -30,7 +32,9 @@ export async function startFaultBroker(): Promise<FaultBroker> {
   const dir = mkdtempSync(join(tmpdir(), 'orderflow-faults-kafka-'))
   const port = await freePort()
   const controllerPort = await freePort()
-  let broker: Broker | undefined = await startBroker({ dir, port, controllerPort })
+  // The JVM's start-up on a loaded 2-core machine can take more than scripts/kafka.ts's default minute.
+  const start = () => startBroker({ dir, port, controllerPort, readyTimeoutMs: 180_000 })
+  let broker: Broker | undefined = await start()
   let paused = false
   const current = () => {
     if (!broker) throw new Error('the broker is not running')
@@ -54,7 +58,14 @@ export async function startFaultBroker(): Promise<FaultBroker> {
     },
     async restart() {
       if (broker) throw new Error(`the broker (pid ${broker.pid}) still runs`)
-      broker = await startBroker({ dir, port, controllerPort })
+      broker = await start()
+    },
+    async ensureRunning() {
+      if (paused && broker) {
+        process.kill(broker.pid, 'SIGCONT')
+        paused = false
+      }
+      if (!broker) broker = await start()
     },
     pause() {
       process.kill(current().pid, 'SIGSTOP')

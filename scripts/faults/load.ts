@@ -5,6 +5,8 @@
  * database is down, a refused connection while the app is dead) was refused, and is only counted.
  */
 
+import { paymentIdFor } from '../../src/contracts/payment/events.ts'
+
 export interface LoadResult {
   attempted: number
   /** Ids of the orders a 201 acknowledged. */
@@ -18,6 +20,8 @@ export interface LoadResult {
 export interface Load {
   /** Accepted so far. */
   accepted(): number
+  /** The ids accepted so far, oldest first. */
+  acceptedIds(): readonly string[]
   /** Stops placing orders and waits for the requests in flight. */
   stop(): Promise<LoadResult>
 }
@@ -77,10 +81,68 @@ export function startLoad(options: LoadOptions): Load {
   const timer = setInterval(tick, 1000 / options.ratePerSecond)
   return {
     accepted: () => result.accepted.length,
+    acceptedIds: () => result.accepted,
     async stop() {
       clearInterval(timer)
       await Promise.all(inFlight)
       return result
     },
   }
+}
+
+export interface StormResult {
+  /** Answers by request and status: `PATCH 200`, `cancel 409`, `confirm 500`, `GET timeout`, … */
+  answers: Record<string, number>
+  /** The 5xx answers' problem details (at most 10). */
+  serverErrors: string[]
+}
+
+/**
+ * The deadlock storm on one order: its ETag first, then at the same moment a PATCH of its items
+ * with that If-Match, a cancel and a confirm (with the order's own payment id), as a customer and
+ * a retrying payment callback racing each other would. 409 (a conflict, or a state that no longer allows it) is an answer; 5xx is not.
+ */
+export async function stormOrder(base: string, orderId: string, n: number, into: StormResult): Promise<void> {
+  const count = (what: string) => {
+    into.answers[what] = (into.answers[what] ?? 0) + 1
+  }
+  const send = async (name: string, path: string, init: RequestInit) => {
+    try {
+      const response = await fetch(`${base}${path}`, { ...init, signal: AbortSignal.timeout(15_000) })
+      const text = await response.text()
+      count(`${name} ${response.status}`)
+      if (response.status >= 500 && into.serverErrors.length < 10) {
+        into.serverErrors.push(`${name} ${orderId} ${response.status}: ${text.slice(0, 200)}`)
+      }
+      return response
+    } catch (error) {
+      const err = error as Error & { cause?: { code?: string } }
+      count(`${name} ${err.name === 'TimeoutError' ? 'timeout' : (err.cause?.code ?? err.name)}`)
+      return undefined
+    }
+  }
+  const got = await send('GET', `/api/orders/${orderId}`, {})
+  const etag = got?.headers.get('etag')
+  if (!etag) return
+  const json = { 'content-type': 'application/json' }
+  await Promise.all([
+    send('PATCH', `/api/orders/${orderId}`, {
+      method: 'PATCH',
+      headers: { ...json, 'if-match': etag },
+      body: JSON.stringify({ items: [{ productId: `product-${n % 7}`, quantity: 2 + (n % 4), price: 11 + (n % 5) }] }),
+    }),
+    send('cancel', `/api/orders/${orderId}/cancel`, {
+      method: 'POST',
+      headers: { ...json, 'if-match': etag },
+      body: JSON.stringify({ reason: 'fault suite: deadlock storm' }),
+    }),
+    send('confirm', `/api/orders/${orderId}/confirm`, {
+      method: 'POST',
+      headers: { ...json, 'if-match': etag },
+      // The order's own payment (one per order, its id known in advance): a confirm that races the
+      // saga's, not a forged one. A confirm with another payment's id is a different question
+      // (who may command an order) and would fail the money check by design.
+      body: JSON.stringify({ paymentId: paymentIdFor(orderId) }),
+    }),
+  ])
 }

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pg from 'pg'
 import { openPostgres, quoteIdentifier } from '../../src/platform/sql/postgres.ts'
 import { freePort } from './ports.ts'
 
@@ -26,8 +27,23 @@ export interface PostgresInstance {
   start(): Promise<void>
   createDatabase(name: string): Promise<void>
   dropDatabase(name: string): Promise<void>
+  /**
+   * Takes every connection the server allows (as a superuser, so the reserved ones too) until it
+   * answers 53300, and makes `database`'s own clients need new ones (see holdAllConnections).
+   */
+  exhaustConnections(database: string): Promise<HeldConnections>
   /** Stops the server (immediately) and removes its directory. */
   destroy(): Promise<void>
+}
+
+export interface HeldConnections {
+  /** How many connections the suite holds. */
+  held: number
+  /** Backends of the fault's database that were terminated so that its clients need new connections. */
+  terminated: number
+  /** What the server answered when it refused one more. */
+  refusal: string
+  release(): Promise<void>
 }
 
 const host = '127.0.0.1'
@@ -77,7 +93,9 @@ export async function startPostgres(options: { log?: (line: string) => void } = 
     // A stopped server, not a crashed machine: WAL is still written before every commit returns, so an
     // immediate stop loses nothing fsync would have kept; fsync off spares the shared disk.
     '-c fsync=off',
-    '-c max_connections=200',
+    // Few enough that the connections-exhausted fault can hold every one of them quickly (two apps
+    // of 10 connections each, the verification's 2 and an admin connection fit easily).
+    '-c max_connections=50',
   ].join(' ')
   const start = async () => {
     const result = await command('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', logFile, '-o', serverOptions])
@@ -129,8 +147,63 @@ export async function startPostgres(options: { log?: (line: string) => void } = 
     start,
     createDatabase: (name) => admin(`CREATE DATABASE ${quoteIdentifier(name)}`),
     dropDatabase: (name) => admin(`DROP DATABASE IF EXISTS ${quoteIdentifier(name)} WITH (FORCE)`),
+    exhaustConnections: (database) => holdAllConnections(url('postgres'), database),
     destroy,
   }
+}
+
+/**
+ * Connections exhausted: opens connections until the server refuses one with SQLSTATE 53300, then,
+ * through one of them, terminates the backends `database`'s clients hold (an app's pool keeps idle
+ * connections and would otherwise meet the limit only when it recycles them), and takes the slots
+ * that freed too; again until nothing of `database` is left connected (at most 10 rounds, since an
+ * app may win a freed slot back in between).
+ */
+export async function holdAllConnections(url: string, database: string): Promise<HeldConnections> {
+  const held: pg.Client[] = []
+  let refusal = ''
+  let terminated = 0
+  const fill = async () => {
+    for (;;) {
+      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 })
+      client.on('error', () => {})
+      try {
+        await client.connect()
+        held.push(client)
+      } catch (error) {
+        await client.end().catch(() => {})
+        const e = error as { code?: string; message?: string }
+        if (e.code === '53300') {
+          refusal = `${e.code} ${e.message}`
+          return
+        }
+        throw error
+      }
+    }
+  }
+  const release = async () => {
+    await Promise.all(held.splice(0).map((c) => c.end().catch(() => {})))
+  }
+  try {
+    await fill()
+    for (let round = 0; round < 10; round++) {
+      const first = held[0]
+      if (!first) throw new Error(`the server refused the first connection: ${refusal}`)
+      const { rows } = await first.query<{ n: string }>(
+        `SELECT count(pg_terminate_backend(pid))::text AS n FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [database],
+      )
+      const n = Number(rows[0]?.n ?? 0)
+      terminated += n
+      await fill()
+      if (n === 0) break
+    }
+  } catch (error) {
+    await release()
+    throw error
+  }
+  return { held: held.length, terminated, refusal, release }
 }
 
 function postmasterPid(data: string): number | undefined {

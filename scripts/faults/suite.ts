@@ -4,23 +4,31 @@
  * fault's leftovers cannot hide another's. Each fault runs its timeline (scenarios.ts); then the
  * harness waits for the drain (bounded), verifies (verify.ts) and records a row of the table.
  */
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { JOURNEY_GROUPS, kafkaLag } from '../../src/audit/lag.ts'
+import { openPglite } from '../../src/platform/sql/pglite.ts'
+import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { openPostgres } from '../../src/platform/sql/postgres.ts'
 import { type AppProcess, startApp } from './app.ts'
 import { type FaultBroker, startFaultBroker } from './broker.ts'
+import { mountSmallDisk, type SmallDisk } from './disk.ts'
 import { type LoadResult, startLoad } from './load.ts'
 import { injectPoison, type PoisonMessage } from './poison.ts'
 import { freePort } from './ports.ts'
 import { type PostgresInstance, startPostgres } from './postgres.ts'
 import type { Fault, FaultContext, Scale } from './scenarios.ts'
-import { consumedTopics, type Verification, verify, waitForDrain } from './verify.ts'
+import { consumedTopics, type Verification, verify, waitForDrain, waitForDrainHttp } from './verify.ts'
+
+export const SAGA_MODES = ['orchestration', 'choreography'] as const
+export type SagaMode = (typeof SAGA_MODES)[number]
 
 export interface FaultResult {
   fault: string
+  /** SAGA_MODE of the fault's apps. */
+  mode: SagaMode
   /** Orders a 201 acknowledged. */
   accepted: number
   attempted: number
@@ -32,6 +40,8 @@ export interface FaultResult {
   notes: string[]
   /** Set when the fault could not be run or verified at all. */
   error?: string
+  /** Why the fault cannot be run here (it was not run, and did not fail). */
+  notRun?: string
   /** Why it failed: empty when it passed. */
   problems: string[]
   ok: boolean
@@ -39,6 +49,8 @@ export interface FaultResult {
 
 export interface SuiteOptions {
   faults: readonly Fault[]
+  /** Each fault runs once per mode. Default: both. */
+  modes?: readonly SagaMode[]
   scale: Scale
   log?: (line: string) => void
   /** Where the app processes' logs go (kept after the run). Default: a temp dir. */
@@ -51,31 +63,36 @@ export interface SuiteResult {
   ok: boolean
 }
 
-/** The app's configuration in every fault. */
-function appEnvironment(options: { brokers: string; databaseUrl: string; prefix: string; name: string }) {
+/**
+ * The app's configuration in every fault: the defaults an operator gets, saga step timeouts
+ * included (an outage longer than a step's timeout is one of the faults), except for what the
+ * suite needs to be able to measure at all.
+ */
+function appEnvironment(options: {
+  brokers: string
+  database: { kind: 'postgres'; url: string } | { kind: 'embedded'; dataDir: string }
+  prefix: string
+  name: string
+  mode: SagaMode
+}) {
   return {
     KAFKA_BROKERS: options.brokers,
-    DATABASE_URL: options.databaseUrl,
+    ...(options.database.kind === 'postgres'
+      ? { DATABASE_URL: options.database.url }
+      : { DATA_DIR: options.database.dataDir }),
     KAFKA_TOPIC_PREFIX: options.prefix,
     PAYMENT_INSTANCE_ID: options.name,
+    SAGA_MODE: options.mode,
     LOG_LEVEL: 'info',
     // The suite measures reliability, not access control: its load client carries no tokens, and
     // 10 orders/s from one address must not meet a rate limit.
     AUTH: 'off',
     RATE_LIMIT: 'off',
-    // Short backoff and the default 3 retries: an outage that a consumer took for a failure of the
-    // message would reach the dead-letter topic within a second, so the suite would see it.
+    // A shorter backoff than the default 1 s, with the default 3 retries: an outage that a
+    // consumer took for a failure of the message reaches the dead-letter topic within a second
+    // instead of a few, so even the short faults would show it. It only makes the suite stricter.
     KAFKA_RETRY_MAX: '3',
     KAFKA_RETRY_BACKOFF_MS: '100',
-    DELIVERY_DELAY_MS: '200',
-    SCHEDULER_POLL_INTERVAL_MS: '200',
-    // The saga's step timeouts are longer than any fault: an order cancelled because a step timed
-    // out is correct behaviour, but it would hide whether the infrastructure carried the order through.
-    SAGA_PAYMENT_TIMEOUT_MS: '600000',
-    SAGA_CONFIRM_TIMEOUT_MS: '600000',
-    SAGA_DISPATCH_TIMEOUT_MS: '600000',
-    SAGA_DELIVERY_TIMEOUT_MS: '600000',
-    SAGA_COMPENSATION_TIMEOUT_MS: '600000',
   }
 }
 
@@ -122,14 +139,17 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteResult>
     ...(options.logDir ? { logDir: options.logDir } : {}),
   })
   const results: FaultResult[] = []
+  let index = 0
   try {
-    for (const [index, fault] of options.faults.entries()) {
-      results.push(await runFault(infra, fault, { index, scale: options.scale }))
+    for (const fault of options.faults) {
+      for (const mode of options.modes ?? SAGA_MODES) {
+        results.push(await runFault(infra, fault, { index: index++, mode, scale: options.scale }))
+      }
     }
   } finally {
     await infra.destroy()
   }
-  return { results, logDir: infra.logDir, ok: results.length === options.faults.length && results.every((r) => r.ok) }
+  return { results, logDir: infra.logDir, ok: results.length === index && results.every((r) => r.ok) }
 }
 
 /**
@@ -139,25 +159,39 @@ export async function runFaultSuite(options: SuiteOptions): Promise<SuiteResult>
 export async function runFault(
   infra: Infrastructure,
   fault: Fault,
-  options: { index: number; scale: Scale; postgres?: PostgresInstance },
+  options: { index: number; mode?: SagaMode; scale: Scale; postgres?: PostgresInstance },
 ): Promise<FaultResult> {
-  infra.log(`── ${fault.name}: ${fault.description}`)
+  const mode = options.mode ?? 'orchestration'
+  infra.log(`── ${fault.name} (${mode}): ${fault.description}`)
+  // A fault before this one may have left the broker down (its restart failed on a loaded machine).
+  await infra.broker.ensureRunning()
   const result = await runOne({
     fault,
+    mode,
     index: options.index,
     runId: infra.runId,
     scale: options.scale,
     broker: infra.broker,
     postgres: options.postgres ?? infra.postgres,
     logDir: infra.logDir,
-    log: (line) => infra.log(`${fault.name}: ${line}`),
+    log: (line) => infra.log(`${fault.name} (${mode}): ${line}`),
   })
-  infra.log(`${fault.name}: ${result.ok ? 'ok' : `FAILED: ${result.problems.join(' | ')}`}`)
+  const outcome = result.notRun
+    ? `not run: ${result.notRun}`
+    : result.ok
+      ? 'ok'
+      : `FAILED: ${result.problems.join(' | ')}`
+  infra.log(`${fault.name} (${mode}): ${outcome}`)
   return result
 }
 
+/** The embedded default's disk: big enough for PGlite's data dir and its WAL under the load. */
+const SMALL_DISK_MB = 512
+const clockPreload = join(import.meta.dirname, 'clock-preload.ts')
+
 async function runOne(options: {
   fault: Fault
+  mode: SagaMode
   index: number
   runId: string
   scale: Scale
@@ -166,18 +200,49 @@ async function runOne(options: {
   logDir: string
   log: (line: string) => void
 }): Promise<FaultResult> {
-  const { fault, scale, broker, postgres, log } = options
-  const label = `${options.index + 1}-${fault.name}`
+  const { fault, mode, broker, postgres, log } = options
+  const scale = fault.drainTimeoutMs ? { ...options.scale, drainTimeoutMs: fault.drainTimeoutMs } : options.scale
+  const label = `${options.index + 1}-${fault.name}-${mode}`
   const prefix = `faults-${options.runId}-${label}.`
   const database = `faults_${options.runId}_${options.index + 1}`
-  const databaseUrl = postgres.url(database)
   const brokers = [broker.brokers]
   const logDir = join(options.logDir, label)
   mkdirSync(logDir, { recursive: true })
-  await postgres.createDatabase(database)
+  const result: FaultResult = {
+    fault: fault.name,
+    mode,
+    accepted: 0,
+    attempted: 0,
+    refused: {},
+    verification: undefined,
+    drainMs: null,
+    poison: [],
+    notes: [],
+    problems: [],
+    ok: false,
+  }
+  const notes = result.notes
+
+  // Where the app keeps its data: a database on the suite's PostgreSQL, or PGlite on a small disk.
+  const embedded = fault.database === 'embedded'
+  let disk: SmallDisk | undefined
+  if (embedded) {
+    try {
+      disk = mountSmallDisk(SMALL_DISK_MB)
+    } catch (error) {
+      result.notRun = (error as Error).message
+      result.ok = true
+      return result
+    }
+  } else {
+    await postgres.createDatabase(database)
+  }
+  const dataDir = disk ? join(disk.path, 'data') : undefined
+  const databaseUrl = postgres.url(database)
+  const clockFile = fault.shiftableClock ? join(logDir, 'clock-offset-ms') : undefined
+  if (clockFile) writeFileSync(clockFile, '0')
 
   const apps: AppProcess[] = []
-  const notes: string[] = []
   const loads: ReturnType<typeof startLoad>[] = []
   const loadResults: LoadResult[] = []
   let poison: PoisonMessage[] = []
@@ -193,11 +258,33 @@ async function runOne(options: {
     scale,
     broker,
     postgres,
+    database,
+    disk() {
+      if (!disk) throw new Error(`${fault.name} has no small disk: declare database: 'embedded'`)
+      return disk
+    },
+    setClock(offsetMs) {
+      if (!clockFile) throw new Error(`${fault.name} cannot step the clock: declare shiftableClock`)
+      writeFileSync(clockFile, String(offsetMs))
+    },
     async startApp(name) {
       const app = await startApp({
         name,
         port: await freePort(),
-        env: appEnvironment({ brokers: broker.brokers, databaseUrl, prefix, name }),
+        env: {
+          ...appEnvironment({
+            brokers: broker.brokers,
+            database: dataDir ? { kind: 'embedded', dataDir } : { kind: 'postgres', url: databaseUrl },
+            prefix,
+            name,
+            mode,
+          }),
+          ...(clockFile ? { FAULTS_CLOCK_OFFSET_FILE: clockFile } : {}),
+        },
+        ...(clockFile ? { nodeOptions: `--import=${clockPreload}` } : {}),
+        // PGlite's first start (initdb in WebAssembly, then the migrations) takes a minute or more
+        // on a loaded 2-core machine.
+        ...(dataDir ? { readyTimeoutMs: 240_000 } : {}),
         logDir,
       })
       apps.push(app)
@@ -214,6 +301,7 @@ async function runOne(options: {
       const stop = load.stop
       return {
         accepted: load.accepted,
+        acceptedIds: load.acceptedIds,
         async stop() {
           const result = await stop()
           loadResults.push(result)
@@ -234,6 +322,10 @@ async function runOne(options: {
       notes.push(line)
       log(line)
     },
+    problem(line) {
+      result.problems.push(line)
+      log(line)
+    },
     log: (line) => log(`${line}${since()}`),
     async injectPoison() {
       const byTopic = new Map<string, string[]>()
@@ -250,18 +342,6 @@ async function runOne(options: {
   }
 
   const accepted = () => loadResults.flatMap((r) => r.accepted)
-  const result: FaultResult = {
-    fault: fault.name,
-    accepted: 0,
-    attempted: 0,
-    refused: {},
-    verification: undefined,
-    drainMs: null,
-    poison: [],
-    notes,
-    problems: [],
-    ok: false,
-  }
   try {
     await fault.run(ctx)
     // A fault that forgot to stop its load must not leave it running into the verification.
@@ -285,11 +365,30 @@ async function runOne(options: {
     const refused = Object.entries(result.refused)
     if (refused.length > 0) notes.push(`refused requests: ${refused.map(([k, n]) => `${n}× ${k}`).join(', ')}`)
 
-    const db = openPostgres({ connectionString: databaseUrl, max: 2 })
+    // PGlite is single-process: while the app holds DATA_DIR the drain is asked of the app itself
+    // (GET /api/audit), and the database is opened only once the app has stopped.
+    let drained = dataDir
+      ? await waitForDrainHttp(
+          { urls: () => apps.filter((a) => a.alive()).map((a) => a.url), timeoutMs: scale.drainTimeoutMs },
+          log,
+        )
+      : undefined
+    let drainedAt = Date.now()
+    let db: SqlDatabase
+    if (dataDir) {
+      readiness.stop()
+      await Promise.all(apps.map((app) => app.stop()))
+      db = await openPglite(dataDir)
+    } else {
+      db = openPostgres({ connectionString: databaseUrl, max: 2 })
+    }
     try {
-      const drain = await waitForDrain({ db, brokers, prefix, timeoutMs: scale.drainTimeoutMs }, log)
-      if (drain.drainMs !== null) result.drainMs = Date.now() - startFrom
-      else result.problems.push(`did not drain within ${scale.drainTimeoutMs / 1000} s: ${drain.last}`)
+      if (!drained) {
+        drained = await waitForDrain({ db, brokers, prefix, timeoutMs: scale.drainTimeoutMs }, log)
+        drainedAt = Date.now()
+      }
+      if (drained.drainMs !== null) result.drainMs = drainedAt - startFrom
+      else result.problems.push(`did not drain within ${scale.drainTimeoutMs / 1000} s: ${drained.last}`)
       readiness.stop()
       notes.push(...readiness.summary(), ...firstWarnings(apps, faultAt))
       result.verification = await verify({ db, brokers, prefix, accepted: accepted(), poison })
@@ -300,6 +399,12 @@ async function runOne(options: {
     const v = result.verification
     result.problems.push(...v.problems)
     if (result.accepted === 0) result.problems.push('no request was accepted: the fault proved nothing')
+    const cancelled = v.statuses.CANCELLED ?? 0
+    if (cancelled > 0 && !fault.cancelsOrders) {
+      result.problems.push(
+        `${cancelled} orders CANCELLED though every order of the load is payable and nobody cancelled one (a step timed out?)`,
+      )
+    }
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error)
     result.problems.push(`could not run: ${result.error}`)
@@ -307,6 +412,7 @@ async function runOne(options: {
     readiness.stop()
     for (const load of loads) await load.stop().catch(() => {})
     await Promise.all(apps.map((app) => app.stop().catch(() => {})))
+    disk?.unmount()
   }
   result.ok = result.problems.length === 0
   return result

@@ -4,6 +4,7 @@ import type { FaultResult } from './suite.ts'
 export function formatTable(results: readonly FaultResult[]): string {
   const header = [
     'fault',
+    'mode',
     'accepted',
     'found',
     'duplicates',
@@ -15,8 +16,10 @@ export function formatTable(results: readonly FaultResult[]): string {
   ]
   const rows = results.map((r) => {
     const v = r.verification
+    if (r.notRun) return [r.fault, r.mode, '', '', '', '', '', '', '', 'not run']
     return [
       r.fault,
+      r.mode,
       String(r.accepted),
       v ? String(v.found) : '?',
       v ? String(v.duplicates) : '?',
@@ -29,8 +32,8 @@ export function formatTable(results: readonly FaultResult[]): string {
   })
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)))
   const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`
-  const rule = `| ${widths.map((w, i) => (i === 0 ? '-'.repeat(w) : `${'-'.repeat(w - 1)}:`)).join(' | ')} |`
+    `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`
+  const rule = `| ${widths.map((w, i) => (i < 2 ? '-'.repeat(w) : `${'-'.repeat(w - 1)}:`)).join(' | ')} |`
   return [line(header), rule, ...rows.map(line)].join('\n')
 }
 
@@ -38,7 +41,11 @@ export function formatDetails(results: readonly FaultResult[]): string {
   const lines: string[] = []
   for (const r of results) {
     const v = r.verification
-    lines.push(`- ${r.fault}: ${r.attempted} requests, ${r.accepted} accepted`)
+    if (r.notRun) {
+      lines.push(`- ${r.fault} (${r.mode}): not run here: ${r.notRun}`)
+      continue
+    }
+    lines.push(`- ${r.fault} (${r.mode}): ${r.attempted} requests, ${r.accepted} accepted`)
     if (v) {
       lines.push(
         `  orders: ${
