@@ -1,3 +1,4 @@
+import { inspect } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { type AccessPolicy, accessPolicy, type Config, ConfigError, loadConfig } from './platform/config.ts'
@@ -145,7 +146,8 @@ async function announceAccess(
 
 main().catch((error) => {
   process.stderr.write(
-    `orderflow failed to start: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`,
+    // Not every throw is an Error (PGlite's WebAssembly can throw other values): say what it was.
+    `orderflow failed to start: ${error instanceof Error ? (error.stack ?? error.message) : inspect(error, { depth: 4 })}\n`,
   )
   process.exit(1)
 })

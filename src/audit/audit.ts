@@ -107,11 +107,16 @@ async function tablesPresent(db: SqlExecutor, names: string[]): Promise<Set<stri
 
 const num = (value: string | number | null | undefined) => Number(value ?? 0)
 
+const FUTURE_SKEW_MS = 60_000
+
 export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<AuditReport> {
   const started = performance.now()
   const now = options.now ?? new Date()
   const limit = options.listLimit ?? 100
   const threshold = new Date(now.getTime() - options.stuckAfterMs).toISOString()
+  // An order stamped more than a minute in the future was written by a clock running ahead: its age
+  // cannot be known, so it counts as old enough to be checked (a clock step must not hide one).
+  const future = new Date(now.getTime() + FUTURE_SKEW_MS).toISOString()
   const present = await tablesPresent(db, ['orders', 'sagas', 'payments', 'es_events', 'outbox'])
   const hasOrders = present.has('orders')
   const hasSagas = present.has('sagas')
@@ -123,9 +128,9 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
           `SELECT count(*)::text AS total,
                   count(*) FILTER (WHERE status = 'DELIVERED')::text AS delivered,
                   count(*) FILTER (WHERE status = 'CANCELLED')::text AS cancelled,
-                  count(*) FILTER (WHERE status NOT IN ('DELIVERED', 'CANCELLED') AND created_at < $1)::text AS stuck
+                  count(*) FILTER (WHERE status NOT IN ('DELIVERED', 'CANCELLED') AND (created_at < $1 OR created_at > $2))::text AS stuck
              FROM orders`,
-          [threshold],
+          [threshold, future],
         )
       ).rows[0]
     : undefined
@@ -141,9 +146,9 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
         }>(
           `SELECT o.id, o.status, o.created_at, ${hasSagas ? 's.step, s.status AS saga_status, s.parked_reason' : 'NULL AS step, NULL AS saga_status, NULL AS parked_reason'}
              FROM orders o ${hasSagas ? 'LEFT JOIN sagas s ON s.order_id = o.id' : ''}
-            WHERE o.status NOT IN ('DELIVERED', 'CANCELLED') AND o.created_at < $1
+            WHERE o.status NOT IN ('DELIVERED', 'CANCELLED') AND (o.created_at < $1 OR o.created_at > $3)
             ORDER BY o.created_at LIMIT $2`,
-          [threshold, limit],
+          [threshold, limit, future],
         )
       ).rows
     : []
