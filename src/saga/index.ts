@@ -7,6 +7,7 @@ import type { Config } from '../platform/config.ts'
 import { startTimerPoller } from '../platform/es/scheduler.ts'
 import type { ModuleContext, ServiceModule } from '../platform/module.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { trackBrokerHealth } from '../platform/transport/broker-health.ts'
 import { createSagaProcessor, SAGA_TIMEOUT_TIMER, type SagaProcessor } from './application/saga-processor.ts'
 import { consumeSagaInputs } from './consumers/saga-inputs.ts'
 import {
@@ -102,6 +103,7 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
       const routes = sagaRoutes({ processor, db: context.db, mode: context.config.sagaMode })
       if (context.config.sagaMode !== 'orchestration') return { processor, steps, routes }
 
+      const broker = trackBrokerHealth(context.transport)
       const timers = startTimerPoller<SagaStepTimedOut>({
         db: context.db,
         kind: SAGA_TIMEOUT_TIMER,
@@ -110,20 +112,30 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
         // A timeout that is not the current step's current attempt is stale: the saga ignores it.
         fire: async (timer) => {
           const timeout = timer.payload
+          // No answer could come while the broker was away: the step gets its whole timeout from
+          // the moment the broker was last seen in trouble.
+          const stepTimeoutMs = steps[timeout.step]?.timeoutMs ?? 0
+          const calmMs = broker.troubleFreeForMs()
+          if (calmMs < stepTimeoutMs) return { postponeMs: stepTimeoutMs - calmMs }
           await processor.handle(timeout, {
             consumer: SAGA_TIMEOUT_TIMER,
             messageId: `${timer.id}:${timeout.step}:${timeout.attempt}`,
           })
+          return undefined
         },
       })
       wake = (inMs) => timers.wake(inMs)
+      const stopTimers = async () => {
+        broker.stop()
+        await timers.stop()
+      }
       try {
         await consumeSagaInputs(context, processor)
       } catch (error) {
-        await timers.stop()
+        await stopTimers()
         throw error
       }
-      return { processor, steps, routes, stop: () => timers.stop() }
+      return { processor, steps, routes, stop: stopTimers }
     },
   }
 }

@@ -24,6 +24,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
     let timers: TimerPoller
     /** Timer id → the database's time it fired at. */
     const fired = new Map<string, Date>()
+    const postponed = new Map<string, number>()
 
     before(async () => {
       database = await open()
@@ -35,8 +36,14 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
         logger,
         pollIntervalMs: 50,
         fire: async (timer) => {
+          // A timer named postpone-* is put off twice (as a saga timeout is while the broker is away).
+          if (timer.id.startsWith('postpone') && (postponed.get(timer.id) ?? 0) < 2) {
+            postponed.set(timer.id, (postponed.get(timer.id) ?? 0) + 1)
+            return { postponeMs: DELAY_MS }
+          }
           const { rows } = await db.query<{ now: Date }>('SELECT now() AS now')
           fired.set(timer.id, new Date(rows[0]?.now ?? Number.NaN))
+          return undefined
         },
       })
     })
@@ -98,6 +105,16 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       await waitFor(() => fired.has('waiting'), { message: 'the last timer fires once its row is published' })
       const done = await db.query('SELECT id FROM scheduled_timers WHERE kind = $1', [KIND])
       assert.deepEqual(done.rows, [], 'fired timers are deleted')
+    })
+
+    it('puts a timer off when its fire says so, without counting a failure, and fires it later', async () => {
+      const { rows } = await db.query<{ now: Date }>('SELECT now() AS now')
+      const scheduledAt = new Date(rows[0]?.now ?? Number.NaN).getTime()
+      await scheduleTimer(db, { id: 'postpone-1', kind: KIND, delayMs: DELAY_MS, payload: null })
+      await waitFor(() => fired.has('postpone-1'), { message: 'the postponed timer fires in the end' })
+      assert.equal(postponed.get('postpone-1'), 2)
+      const firedAt = fired.get('postpone-1')?.getTime() ?? 0
+      assert.ok(firedAt >= scheduledAt + 3 * DELAY_MS, 'due, then put off twice by DELAY_MS each')
     })
   })
 }

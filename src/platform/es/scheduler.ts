@@ -90,8 +90,13 @@ export interface TimerPollerOptions<Payload> {
   db: SqlDatabase
   kind: string
   logger: Logger
-  /** Carries out a due timer; a throw leaves it to be fired again after a backoff. */
-  fire(timer: TimerRow<Payload>): Promise<void>
+  /**
+   * Carries out a due timer; a throw leaves it to be fired again after a backoff. Answering
+   * `{ postponeMs }` puts it off (due again that long from now, by the database's clock) without
+   * counting as a failure: the saga's step timeouts do so while the broker is in trouble.
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a fire that returns nothing carried the timer out
+  fire(timer: TimerRow<Payload>): Promise<void | { postponeMs: number }>
   pollIntervalMs?: number
   /** Timers claimed per query. */
   batchSize?: number
@@ -176,7 +181,15 @@ export function startTimerPoller<Payload>(options: TimerPollerOptions<Payload>):
 
   const fireOne = async (row: TimerRow<Payload>) => {
     try {
-      await options.fire(row)
+      const outcome = await options.fire(row)
+      if (outcome && outcome.postponeMs > 0) {
+        await db.query(
+          `UPDATE scheduled_timers SET claimed_until = NULL, attempts = greatest(attempts - 1, 0), due_at = ${dueIn('$2::float8')}
+            WHERE id = $1 AND due_at = $3`,
+          [row.id, outcome.postponeMs, row.dueAt],
+        )
+        return
+      }
       // Only the claim just fired goes: a timer moved meanwhile (rescheduled) has a new due time.
       await db.query('DELETE FROM scheduled_timers WHERE id = $1 AND due_at = $2 AND claimed_until IS NOT NULL', [
         row.id,
