@@ -29,7 +29,7 @@ import { readAll, START_POSITION, type StoredEvent } from '../platform/eventstor
 import { createLogger } from '../platform/logger.ts'
 import { lockDataDir } from '../platform/sql/data-dir-lock.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
-import type { SqlDatabase } from '../platform/sql/port.ts'
+import type { SqlDatabase, SqlExecutor } from '../platform/sql/port.ts'
 import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
 import type { IncomingMessage, Subscription, Transport } from '../platform/transport/port.ts'
 import { createOrderStore } from './application/order-store.ts'
@@ -323,6 +323,45 @@ function replaySuite(name: string, open: () => Promise<TestDatabase>) {
       await rebuildProjection(db, orderReadModel, { onProgress: (p) => full.push(p) })
       assert.deepEqual(full.at(-1), { done: 5, total: 5 })
       assert.deepEqual((await queryOrders(db, { limit: 10 }, null)).orders, before.orders)
+    })
+
+    it('applies a batch in one read and one write, and a batch seen before (whole, or its older half) changes nothing', async () => {
+      const current = async () =>
+        (
+          await db.query<{ id: string; version: number; status: string; updated_at: Date; doc: unknown }>(
+            'SELECT id, version, status, updated_at, doc FROM order_read_model ORDER BY id',
+          )
+        ).rows
+      const settled = await current()
+      assert.deepEqual(Object.fromEntries(settled.map((r) => [r.id, r.version])), {
+        [orders[0]]: 2,
+        [orders[1]]: 2,
+        [orders[2]]: 1,
+      })
+      const statements: string[] = []
+      await db.transaction(async (tx) => {
+        const counting: SqlExecutor = {
+          query: (text, params) => {
+            statements.push(text)
+            return tx.query(text, params)
+          },
+          exec: (text) => tx.exec(text),
+        }
+        await orderReadModel.handle(counting, allEvents)
+        assert.equal(statements.length, 1, `a batch whose events are all seen is one read: ${statements.join('; ')}`)
+        // The creations alone, after their confirmations: older than what the rows hold.
+        await orderReadModel.handle(
+          counting,
+          allEvents.filter((e) => e.version === 1),
+        )
+        assert.equal(statements.length, 2)
+        // From nothing: every order created and two confirmed by one batch, in one read and one write.
+        await tx.query('DELETE FROM order_read_model')
+        statements.length = 0
+        await orderReadModel.handle(counting, allEvents)
+        assert.equal(statements.length, 2, statements.join('; '))
+      })
+      assert.deepEqual(await current(), settled)
     })
   })
 }

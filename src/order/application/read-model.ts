@@ -13,36 +13,51 @@ import { STREAM_TYPE, toOrderEvent } from './order-store.ts'
 export const orderReadModel: ProjectionDefinition = {
   name: 'order_read_model',
   streamTypes: [STREAM_TYPE],
+  // A batch is one read and one write, whatever its size: the rows of every order it touches are
+  // read at once, its events folded in memory in store order, and the changed rows written back in
+  // one statement (every statement is a round trip, and round trips are what the hot path pays for).
   async handle(tx, events) {
+    const ids = [...new Set(events.map((e) => e.streamId))]
+    const { rows } = await tx.query<{ id: string; doc: Order; version: number }>(
+      'SELECT id, doc, version FROM order_read_model WHERE id = ANY($1::text[])',
+      [ids],
+    )
+    const current = new Map<string, Order | null>(rows.map((r) => [r.id, { ...r.doc, version: r.version }]))
+    const changed = new Map<string, Order>()
     for (const stored of events) {
       const event = toOrderEvent(stored)
-      const { rows } = await tx.query<{ doc: Order; version: number }>(
-        'SELECT doc, version FROM order_read_model WHERE id = $1',
-        [event.aggregateId],
-      )
-      const current = rows[0]
-      if (current && current.version >= event.version) continue
-      const order = evolve(current?.doc ?? null, event)
+      const before = current.get(event.aggregateId) ?? null
+      if (before && before.version >= event.version) continue
+      const order = evolve(before, event)
       if (!order) continue
-      await tx.query(
-        `INSERT INTO order_read_model (id, customer_id, status, total_amount, currency, version, created_at, updated_at, doc)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id, status = EXCLUDED.status,
-           total_amount = EXCLUDED.total_amount, currency = EXCLUDED.currency, version = EXCLUDED.version,
-           updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc`,
-        [
-          order.id,
-          order.customerId,
-          order.status,
-          order.totalAmount,
-          order.currency,
-          order.version,
-          order.createdAt,
-          order.updatedAt,
-          JSON.stringify(order),
-        ],
-      )
+      current.set(event.aggregateId, order)
+      changed.set(event.aggregateId, order)
     }
+    if (changed.size === 0) return
+    const orders = [...changed.values()]
+    // Guarded by version as well, so a row written meanwhile by a newer event is never set back.
+    await tx.query(
+      `INSERT INTO order_read_model (id, customer_id, status, total_amount, currency, version, created_at, updated_at, doc)
+       SELECT id, customer_id, status, total_amount, currency, version, created_at::timestamptz, updated_at::timestamptz,
+              doc::jsonb
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::integer[], $7::text[], $8::text[],
+                     $9::text[]) AS t(id, customer_id, status, total_amount, currency, version, created_at, updated_at, doc)
+       ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id, status = EXCLUDED.status,
+         total_amount = EXCLUDED.total_amount, currency = EXCLUDED.currency, version = EXCLUDED.version,
+         updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc
+       WHERE order_read_model.version < EXCLUDED.version`,
+      [
+        orders.map((o) => o.id),
+        orders.map((o) => o.customerId),
+        orders.map((o) => o.status),
+        orders.map((o) => o.totalAmount),
+        orders.map((o) => o.currency),
+        orders.map((o) => o.version),
+        orders.map((o) => o.createdAt),
+        orders.map((o) => o.updatedAt),
+        orders.map((o) => JSON.stringify(o)),
+      ],
+    )
   },
   async truncate(tx) {
     await tx.query('DELETE FROM order_read_model')
