@@ -24,17 +24,42 @@ import type { Headers, OutgoingMessage, PublishedPosition, Transport } from '../
  * timeout (a Kafka producer's request timeout × retries must fit in it).
  */
 
-/** Writes `messages` to the outbox in `tx`; resolves with their row ids, in order. */
+/**
+ * The outbox rows for `messages`, as one `INSERT … SELECT` over four arrays (`$<first>` to
+ * `$<first + 3>`: topics, keys, values, headers as JSON text), in the messages' order, returning
+ * their ids; `outboxRows(messages)` gives the arrays. A statement of its own, or a step of a larger one
+ * (`WITH rows AS (${outboxInsert(n)}) …`): every statement is a round trip to the database.
+ */
+export const outboxInsert = (first: number): string =>
+  `INSERT INTO outbox (topic, message_key, value, headers)
+   SELECT topic, message_key, value, headers::jsonb
+     FROM unnest($${first}::text[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::text[])
+          WITH ORDINALITY AS m(topic, message_key, value, headers, n)
+    ORDER BY n
+   RETURNING id`
+
+export const outboxRows = (messages: OutgoingMessage[]): [string[], string[], string[], string[]] => [
+  messages.map((m) => m.topic),
+  messages.map((m) => m.key),
+  messages.map((m) => m.value),
+  messages.map((m) => JSON.stringify(m.headers ?? {})),
+]
+
+/** Row ids as `outboxInsert` returns them, in the messages' order (ids grow in insertion order). */
+export const inInsertionOrder = (rows: { id: string }[]): string[] =>
+  rows
+    .map((r) => BigInt(r.id))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(String)
+
+/** Writes `messages` to the outbox in `tx`, in one statement; resolves with their row ids, in order. */
 export async function enqueue(tx: SqlExecutor, messages: OutgoingMessage[]): Promise<string[]> {
-  const ids: string[] = []
-  for (const m of messages) {
-    const { rows } = await tx.query<{ id: string }>(
-      'INSERT INTO outbox (topic, message_key, value, headers) VALUES ($1, $2, $3, $4) RETURNING id::text AS id',
-      [m.topic, m.key, m.value, JSON.stringify(m.headers ?? {})],
-    )
-    if (rows[0]) ids.push(rows[0].id)
-  }
-  return ids
+  if (messages.length === 0) return []
+  const { rows } = await tx.query<{ id: string }>(
+    `WITH rows AS (${outboxInsert(1)}) SELECT id::text AS id FROM rows`,
+    outboxRows(messages),
+  )
+  return inInsertionOrder(rows)
 }
 
 /**

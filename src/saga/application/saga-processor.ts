@@ -7,8 +7,7 @@ import { encodePaymentCommand, PAYMENT_COMMANDS_TOPIC } from '../../contracts/pa
 import { AppError, notFound } from '../../platform/errors.ts'
 import { cancelTimer, scheduleTimer } from '../../platform/es/scheduler.ts'
 import type { Workflow } from '../../platform/es/workflow.ts'
-import { markHandled } from '../../platform/inbox/inbox.ts'
-import { enqueue } from '../../platform/outbox/outbox.ts'
+import { inInsertionOrder, outboxInsert, outboxRows } from '../../platform/outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
 import { EVENT_ID_HEADER } from '../../platform/transport/instrumented.ts'
 import type { OutgoingMessage } from '../../platform/transport/port.ts'
@@ -97,12 +96,27 @@ const orderIdOf = (input: CreateOrderSagaInput): string =>
 
 export const sagaTimerId = (orderId: string) => `${SAGA_TIMEOUT_TIMER}:${orderId}`
 
-async function loadForUpdate(tx: SqlExecutor, sagaId: string) {
-  const { rows } = await tx.query<{ state: CreateOrderSagaState; version: number }>(
-    'SELECT state, version FROM sagas WHERE id = $1 FOR UPDATE',
-    [sagaId],
+/**
+ * Records the message in the consumer's inbox and loads the saga under its row lock, in one round
+ * trip: `fresh` is false when the message was handled before. The inbox comes first (the lateral
+ * join runs after its outer side), as it did when they were two statements, so two copies of a
+ * message queue on the inbox key and never hold the row lock in opposite orders.
+ */
+async function claim(tx: SqlExecutor, inbox: { consumer: string; messageId: string }, sagaId: string) {
+  const { rows } = await tx.query<{ fresh: boolean; state: CreateOrderSagaState | null; version: number | null }>(
+    `WITH handled AS (
+       INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1
+     )
+     SELECT i.fresh, s.state, s.version
+       FROM (SELECT count(*) > 0 AS fresh FROM handled) AS i
+       LEFT JOIN LATERAL (SELECT state, version FROM sagas WHERE id = $3 FOR UPDATE) AS s ON true`,
+    [inbox.consumer, inbox.messageId, sagaId],
   )
-  return rows[0] ?? null
+  const row = rows[0]
+  return {
+    fresh: row?.fresh === true,
+    saga: row?.state && row.version !== null ? { state: row.state, version: row.version } : null,
+  }
 }
 
 export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
@@ -171,10 +185,8 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
     })
     const orderId = orderIdOf(input)
     const sagaId = createOrderSagaId(orderId)
-    if (!(await markHandled(tx, metadata.consumer, metadata.messageId))) {
-      return nothing((await loadForUpdate(tx, sagaId))?.state ?? null, true)
-    }
-    const row = await loadForUpdate(tx, sagaId)
+    const { fresh, saga: row } = await claim(tx, { consumer: metadata.consumer, messageId: metadata.messageId }, sagaId)
+    if (!fresh) return nothing(row?.state ?? null, true)
     if (input.eventType === 'OperatorResumed' || input.eventType === 'OperatorCompensated') {
       // Checked under the row lock, so the answer holds for the state the decision is made on.
       if (!row) throw notFound('saga', orderId, `no saga for order ${orderId}`)
@@ -225,12 +237,17 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
       }
     }
     const version = (row?.version ?? 0) + 1
-    await tx.query(
-      `INSERT INTO sagas (id, order_id, status, step, attempt, outcome, parked_reason, next_deadline, version, state, started_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, attempt = EXCLUDED.attempt,
-         outcome = EXCLUDED.outcome, parked_reason = EXCLUDED.parked_reason, next_deadline = EXCLUDED.next_deadline,
-         version = EXCLUDED.version, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at`,
+    // The saga's row and its commands' outbox rows in one statement (one round trip).
+    const { rows: outboxRowIds } = await tx.query<{ id: string }>(
+      `WITH saga AS (
+         INSERT INTO sagas (id, order_id, status, step, attempt, outcome, parked_reason, next_deadline, version, state, started_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, attempt = EXCLUDED.attempt,
+           outcome = EXCLUDED.outcome, parked_reason = EXCLUDED.parked_reason, next_deadline = EXCLUDED.next_deadline,
+           version = EXCLUDED.version, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+         RETURNING 1
+       ), rows AS (${outboxInsert(13)})
+       SELECT id::text AS id FROM rows`,
       [
         sagaId,
         orderId,
@@ -244,9 +261,10 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
         JSON.stringify(next),
         next.startedAt ?? now,
         now,
+        ...outboxRows(messages),
       ],
     )
-    const outboxIds = await enqueue(tx, messages)
+    const outboxIds = inInsertionOrder(outboxRowIds)
     if (timeout) {
       await scheduleTimer(tx, {
         id: sagaTimerId(orderId),
