@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { v7 as uuidv7 } from 'uuid'
 import { AppError, isAppError, notFound } from '../errors.ts'
-import { appendToStream, type EventMetadata, type StoredEvent } from '../eventstore/event-store.ts'
+import { appendOnce, type EventMetadata, type StoredEvent } from '../eventstore/event-store.ts'
 import { markHandled } from '../inbox/inbox.ts'
 import { enqueue } from '../outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
@@ -13,8 +13,11 @@ import type { Decider, Recorded, TypedEvent } from './decider.ts'
  * The one command handler every event-sourced service uses (emmett's `handleCommand`, plus what a
  * service needs around it). One command is one transaction:
  *
- *   inbox → load state → check the expected version → decide → append → evolve → save the state
- *   → put the events' messages in the outbox
+ *   load state → check the expected version → decide → record in the inbox and append (one
+ *   statement) → evolve → save the state → put the events' messages in the outbox
+ *
+ * Every statement is a round trip, and round trips are what a command costs: five for a consumed
+ * command with its BEGIN and COMMIT.
  *
  * and the outbox relay is woken once it committed. A service supplies its decider, its stream type,
  * where its current state lives and how its events become messages; nothing else.
@@ -138,31 +141,44 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
   ) => {
     const finish = async (result: CommandResult<Event, State>) => ({ result, extra: await after(tx, result) })
-    if (metadata.inbox && !(await markHandled(tx, metadata.inbox.consumer, metadata.inbox.messageId))) {
-      const { state, version } = await stateStore.load(tx, streamId)
-      return finish({ state, version, events: [], duplicate: true })
-    }
+    const { inbox } = metadata
     // A caller without an expected version wants its command applied to whatever the state is:
     // waiting for a concurrent command on the stream is cheaper than losing the race and deciding
     // again. A caller with one wants a conflict reported, so nothing is locked for it.
     const { state, version } = await stateStore.load(tx, streamId, { lock: metadata.expectedVersion === undefined })
+    // A consumed message is recorded in its consumer's inbox with the events it caused, in the same
+    // statement (see appendOnce). A message that is refused, or decides nothing, may be one handled
+    // before: it is recorded on its own then (waiting for a copy still in flight to commit), and a
+    // copy seen before changes nothing and refuses nothing; a refusal rolls the record back.
+    const duplicate = () => finish({ state, version, events: [], duplicate: true })
+    const refuse = async (error: AppError) => {
+      if (inbox && !(await markHandled(tx, inbox.consumer, inbox.messageId))) return duplicate()
+      throw error
+    }
     if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== version) {
-      if (version === 0) throw notFound(streamType, streamId)
-      throw new AppError(
-        'VERSION_CONFLICT',
-        `${streamType} ${streamId} is at version ${version}, not the expected ${metadata.expectedVersion}`,
-        { details: { currentVersion: version, expectedVersion: metadata.expectedVersion } },
+      if (version === 0) return refuse(notFound(streamType, streamId))
+      return refuse(
+        new AppError(
+          'VERSION_CONFLICT',
+          `${streamType} ${streamId} is at version ${version}, not the expected ${metadata.expectedVersion}`,
+          { details: { currentVersion: version, expectedVersion: metadata.expectedVersion } },
+        ),
       )
     }
     const now = clock().toISOString()
     const decision = decider.decide(command, state, { now })
     if (!decision.ok) {
-      throw new AppError(decision.error.code, decision.error.message, {
-        ...(decision.error.fields ? { fields: decision.error.fields } : {}),
-        details: { [`${streamType}Id`]: streamId },
-      })
+      return refuse(
+        new AppError(decision.error.code, decision.error.message, {
+          ...(decision.error.fields ? { fields: decision.error.fields } : {}),
+          details: { [`${streamType}Id`]: streamId },
+        }),
+      )
     }
-    if (decision.events.length === 0) return finish({ state, version, events: [], duplicate: false })
+    if (decision.events.length === 0) {
+      if (inbox && !(await markHandled(tx, inbox.consumer, inbox.messageId))) return duplicate()
+      return finish({ state, version, events: [], duplicate: false })
+    }
 
     const eventMetadata: EventMetadata = {
       ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
@@ -172,7 +188,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     }
     let stored: StoredEvent[]
     try {
-      stored = await appendToStream(
+      const appended = await appendOnce(
         tx,
         { id: streamId, type: streamType, expectedVersion: version },
         decision.events.map(({ eventType, ...data }) => ({
@@ -183,7 +199,10 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
           data: data as Record<string, unknown>,
           metadata: eventMetadata,
         })),
+        inbox,
       )
+      if (appended.duplicate) return duplicate()
+      stored = appended.stored
     } catch (error) {
       if (isAppError(error, 'VERSION_CONFLICT') && metadata.expectedVersion === undefined) {
         throw Object.assign(error, { [RACE]: true })

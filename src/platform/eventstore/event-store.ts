@@ -79,47 +79,72 @@ function toStored(row: EventRow): StoredEvent {
 
 /**
  * Appends `events` to a stream whose current version must be `expectedVersion` (0 for a new
- * stream). Call it inside the transaction that also writes the state and the outbox.
+ * stream), in one statement. Call it inside the transaction that also writes the state and the outbox.
  */
 export async function appendToStream(
   tx: SqlExecutor,
   stream: { id: string; type: string; expectedVersion: number },
   events: NewEvent[],
 ): Promise<StoredEvent[]> {
-  const stored: StoredEvent[] = []
-  for (const [i, event] of events.entries()) {
-    const version = stream.expectedVersion + i + 1
-    try {
-      const { rows } = await tx.query<EventRow>(
-        `INSERT INTO es_events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata, occurred_on)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         RETURNING ${columns}`,
-        [
-          stream.id,
-          stream.type,
-          version,
-          event.eventId,
-          event.eventType,
-          event.schemaVersion,
-          JSON.stringify(event.data),
-          JSON.stringify(event.metadata),
-          event.occurredOn,
-        ],
+  if (events.length === 0) return []
+  return (await appendOnce(tx, stream, events)).stored
+}
+
+/**
+ * `appendToStream` for a consumer: records `inbox.messageId` in the consumer's inbox in the same
+ * statement, and appends only when the message was not handled before (`duplicate` then, and
+ * nothing is written). One round trip for both.
+ */
+export async function appendOnce(
+  tx: SqlExecutor,
+  stream: { id: string; type: string; expectedVersion: number },
+  events: NewEvent[],
+  inbox?: { consumer: string; messageId: string },
+): Promise<{ stored: StoredEvent[]; duplicate: boolean }> {
+  if (events.length === 0) throw new RangeError('appendOnce: no events to append')
+  const params: unknown[] = [
+    stream.id,
+    stream.type,
+    stream.expectedVersion,
+    events.map((e) => e.eventId),
+    events.map((e) => e.eventType),
+    events.map((e) => e.schemaVersion),
+    events.map((e) => JSON.stringify(e.data)),
+    events.map((e) => JSON.stringify(e.metadata)),
+    events.map((e) => e.occurredOn),
+  ]
+  if (inbox) params.push(inbox.consumer, inbox.messageId)
+  try {
+    const { rows } = await tx.query<EventRow>(
+      `${
+        inbox
+          ? `WITH handled AS (
+               INSERT INTO inbox (consumer, message_id) VALUES ($10, $11)
+               ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1
+             ) `
+          : ''
+      }INSERT INTO es_events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata, occurred_on)
+       SELECT $1, $2, $3::integer + e.n::integer, e.event_id::uuid, e.event_type, e.schema_version, e.data::jsonb,
+              e.metadata::jsonb, e.occurred_on::timestamptz
+         FROM unnest($4::text[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::text[])
+              WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, occurred_on, n)
+        ${inbox ? 'WHERE EXISTS (SELECT 1 FROM handled)' : ''}
+        ORDER BY e.n
+       RETURNING ${columns}`,
+      params,
+    )
+    if (rows.length === 0 && inbox) return { stored: [], duplicate: true }
+    return { stored: rows.map(toStored).sort((a, b) => a.version - b.version), duplicate: false }
+  } catch (error) {
+    if ((error as { code?: string }).code === '23505' && /stream_version/.test(String((error as Error).message))) {
+      throw new AppError(
+        'VERSION_CONFLICT',
+        `${stream.type} ${stream.id} was changed concurrently: expected version ${stream.expectedVersion}`,
+        { details: { streamId: stream.id, expectedVersion: stream.expectedVersion }, cause: error },
       )
-      const row = rows[0]
-      if (row) stored.push(toStored(row))
-    } catch (error) {
-      if ((error as { code?: string }).code === '23505' && /stream_version/.test(String((error as Error).message))) {
-        throw new AppError(
-          'VERSION_CONFLICT',
-          `${stream.type} ${stream.id} was changed concurrently: expected version ${stream.expectedVersion}`,
-          { details: { streamId: stream.id, expectedVersion: stream.expectedVersion }, cause: error },
-        )
-      }
-      throw error
     }
+    throw error
   }
-  return stored
 }
 
 export async function readStream(db: SqlExecutor, streamId: string): Promise<StoredEvent[]> {
