@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { pgliteTestDatabase, postgresTestDatabase, type TestDatabase, uniqueName } from '../../../test/support/index.ts'
+import { isAppError } from '../errors.ts'
+import { readStream } from '../eventstore/event-store.ts'
+import { migratePlatform } from '../sql/migrations.ts'
+import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import { createCommandHandler, jsonStateTable } from './command-handler.ts'
+import { accept, type Decider, reject } from './decider.ts'
+
+/**
+ * What a command costs in round trips to the database, counted statement by statement inside its
+ * transaction (BEGIN and COMMIT come on top): every statement is a round trip, and round trips are
+ * what the hot path pays for, so a change that adds one shows here. Also what the fewer statements
+ * must keep: a copy of a consumed message seen before changes nothing and is refused nothing, and a
+ * refused message leaves no trace in the inbox.
+ */
+
+type Add = { type: 'Add'; amount: number }
+type Added = { eventType: 'Added'; amount: number }
+type Counter = { total: number }
+
+const counter: Decider<Add, Added, Counter> = {
+  initialState: () => ({ total: 0 }),
+  decide: (command, state) =>
+    state.total + command.amount < 0
+      ? reject('INVALID_TRANSITION', 'a counter never goes below zero')
+      : command.amount === 0
+        ? { ok: true, events: [] }
+        : accept({ eventType: 'Added', amount: command.amount }),
+  evolve: (state, event) => ({ total: state.total + event.amount }),
+}
+
+function roundTrips(name: string, open: () => Promise<TestDatabase>) {
+  describe(`round trips of a command on ${name}`, () => {
+    let database: TestDatabase
+    /** The statements run inside the handler's transactions since the last reset. */
+    const statements: string[] = []
+    let handler: ReturnType<typeof createCommandHandler<Add, Added, Counter>>
+
+    before(async () => {
+      database = await open()
+      await migratePlatform(database.db)
+      await database.db.exec(
+        'CREATE TABLE counters (id text PRIMARY KEY, version integer NOT NULL, state jsonb NOT NULL, updated_at timestamptz NOT NULL)',
+      )
+      const real = database.db
+      const counting: SqlDatabase = {
+        dialect: real.dialect,
+        query: (text, params) => real.query(text, params),
+        exec: (text) => real.exec(text),
+        close: () => real.close(),
+        transaction: (work) =>
+          real.transaction((tx) => {
+            const counted: SqlExecutor = {
+              query: (text, params) => {
+                statements.push(text.replace(/\s+/g, ' ').slice(0, 60))
+                return tx.query(text, params)
+              },
+              exec: (text) => tx.exec(text),
+            }
+            return work(counted)
+          }),
+      }
+      handler = createCommandHandler({
+        db: counting,
+        onCommitted: () => {},
+        streamType: 'counter',
+        decider: counter,
+        stateStore: jsonStateTable('counters', counter.initialState),
+        toMessages: (event) => [{ topic: 'counters', key: event.aggregateId, value: JSON.stringify(event) }],
+      })
+    })
+    after(async () => database?.cleanup())
+
+    const count = async <T>(work: () => Promise<T>): Promise<{ value: T; trips: number; seen: string[] }> => {
+      statements.length = 0
+      const value = await work()
+      return { value, trips: statements.length, seen: [...statements] }
+    }
+    const inboxRows = async (messageId: string) =>
+      (await database.db.query('SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2', ['counting', messageId]))
+        .rows.length
+
+    it('a consumed command is four statements (load, inbox and events, state, outbox); a copy of it is two and changes nothing', async () => {
+      const streamId = uniqueName('counter')
+      const inbox = { consumer: 'counting', messageId: uniqueName('message') }
+      const first = await count(() => handler.handle(streamId, { type: 'Add', amount: 5 }, { inbox }))
+      assert.equal(first.trips, 4, first.seen.join('\n'))
+      assert.equal(first.value.duplicate, false)
+      assert.equal(first.value.version, 1)
+
+      const copy = await count(() => handler.handle(streamId, { type: 'Add', amount: 5 }, { inbox }))
+      assert.equal(copy.trips, 2, copy.seen.join('\n'))
+      assert.equal(copy.value.duplicate, true)
+      assert.deepEqual(copy.value.state, { total: 5 })
+      assert.equal((await readStream(database.db, streamId)).length, 1)
+    })
+
+    it('a command from HTTP (no inbox) is four statements too', async () => {
+      const streamId = uniqueName('counter')
+      await handler.handle(streamId, { type: 'Add', amount: 1 })
+      const pinned = await count(() => handler.handle(streamId, { type: 'Add', amount: 2 }, { expectedVersion: 1 }))
+      assert.equal(pinned.trips, 4, pinned.seen.join('\n'))
+      assert.equal(pinned.value.version, 2)
+    })
+
+    it('a copy that the state would now refuse (or that decides nothing) is a duplicate, not a refusal', async () => {
+      const streamId = uniqueName('counter')
+      const take = { consumer: 'counting', messageId: uniqueName('take') }
+      await handler.handle(streamId, { type: 'Add', amount: 3 })
+      await handler.handle(streamId, { type: 'Add', amount: -3 }, { inbox: take })
+      // Applied once, the same message would now take the counter below zero: its copy is a duplicate.
+      const copy = await count(() => handler.handle(streamId, { type: 'Add', amount: -3 }, { inbox: take }))
+      assert.equal(copy.value.duplicate, true)
+      assert.equal(copy.trips, 2, copy.seen.join('\n'))
+      // A copy whose expected version is gone is a duplicate as well.
+      const pinned = { consumer: 'counting', messageId: uniqueName('pinned') }
+      await handler.handle(streamId, { type: 'Add', amount: 1 }, { inbox: pinned, expectedVersion: 2 })
+      await handler.handle(streamId, { type: 'Add', amount: 1 })
+      const stale = await handler.handle(streamId, { type: 'Add', amount: 1 }, { inbox: pinned, expectedVersion: 2 })
+      assert.equal(stale.duplicate, true)
+      // A message that decides nothing is recorded, and its copy is a duplicate.
+      const nothing = { consumer: 'counting', messageId: uniqueName('nothing') }
+      const once = await count(() => handler.handle(streamId, { type: 'Add', amount: 0 }, { inbox: nothing }))
+      assert.deepEqual([once.value.duplicate, once.trips], [false, 2])
+      assert.equal(await inboxRows(nothing.messageId), 1)
+      assert.equal((await handler.handle(streamId, { type: 'Add', amount: 0 }, { inbox: nothing })).duplicate, true)
+      assert.deepEqual(
+        (await readStream(database.db, streamId)).map((e) => (e.data as { amount: number }).amount),
+        [3, -3, 1, 1],
+      )
+    })
+
+    it('a refused message is refused every time and leaves nothing in the inbox', async () => {
+      const streamId = uniqueName('counter')
+      const message = { consumer: 'counting', messageId: uniqueName('refused') }
+      for (let attempt = 0; attempt < 2; attempt++) {
+        await assert.rejects(handler.handle(streamId, { type: 'Add', amount: -1 }, { inbox: message }), (error) =>
+          isAppError(error, 'INVALID_TRANSITION'),
+        )
+      }
+      const gone = { consumer: 'counting', messageId: uniqueName('gone') }
+      await assert.rejects(
+        handler.handle(uniqueName('counter'), { type: 'Add', amount: 1 }, { inbox: gone, expectedVersion: 3 }),
+        (error) => isAppError(error, 'NOT_FOUND'),
+      )
+      assert.equal(await inboxRows(message.messageId), 0)
+      assert.equal(await inboxRows(gone.messageId), 0)
+    })
+  })
+}
+
+roundTrips('PGlite', pgliteTestDatabase)
+roundTrips('PostgreSQL', () => postgresTestDatabase('of_round_trips'))
