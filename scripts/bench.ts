@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { argumentProblem } from '../src/platform/cli.ts'
+import { compareWith, resolveCommit } from './bench/compare.ts'
 import { benchJourney } from './bench/journey.ts'
 import { benchOrders } from './bench/orders.ts'
 import { type BenchContext, machine, say } from './bench/support.ts'
@@ -7,21 +8,31 @@ import { benchTransport } from './bench/transport.ts'
 import { type Broker, startBroker } from './kafka.ts'
 
 /**
- * `npm run bench -- <transport|orders> [options]`. Starts its own Kafka broker unless KAFKA_BROKERS
- * is set; uses the local PostgreSQL (DATABASE_URL). The last line of stdout is one JSON object.
+ * `npm run bench -- <transport|orders|journey> [options]`. A run on Kafka starts its own broker
+ * unless KAFKA_BROKERS is set; uses the local PostgreSQL (DATABASE_URL). The last line of stdout is
+ * one JSON object.
  */
 const usage = `usage: npm run bench -- <transport|orders|journey> [--events N] [--batch N] [--in-flight N] [--size BYTES]
                         [--partitions N] [--rounds N] [--concurrency 1,4,16,64] [--seconds N]
                         [--modes embedded,kafka] [--rates 50,100,200] [--saturation N]
                         [--saga-modes orchestration,choreography]
+                        [--compare GIT-REF [--rounds-compare N] [--keep-worktree]]
   transport  our Kafka adapter vs the raw @platformatic/kafka client (acks=all, idempotent)
   orders     POST /api/orders at increasing concurrency, embedded and Kafka + PostgreSQL
-  journey    POST to DELIVERED through payment, dispatch and delivery, per saga mode and transport`
+  journey    POST to DELIVERED through payment, dispatch and delivery, per saga mode and transport
+  --compare  the same bench on a worktree of GIT-REF and on this tree, alternating (REF first),
+             on one broker; prints both, side by side with current/REF ratios
+             (--rounds-compare N: N rounds of each, medians compared; default 1)`
+
+const comparisonOptions = new Set(['compare', 'rounds-compare', 'keep-worktree'])
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2)
   const parse = () =>
     parseArgs({
+      args,
       allowPositionals: true,
+      tokens: true,
       options: {
         events: { type: 'string', default: '200000' },
         batch: { type: 'string', default: '500' },
@@ -35,6 +46,9 @@ async function main(): Promise<void> {
         rates: { type: 'string', default: '50,100,200' },
         saturation: { type: 'string', default: '1000' },
         'saga-modes': { type: 'string', default: 'orchestration,choreography' },
+        compare: { type: 'string' },
+        'rounds-compare': { type: 'string', default: '1' },
+        'keep-worktree': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
@@ -47,7 +61,7 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${problem}\n${usage}\n`)
     process.exit(2)
   }
-  const { values, positionals } = parsed
+  const { values, positionals, tokens } = parsed
   const which = positionals[0]
   if (values.help) {
     process.stdout.write(`${usage}\n`)
@@ -65,9 +79,59 @@ async function main(): Promise<void> {
     }
     return n
   }
+  const list = (raw: string) => raw.split(',').map((m) => m.trim())
+  // Every number checked before anything starts: a typo must not cost a broker or a worktree.
+  const sizes = {
+    events: number('events', values.events),
+    batch: number('batch', values.batch),
+    inFlight: number('in-flight', values['in-flight']),
+    size: number('size', values.size),
+    partitions: number('partitions', values.partitions),
+    rounds: number('rounds', values.rounds),
+  }
+  const concurrency = values.concurrency.split(',').map((c) => number('concurrency', c))
+  const rates = values.rates.split(',').map((r) => number('rates', r))
+  const seconds = number('seconds', values.seconds)
+  const saturationRate = number('saturation', values.saturation)
+  const roundsCompare = number('rounds-compare', values['rounds-compare'])
+  const needsKafka = which === 'transport' || list(values.modes).includes('kafka')
+
+  if (values.compare === undefined) {
+    if (tokens.some((token) => token.kind === 'option' && comparisonOptions.has(token.name))) {
+      process.stderr.write(`bench: --rounds-compare and --keep-worktree go with --compare\n${usage}\n`)
+      process.exit(2)
+    }
+  } else {
+    const target = resolveCommit(values.compare)
+    if ('problem' in target) {
+      process.stderr.write(`bench: ${target.problem}\n`)
+      process.exit(2)
+    }
+    // Both runs get the arguments of this one, less the comparison's own (an older commit has none).
+    const skip = new Set<number>()
+    for (const token of tokens) {
+      if (token.kind !== 'option' || !comparisonOptions.has(token.name)) continue
+      skip.add(token.index)
+      if (token.value !== undefined && !token.inlineValue) skip.add(token.index + 1)
+    }
+    await compareWith({
+      ref: values.compare,
+      sha: target.sha,
+      rounds: roundsCompare,
+      keepWorktree: values['keep-worktree'],
+      args: args.filter((_, index) => !skip.has(index)),
+      needsKafka,
+    })
+    return
+  }
+
   let broker: Broker | undefined
-  let brokers = process.env.KAFKA_BROKERS?.split(',').map((b) => b.trim())
-  if (!brokers?.length) {
+  let brokers = (process.env.KAFKA_BROKERS ?? '')
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean)
+  // Embedded runs need no broker; starting one costs a JVM and, the first time, its jars.
+  if (!brokers.length && needsKafka) {
     broker = await startBroker()
     brokers = [broker.brokers]
   }
@@ -78,29 +142,19 @@ async function main(): Promise<void> {
   try {
     const ctx: BenchContext = {
       brokers,
-      events: number('events', values.events),
-      batch: number('batch', values.batch),
-      inFlight: number('in-flight', values['in-flight']),
-      size: number('size', values.size),
-      partitions: number('partitions', values.partitions),
-      rounds: number('rounds', values.rounds),
+      ...sizes,
       databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test',
     }
     say(`machine: ${JSON.stringify(machine())}`)
-    const list = (raw: string) => raw.split(',').map((m) => m.trim())
     const result =
       which === 'transport'
         ? await benchTransport(ctx)
         : which === 'orders'
-          ? await benchOrders(ctx, {
-              concurrency: values.concurrency.split(',').map((c) => number('concurrency', c)),
-              seconds: number('seconds', values.seconds),
-              modes: list(values.modes),
-            })
+          ? await benchOrders(ctx, { concurrency, seconds, modes: list(values.modes) })
           : await benchJourney(ctx, {
-              rates: values.rates.split(',').map((r) => number('rates', r)),
-              seconds: number('seconds', values.seconds),
-              saturationRate: number('saturation', values.saturation),
+              rates,
+              seconds,
+              saturationRate,
               modes: list(values['saga-modes']),
               transports: list(values.modes),
             })
@@ -111,6 +165,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
+  // Ctrl-C during --compare: the runs and the broker are stopped and the worktree removed.
+  if (error instanceof Error && error.name === 'AbortError') process.exit(130)
   process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`)
   process.exit(1)
 })
