@@ -13,6 +13,7 @@ import {
 } from './platform/outbox/outbox.ts'
 import { startHousekeeping } from './platform/retention.ts'
 import type { Runtime } from './platform/runtime.ts'
+import { batchScope } from './platform/sql/batch.ts'
 import { type AppliedMigration, platformMigrations, runMigrations } from './platform/sql/migrations.ts'
 import type { SqlDatabase } from './platform/sql/port.ts'
 import { kafkaMaxSendMs } from './platform/transport/kafka.ts'
@@ -184,6 +185,8 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   })
 
   const running = new Map<string, StartedModule>()
+  // Services see the database through this: a consumer's batch runs in one transaction they join.
+  const batches = batchScope(db)
   const clock = options.clock ?? (() => new Date())
   const retry = { max: config.kafka.retryMax, backoffMs: config.kafka.retryBackoffMs }
 
@@ -223,18 +226,22 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
         config,
         logger: moduleLogger,
         metrics,
-        db,
+        db: batches.db,
         transport,
         brokerProblem: () => runtime.brokerWatch?.problem(),
         clock,
         retry,
-        committed: () => signal.notify(),
+        committed: () => batches.afterCommit(() => signal.notify()),
+        afterCommit: (callback) => batches.afterCommit(callback),
         catchUpProjections: (name) => projections.catchUp(name),
-        async consume(consumer) {
+        async consume({ batch, ...consumer }) {
           const subscription = await startReliableConsumer({
             transport,
             metrics,
             retry,
+            ...(batch && config.consumerBatchMax > 1
+              ? { batch: { max: config.consumerBatchMax, run: (work) => batches.run(work) } }
+              : {}),
             ...consumer,
             logger: (consumer.logger ?? moduleLogger).child({ consumer: consumer.groupId }),
           })

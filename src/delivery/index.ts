@@ -27,7 +27,7 @@ export function deliveryModule(): ServiceModule<DeliveryModule> {
       const store = createDeliveryStore({
         db: context.db,
         onCommitted: context.committed,
-        onScheduled: (delayMs) => wake(delayMs),
+        onScheduled: (delayMs) => context.afterCommit(() => wake(delayMs)),
         clock: context.clock,
       })
       const timers = startTimerPoller<{ orderId: string; correlationId?: string; traceparent?: string }>({

@@ -39,8 +39,17 @@ export interface StartedModule {
 }
 
 /** What the consumer options leave to the platform's defaults. */
-export type ConsumeOptions<T> = Omit<ReliableConsumerOptions<T>, 'transport' | 'retry' | 'logger' | 'metrics'> &
-  Partial<Pick<ReliableConsumerOptions<T>, 'retry' | 'logger'>>
+export type ConsumeOptions<T> = Omit<
+  ReliableConsumerOptions<T>,
+  'transport' | 'retry' | 'logger' | 'metrics' | 'batch'
+> &
+  Partial<Pick<ReliableConsumerOptions<T>, 'retry' | 'logger'>> & {
+    /**
+     * The handler's work is the database's alone (`context.db`, no call out): the platform may run
+     * a partition's backlog in one transaction (`CONSUMER_BATCH_MAX`), each message as written.
+     */
+    batch?: boolean
+  }
 
 export interface ModuleContext {
   config: Config
@@ -51,8 +60,13 @@ export interface ModuleContext {
   /** On Kafka: why no broker of KAFKA_BROKERS can be reached, or undefined when one answers (or not on Kafka). */
   brokerProblem: () => string | undefined
   clock: () => Date
-  /** Say so after a transaction that wrote events or outbox rows: wakes the relay and projections. */
+  /**
+   * Say so after a transaction that wrote events or outbox rows: wakes the relay and projections
+   * (inside a consumer's batch, once the batch committed).
+   */
   committed(): void
+  /** Runs `callback` once the current transaction committed: a consumer's batch, or at once. */
+  afterCommit(callback: () => void): void
   retry: RetryPolicy
   /** Starts a consumer with retries, dead letters, logs and metrics; stopped by the app on close. */
   consume<T>(options: ConsumeOptions<T>): Promise<Subscription>

@@ -88,7 +88,7 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
         db: context.db,
         workflow: defineCreateOrderSaga(steps),
         onCommitted: context.committed,
-        onScheduled: (delayMs) => wake(delayMs),
+        onScheduled: (delayMs) => context.afterCommit(() => wake(delayMs)),
         clock: context.clock,
         onEnded: (state) => {
           ended.inc({ status: state.status, outcome: state.outcome ?? '' })

@@ -47,7 +47,10 @@ function gatedGroup(groupId: string) {
           options.groupId !== groupId
             ? transport.subscribe(options)
             : transport.subscribe({
-                ...options,
+                // One message at a time (no batch), so that the gate sees each of them.
+                groupId: options.groupId,
+                topics: options.topics,
+                ...(options.onError ? { onError: options.onError } : {}),
                 handler: async (message, context) => {
                   if (mode === 'drop') return
                   if (mode === 'hold') await gate

@@ -50,6 +50,7 @@ export function consumeDeliveryCommands(
 ): Promise<Subscription> {
   return context.consume<DeliveryCommandMessage>({
     groupId,
+    batch: true,
     topics: [DELIVERY_COMMANDS_TOPIC],
     decode: decodeWith(decodeDeliveryCommand),
     handle: (message, raw) => apply(store, message, delayMs, causedBy(raw, groupId, message), context),
@@ -64,6 +65,7 @@ export function consumeDispatchEventsForDelivery(
 ): Promise<Subscription> {
   return context.consume<DispatchEvent>({
     groupId,
+    batch: true,
     topics: [DISPATCH_EVENTS_TOPIC],
     decode: decodeWith(decodeDispatchEvent),
     handle: async (event, raw) => {

@@ -44,6 +44,7 @@ export function consumeDispatchCommands(
 ): Promise<Subscription> {
   return context.consume<DispatchCommandMessage>({
     groupId,
+    batch: true,
     topics: [DISPATCH_COMMANDS_TOPIC],
     decode: decodeWith(decodeDispatchCommand),
     handle: (message, raw) => apply(store, message, causedBy(raw, groupId, message), context),
@@ -57,6 +58,7 @@ export function consumeOrderEventsForDispatch(
 ): Promise<Subscription> {
   return context.consume<OrderEvent>({
     groupId,
+    batch: true,
     topics: [ORDER_EVENTS_TOPIC],
     decode: decodeWith(decodeOrderEvent),
     handle: async (event, raw) => {

@@ -19,6 +19,7 @@ export async function startOrderEventsConsumer(
 ): Promise<Subscription> {
   return context.consume<ShopOrderEvent>({
     groupId,
+    batch: true,
     topics: [SHOP_ORDER_EVENTS_TOPIC],
     decode: (message) => {
       const decoded = decodeShopOrderEvent(message.value)

@@ -25,6 +25,7 @@ export async function startCartCheckoutConsumer(
 ): Promise<Subscription> {
   return context.consume<CartEvent>({
     groupId,
+    batch: true,
     topics: [CART_EVENTS_TOPIC],
     decode: decodeWith(decodeCartEvent),
     handle: async (event, raw) => {

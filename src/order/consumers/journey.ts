@@ -138,6 +138,7 @@ export async function startOrderJourneyConsumer(
 ): Promise<Subscription> {
   return context.consume<JourneyEvent>({
     groupId,
+    batch: true,
     topics: ORDER_JOURNEY_TOPICS,
     // A delivery that overtook its dispatch waits for it through retries: give them room.
     retry: { max: Math.max(context.retry.max, 8), backoffMs: context.retry.backoffMs },

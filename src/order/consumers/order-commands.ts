@@ -25,6 +25,7 @@ export async function startOrderCommandsConsumer(
 ): Promise<Subscription> {
   return context.consume<OrderCommandMessage>({
     groupId,
+    batch: true,
     topics: [ORDER_COMMANDS_TOPIC],
     decode: decodeWith(decodeOrderCommand),
     handle: async (message, raw) => {

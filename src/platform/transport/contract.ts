@@ -317,6 +317,110 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       assert.equal(errors.length, 1, 'onError is called exactly once')
     })
 
+    it('with batch, hands a backlog over in batches of at most max, in key order, and a lone message at once', async (t) => {
+      const { transport, subscribe } = clients(t)
+      const client = await transport()
+      const topic = uniqueName('contract_batch')
+      const keys = distinctKeys(6)
+      const perKey = 20
+      await client.publish(sequence(topic, keys, perKey))
+      const batches: IncomingMessage[][] = []
+      const probe = concurrencyProbe()
+      const subscription = await subscribe(client, {
+        groupId: uniqueName('contract_batch'),
+        topics: [topic],
+        handler: async () => {
+          throw new Error('a batch subscription must not call handler')
+        },
+        batch: {
+          max: 7,
+          handle: async (messages) => {
+            const [first] = messages
+            if (first) probe.enter(first)
+            batches.push(messages)
+            await new Promise((resolve) => setImmediate(resolve))
+            if (first) probe.leave(first)
+          },
+        },
+      })
+      const all = () => batches.flat()
+      await waitFor(() => all().length >= keys.length * perKey, {
+        timeoutMs: TIMEOUT_MS,
+        message: () => `got ${all().length} of ${keys.length * perKey} messages`,
+      })
+      assert.ok(
+        batches.every((b) => b.length >= 1 && b.length <= 7),
+        `batch sizes ${batches.map((b) => b.length)}`,
+      )
+      assert.ok(
+        batches.every((b) => b.every((m) => m.topic === b[0]?.topic && m.partition === b[0]?.partition)),
+        'a batch holds one partition',
+      )
+      assert.ok(
+        batches.some((b) => b.length > 1),
+        'a backlog is handed over in batches of more than one',
+      )
+      assert.equal(probe.max, 1, 'one batch at a time per partition')
+      for (const key of keys) {
+        const seqs = all()
+          .filter((m) => m.key === key)
+          .map(seqOf)
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: perKey }, (_, i) => i),
+          `key ${key} in order, once`,
+        )
+      }
+      // Once the backlog is gone, a message that arrives alone comes as a batch of one.
+      const before = batches.length
+      await client.publish([{ topic, key: 'late', value: 'late#0' }])
+      await waitFor(() => batches.length > before, { timeoutMs: TIMEOUT_MS, message: 'the lone message came' })
+      assert.deepEqual(
+        batches.slice(before).map((b) => b.map((m) => m.value)),
+        [['late#0']],
+      )
+      await subscription.close()
+    })
+
+    it('with batch, a handler that throws commits what it said was handled; the rest is redelivered', async (t) => {
+      const { transport, subscribe, close } = clients(t)
+      const producer = await transport()
+      const topic = uniqueName('contract_batch_throw')
+      const groupId = uniqueName('contract_batch_throw')
+      await producer.publish(sequence(topic, ['key-1'], 6))
+      const errors: Error[] = []
+      const seen: number[] = []
+      const crashed = await transport()
+      await subscribe(crashed, {
+        groupId,
+        topics: [topic],
+        handler: async () => {},
+        onError: (error) => errors.push(error),
+        batch: {
+          max: 10,
+          handle: async (messages, context) => {
+            for (const message of messages) {
+              if (seqOf(message) === 3) throw new Error('batch failed on purpose at seq 3')
+              seen.push(seqOf(message))
+              context.handled(message)
+            }
+          },
+        },
+      })
+      await waitFor(() => errors.length > 0, { timeoutMs: TIMEOUT_MS, message: 'onError was not called' })
+      assert.deepEqual(seen, [0, 1, 2])
+      await close(crashed)
+
+      const secondRun = recorder()
+      const restarted = await transport()
+      await subscribe(restarted, { groupId, topics: [topic], handler: secondRun.handler })
+      await waitFor(() => secondRun.seqsOf('key-1').includes(5), {
+        timeoutMs: TIMEOUT_MS,
+        message: () => `after the restart expected up to seq 5, got ${secondRun.seqsOf('key-1')}`,
+      })
+      assert.deepEqual(secondRun.seqsOf('key-1'), [3, 4, 5], 'handled messages are committed, the rest redelivered')
+    })
+
     it('redelivers, after a restart, a message in flight when its transport was closed', async (t) => {
       const { transport, subscribe, close } = clients(t)
       const producer = await transport()

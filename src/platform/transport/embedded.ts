@@ -349,7 +349,7 @@ class EmbeddedTransport implements Transport {
     const member = new GroupMember({
       options,
       coordinator,
-      read: (partition, handler, fail) => this.#readPartition(options.groupId, partition, handler, fail),
+      read: (partition, handler, fail) => this.#readPartition(options.groupId, partition, handler, fail, options.batch),
       lag: (groupId, partitions) => this.#lag(groupId, partitions),
       onLeft: (left) => this.#members.delete(left),
       logger: this.#settings.logger,
@@ -399,6 +399,7 @@ class EmbeddedTransport implements Transport {
     { topic, partition }: TopicPartition,
     handler: MessageHandler,
     fail: (error: Error) => void,
+    batchOf?: SubscribeOptions['batch'],
   ): PartitionReader {
     const { db, batchSize, logger } = this.#settings
     const wakeups = this.#wakeups
@@ -443,11 +444,24 @@ class EmbeddedTransport implements Transport {
             await wakeups.wait(topic, partition, position, version, signal)
             continue
           }
-          for (const row of batch.rows) {
+          const take = batchOf ? Math.max(1, batchOf.max) : 1
+          for (let start = 0; start < batch.rows.length; start += take) {
             // A revoked partition stops between messages; the next owner starts from the commit below.
             if (signal.aborted) break
+            const rows = batch.rows.slice(start, start + take)
+            const messages = rows.map((row) => toIncomingMessage(topic, partition, row))
             try {
-              await handler(toIncomingMessage(topic, partition, row), { signal })
+              if (batchOf) {
+                await batchOf.handle(messages, {
+                  signal,
+                  handled: (message) => {
+                    const next = BigInt(message.offset) + 1n
+                    if (messages.includes(message) && next > position) position = next
+                  },
+                })
+              } else {
+                for (const message of messages) await handler(message, { signal })
+              }
             } catch (error) {
               // What was handled before stays handled; the failed message is left for redelivery.
               await commit().catch((commitError: unknown) =>
@@ -458,7 +472,7 @@ class EmbeddedTransport implements Transport {
               if (signal.aborted) return
               return fail(toError(error))
             }
-            position = BigInt(row.offset) + 1n
+            position = BigInt(rows.at(-1)?.offset ?? position - 1n) + 1n
             // Committing once per batch keeps the log fast; the interval bounds what a crash replays
             // when handlers are slow.
             if (Date.now() - committedAt >= COMMIT_INTERVAL_MS) await commit()

@@ -473,21 +473,38 @@ class KafkaSubscription implements Subscription {
   }
 
   async #drain(id: string, queue: Message<string, string, string, string>[]): Promise<void> {
+    const batch = this.#options.batch
     for (;;) {
       if (this.#state !== 'running') return
-      const message = queue.shift()
-      if (!message) return
-      this.#buffered--
+      // What the partition has buffered, handed over at once: one message when it is idle.
+      const taken = queue.splice(0, batch ? Math.max(1, batch.max) : 1)
+      const last = taken.at(-1)
+      if (!last) return
+      this.#buffered -= taken.length
       const signal = this.#handlersSignal.signal
+      let handledUpTo = -1
       try {
-        await this.#options.handler(toIncoming(message), { signal })
+        if (batch) {
+          const incoming = taken.map(toIncoming)
+          await batch.handle(incoming, {
+            signal,
+            handled: (message) => {
+              handledUpTo = Math.max(handledUpTo, incoming.indexOf(message))
+            },
+          })
+        } else {
+          await this.#options.handler(toIncoming(last), { signal })
+        }
       } catch (error) {
-        // A handler that stopped because the partition is given up failed nothing: the message
-        // stays uncommitted and goes to the partition's next owner.
+        // Messages the batch said were handled stay handled; the rest stays uncommitted. A handler
+        // that stopped because the partition is given up failed nothing: what it did not handle
+        // goes to the partition's next owner.
+        const handled = taken[handledUpTo]
+        if (handled) this.#markHandled(id, handled)
         if (!signal.aborted) this.#fail(toError(error), id)
         return
       }
-      this.#markHandled(id, message)
+      this.#markHandled(id, last)
       if (this.#paused && this.#buffered < this.#maxBuffered / 2) {
         this.#paused = false
         this.#stream?.resume()

@@ -1,4 +1,4 @@
-import type { IncomingMessage, Transport } from './port.ts'
+import type { IncomingMessage, SubscribeOptions, Transport } from './port.ts'
 
 /**
  * Prefixes every topic and consumer group with `prefix` (`KAFKA_TOPIC_PREFIX=staging.` →
@@ -33,6 +33,7 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
         groupId: outer(options.groupId),
         topics: options.topics.map(outer),
         handler: (message, context) => options.handler(inner(message), context),
+        ...(options.batch ? { batch: innerBatch(options.batch, inner) } : {}),
       })
       return {
         groupId: options.groupId,
@@ -44,5 +45,25 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
       }
     },
     close: () => transport.close(),
+  }
+}
+
+/** A batch handler given the messages as `inner` shows them; `handled` still names the originals. */
+function innerBatch(
+  batch: NonNullable<SubscribeOptions['batch']>,
+  inner: (message: IncomingMessage) => IncomingMessage,
+): NonNullable<SubscribeOptions['batch']> {
+  return {
+    max: batch.max,
+    handle(messages, context) {
+      const shown = messages.map(inner)
+      return batch.handle(shown, {
+        signal: context.signal,
+        handled(message) {
+          const original = messages[shown.indexOf(message)]
+          if (original) context.handled(original)
+        },
+      })
+    },
   }
 }

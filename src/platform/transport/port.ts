@@ -5,8 +5,9 @@
  *
  * Semantics every adapter guarantees:
  * - Messages with the same key land in the same partition and are handed to the handler in order.
- * - Per partition, the handler is called for one message at a time; the next message is not read
- *   until the previous handler settled (this is the backpressure: nothing buffers without bound).
+ * - Per partition, the handler is called for one message at a time (or one batch, with `batch`); the
+ *   next is not handed over until the previous call settled (this is the backpressure: nothing
+ *   buffers without bound).
  *   Different partitions run side by side: a handler must not assume it is the only call in flight.
  * - A message's offset is committed only after its handler resolved (at-least-once).
  * - A handler that throws stops the subscription without committing that message: the error is
@@ -67,10 +68,31 @@ export interface HandlerContext {
 
 export type MessageHandler = (message: IncomingMessage, context: HandlerContext) => Promise<void>
 
+export interface BatchContext extends HandlerContext {
+  /**
+   * Says that the batch's messages up to this one are handled: they are committed even when the
+   * batch handler throws later (a batch that falls back to one message at a time says so as it goes).
+   */
+  handled(message: IncomingMessage): void
+}
+
+/**
+ * Handles several messages of one partition at once, in order (what the subscription has fetched
+ * and not handled yet, at most `max`). Resolving means every message of the batch is handled.
+ */
+export type BatchHandler = (messages: IncomingMessage[], context: BatchContext) => Promise<void>
+
 export interface SubscribeOptions {
   groupId: string
   topics: string[]
   handler: MessageHandler
+  /**
+   * Takes a partition's backlog in batches instead of `handler`'s one message at a time. Only under
+   * backlog: a message that arrives alone is handed over at once, as a batch of one, and the
+   * partition waits for nothing. Everything else holds as for `handler` (order, at-least-once,
+   * a rebalance hands back nothing handled).
+   */
+  batch?: { handle: BatchHandler; max: number }
   /** Called once when the subscription stops because a handler threw or the transport failed. */
   onError?: (error: Error) => void
 }

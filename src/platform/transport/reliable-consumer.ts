@@ -4,7 +4,7 @@ import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { isDatabaseUnavailable } from '../sql/unavailable.ts'
 import { EVENT_ID_HEADER } from './instrumented.ts'
-import type { HandlerContext, IncomingMessage, Subscription, Transport } from './port.ts'
+import type { BatchHandler, HandlerContext, IncomingMessage, Subscription, Transport } from './port.ts'
 
 /**
  * Failure handling every consumer gets for free, on top of any transport. Three kinds of failure,
@@ -54,6 +54,13 @@ export interface ReliableConsumerOptions<T> {
   maxWaitMs?: number
   /** A handler running longer than this counts as stalled in `health()` (default 60 s). */
   stallAfterMs?: number
+  /**
+   * Handle a partition's backlog in batches of at most `max`, all of a batch inside `run` (one
+   * database transaction: see sql/batch.ts). A batch that fails, in any way, is handled again one
+   * message at a time, so a bad message gets its retries and dead letter and the others commit.
+   * Only for handlers whose work is the database's: nothing slow may run inside the transaction.
+   */
+  batch?: { max: number; run<R>(work: () => Promise<R>): Promise<R> }
 }
 
 export interface DeadLetterRecord {
@@ -313,6 +320,51 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     }
   }
 
+  /**
+   * A partition's backlog in one transaction. Poison in the batch, or a batch that fails, sends
+   * every message of it through `handler` one at a time instead (its retries, waits and dead
+   * letters), saying each one handled as it goes.
+   */
+  const batchHandler: BatchHandler = async (messages, context) => {
+    const oneByOne = async (from: IncomingMessage[]) => {
+      for (const message of from) {
+        await handler(message, context)
+        context.handled(message)
+      }
+    }
+    const batch = options.batch
+    const decoded = messages.map((message) => ({ message, decoded: options.decode(message) }))
+    if (!batch || messages.length === 1 || closing || decoded.some((d) => !d.decoded.ok)) {
+      return oneByOne(messages)
+    }
+    const first = messages[0] as IncomingMessage
+    const slot = `${first.topic}:${first.partition}`
+    const labels = { topic: first.topic, group: groupId }
+    inFlight.set(slot, { since: Date.now() })
+    const stopTimer = metrics?.handlerSeconds.startTimer(labels)
+    let failed = false
+    try {
+      await batch.run(async () => {
+        for (const { message, decoded: value } of decoded) {
+          if (value.ok) await options.handle(value.value, message)
+        }
+      })
+    } catch (error) {
+      failed = true
+      logger.debug(
+        { groupId, partition: slot, messages: messages.length, err: error },
+        'a batch failed; its messages are handled one at a time',
+      )
+    } finally {
+      stopTimer?.()
+      inFlight.delete(slot)
+    }
+    if (failed) return oneByOne(messages)
+    metrics?.consumed.inc(labels, messages.length)
+    metrics?.consumerLastProgress.set({ ...labels, partition: String(first.partition) }, Date.now() / 1000)
+    for (const message of messages) context.handled(message)
+  }
+
   // A handler that neither finishes nor fails (a hung call) is said in the log once, and shows in
   // health(): a consumer alive but stuck must not look healthy.
   const reported = new Set<number>()
@@ -348,6 +400,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     groupId,
     topics: options.topics,
     handler,
+    ...(options.batch ? { batch: { max: options.batch.max, handle: batchHandler } } : {}),
     onError: (error) => {
       if (error instanceof Closing || closing) return
       stoppedBy = error

@@ -44,6 +44,7 @@ export function consumeSagaInputs(
 ): Promise<Subscription> {
   return context.consume<SagaEventInput>({
     groupId,
+    batch: true,
     topics: SAGA_INPUT_TOPICS,
     decode: decodeSagaInput,
     handle: async (input, raw) => {

@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import {
+  follow,
+  joined,
+  kafkaBrokers,
+  pgliteTestDatabase,
+  postgresTestDatabase,
+  type TestDatabase,
+  uniqueName,
+  waitFor,
+} from '../../../test/support/index.ts'
+import { AppError } from '../errors.ts'
+import { createCommandHandler, jsonStateTable } from '../es/command-handler.ts'
+import { accept, type Decider, reject } from '../es/decider.ts'
+import { readStream } from '../eventstore/event-store.ts'
+import { createLogger } from '../logger.ts'
+import { batchScope } from '../sql/batch.ts'
+import { migratePlatform } from '../sql/migrations.ts'
+import type { SqlDatabase } from '../sql/port.ts'
+import { createEmbeddedTransport } from './embedded.ts'
+import { createKafkaTransport } from './kafka.ts'
+import type { IncomingMessage, Transport } from './port.ts'
+import { type DeadLetterRecord, type Decoded, deadLetterTopic, startReliableConsumer } from './reliable-consumer.ts'
+
+/**
+ * A partition's backlog in one transaction (`batch`), with the real command handler and inbox:
+ * good messages share a transaction; a batch holding poison, a refused command or a stale expected
+ * version is handled again one message at a time, so only those are dead-lettered and every other
+ * message is applied once, in order.
+ */
+
+const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
+
+type Add = { type: 'Add'; amount: number }
+type Added = { eventType: 'Added'; amount: number }
+type Counter = { total: number }
+
+const counter: Decider<Add, Added, Counter> = {
+  initialState: () => ({ total: 0 }),
+  decide: (command, state) =>
+    state.total + command.amount < 0
+      ? reject('INVALID_TRANSITION', 'a counter never goes below zero')
+      : accept({ eventType: 'Added', amount: command.amount }),
+  evolve: (state, event) => ({ total: state.total + event.amount }),
+}
+
+interface Job {
+  id: string
+  counter: string
+  amount: number
+  expectedVersion?: number
+}
+
+function decodeJob(message: IncomingMessage): Decoded<Job> {
+  try {
+    const job = JSON.parse(message.value) as Partial<Job>
+    if (typeof job.id !== 'string' || typeof job.amount !== 'number' || typeof job.counter !== 'string') {
+      return { ok: false, reason: 'INVALID_COMMAND', message: 'id, counter and amount are required' }
+    }
+    return { ok: true, value: job as Job }
+  } catch {
+    return { ok: false, reason: 'NOT_JSON', message: 'message is not JSON' }
+  }
+}
+
+function suite(
+  name: string,
+  open: () => Promise<{ database: TestDatabase; transport: Transport; cleanup(): Promise<void> }>,
+) {
+  describe(`a consumer's batches on ${name}`, () => {
+    let database: TestDatabase
+    let transport: Transport
+    let cleanup: () => Promise<void>
+    /** Transactions begun on the database itself (a batch is one, whatever joins it). */
+    let transactions = 0
+    let scope: ReturnType<typeof batchScope>
+
+    before(async () => {
+      ;({ database, transport, cleanup } = await open())
+      await migratePlatform(database.db)
+      await database.db.exec(
+        'CREATE TABLE IF NOT EXISTS counters (id text PRIMARY KEY, version integer NOT NULL, state jsonb NOT NULL, updated_at timestamptz NOT NULL)',
+      )
+      const real = database.db
+      const counting: SqlDatabase = {
+        dialect: real.dialect,
+        query: (text, params) => real.query(text, params),
+        exec: (text) => real.exec(text),
+        close: () => real.close(),
+        transaction: (work) => {
+          transactions++
+          return real.transaction(work)
+        },
+      }
+      scope = batchScope(counting)
+    })
+    after(async () => cleanup())
+
+    const start = async (topic: string, groupId: string) => {
+      const handler = createCommandHandler({
+        db: scope.db,
+        onCommitted: () => {},
+        streamType: 'counter',
+        decider: counter,
+        stateStore: jsonStateTable('counters', counter.initialState),
+        toMessages: () => [],
+      })
+      const subscription = await startReliableConsumer({
+        transport,
+        groupId,
+        topics: [topic],
+        decode: decodeJob,
+        retry: { max: 1, backoffMs: 10 },
+        logger,
+        batch: { max: 50, run: (work) => scope.run(work) },
+        handle: async (job) => {
+          await handler.handle(
+            job.counter,
+            { type: 'Add', amount: job.amount },
+            {
+              inbox: { consumer: groupId, messageId: job.id },
+              ...(job.expectedVersion !== undefined ? { expectedVersion: job.expectedVersion } : {}),
+            },
+          )
+        },
+      })
+      await joined(subscription)
+      return subscription
+    }
+    const amounts = async (counterId: string) =>
+      (await readStream(database.db, counterId)).map((e) => (e.data as { amount: number }).amount)
+
+    it('applies a backlog of good messages in one transaction per batch, each once and in order', async () => {
+      const topic = uniqueName('batch_jobs')
+      const groupId = uniqueName('batch_workers')
+      const counterId = uniqueName('counter')
+      await transport.publish(
+        Array.from({ length: 30 }, (_, i) => ({
+          topic,
+          key: counterId,
+          value: JSON.stringify({ id: `${counterId}-${i}`, counter: counterId, amount: i + 1 }),
+        })),
+      )
+      const before = transactions
+      const subscription = await start(topic, groupId)
+      let applied = 0
+      await waitFor(
+        async () => {
+          applied = (await amounts(counterId)).length
+          return applied === 30
+        },
+        {
+          message: () => `applied ${applied} of 30`,
+        },
+      )
+      await subscription.close()
+      assert.deepEqual(
+        await amounts(counterId),
+        Array.from({ length: 30 }, (_, i) => i + 1),
+      )
+      const used = transactions - before
+      assert.ok(used < 30, `30 messages of a backlog took ${used} transactions, not one each`)
+    })
+
+    for (const withPoison of [false, true]) {
+      it(`a batch with ${withPoison ? 'poison, ' : ''}a refused command and a stale version commits the others and dead-letters only those`, async () => {
+        const topic = uniqueName('batch_mixed')
+        const groupId = uniqueName('batch_mixed')
+        const counterId = uniqueName('counter')
+        const job = (n: number, extra: Partial<Job> = {}) => ({
+          topic,
+          key: counterId,
+          value: JSON.stringify({ id: `${counterId}-${n}`, counter: counterId, amount: 1, ...extra }),
+        })
+        const { seen: dead, sub: deadReader } = await follow(transport, deadLetterTopic(topic))
+        await transport.publish([
+          job(0),
+          job(1),
+          ...(withPoison ? [{ topic, key: counterId, value: 'not json at all' }] : [job(2)]),
+          job(3),
+          job(4, { amount: -100 }),
+          job(5),
+          job(6, { expectedVersion: 1 }),
+          job(7),
+        ])
+        const subscription = await start(topic, groupId)
+        let applied = 0
+        await waitFor(
+          async () => {
+            applied = (await amounts(counterId)).length
+            return applied === (withPoison ? 5 : 6) && dead.length === (withPoison ? 3 : 2)
+          },
+          {
+            message: () => `applied ${applied}, ${dead.length} dead letters`,
+          },
+        )
+        await subscription.close()
+        await deadReader.close()
+        assert.deepEqual(await amounts(counterId), withPoison ? [1, 1, 1, 1, 1] : [1, 1, 1, 1, 1, 1])
+        const records = dead.map((m) => JSON.parse(m.value) as DeadLetterRecord)
+        assert.deepEqual(
+          records.map((r) => [r.reason, r.error.code ?? null]),
+          [
+            ...(withPoison ? [['NOT_JSON', 'POISON_MESSAGE']] : []),
+            ['REJECTED', 'INVALID_TRANSITION'],
+            ['REJECTED', 'VERSION_CONFLICT'],
+          ],
+        )
+        const inbox = await database.db.query<{ message_id: string }>(
+          'SELECT message_id FROM inbox WHERE consumer = $1 ORDER BY message_id',
+          [groupId],
+        )
+        assert.deepEqual(
+          inbox.rows.map((r) => r.message_id),
+          (withPoison ? [0, 1, 3, 5, 7] : [0, 1, 2, 3, 5, 7]).map((n) => `${counterId}-${n}`),
+          'refused messages leave nothing in the inbox',
+        )
+      })
+    }
+
+    it('a transaction that throws inside a batch, even when its caller catches it, rolls the batch back', async () => {
+      let ranAlone = 0
+      await assert.rejects(
+        scope.run(async () => {
+          await scope.db.query('INSERT INTO counters (id, version, state, updated_at) VALUES ($1, 1, $2, now())', [
+            'rolled-back',
+            '{}',
+          ])
+          await scope.db
+            .transaction(async () => {
+              throw new AppError('INVALID_TRANSITION', 'refused inside the batch')
+            })
+            .catch(() => {})
+          scope.afterCommit(() => {
+            ranAlone++
+          })
+        }),
+        /inside the batch failed/,
+      )
+      const { rows } = await database.db.query("SELECT 1 FROM counters WHERE id = 'rolled-back'")
+      assert.equal(rows.length, 0)
+      assert.equal(ranAlone, 0, 'callbacks for after the commit are dropped with the batch')
+    })
+  })
+}
+
+suite('the embedded log on PGlite', async () => {
+  const database = await pgliteTestDatabase()
+  const transport = await createEmbeddedTransport({ db: database.db, partitions: 3, pollIntervalMs: 50 })
+  return {
+    database,
+    transport,
+    async cleanup() {
+      await transport.close()
+      await database.cleanup()
+    },
+  }
+})
+
+suite('Kafka and PostgreSQL', async () => {
+  const database = await postgresTestDatabase('of_batch')
+  const transport = await createKafkaTransport({
+    brokers: kafkaBrokers(),
+    clientId: uniqueName('batch'),
+    partitions: 3,
+    replicationFactor: 1,
+    requiredAcks: 'all',
+    retries: 3,
+    retryBackoffMs: 100,
+  })
+  return {
+    database,
+    transport,
+    async cleanup() {
+      await transport.close()
+      await database.cleanup()
+    },
+  }
+})
