@@ -90,15 +90,17 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
         onCommitted: context.committed,
         onScheduled: (delayMs) => context.afterCommit(() => wake(delayMs)),
         clock: context.clock,
-        onEnded: (state) => {
-          ended.inc({ status: state.status, outcome: state.outcome ?? '' })
-          if (state.status === 'PARKED') {
-            logger.error(
-              { orderId: state.orderId, step: state.step, reason: state.parkedReason },
-              `saga of order ${state.orderId} parked at ${state.step}: ${state.parkedReason}`,
-            )
-          }
-        },
+        // Counted and said once the saga's transaction committed (a consumer's batch may roll back).
+        onEnded: (state) =>
+          context.afterCommit(() => {
+            ended.inc({ status: state.status, outcome: state.outcome ?? '' })
+            if (state.status === 'PARKED') {
+              logger.error(
+                { orderId: state.orderId, step: state.step, reason: state.parkedReason },
+                `saga of order ${state.orderId} parked at ${state.step}: ${state.parkedReason}`,
+              )
+            }
+          }),
       })
       const routes = sagaRoutes({ processor, db: context.db, mode: context.config.sagaMode })
       if (context.config.sagaMode !== 'orchestration') return { processor, steps, routes }

@@ -172,8 +172,18 @@ export function moneyRaceSuite(infra: Infrastructure, mode: SagaMode): void {
 
       const context = `seed ${seed} (MONEY_RACE_SEED replays it)`
       const orders = await allSettled(j, ids)
-      const report = await auditUntilClean(j).catch((error: Error) => {
-        throw new Error(`${context}: ${error.message}`)
+      const report = await auditUntilClean(j).catch(async (error: Error) => {
+        // What the saga and the payment say of each order that does not add up, to tell why.
+        const last = (await j.app.http.inject({ method: 'GET', url: '/api/audit?stuckAfterMs=0' })).json<AuditReport>()
+        const details = await Promise.all(
+          last.money.mismatches.map(async (m) => ({
+            orderId: m.orderId,
+            saga: (await j.app.http.inject({ method: 'GET', url: `/api/orders/${m.orderId}/saga` })).json<unknown>(),
+            payment: await paymentOf(j.db, m.orderId),
+            answers: answers.filter((a) => a.order === m.orderId),
+          })),
+        )
+        throw new Error(`${context}: ${error.message}; details ${JSON.stringify(details)}`)
       })
       const money = report.checks.find((c) => c.name === 'money')
       assert.ok(money?.ok, `${context}: ${money?.summary}`)
