@@ -137,6 +137,9 @@ function openWorktree(sha: string): string {
     removeWorktree(dir)
   }
   say(`creating a worktree of ${sha.slice(0, 12)} in ${dir}`)
+  // A run killed before its clean-up, whose directory was then deleted, leaves the worktree
+  // registered: git refuses to add it again until the registration is pruned.
+  git(['worktree', 'prune'])
   git(['worktree', 'add', '--detach', dir, sha])
   return dir
 }
