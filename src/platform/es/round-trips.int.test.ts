@@ -5,8 +5,8 @@ import { isAppError } from '../errors.ts'
 import { readStream } from '../eventstore/event-store.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import { type Add, type Added, COUNTERS_TABLE, type Counter, counter } from '../testing/counter.ts'
 import { createCommandHandler, jsonStateTable } from './command-handler.ts'
-import { accept, type Decider, reject } from './decider.ts'
 
 /**
  * What a command costs in round trips to the database, counted statement by statement inside its
@@ -15,21 +15,6 @@ import { accept, type Decider, reject } from './decider.ts'
  * must keep: a copy of a consumed message seen before changes nothing and is refused nothing, and a
  * refused message leaves no trace in the inbox.
  */
-
-type Add = { type: 'Add'; amount: number }
-type Added = { eventType: 'Added'; amount: number }
-type Counter = { total: number }
-
-const counter: Decider<Add, Added, Counter> = {
-  initialState: () => ({ total: 0 }),
-  decide: (command, state) =>
-    state.total + command.amount < 0
-      ? reject('INVALID_TRANSITION', 'a counter never goes below zero')
-      : command.amount === 0
-        ? { ok: true, events: [] }
-        : accept({ eventType: 'Added', amount: command.amount }),
-  evolve: (state, event) => ({ total: state.total + event.amount }),
-}
 
 function roundTrips(name: string, open: () => Promise<TestDatabase>) {
   describe(`round trips of a command on ${name}`, () => {
@@ -41,9 +26,7 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
     before(async () => {
       database = await open()
       await migratePlatform(database.db)
-      await database.db.exec(
-        'CREATE TABLE counters (id text PRIMARY KEY, version integer NOT NULL, state jsonb NOT NULL, updated_at timestamptz NOT NULL)',
-      )
+      await database.db.exec(COUNTERS_TABLE)
       const real = database.db
       const counting: SqlDatabase = {
         dialect: real.dialect,

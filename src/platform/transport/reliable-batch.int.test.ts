@@ -12,12 +12,12 @@ import {
 } from '../../../test/support/index.ts'
 import { AppError } from '../errors.ts'
 import { createCommandHandler, jsonStateTable } from '../es/command-handler.ts'
-import { accept, type Decider, reject } from '../es/decider.ts'
 import { readStream } from '../eventstore/event-store.ts'
 import { createLogger } from '../logger.ts'
 import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
+import { COUNTERS_TABLE, counter } from '../testing/counter.ts'
 import { createEmbeddedTransport } from './embedded.ts'
 import { createKafkaTransport } from './kafka.ts'
 import type { IncomingMessage, Transport } from './port.ts'
@@ -31,19 +31,6 @@ import { type DeadLetterRecord, type Decoded, deadLetterTopic, startReliableCons
  */
 
 const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
-
-type Add = { type: 'Add'; amount: number }
-type Added = { eventType: 'Added'; amount: number }
-type Counter = { total: number }
-
-const counter: Decider<Add, Added, Counter> = {
-  initialState: () => ({ total: 0 }),
-  decide: (command, state) =>
-    state.total + command.amount < 0
-      ? reject('INVALID_TRANSITION', 'a counter never goes below zero')
-      : accept({ eventType: 'Added', amount: command.amount }),
-  evolve: (state, event) => ({ total: state.total + event.amount }),
-}
 
 interface Job {
   id: string
@@ -79,9 +66,7 @@ function suite(
     before(async () => {
       ;({ database, transport, cleanup } = await open())
       await migratePlatform(database.db)
-      await database.db.exec(
-        'CREATE TABLE IF NOT EXISTS counters (id text PRIMARY KEY, version integer NOT NULL, state jsonb NOT NULL, updated_at timestamptz NOT NULL)',
-      )
+      await database.db.exec(COUNTERS_TABLE)
       const real = database.db
       const counting: SqlDatabase = {
         dialect: real.dialect,

@@ -1,0 +1,24 @@
+import { accept, type Decider, reject } from '../es/decider.ts'
+
+/**
+ * The smallest event-sourced aggregate, for the platform's own tests: a counter that adds amounts,
+ * refuses to go below zero, and decides nothing for an amount of zero. Its state lives in a
+ * `counters` table (`COUNTERS_TABLE`) of the shape `jsonStateTable` expects.
+ */
+export type Add = { type: 'Add'; amount: number }
+export type Added = { eventType: 'Added'; amount: number }
+export type Counter = { total: number }
+
+export const counter: Decider<Add, Added, Counter> = {
+  initialState: () => ({ total: 0 }),
+  decide: (command, state) =>
+    state.total + command.amount < 0
+      ? reject('INVALID_TRANSITION', 'a counter never goes below zero')
+      : command.amount === 0
+        ? { ok: true, events: [] }
+        : accept({ eventType: 'Added', amount: command.amount }),
+  evolve: (state, event) => ({ total: state.total + event.amount }),
+}
+
+export const COUNTERS_TABLE =
+  'CREATE TABLE IF NOT EXISTS counters (id text PRIMARY KEY, version integer NOT NULL, state jsonb NOT NULL, updated_at timestamptz NOT NULL)'
