@@ -101,34 +101,29 @@ export async function auditNow(db: SqlDatabase, brokers: string[], prefix: strin
   return runAudit(db, { stuckAfterMs: 0, lag: kafkaLag({ brokers, clientId: 'orderflow-faults', prefix }) })
 }
 
+/** The failed checks of an audit, in one line. */
+const failedChecks = (report: AuditReport) =>
+  `audit: ${report.checks
+    .filter((c) => !c.ok)
+    .map((c) => `${c.name}: ${c.summary}`)
+    .join('; ')}`
+
 /**
- * Waits until the system has worked off the fault: every order settled, the outbox empty and the
- * auditor clean. Resolves to how long that took, or `null` when it did not happen in `timeoutMs`.
+ * Asks `check` every 500 ms until it answers 'drained' or `timeoutMs` passed, saying where it is every
+ * 10 s. `check` says what is still open; a throw counts as not drained, with its message.
  */
-export async function waitForDrain(
-  options: { db: SqlDatabase; brokers: string[]; prefix: string; timeoutMs: number },
+async function pollUntilDrained(
+  check: () => Promise<string>,
+  timeoutMs: number,
   onProgress?: (line: string) => void,
 ): Promise<{ drainMs: number | null; last: string }> {
   const started = Date.now()
   let last = ''
   let lastReported = 0
-  while (Date.now() - started < options.timeoutMs) {
+  while (Date.now() - started < timeoutMs) {
     try {
-      const { rows } = await options.db.query<{ open: string; pending: string }>(
-        `SELECT (SELECT count(*) FROM orders WHERE status NOT IN ('DELIVERED', 'CANCELLED'))::text AS open,
-                (SELECT count(*) FROM outbox WHERE published_at IS NULL)::text AS pending`,
-      )
-      const open = Number(rows[0]?.open)
-      const pending = Number(rows[0]?.pending)
-      last = `${open} orders in flight, ${pending} outbox rows unpublished`
-      if (open === 0 && pending === 0) {
-        const report = await auditNow(options.db, options.brokers, options.prefix)
-        if (report.ok) return { drainMs: Date.now() - started, last: 'drained' }
-        last = `audit: ${report.checks
-          .filter((c) => !c.ok)
-          .map((c) => `${c.name}: ${c.summary}`)
-          .join('; ')}`
-      }
+      last = await check()
+      if (last === 'drained') return { drainMs: Date.now() - started, last }
     } catch (error) {
       last = `(${(error as Error).message})`
     }
@@ -142,43 +137,51 @@ export async function waitForDrain(
 }
 
 /**
+ * Waits until the system has worked off the fault: every order settled, the outbox empty and the
+ * auditor clean. Resolves to how long that took, or `null` when it did not happen in `timeoutMs`.
+ */
+export function waitForDrain(
+  options: { db: SqlDatabase; brokers: string[]; prefix: string; timeoutMs: number },
+  onProgress?: (line: string) => void,
+): Promise<{ drainMs: number | null; last: string }> {
+  return pollUntilDrained(
+    async () => {
+      const { rows } = await options.db.query<{ open: string; pending: string }>(
+        `SELECT (SELECT count(*) FROM orders WHERE status NOT IN ('DELIVERED', 'CANCELLED'))::text AS open,
+                (SELECT count(*) FROM outbox WHERE published_at IS NULL)::text AS pending`,
+      )
+      const open = Number(rows[0]?.open)
+      const pending = Number(rows[0]?.pending)
+      if (open !== 0 || pending !== 0) return `${open} orders in flight, ${pending} outbox rows unpublished`
+      const report = await auditNow(options.db, options.brokers, options.prefix)
+      return report.ok ? 'drained' : failedChecks(report)
+    },
+    options.timeoutMs,
+    onProgress,
+  )
+}
+
+/**
  * waitForDrain for an app that holds its database alone (the embedded default's PGlite): asks the
  * app's own auditor (`GET /api/audit?stuckAfterMs=0`), which checks the same: every order settled,
  * the outbox empty, consumer lag 0.
  */
-export async function waitForDrainHttp(
+export function waitForDrainHttp(
   options: { urls: () => string[]; timeoutMs: number },
   onProgress?: (line: string) => void,
 ): Promise<{ drainMs: number | null; last: string }> {
-  const started = Date.now()
-  let last = ''
-  let lastReported = 0
-  while (Date.now() - started < options.timeoutMs) {
-    const url = options.urls()[0]
-    if (url === undefined) last = '(no app running)'
-    else {
-      try {
-        const response = await fetch(`${url}/api/audit?stuckAfterMs=0`, { signal: AbortSignal.timeout(15_000) })
-        if (response.status !== 200) last = `(GET /api/audit answered ${response.status}: ${await response.text()})`
-        else {
-          const report = (await response.json()) as AuditReport
-          if (report.ok) return { drainMs: Date.now() - started, last: 'drained' }
-          last = `audit: ${report.checks
-            .filter((c) => !c.ok)
-            .map((c) => `${c.name}: ${c.summary}`)
-            .join('; ')}`
-        }
-      } catch (error) {
-        last = `(${(error as Error).message})`
-      }
-    }
-    if (onProgress && Date.now() - lastReported > 10_000) {
-      lastReported = Date.now()
-      onProgress(`draining for ${Math.round((Date.now() - started) / 1000)} s: ${last}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500))
-  }
-  return { drainMs: null, last }
+  return pollUntilDrained(
+    async () => {
+      const url = options.urls()[0]
+      if (url === undefined) return '(no app running)'
+      const response = await fetch(`${url}/api/audit?stuckAfterMs=0`, { signal: AbortSignal.timeout(15_000) })
+      if (response.status !== 200) return `(GET /api/audit answered ${response.status}: ${await response.text()})`
+      const report = (await response.json()) as AuditReport
+      return report.ok ? 'drained' : failedChecks(report)
+    },
+    options.timeoutMs,
+    onProgress,
+  )
 }
 
 export async function verify(options: VerifyOptions): Promise<Verification> {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { AuditReport } from '../../src/audit/audit.ts'
 import { paymentIdFor } from '../../src/contracts/payment/events.ts'
+import { seededRandom } from '../../src/payment/application/authorize.ts'
 import { waitFor } from '../support/index.ts'
 import {
   getOrder,
@@ -28,18 +29,6 @@ const ORDERS = 30
 /** Orders are placed over this long, and each request lands within this long of its order. */
 const PLACE_OVER_MS = 1_500
 const ACT_WITHIN_MS = 3_000
-
-/** A small deterministic generator (mulberry32), so a failing run can be replayed from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
 
 const settle = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -126,7 +115,7 @@ export function moneyRaceSuite(infra: Infrastructure, mode: SagaMode): void {
 
     it('PATCH, cancel and confirm at random moments of the journey: every order settles and the money adds up', async () => {
       const seed = Number(process.env.MONEY_RACE_SEED ?? Date.now() % 1_000_000)
-      const next = random(seed)
+      const next = seededRandom(seed)
       const answers: { order: string; action: string; status: number; code?: string }[] = []
       const fire = async (
         orderId: string,

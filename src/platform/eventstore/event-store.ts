@@ -1,4 +1,5 @@
 import { AppError } from '../errors.ts'
+import { inboxInsert } from '../inbox/inbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 
 /**
@@ -117,12 +118,7 @@ export async function appendOnce(
   try {
     const { rows } = await tx.query<EventRow>(
       `${
-        inbox
-          ? `WITH handled AS (
-               INSERT INTO inbox (consumer, message_id) VALUES ($10, $11)
-               ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1
-             ) `
-          : ''
+        inbox ? `WITH handled AS (${inboxInsert(10)}) ` : ''
       }INSERT INTO es_events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata, occurred_on)
        SELECT $1, $2, $3::integer + e.n::integer, e.event_id::uuid, e.event_type, e.schema_version, e.data::jsonb,
               e.metadata::jsonb, e.occurred_on::timestamptz

@@ -472,7 +472,8 @@ class EmbeddedTransport implements Transport {
               if (signal.aborted) return
               return fail(toError(error))
             }
-            position = BigInt(rows.at(-1)?.offset ?? position - 1n) + 1n
+            const last = messages.at(-1)
+            if (last) position = BigInt(last.offset) + 1n
             // Committing once per batch keeps the log fast; the interval bounds what a crash replays
             // when handlers are slow.
             if (Date.now() - committedAt >= COMMIT_INTERVAL_MS) await commit()

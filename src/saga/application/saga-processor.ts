@@ -7,6 +7,7 @@ import { encodePaymentCommand, PAYMENT_COMMANDS_TOPIC } from '../../contracts/pa
 import { AppError, notFound } from '../../platform/errors.ts'
 import { cancelTimer, scheduleTimer } from '../../platform/es/scheduler.ts'
 import type { Workflow } from '../../platform/es/workflow.ts'
+import { inboxInsert } from '../../platform/inbox/inbox.ts'
 import { inInsertionOrder, outboxInsert, outboxRows } from '../../platform/outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
 import { EVENT_ID_HEADER } from '../../platform/transport/instrumented.ts'
@@ -104,9 +105,7 @@ export const sagaTimerId = (orderId: string) => `${SAGA_TIMEOUT_TIMER}:${orderId
  */
 async function claim(tx: SqlExecutor, inbox: { consumer: string; messageId: string }, sagaId: string) {
   const { rows } = await tx.query<{ fresh: boolean; state: CreateOrderSagaState | null; version: number | null }>(
-    `WITH handled AS (
-       INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1
-     )
+    `WITH handled AS (${inboxInsert(1)})
      SELECT i.fresh, s.state, s.version
        FROM (SELECT count(*) > 0 AS fresh FROM handled) AS i
        LEFT JOIN LATERAL (SELECT state, version FROM sagas WHERE id = $3 FOR UPDATE) AS s ON true`,
