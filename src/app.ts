@@ -124,7 +124,14 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     // publish never outlives the lease and a dead holder is replaced within about 40 s.
     ...(transport.kind === 'kafka' ? { publishTimeoutMs: kafkaMaxSendMs(0), leaseMs: 3 * kafkaMaxSendMs(0) } : {}),
     ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+    shards: config.outboxRelayShards,
     ...options.relay,
+  })
+  // A process whose OUTBOX_RELAY_SHARDS differs from that of the relays already running refuses to start.
+  await relay.joined.catch(async (error: unknown) => {
+    unsubscribe()
+    await Promise.allSettled([relay.stop(), projections.stop(), housekeeping.stop()])
+    throw error
   })
 
   const subscriptions: ReliableSubscription[] = []

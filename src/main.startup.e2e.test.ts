@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { freePort, testDatabaseUrl, waitFor } from '../test/support/index.ts'
+import { joinShards } from './platform/outbox/relay-lease.ts'
+import { migratePlatform } from './platform/sql/migrations.ts'
+import { openPglite } from './platform/sql/pglite.ts'
 
 /**
  * What a user sees when start-up cannot go on because of the configuration: one line that names the
@@ -109,5 +112,20 @@ describe('start-up failures name what to fix', () => {
       first.child.kill('SIGTERM')
       await first.exited
     }
+  })
+
+  it('another shard count than that of the outbox relays running names OUTBOX_RELAY_SHARDS', async () => {
+    // A relay with 8 shards is live on the database (as another process on a shared PostgreSQL would be).
+    const dataDir = join(dir, 'shards')
+    const db = await openPglite(dataDir)
+    try {
+      await migratePlatform(db)
+      await joinShards(db, { holder: 'other-process', shards: 8, leaseMs: 600_000 })
+    } finally {
+      await db.close()
+    }
+    const { code, output } = await failsWith({ DATA_DIR: dataDir, PORT: '0', OUTBOX_RELAY_SHARDS: '4' })
+    assert.equal(code, 1)
+    assertOneLine(output, /OUTBOX_RELAY_SHARDS is 4, but .* use 8 shards: set OUTBOX_RELAY_SHARDS=8/)
   })
 })

@@ -160,6 +160,7 @@ const environmentSchema = z.object({
   SAGA_COMPENSATION_TIMEOUT_MS: wholeNumber('SAGA_COMPENSATION_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
   SCHEDULER_POLL_INTERVAL_MS: wholeNumber('SCHEDULER_POLL_INTERVAL_MS', 10, 600_000, 1_000),
   CONSUMER_BATCH_MAX: wholeNumber('CONSUMER_BATCH_MAX', 1, 1_000, 50),
+  OUTBOX_RELAY_SHARDS: wholeNumber('OUTBOX_RELAY_SHARDS', 1, 256, 8),
   AUDIT_STUCK_AFTER_MS: wholeNumber('AUDIT_STUCK_AFTER_MS', 0, 30 * 24 * HOUR_MS, 15 * 60_000),
   AUTH: z
     .enum(['off', 'jwt', 'dev'], { error: (issue) => `AUTH must be 'off', 'jwt' or 'dev' (got '${issue.input}')` })
@@ -284,6 +285,11 @@ export interface Config {
   schedulerPollIntervalMs: number
   /** The most messages of a partition's backlog a consumer handles in one transaction (1: one at a time). */
   consumerBatchMax: number
+  /**
+   * Shards of the outbox relay's lease: at most this many processes publish side by side, each
+   * key's messages in order. One value for every process of a database (a different one refuses to start).
+   */
+  outboxRelayShards: number
   /** Orders not terminal after this long are reported as stuck by the auditor. */
   audit: { stuckAfterMs: number }
   auth: {
@@ -376,6 +382,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     schedulerPollIntervalMs: e.SCHEDULER_POLL_INTERVAL_MS,
     consumerBatchMax: e.CONSUMER_BATCH_MAX,
+    outboxRelayShards: e.OUTBOX_RELAY_SHARDS,
     audit: { stuckAfterMs: e.AUDIT_STUCK_AFTER_MS },
     auth: { mode: e.AUTH, jwt },
     rateLimit: {

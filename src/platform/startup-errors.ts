@@ -31,6 +31,8 @@ function explainOne(error: unknown, config: Config): string | undefined {
     return `HOST ${config.http.host} is not an address of this machine: set HOST to one of its addresses (127.0.0.1 by default, 0.0.0.0 for every interface).`
   }
   if (/DATA_DIR .* is in use by process/.test(message)) return message
+  // The outbox relay's shard count disagrees with that of the relays running on the database.
+  if (code === 'CONFIG_INVALID') return message
 
   if (config.database.kind === 'postgres') {
     const where = describeDatabaseUrl(config.database.url)

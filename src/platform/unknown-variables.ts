@@ -20,6 +20,7 @@ const PREFIXES = [
   'ORDERFLOW_',
   'IDEMPOTENCY_',
   'INBOX_',
+  'OUTBOX_',
   'LOG_RETENTION',
   'SHUTDOWN_',
 ]

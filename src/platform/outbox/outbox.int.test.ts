@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as pace } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import {
   follow,
+  kafkaBrokers,
   pgliteTestDatabase,
   postgresTestDatabase,
   type TestDatabase,
@@ -13,8 +18,16 @@ import { createLogger, type Logger } from '../logger.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { createEmbeddedTransport } from '../transport/embedded.ts'
+import { createKafkaTransport } from '../transport/kafka.ts'
 import type { IncomingMessage, OutgoingMessage, PublishOptions, Transport } from '../transport/port.ts'
-import { createOutboxSignal, enqueue, type OutboxRelayOptions, prunePublished, startOutboxRelay } from './outbox.ts'
+import {
+  createOutboxSignal,
+  enqueue,
+  type OutboxRelay,
+  type OutboxRelayOptions,
+  prunePublished,
+  startOutboxRelay,
+} from './outbox.ts'
 
 /**
  * The relay on its own: order on the wire, batching, retry after failures, one relay at a time,
@@ -124,8 +137,26 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
     })
     after(async () => database?.cleanup())
 
-    it('publishes in insertion order, batches a burst, and retries after the transport fails', async () => {
+    /**
+     * An empty outbox, once no relay of an earlier test holds a shard or counts as live (one that
+     * stopped with a publish unsettled leaves its shards to expire): each test claims from scratch.
+     */
+    const freshOutbox = async () => {
       await db.exec('DELETE FROM outbox')
+      await waitFor(
+        async () =>
+          (
+            await db.query<{ live: number }>(
+              `SELECT (SELECT count(*) FROM outbox_relay_lease WHERE expires_at > now())::int
+                    + (SELECT count(*) FROM outbox_relay_member WHERE expires_at > now())::int AS live`,
+            )
+          ).rows[0]?.live === 0,
+        { message: 'the relays of earlier tests are gone' },
+      )
+    }
+
+    it('publishes in insertion order, batches a burst, and retries after the transport fails', async () => {
+      await freshOutbox()
       const { transport, published, batches, state } = recordingTransport()
       const signal = createOutboxSignal()
       state.down = true
@@ -165,7 +196,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
     })
 
     it('deletes published rows past their retention and keeps pending ones', async () => {
-      await db.exec('DELETE FROM outbox')
+      await freshOutbox()
       const topic = uniqueName('outbox')
       await enqueue(db, [
         { topic, key: 'k', value: 'old' },
@@ -182,13 +213,17 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       )
     })
 
+    /**
+     * The lease over every shard, as one: a holder that differs between shards shows as a list
+     * ('a,b'), which no assertion on one holder accepts. Epochs are per shard: `epochs()`.
+     */
     const lease = async () =>
       (
-        await db.query<{ holder: string; epoch: string; expires_ms: number | null; released: boolean }>(
-          `SELECT holder, epoch::text,
-                  CASE WHEN expires_at = '-infinity' THEN NULL ELSE extract(epoch FROM expires_at) * 1000 END::float8 AS expires_ms,
-                  expires_at = '-infinity' AS released
-             FROM outbox_relay_lease WHERE id = 1`,
+        await db.query<{ holder: string; expires_ms: number | null; released: boolean }>(
+          `SELECT string_agg(DISTINCT holder, ',') AS holder,
+                  min(CASE WHEN expires_at = '-infinity' THEN NULL ELSE extract(epoch FROM expires_at) * 1000 END)::float8 AS expires_ms,
+                  bool_and(expires_at = '-infinity') AS released
+             FROM outbox_relay_lease`,
         )
       ).rows[0]
 
@@ -201,177 +236,214 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
     const expectedValues = (count: number) =>
       valuesByKey(Array.from({ length: count }, (_, i) => ({ key: `k${i % 3}`, value: String(i) })))
 
-    const publishedEpochs = async () =>
-      (await db.query<{ epoch: string | null }>('SELECT DISTINCT published_epoch::text AS epoch FROM outbox')).rows.map(
-        (r) => r.epoch,
+    /** Each shard's epoch. */
+    const epochs = async () =>
+      new Map(
+        (
+          await db.query<{ id: number; epoch: string }>('SELECT id, epoch::text FROM outbox_relay_lease ORDER BY id')
+        ).rows.map((r) => [r.id, Number(r.epoch)]),
       )
+    const plus = (each: Map<number, number>, n: number) =>
+      new Map([...each].map(([shard, epoch]) => [shard, epoch + n]))
 
-    it('a relay stalled inside its publish past its lease never publishes after the relay that took over', async () => {
-      await db.exec('DELETE FROM outbox')
-      const topic = uniqueName('outbox')
-      const embedded = await createEmbeddedTransport({ db, pollIntervalMs: 20 })
-      const { seen, sub } = await follow(embedded, topic)
-      // Relay A's broker connection hangs: its publish waits, the request not sent yet, until the
-      // gate opens. Like a client whose request never left, it then drops a publish it was told to abort.
-      const gate = createGate()
-      const stall = { entered: 0, finished: 0, delegated: 0 }
-      const stalling: Transport = {
-        kind: embedded.kind,
-        ensureTopics: (topics) => embedded.ensureTopics(topics),
-        ping: () => embedded.ping(),
-        subscribe: (subscribeOptions) => embedded.subscribe(subscribeOptions),
-        close: async () => {},
-        async publish(messages: OutgoingMessage[], publishOptions?: PublishOptions) {
-          if (!gate.isOpen) {
-            stall.entered++
-            try {
-              await gate.opened
-              publishOptions?.signal?.throwIfAborted()
-              stall.delegated++
-            } finally {
-              stall.finished++
+    /** The rows (values up to `upTo`) with their shard and the epoch they were marked published under. */
+    const markedRows = async (upTo = Number.MAX_SAFE_INTEGER) =>
+      (
+        await db.query<{ value: string; shard: number; epoch: string | null }>(
+          `SELECT value, outbox_shard(message_key, (SELECT count(*)::int FROM outbox_relay_lease)) AS shard,
+                  published_epoch::text AS epoch
+             FROM outbox WHERE value::bigint <= $1 ORDER BY id`,
+          [upTo],
+        )
+      ).rows.map((r) => ({ value: r.value, shard: r.shard, epoch: r.epoch === null ? null : Number(r.epoch) }))
+
+    /** The values (up to `upTo`) not marked under the epoch `expected` gives their shard. */
+    const markedOtherwise = async (expected: Map<number, number>, upTo?: number) =>
+      (await markedRows(upTo)).filter((r) => r.epoch !== expected.get(r.shard)).map((r) => r.value)
+
+    for (const shards of [1, 8]) {
+      it(`a relay stalled inside its publish past its lease never publishes after the relay that took over (${shards} shards)`, async () => {
+        await freshOutbox()
+        const topic = uniqueName('outbox')
+        const embedded = await createEmbeddedTransport({ db, pollIntervalMs: 20 })
+        const { seen, sub } = await follow(embedded, topic)
+        // Relay A's broker connection hangs: its publish waits, the request not sent yet, until the
+        // gate opens. Like a client whose request never left, it then drops a publish it was told to abort.
+        const gate = createGate()
+        const stall = { entered: 0, finished: 0, delegated: 0 }
+        const stalling: Transport = {
+          kind: embedded.kind,
+          ensureTopics: (topics) => embedded.ensureTopics(topics),
+          ping: () => embedded.ping(),
+          subscribe: (subscribeOptions) => embedded.subscribe(subscribeOptions),
+          close: async () => {},
+          async publish(messages: OutgoingMessage[], publishOptions?: PublishOptions) {
+            if (!gate.isOpen) {
+              stall.entered++
+              try {
+                await gate.opened
+                publishOptions?.signal?.throwIfAborted()
+                stall.delegated++
+              } finally {
+                stall.finished++
+              }
             }
+            return embedded.publish(messages)
+          },
+        }
+        const a = capturingLogger()
+        const b = capturingLogger()
+        const relays: { stop(): Promise<void> }[] = []
+        try {
+          await enqueueValues(topic, 0, 9)
+          const relayA = startOutboxRelay({
+            ...shortLease,
+            shards,
+            db,
+            transport: stalling,
+            signal: createOutboxSignal(),
+            logger: a.logger,
+            holderId: 'relay-a',
+          })
+          relays.push(relayA)
+          await waitFor(() => stall.entered === 1, { message: 'relay A is stuck in its first publish' })
+          const epochA = await epochs()
+          assert.equal((await lease())?.holder, 'relay-a')
+
+          // Rows written during the stall, then a second relay that takes over once A's lease expired.
+          await enqueueValues(topic, 9, 18)
+          const relayB = startOutboxRelay({
+            ...shortLease,
+            shards,
+            db,
+            transport: embedded,
+            signal: createOutboxSignal(),
+            logger: b.logger,
+            holderId: 'relay-b',
+          })
+          relays.push(relayB)
+          await waitFor(async () => seen.length === 18 && (await relayB.pending()) === 0, {
+            message: () => `relay B publishes everything (seen ${seen.length})`,
+          })
+          assert.equal((await lease())?.holder, 'relay-b')
+          assert.deepEqual(await epochs(), plus(epochA, 1), 'the takeover increments each shard’s epoch')
+          assert.ok(
+            a.records.some((r) => r.level === WARN && /publish timed out/.test(r.msg) && r.batchSize === 9),
+            'relay A logged its hanging publish',
+          )
+
+          // The stalled publish comes back to life: it must not reach the topic.
+          gate.open()
+          await waitFor(() => stall.finished === 1, { message: 'the stalled publish settled' })
+          await waitFor(() => a.records.some((r) => r.level === WARN && /lost its lease/.test(r.msg)), {
+            message: 'relay A notices it lost its lease',
+          })
+          await enqueueValues(topic, 18, 21)
+          await waitFor(() => seen.length >= 21, { message: 'relay B publishes what came after' })
+          await waitFor(async () => (await relayB.pending()) === 0, { message: 'relay B marks what came after' })
+
+          assert.equal(stall.delegated, 0, 'the aborted publish was dropped')
+          assert.deepEqual(valuesByKey(seen), expectedValues(21), 'each key exactly once, in enqueue order')
+          if (shards === 1) {
+            assert.deepEqual(await markedOtherwise(plus(epochA, 1)), [], 'every row was marked under B')
+          } else {
+            // With A back, B hands half the shards over to it: what came after may be A's, under a new epoch.
+            assert.deepEqual(await markedOtherwise(plus(epochA, 1), 17), [], 'the first 18 were marked under B')
+            const underLostEpoch = (await markedRows()).filter(
+              (r) => r.epoch === null || r.epoch <= (epochA.get(r.shard) ?? 0),
+            )
+            assert.deepEqual(underLostEpoch, [], 'nothing is marked under an epoch A lost')
           }
-          return embedded.publish(messages)
-        },
-      }
-      const a = capturingLogger()
-      const b = capturingLogger()
-      const relays: { stop(): Promise<void> }[] = []
-      try {
-        await enqueueValues(topic, 0, 9)
-        const relayA = startOutboxRelay({
-          ...shortLease,
-          db,
-          transport: stalling,
-          signal: createOutboxSignal(),
-          logger: a.logger,
-          holderId: 'relay-a',
-        })
-        relays.push(relayA)
-        await waitFor(() => stall.entered === 1, { message: 'relay A is stuck in its first publish' })
-        const epochA = (await lease())?.epoch
-        assert.equal((await lease())?.holder, 'relay-a')
+        } finally {
+          gate.open() // a failed assertion must not leave relay A stuck, nor its stop()
+          for (const relay of relays) await relay.stop()
+          await sub.close()
+          await embedded.close()
+        }
+      })
 
-        // Rows written during the stall, then a second relay that takes over once A's lease expired.
-        await enqueueValues(topic, 9, 18)
-        const relayB = startOutboxRelay({
-          ...shortLease,
-          db,
-          transport: embedded,
-          signal: createOutboxSignal(),
-          logger: b.logger,
-          holderId: 'relay-b',
-        })
-        relays.push(relayB)
-        await waitFor(async () => seen.length === 18 && (await relayB.pending()) === 0, {
-          message: () => `relay B publishes everything (seen ${seen.length})`,
-        })
-        assert.equal((await lease())?.holder, 'relay-b')
-        assert.equal((await lease())?.epoch, String(Number(epochA) + 1), 'the takeover increments the epoch')
-        assert.ok(
-          a.records.some((r) => r.level === WARN && /publish timed out/.test(r.msg) && r.batchSize === 9),
-          'relay A logged its hanging publish',
-        )
+      it(`a relay stalled between its publish and its mark cannot mark rows once it lost its lease (${shards} shards)`, async () => {
+        await freshOutbox()
+        const topic = uniqueName('outbox')
+        const embedded = await createEmbeddedTransport({ db, pollIntervalMs: 20 })
+        const { seen, sub } = await follow(embedded, topic)
+        // Relay A publishes, then stalls (a long pause) before its "mark published" statement is sent.
+        const gate = createGate()
+        const stall = { marks: 0, refused: 0 }
+        const stallingDb: SqlDatabase = {
+          dialect: db.dialect,
+          exec: (text) => db.exec(text),
+          transaction: (work) => db.transaction(work),
+          close: async () => {},
+          async query<Row>(text: string, params?: unknown[]) {
+            if (!gate.isOpen && /SET published_at = now\(\)/.test(text)) {
+              stall.marks++
+              await gate.opened
+            }
+            const result = await db.query<Row>(text, params)
+            if (/SET published_at = now\(\)/.test(text) && result.rowCount === 0) stall.refused++
+            return result
+          },
+        }
+        const a = capturingLogger()
+        const relays: { stop(): Promise<void> }[] = []
+        try {
+          await enqueueValues(topic, 0, 9)
+          const relayA = startOutboxRelay({
+            ...shortLease,
+            shards,
+            db: stallingDb,
+            transport: embedded,
+            signal: createOutboxSignal(),
+            logger: a.logger,
+            holderId: 'relay-a',
+          })
+          relays.push(relayA)
+          await waitFor(() => stall.marks === 1 && seen.length === 9, {
+            message: 'relay A published its batch and is stuck before marking it',
+          })
+          const epochA = await epochs()
 
-        // The stalled publish comes back to life: it must not reach the topic.
-        gate.open()
-        await waitFor(() => stall.finished === 1, { message: 'the stalled publish settled' })
-        await waitFor(() => a.records.some((r) => r.level === WARN && /lost its lease/.test(r.msg)), {
-          message: 'relay A notices it lost its lease',
-        })
-        await enqueueValues(topic, 18, 21)
-        await waitFor(() => seen.length >= 21, { message: 'relay B publishes what came after' })
-        await waitFor(async () => (await relayB.pending()) === 0, { message: 'relay B marks what came after' })
+          await enqueueValues(topic, 9, 18)
+          const relayB = startOutboxRelay({
+            ...shortLease,
+            shards,
+            db,
+            transport: embedded,
+            signal: createOutboxSignal(),
+            logger,
+            holderId: 'relay-b',
+          })
+          relays.push(relayB)
+          await waitFor(async () => seen.length === 27 && (await relayB.pending()) === 0, {
+            message: () => `relay B publishes everything again (seen ${seen.length})`,
+          })
+          const epochB = plus(epochA, 1)
+          assert.deepEqual(await epochs(), epochB)
 
-        assert.equal(stall.delegated, 0, 'the aborted publish was dropped')
-        assert.deepEqual(valuesByKey(seen), expectedValues(21), 'each key exactly once, in enqueue order')
-        assert.deepEqual(await publishedEpochs(), [String(Number(epochA) + 1)], 'every row was marked under B')
-      } finally {
-        for (const relay of relays) await relay.stop()
-        await sub.close()
-        await embedded.close()
-      }
-    })
-
-    it('a relay stalled between its publish and its mark cannot mark rows once it lost its lease', async () => {
-      await db.exec('DELETE FROM outbox')
-      const topic = uniqueName('outbox')
-      const embedded = await createEmbeddedTransport({ db, pollIntervalMs: 20 })
-      const { seen, sub } = await follow(embedded, topic)
-      // Relay A publishes, then stalls (a long pause) before its "mark published" statement is sent.
-      const gate = createGate()
-      const stall = { marks: 0, refused: 0 }
-      const stallingDb: SqlDatabase = {
-        dialect: db.dialect,
-        exec: (text) => db.exec(text),
-        transaction: (work) => db.transaction(work),
-        close: async () => {},
-        async query<Row>(text: string, params?: unknown[]) {
-          if (!gate.isOpen && /SET published_at = now\(\)/.test(text)) {
-            stall.marks++
-            await gate.opened
-          }
-          const result = await db.query<Row>(text, params)
-          if (/SET published_at = now\(\)/.test(text) && result.rowCount === 0) stall.refused++
-          return result
-        },
-      }
-      const a = capturingLogger()
-      const relays: { stop(): Promise<void> }[] = []
-      try {
-        await enqueueValues(topic, 0, 9)
-        const relayA = startOutboxRelay({
-          ...shortLease,
-          db: stallingDb,
-          transport: embedded,
-          signal: createOutboxSignal(),
-          logger: a.logger,
-          holderId: 'relay-a',
-        })
-        relays.push(relayA)
-        await waitFor(() => stall.marks === 1 && seen.length === 9, {
-          message: 'relay A published its batch and is stuck before marking it',
-        })
-        const epochA = (await lease())?.epoch
-
-        await enqueueValues(topic, 9, 18)
-        const relayB = startOutboxRelay({
-          ...shortLease,
-          db,
-          transport: embedded,
-          signal: createOutboxSignal(),
-          logger,
-          holderId: 'relay-b',
-        })
-        relays.push(relayB)
-        await waitFor(async () => seen.length === 27 && (await relayB.pending()) === 0, {
-          message: () => `relay B publishes everything again (seen ${seen.length})`,
-        })
-        const epochB = String(Number(epochA) + 1)
-        assert.equal((await lease())?.epoch, epochB)
-
-        gate.open()
-        await waitFor(() => stall.refused === 1, { message: 'relay A tried to mark its batch, and was refused' })
-        await waitFor(
-          () =>
-            a.records.some(
-              (r) => r.level === WARN && /marking published rows was refused/.test(r.msg) && r.refusedRows === 9,
-            ),
-          { message: 'relay A logs that it lost its lease' },
-        )
-        assert.deepEqual(await publishedEpochs(), [epochB], 'every row is marked as published under B')
-        // A's batch went out before B's first publish: the consumer sees it again, never out of order.
-        assertOrderedWithReplayedPrefix(valuesByKey(seen), expectedValues(18))
-      } finally {
-        for (const relay of relays) await relay.stop()
-        await sub.close()
-        await embedded.close()
-      }
-    })
+          gate.open()
+          await waitFor(() => stall.refused === 1, { message: 'relay A tried to mark its batch, and was refused' })
+          await waitFor(
+            () =>
+              a.records.some(
+                (r) => r.level === WARN && /marking published rows was refused/.test(r.msg) && r.refusedRows === 9,
+              ),
+            { message: 'relay A logs that it lost its lease' },
+          )
+          assert.deepEqual(await markedOtherwise(epochB), [], 'every row is marked as published under B')
+          // A's batch went out before B's first publish: the consumer sees it again, never out of order.
+          assertOrderedWithReplayedPrefix(valuesByKey(seen), expectedValues(18))
+        } finally {
+          gate.open() // a failed assertion must not leave relay A stuck, nor its stop()
+          for (const relay of relays) await relay.stop()
+          await sub.close()
+          await embedded.close()
+        }
+      })
+    }
 
     it('times out a publish that hangs, logs it, and publishes the rows on a later attempt', async () => {
-      await db.exec('DELETE FROM outbox')
+      await freshOutbox()
       const { transport, published } = recordingTransport()
       let hung = 0
       // The broker freezes for the first publish: it never answers, until the relay aborts it.
@@ -415,7 +487,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
     })
 
     it('renews its lease under one epoch; a takeover increments the epoch and waits only after an expiry', async () => {
-      await db.exec('DELETE FROM outbox')
+      await freshOutbox()
       const topic = uniqueName('outbox')
       const first = startOutboxRelay({
         ...shortLease,
@@ -428,10 +500,11 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       const held = await waitFor(async () => ((await lease())?.holder === 'first' ? lease() : undefined), {
         message: 'the first relay claims the lease',
       })
+      const heldEpochs = await epochs()
       await waitFor(async () => ((await lease())?.expires_ms ?? 0) > (held.expires_ms ?? 0), {
         message: 'the first relay renews its lease',
       })
-      assert.equal((await lease())?.epoch, held.epoch, 'a renewal keeps the epoch')
+      assert.deepEqual(await epochs(), heldEpochs, 'a renewal keeps the epoch')
       await first.stop()
       assert.equal((await lease())?.released, true, 'stop() releases the lease')
 
@@ -456,7 +529,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
           (second.publishedAt[0] ?? Infinity) - startedSecond < 2500,
           `published ${(second.publishedAt[0] ?? Infinity) - startedSecond} ms after start`,
         )
-        assert.equal((await lease())?.epoch, String(Number(held.epoch) + 1))
+        assert.deepEqual(await epochs(), plus(heldEpochs, 1))
         assert.ok(secondLog.records.some((r) => r.how === 'released' && r.waitMs === 0))
       } finally {
         await secondRelay.stop()
@@ -465,7 +538,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       // A holder that died without releasing: its lease runs for 300 ms more.
       const killedAt = performance.now()
       await db.query(
-        `UPDATE outbox_relay_lease SET holder = 'crashed', expires_at = now() + interval '300 milliseconds' WHERE id = 1`,
+        `UPDATE outbox_relay_lease SET holder = 'crashed', expires_at = now() + interval '300 milliseconds'`,
       )
       await enqueueValues(topic, 1, 2)
       const third = recordingTransport()
@@ -485,10 +558,159 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
         // Not before the crashed holder's expiry plus one publish timeout: 300 + 600 ms.
         const elapsed = (third.publishedAt[0] ?? 0) - killedAt
         assert.ok(elapsed >= 890, `published ${elapsed} ms after the holder died`)
-        assert.equal((await lease())?.epoch, String(Number(held.epoch) + 2))
+        assert.deepEqual(await epochs(), plus(heldEpochs, 2))
         assert.ok(thirdLog.records.some((r) => r.how === 'expired' && typeof r.waitMs === 'number' && r.waitMs > 0))
       } finally {
         await thirdRelay.stop()
+      }
+    })
+
+    const leaseRows = async () =>
+      (
+        await db.query<{ id: number; holder: string; epoch: string; live: boolean }>(
+          'SELECT id, holder, epoch::text, expires_at > now() AS live FROM outbox_relay_lease ORDER BY id',
+        )
+      ).rows
+
+    it('one relay alone claims every shard in one statement and publishes the outbox in insertion order', async () => {
+      await freshOutbox()
+      const topic = uniqueName('outbox')
+      await db.transaction(async (tx) => {
+        for (let i = 0; i < 60; i++) await enqueue(tx, [{ topic, key: `key-${i % 12}`, value: String(i) }])
+      })
+      const claims = { count: 0, beforeFirstPublish: -1 }
+      const counting: SqlDatabase = {
+        dialect: db.dialect,
+        exec: (text) => db.exec(text),
+        transaction: (work) => db.transaction(work),
+        close: async () => {},
+        query<Row>(text: string, params?: unknown[]) {
+          if (/INSERT INTO outbox_relay_member/.test(text) && /FOR UPDATE/.test(text)) claims.count++
+          return db.query<Row>(text, params)
+        },
+      }
+      const recording = recordingTransport()
+      const transport: Transport = {
+        ...recording.transport,
+        publish(messages, publishOptions) {
+          if (claims.beforeFirstPublish < 0) claims.beforeFirstPublish = claims.count
+          return recording.transport.publish(messages, publishOptions)
+        },
+      }
+      const relay = startOutboxRelay({
+        ...shortLease,
+        shards: 8,
+        db: counting,
+        transport,
+        signal: createOutboxSignal(),
+        logger,
+        holderId: 'alone',
+      })
+      try {
+        await relay.joined
+        await waitFor(async () => (await relay.pending()) === 0, { message: 'the relay publishes everything' })
+        assert.deepEqual(
+          recording.published.map((m) => m.value),
+          Array.from({ length: 60 }, (_, i) => String(i)),
+          'one relay publishes the outbox in insertion order',
+        )
+        assert.equal(recording.batches[0], 60, 'its first publish covers every key: it held every shard')
+        assert.equal(claims.beforeFirstPublish, 1, 'every shard came with the first claim')
+        const rows = await leaseRows()
+        assert.deepEqual(
+          rows.map((r) => r.id),
+          [0, 1, 2, 3, 4, 5, 6, 7],
+        )
+        assert.ok(
+          rows.every((r) => r.holder === 'alone' && r.live),
+          `one relay holds every shard: ${JSON.stringify(rows)}`,
+        )
+      } finally {
+        await relay.stop()
+      }
+    })
+
+    it('refuses another shard count while a relay runs, and reshards once none is live, waiting out a dead holder', async () => {
+      await freshOutbox()
+      const relays: OutboxRelay[] = []
+      try {
+        const four = startOutboxRelay({
+          ...shortLease,
+          shards: 4,
+          db,
+          transport: recordingTransport().transport,
+          signal: createOutboxSignal(),
+          logger,
+          holderId: 'four',
+        })
+        relays.push(four)
+        await four.joined
+        await waitFor(async () => (await lease())?.holder === 'four', { message: 'the first relay holds every shard' })
+
+        const refused = startOutboxRelay({
+          ...shortLease,
+          shards: 8,
+          db,
+          transport: recordingTransport().transport,
+          signal: createOutboxSignal(),
+          logger,
+          holderId: 'refused',
+        })
+        relays.push(refused)
+        await assert.rejects(refused.joined, (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'CONFIG_INVALID')
+          assert.match(error.message, /OUTBOX_RELAY_SHARDS is 8, but .* use 4 shards: set OUTBOX_RELAY_SHARDS=4/)
+          return true
+        })
+        await refused.stop()
+        assert.equal((await leaseRows()).length, 4, 'the running relay keeps its shard count')
+        await four.stop()
+
+        // Its holder died with its shards live for 300 ms more (or it is a relay of the previous
+        // version, which is no member): nobody is live, so a relay with another count reshards, and
+        // keys that move to another shard wait for whatever that holder may still publish.
+        const before = Math.max(...(await epochs()).values())
+        await db.query(
+          `UPDATE outbox_relay_lease SET holder = 'crashed', expires_at = now() + interval '300 milliseconds'`,
+        )
+        const diedAt = performance.now()
+        const topic = uniqueName('outbox')
+        await db.transaction(async (tx) => {
+          for (let i = 0; i < 40; i++) await enqueue(tx, [{ topic, key: `key-${i % 10}`, value: String(i) }])
+        })
+        const recording = recordingTransport()
+        const eight = startOutboxRelay({
+          db,
+          transport: recording.transport,
+          signal: createOutboxSignal(),
+          logger,
+          holderId: 'eight',
+          shards: 8,
+          leaseMs: 3000,
+          publishTimeoutMs: 600,
+          pollIntervalMs: 20,
+        })
+        relays.push(eight)
+        await eight.joined
+        assert.equal((await leaseRows()).length, 8, 'resharded to 8')
+        await waitFor(async () => (await eight.pending()) === 0, {
+          message: 'the resharded relay publishes everything',
+        })
+        assert.deepEqual(
+          valuesByKey(recording.published),
+          valuesByKey(Array.from({ length: 40 }, (_, i) => ({ key: `key-${i % 10}`, value: String(i) }))),
+          'each key once, in order',
+        )
+        const elapsed = (recording.publishedAt[0] ?? 0) - diedAt
+        assert.ok(elapsed >= 890, `published ${elapsed} ms after the holder died, not after its expiry + 600 ms`)
+        assert.equal((await lease())?.holder, 'eight')
+        assert.deepEqual(
+          await epochs(),
+          new Map(Array.from({ length: 8 }, (_, shard) => [shard, before + 2])),
+          'resharding (above every old epoch) and the takeover each increment the epoch: marks under an old one are refused',
+        )
+      } finally {
+        for (const relay of relays) await relay.stop()
       }
     })
   })
@@ -496,3 +718,169 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
 
 suite('PGlite', pgliteTestDatabase)
 suite('PostgreSQL', () => postgresTestDatabase('of_outbox'))
+
+interface RelayProcess {
+  holder: string
+  lines: Record<string, unknown>[]
+  /** Rows this process marked published. */
+  published(): number
+  stop(): Promise<void>
+  kill(): void
+}
+
+/** A relay in an OS process of its own (test/support/outbox-relay-process.ts), on `schema`. */
+function startRelayProcess(options: { schema: string; holder: string; shards: number; leaseMs: number }): RelayProcess {
+  const script = fileURLToPath(new URL('../../../test/support/outbox-relay-process.ts', import.meta.url))
+  const child = spawn(process.execPath, [script, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const lines: Record<string, unknown>[] = []
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+    } catch {
+      lines.push({ text: line })
+    }
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  return {
+    holder: options.holder,
+    lines,
+    published: () => lines.reduce((sum, l) => sum + (typeof l.published === 'number' ? l.published : 0), 0),
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM')
+      await exited
+    },
+    kill: () => void (child.exitCode === null && child.kill('SIGKILL')),
+  }
+}
+
+describe('outbox relays in two processes on PostgreSQL and Kafka', () => {
+  let database: TestDatabase
+  let kafka: Transport
+  const processes: RelayProcess[] = []
+  before(async () => {
+    database = await postgresTestDatabase('of_outbox_shards')
+    await migratePlatform(database.db)
+    kafka = await createKafkaTransport({
+      brokers: kafkaBrokers(),
+      clientId: uniqueName('shards'),
+      partitions: 3,
+      replicationFactor: 1,
+      requiredAcks: 'all',
+      retries: 3,
+      retryBackoffMs: 100,
+    })
+  })
+  after(async () => {
+    for (const relay of processes) relay.kill()
+    await kafka?.close()
+    await database?.cleanup()
+  })
+
+  it('two processes share the relay’s shards and per-key order holds; when one stops, the other takes over and finishes', async () => {
+    const { db } = database
+    const schema = (await db.query<{ schema: string }>('SELECT current_schema() AS schema')).rows[0]?.schema ?? ''
+    const topic = uniqueName('shards')
+    await kafka.ensureTopics([topic])
+    const { seen, sub } = await follow(kafka, topic)
+    const holders = async () => {
+      const { rows } = await db.query<{ holder: string; n: number }>(
+        `SELECT holder, count(*)::int AS n FROM outbox_relay_lease WHERE expires_at > now() GROUP BY holder`,
+      )
+      return new Map(rows.map((r) => [r.holder, r.n]))
+    }
+
+    // Orders whose events keep coming: each key's values carry its own sequence number.
+    const expected = new Map<string, string[]>()
+    let written = 0
+    const write = async (count: number) => {
+      const messages = Array.from({ length: count }, (_, i) => {
+        const key = `order-${(written + i) % 24}`
+        const sequence = expected.get(key) ?? []
+        const value = `${key}:${sequence.length}`
+        sequence.push(value)
+        expected.set(key, sequence)
+        return { topic, key, value }
+      })
+      await enqueue(db, messages)
+      written += count
+    }
+    const writing = { on: true }
+    let writer: Promise<void> = Promise.resolve()
+    const startWriting = () => {
+      writing.on = true
+      writer = (async () => {
+        // Paced, so that the stream lasts while the relays settle and one of them stops.
+        while (writing.on) {
+          await write(10)
+          await pace(5)
+        }
+      })()
+    }
+
+    try {
+      const a = startRelayProcess({ schema, holder: 'relay-a', shards: 8, leaseMs: 3000 })
+      processes.push(a)
+      await waitFor(() => a.lines.some((l) => l.joined), { message: 'relay A joined' })
+      startWriting()
+      const b = startRelayProcess({ schema, holder: 'relay-b', shards: 8, leaseMs: 3000 })
+      processes.push(b)
+      await waitFor(() => b.lines.some((l) => l.joined), { message: 'relay B joined' })
+
+      await waitFor(
+        async () => {
+          const held = await holders()
+          return held.get('relay-a') === 4 && held.get('relay-b') === 4 && a.published() > 0 && b.published() > 0
+        },
+        {
+          timeoutMs: 30_000,
+          message: () =>
+            `each relay holds half the shards and publishes (published: A ${a.published()}, B ${b.published()})`,
+        },
+      )
+      const shedByA = a.lines.filter((l) => l.how === 'shed').map((l) => l.shard)
+      const claimedByB = b.lines.filter((l) => l.how === 'released').map((l) => l.shard)
+      assert.deepEqual([...claimedByB].sort(), [...shedByA].sort(), 'B took what A handed over, without a wait')
+
+      // B stops while the rows keep coming: A takes its shards over at once and publishes the rest.
+      const publishedBeforeStop = b.published()
+      await b.stop()
+      await waitFor(async () => (await holders()).get('relay-a') === 8, {
+        timeoutMs: 10_000,
+        message: 'relay A holds every shard after B stopped',
+      })
+      const writtenAtTakeover = written
+      await waitFor(() => written >= writtenAtTakeover + 100, { message: 'more rows are written after the takeover' })
+      writing.on = false
+      await writer
+
+      // A's report of its last batch may reach us after its mark: wait for it too.
+      await waitFor(
+        async () => seen.length >= written && (await pendingRows(db)) === 0 && a.published() + b.published() >= written,
+        {
+          timeoutMs: 60_000,
+          message: () =>
+            `every row is published (seen ${seen.length} of ${written}, reported ${a.published() + b.published()})`,
+        },
+      )
+      assert.equal(seen.length, written, 'each row once')
+      assert.deepEqual(valuesByKey(seen), expected, 'each key’s events in sequence order')
+      assert.ok(publishedBeforeStop > 0 && b.published() > 0, 'B published a share')
+      assert.equal(a.published() + b.published(), written, 'between them, the relays marked every row')
+      assert.ok(
+        a.lines.filter((l) => l.how === 'released' && typeof l.shard === 'number' && claimedByB.includes(l.shard))
+          .length >= claimedByB.length,
+        'A took B’s shards back as released (no wait)',
+      )
+      await a.stop()
+    } finally {
+      writing.on = false
+      await writer.catch(() => {})
+      await sub.close()
+    }
+  })
+})
+
+async function pendingRows(db: SqlDatabase): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL')
+  return rows[0]?.n ?? 0
+}

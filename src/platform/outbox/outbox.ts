@@ -4,6 +4,16 @@ import { AppError, ErrorCodes, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import type { Headers, OutgoingMessage, PublishedPosition, Transport } from '../transport/port.ts'
+import {
+  type ClaimedShard,
+  claimShards,
+  joinShards,
+  type KnownShard,
+  leaveShards,
+  MAX_SHARDS,
+  markPublished,
+  SHARDS_VARIABLE,
+} from './relay-lease.ts'
 
 /**
  * The transactional outbox. A command's messages are written to `outbox` in the same transaction
@@ -11,17 +21,30 @@ import type { Headers, OutgoingMessage, PublishedPosition, Transport } from '../
  * in insertion order, at least once, and marks them published. With the broker unreachable the
  * rows wait; nothing is lost and nothing is reordered.
  *
- * One relay per database publishes at a time: the holder of the lease row `outbox_relay_lease`.
- * Every takeover increments the lease's `epoch` (a fencing token). A relay marks rows published
- * only while the lease is still its own (holder and epoch), and records the epoch on the row
- * (`published_epoch`), so a relay that lost its lease cannot pass its work off as the holder's.
+ * The lease is sharded by key (`relay-lease.ts`): the outbox's rows fall into N shards by a hash
+ * of their key (`outbox_shard(message_key, N)`), each shard has a lease row of its own in
+ * `outbox_relay_lease`, and only the holder of a shard publishes its rows, in insertion order. A
+ * key is always in the same shard, so per-key order holds while several processes publish side by
+ * side. One relay alone holds every shard; with K relays each claims about N / K (its fair share,
+ * counted over the relays registered in `outbox_relay_member`), and a holder above its share hands
+ * the rest over at its next renewal. N (OUTBOX_RELAY_SHARDS) is one value per database: a relay
+ * with another count reshards the lease table only when no other relay is live, and refuses to
+ * start otherwise.
+ *
+ * Every takeover of a shard increments its `epoch` (a fencing token). A relay marks rows published
+ * only while their shard's lease is still its own (holder and epoch), and records the epoch on the
+ * row (`published_epoch`), so a relay that lost a shard cannot pass its work off as the holder's.
  *
  * The broker does not know the epoch, so fencing the mark alone cannot stop a relay that lost its
  * lease from publishing late. Time does that: a relay starts a publish only if its lease outlasts
  * the publish timeout plus a margin, gives up (and aborts) a publish at the timeout, and a relay
- * that takes over an expired lease waits one publish timeout more before its first publish. That
- * holds as long as the transport's publish ends when aborted, or ends by itself within the publish
- * timeout (a Kafka producer's request timeout × retries must fit in it).
+ * that takes over an expired lease waits one publish timeout more before its first publish of
+ * that shard's rows. That holds as long as the transport's publish ends when aborted, or ends by
+ * itself within the publish timeout (a Kafka producer's request timeout × retries must fit in it).
+ * A shard handed over (a stop, more relays) is released for the next holder to take at once, since
+ * its holder has no publish in flight; unless the holder was itself still waiting out a previous
+ * holder, or has a publish it gave up on that has not settled: then it expires, and its next
+ * holder waits.
  */
 
 /**
@@ -110,6 +133,11 @@ export interface OutboxRelayOptions {
   /** How long the lease lasts without renewal; another relay takes over after (default 15 s). */
   leaseMs?: number
   /**
+   * Shards of the lease (OUTBOX_RELAY_SHARDS, 1 to 256, default 8): the most relays that publish
+   * side by side. The same for every relay of a database (see `joined`).
+   */
+  shards?: number
+  /**
    * A publish that has not finished after this long is abandoned (aborted) and counts as failed;
    * at most half the lease (default: a third). Must cover the transport's own give-up time when
    * the transport cannot abort a publish.
@@ -118,13 +146,20 @@ export interface OutboxRelayOptions {
 }
 
 export interface OutboxRelay {
-  /** Publishes everything pending now; resolves with the number of rows published. */
+  /** Publishes everything pending now in the shards this relay holds; resolves with the number of rows published. */
   drain(): Promise<number>
+  /**
+   * Settles with the relay's first attempt to join the database's shards: rejects (CONFIG_INVALID,
+   * naming OUTBOX_RELAY_SHARDS) when other live relays run with another shard count. The relay
+   * keeps trying meanwhile; a process that must not run so stops it.
+   */
+  joined: Promise<void>
   stop(): Promise<void>
   pending(): Promise<number>
 }
 
 const DEFAULT_LEASE_MS = 15_000
+const DEFAULT_SHARDS = 8
 const PRUNE_EVERY_MS = 60 * 60 * 1000
 
 interface OutboxRow {
@@ -134,51 +169,23 @@ interface OutboxRow {
   value: string
   headers: Headers
   age_ms: number
+  shard: number
 }
 
-/** The lease as this relay knows it; times are `performance.now()` readings. */
-interface HeldLease {
+/** A shard this relay holds, as it knows it; times are `performance.now()` readings. */
+interface HeldShard {
   epoch: string
-  /** Never later than the database's expiry: measured from before the claim was sent. */
-  deadline: number
-  renewAfter: number
-  /** After taking over an expired lease: when the old holder's last publish is over for sure. */
+  /** After taking over an expired shard: when the old holder's last publish is over for sure. */
   publishNotBefore: number
 }
 
-interface ClaimRow {
-  epoch: string
-  previous_holder: string
-  previous_epoch: string
-  how: 'renewed' | 'released' | 'expired'
-  wait_ms: number
+/** The shards this relay holds: claimed and renewed together, in one statement. */
+interface HeldLease {
+  shards: Map<number, HeldShard>
+  /** Never later than the database's expiry: measured from before the claim was sent. */
+  deadline: number
+  renewAfter: number
 }
-
-// One statement, so that two relays claiming at once cannot both win: the second one's UPDATE
-// waits for the first's row lock and then finds the lease neither its own nor expired.
-// A relay renews only the lease it holds under its epoch; anything else it takes is a takeover,
-// which increments the epoch. `previous` is the row as it was before this statement.
-const CLAIM_LEASE = `
-UPDATE outbox_relay_lease AS lease
-   SET holder = $1,
-       epoch = CASE WHEN lease.holder = $1 AND lease.epoch = $2::bigint THEN lease.epoch ELSE lease.epoch + 1 END,
-       expires_at = now() + make_interval(secs => $3::float8)
-  FROM (SELECT holder, epoch, expires_at FROM outbox_relay_lease WHERE id = 1) AS previous
- WHERE lease.id = 1 AND ((lease.holder = $1 AND lease.epoch = $2::bigint) OR lease.expires_at < now())
-RETURNING lease.epoch::text AS epoch, previous.holder AS previous_holder, previous.epoch::text AS previous_epoch,
-  CASE WHEN previous.holder = $1 AND previous.epoch = $2::bigint THEN 'renewed'
-       WHEN previous.expires_at = '-infinity' THEN 'released'
-       ELSE 'expired' END AS how,
-  CASE WHEN (previous.holder = $1 AND previous.epoch = $2::bigint) OR previous.expires_at = '-infinity' THEN 0::float8
-       ELSE GREATEST(0, extract(epoch FROM previous.expires_at - now()) * 1000 + $4::float8)::float8 END AS wait_ms`
-
-// FOR SHARE orders the mark against a concurrent takeover: it either commits before the takeover
-// or waits for it and then finds the epoch changed.
-const MARK_PUBLISHED = `
-UPDATE outbox SET published_at = now(), published_epoch = $3::bigint, publish_attempts = publish_attempts + 1
- WHERE id = ANY($1::bigint[])
-   AND EXISTS (SELECT 1 FROM outbox_relay_lease
-                WHERE id = 1 AND holder = $2 AND epoch = $3::bigint AND expires_at > now() FOR SHARE)`
 
 export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const { db, transport, logger } = options
@@ -189,6 +196,10 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const coalesceMs = options.coalesceMs ?? 5
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
   const publishTimeoutMs = options.publishTimeoutMs ?? leaseMs / 3
+  const shards = options.shards ?? DEFAULT_SHARDS
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) {
+    throw new RangeError(`shards must be a whole number from 1 to ${MAX_SHARDS} (got ${shards})`)
+  }
   if (!(leaseMs > 0) || !Number.isFinite(leaseMs)) throw new RangeError(`leaseMs must be positive (got ${leaseMs})`)
   if (!(publishTimeoutMs > 0) || publishTimeoutMs > leaseMs / 2) {
     throw new RangeError(`publishTimeoutMs must be positive and at most half of leaseMs (got ${publishTimeoutMs})`)
@@ -217,57 +228,116 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   const holder = options.holderId ?? randomUUID()
 
-  const lostLease = (reason: string, details: Record<string, unknown> = {}) => {
-    logger.warn(
-      { holder, epoch: lease?.epoch, ...details },
-      `outbox relay lost its lease (${reason}); it stops publishing and tries to claim the lease again`,
-    )
-    lease = undefined
+  // The first attempt to join the database's shards settles `joined`; later attempts do not.
+  let hasJoined = false
+  let settleJoined: ((error?: unknown) => void) | undefined
+  const joined = new Promise<void>((resolve, reject) => {
+    settleJoined = (error) => (error === undefined ? resolve() : reject(error))
+  })
+  joined.catch(() => {})
+  const join = async () => {
+    try {
+      const { resharded } = await joinShards(db, { holder, shards, leaseMs })
+      if (resharded !== undefined) {
+        logger.info(
+          { holder, shards, previousShards: resharded },
+          `outbox relay resharded its lease to ${shards} shards`,
+        )
+      }
+      hasJoined = true
+      settleJoined?.()
+    } catch (error) {
+      settleJoined?.(error)
+      throw error
+    } finally {
+      settleJoined = undefined
+    }
   }
 
-  // Only one relay publishes at a time, so that the outbox's order is the order on the wire. A lease
-  // row (rather than a lock held across the publish) keeps the database free while the broker is
-  // slow, and lets another process take over when the holder dies.
+  const known = (held: HeldLease | undefined, now: number): KnownShard[] =>
+    [...(held?.shards ?? new Map<number, HeldShard>())].map(([shard, s]) => ({
+      shard,
+      epoch: s.epoch,
+      waiting: s.publishNotBefore > now,
+    }))
+
+  const lostLease = (reason: string, lost: number[], details: Record<string, unknown> = {}) => {
+    logger.warn(
+      { holder, shards: lost, epochs: lost.map((shard) => lease?.shards.get(shard)?.epoch), ...details },
+      `outbox relay lost its lease (${reason}); it stops publishing and tries to claim the lease again`,
+    )
+    for (const shard of lost) lease?.shards.delete(shard)
+    if (lease?.shards.size === 0) lease = undefined
+  }
+
+  const logClaim = (claim: ClaimedShard) => {
+    const fields = {
+      holder,
+      shard: claim.shard,
+      epoch: claim.epoch,
+      previousHolder: claim.previousHolder,
+      how: claim.how,
+      waitMs: Math.round(claim.waitMs),
+    }
+    if (claim.how === 'shed') {
+      logger.info(fields, 'outbox relay handed a shard over: more relays run, and this one held more than its share')
+    } else if (claim.how === 'expired') {
+      logger.info(fields, 'outbox relay took over an expired shard; it waits out the previous holder’s last publish')
+    } else if (claim.how === 'released') {
+      logger.info(fields, 'outbox relay claimed a shard')
+    }
+  }
+
+  // Only the holder of a shard publishes its rows, so that the outbox's order is the order on the
+  // wire for every key. A lease row (rather than a lock held across the publish) keeps the database
+  // free while the broker is slow, and lets another process take over when the holder dies.
   // Renewed once a third of it has passed rather than on every batch: one statement less per batch.
+  // A relay that holds no shard tries on every batch (every poll when idle).
   const holdLease = async (): Promise<HeldLease | undefined> => {
     const now = performance.now()
     if (lease && now < lease.renewAfter && lease.deadline - now >= publishWindowMs) return lease
+    if (!hasJoined) await join()
     const sentAt = performance.now()
-    const { rows } = await db.query<ClaimRow>(CLAIM_LEASE, [
+    const { shardCount, claimed } = await claimShards(db, {
       holder,
-      lease?.epoch ?? null,
-      leaseMs / 1000,
+      shards,
+      leaseMs,
       publishTimeoutMs,
-    ])
+      known: known(lease, sentAt),
+    })
     const receivedAt = performance.now()
-    const row = rows[0]
-    if (!row) {
-      if (lease) lostLease('another relay took it over')
-      return undefined
-    }
-    if (row.how !== 'renewed') {
-      logger.info(
-        {
-          holder,
-          epoch: row.epoch,
-          previousHolder: row.previous_holder,
-          how: row.how,
-          waitMs: Math.round(row.wait_ms),
-        },
-        row.how === 'expired'
-          ? 'outbox relay took over an expired lease; it waits out the previous holder’s last publish'
-          : 'outbox relay claimed the lease',
+    if (shardCount !== shards) {
+      if (lease) lostLease('the shard count changed', [...lease.shards.keys()])
+      throw new AppError(
+        ErrorCodes.CONFIG_INVALID,
+        `this relay runs with ${SHARDS_VARIABLE}=${shards}, but the database's outbox now has ${shardCount} shards ` +
+          '(resharded while this relay was not live): it publishes nothing until restarted with the same count',
+        { retryable: false },
       )
     }
-    lease = {
-      epoch: row.epoch,
-      deadline: sentAt + leaseMs,
-      renewAfter: sentAt + leaseMs / 3,
-      // Measured from after the answer: the wait may end later than the database computed, never earlier.
-      publishNotBefore: row.how === 'renewed' ? (lease?.publishNotBefore ?? 0) : receivedAt + row.wait_ms,
+    const next = new Map<number, HeldShard>()
+    for (const claim of claimed) {
+      logClaim(claim)
+      if (claim.how === 'shed') continue
+      const before = lease?.shards.get(claim.shard)
+      next.set(claim.shard, {
+        epoch: claim.epoch,
+        // Measured from after the answer: the wait may end later than the database computed, never earlier.
+        publishNotBefore: claim.how === 'renewed' ? (before?.publishNotBefore ?? 0) : receivedAt + claim.waitMs,
+      })
     }
+    const handedOver = new Set(claimed.filter((c) => c.how === 'shed').map((c) => c.shard))
+    const lost = [...(lease?.shards.keys() ?? [])].filter((shard) => !next.has(shard) && !handedOver.has(shard))
+    if (lost.length > 0) lostLease('another relay took it over', lost)
+    lease = next.size === 0 ? undefined : { shards: next, deadline: sentAt + leaseMs, renewAfter: sentAt + leaseMs / 3 }
     return lease
   }
+
+  /** The held shards whose rows may go out now, with their epochs: the fence of the mark. */
+  const readyShards = (held: HeldLease) =>
+    [...held.shards]
+      .filter(([, s]) => s.publishNotBefore <= performance.now())
+      .map(([shard, s]) => ({ shard, epoch: s.epoch }))
 
   const publishBatch = async (): Promise<number> => {
     if (abandoned) {
@@ -278,19 +348,27 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     }
     let held = await holdLease()
     if (!held) return 0
-    const waitMs = held.publishNotBefore - performance.now()
-    if (waitMs > 0) {
+    let ready = readyShards(held)
+    if (ready.length === 0) {
+      // Every shard held waits out a previous holder: the first one to be done.
+      const waitMs = Math.min(...[...held.shards.values()].map((s) => s.publishNotBefore)) - performance.now()
       await pause(waitMs, stopping.signal)
       if (stopped) return 0
       held = await holdLease()
       if (!held) return 0
+      ready = readyShards(held)
+      if (ready.length === 0) return 0
     }
+    // Qualified: the select list turns id into text, and ordering by text would put 10 before 9.
+    // Holding every shard (one relay), the relay reads the outbox as a whole: no hash per row scanned.
     const { rows } = await db.query<OutboxRow>(
-      // Qualified: the select list turns id into text, and ordering by text would put 10 before 9.
       `SELECT outbox.id::text, topic, message_key, value, headers,
-              (extract(epoch FROM now() - created_at) * 1000)::float8 AS age_ms
-         FROM outbox WHERE published_at IS NULL ORDER BY outbox.id LIMIT $1`,
-      [batchSize],
+              (extract(epoch FROM now() - created_at) * 1000)::float8 AS age_ms,
+              outbox_shard(message_key, $2::int) AS shard
+         FROM outbox WHERE published_at IS NULL
+         ${ready.length === shards ? '' : 'AND outbox_shard(message_key, $2::int) = ANY($3::int[])'}
+        ORDER BY outbox.id LIMIT $1`,
+      ready.length === shards ? [batchSize, shards] : [batchSize, shards, ready.map((s) => s.shard)],
     )
     if (rows.length === 0) return 0
     const selectedAt = performance.now()
@@ -332,7 +410,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           batchSize: rows.length,
           oldestAgeMs: Math.round((rows[0]?.age_ms ?? 0) + (performance.now() - selectedAt)),
           timeoutMs: publishTimeoutMs,
-          epoch: held.epoch,
+          shards: ready.map((s) => s.shard),
         }
         const error = new AppError(
           ErrorCodes.TRANSPORT_UNAVAILABLE,
@@ -356,12 +434,14 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       clearTimeout(timer)
     }
     // A crash before this update republishes the batch: at least once, in order.
-    const { rowCount } = await db.query(MARK_PUBLISHED, [ids, holder, held.epoch])
-    if (rowCount === 0) {
-      lostLease('marking published rows was refused', { refusedRows: rows.length })
-      return 0
+    const marked = await markPublished(db, { ids, holder, shards, fence: ready })
+    if (marked.size < rows.length) {
+      const refused = rows.filter((r) => !marked.has(r.id))
+      lostLease('marking published rows was refused', [...new Set(refused.map((r) => r.shard))], {
+        refusedRows: refused.length,
+      })
     }
-    return rows.length
+    return marked.size
   }
 
   const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
@@ -438,6 +518,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   return {
     drain: () => drain(),
+    joined,
     async pending() {
       const { rows } = await db.query<{ n: string }>(
         'SELECT count(*)::text AS n FROM outbox WHERE published_at IS NULL',
@@ -452,21 +533,19 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       await current.catch(() => {})
       await running
       await queue
+      settleJoined?.()
       const held = lease
       lease = undefined
-      if (!held) return
-      if (abandoned) {
-        // Released, the lease would go to the next relay at once, while this publish may still land.
-        logger.warn({ holder, epoch: held.epoch }, 'outbox relay stopped with a publish unsettled; its lease expires')
-        return
+      if (held && abandoned) {
+        // Released, the shards would go to the next relay at once, while this publish may still land.
+        logger.warn(
+          { holder, shards: [...held.shards.keys()] },
+          'outbox relay stopped with a publish unsettled; its lease expires',
+        )
       }
-      // Hand the lease over at once instead of making another process wait for it to expire.
-      await db
-        .query(`UPDATE outbox_relay_lease SET expires_at = '-infinity' WHERE id = 1 AND holder = $1 AND epoch = $2`, [
-          holder,
-          held.epoch,
-        ])
-        .catch(() => {})
+      // Hand the shards over at once instead of making other processes wait for them to expire,
+      // and stop counting as a relay that wants its share.
+      await leaveShards(db, holder, held && !abandoned ? known(held, performance.now()) : []).catch(() => {})
     },
   }
 }
