@@ -192,8 +192,16 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   })
 
   const running = new Map<string, StartedModule>()
-  // Services see the database through this: a consumer's batch runs in one transaction they join.
-  const batches = batchScope(db)
+  // Services see the database through this: a consumer's batch runs in one transaction they join,
+  // and transactions that arrive while others are in flight share one (group commit).
+  const batches = batchScope(db, {
+    group: {
+      // PGlite is one connection: one transaction at a time, the others group behind it. On
+      // PostgreSQL a few run side by side and leave the pool's other connections to the consumers.
+      maxInFlight: db.dialect === 'pglite' ? 1 : 4,
+      maxSize: config.groupCommitMax,
+    },
+  })
   const clock = options.clock ?? (() => new Date())
   const retry = { max: config.kafka.retryMax, backoffMs: config.kafka.retryBackoffMs }
 

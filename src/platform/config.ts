@@ -161,6 +161,7 @@ const environmentSchema = z.object({
   SCHEDULER_POLL_INTERVAL_MS: wholeNumber('SCHEDULER_POLL_INTERVAL_MS', 10, 600_000, 1_000),
   CONSUMER_BATCH_MAX: wholeNumber('CONSUMER_BATCH_MAX', 1, 1_000, 50),
   OUTBOX_RELAY_SHARDS: wholeNumber('OUTBOX_RELAY_SHARDS', 1, 256, 8),
+  GROUP_COMMIT_MAX: wholeNumber('GROUP_COMMIT_MAX', 1, 1_000, 64),
   AUDIT_STUCK_AFTER_MS: wholeNumber('AUDIT_STUCK_AFTER_MS', 0, 30 * 24 * HOUR_MS, 15 * 60_000),
   AUTH: z
     .enum(['off', 'jwt', 'dev'], { error: (issue) => `AUTH must be 'off', 'jwt' or 'dev' (got '${issue.input}')` })
@@ -290,6 +291,11 @@ export interface Config {
    * key's messages in order. One value for every process of a database (a different one refuses to start).
    */
   outboxRelayShards: number
+  /**
+   * The most HTTP commands that share one transaction when they arrive while others are committing
+   * (1: each its own). A command that arrives when nothing is in flight starts at once.
+   */
+  groupCommitMax: number
   /** Orders not terminal after this long are reported as stuck by the auditor. */
   audit: { stuckAfterMs: number }
   auth: {
@@ -383,6 +389,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     schedulerPollIntervalMs: e.SCHEDULER_POLL_INTERVAL_MS,
     consumerBatchMax: e.CONSUMER_BATCH_MAX,
     outboxRelayShards: e.OUTBOX_RELAY_SHARDS,
+    groupCommitMax: e.GROUP_COMMIT_MAX,
     audit: { stuckAfterMs: e.AUDIT_STUCK_AFTER_MS },
     auth: { mode: e.AUTH, jwt },
     rateLimit: {

@@ -21,6 +21,8 @@ const PREFIXES = [
   'IDEMPOTENCY_',
   'INBOX_',
   'OUTBOX_',
+  'CONSUMER_',
+  'GROUP_COMMIT',
   'LOG_RETENTION',
   'SHUTDOWN_',
 ]

@@ -2,25 +2,49 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import type { SqlDatabase, SqlExecutor } from './port.ts'
 
 /**
- * One transaction for a batch of consumed messages, without the services knowing: inside
- * `scope.run(work)`, every `transaction()` and `query()` of `scope.db` joins the batch's transaction,
- * so a handler written for one message handles each message of a batch in it, and the batch pays
- * one BEGIN and one COMMIT (and one WAL flush) instead of one per message.
+ * How services share transactions without knowing it. Two ways, one scope:
  *
- * A `transaction(work)` that throws inside a batch cannot be rolled back on its own (that would take
- * a savepoint, two more round trips per message): the batch is marked failed and `run` rejects, even
- * when the caller caught the error, so the whole batch rolls back and its consumer handles the
- * messages one at a time (see reliable-consumer.ts). Callbacks given to `afterCommit` inside a batch
- * run once it committed (outside its context), and are dropped when it rolled back; outside a batch
- * they run at once.
+ * **A consumer's batch.** Inside `scope.run(work)`, every `transaction()` and `query()` of
+ * `scope.db` joins the batch's transaction, so a handler written for one message handles each
+ * message of a batch in it, and the batch pays one BEGIN and one COMMIT (and one WAL flush) instead
+ * of one per message. A `transaction(work)` that throws inside a batch cannot be rolled back on its
+ * own (that would take a savepoint, two more round trips per message): the batch is marked failed
+ * and `run` rejects, even when the caller caught the error, so the whole batch rolls back and its
+ * consumer handles the messages one at a time (see reliable-consumer.ts).
+ *
+ * **Group commit.** Outside a batch, `transaction(work)` runs at once while fewer than
+ * `group.maxInFlight` of the scope's transactions are running: when idle it adds no wait at all.
+ * Transactions that arrive while all of them run queue, and the next free slot takes what queued
+ * (at most `group.maxSize`) into one transaction, each work after the other in arrival order. Each
+ * caller still gets its own answer:
+ * - a work that throws having only read (a refusal after loading state, a version conflict found
+ *   before writing, an idempotent replay) rejects alone; the others go on in the same transaction;
+ * - a work that throws after it wrote, or any failed statement (a unique violation, a deadlock),
+ *   rolls the whole group back; that work then runs again alone in its own transaction, the works
+ *   before it share one again and the works after it are grouped again, in arrival order;
+ * - a failed COMMIT rolls the group back, and each work runs again alone.
+ * What a work answers in the end is what it would have answered without the group.
+ * So a work must do nothing but database work (it may run twice, the first time rolled back).
+ *
+ * In both, `afterCommit(callback)` inside a transaction runs the callback once it committed
+ * (outside its context), and drops it when it rolled back; outside any transaction it runs at once.
  */
 export interface BatchScope {
   /** The database to give services: joins the batch's transaction while one runs in its context. */
   readonly db: SqlDatabase
   /** Runs `work` in one transaction that every use of `db` inside it joins. */
   run<T>(work: () => Promise<T>): Promise<T>
-  /** Runs `callback` once the current batch committed, or at once outside a batch. */
+  /** Runs `callback` once the current transaction committed, or at once outside one. */
   afterCommit(callback: () => void): void
+  /** Transactions the group commit has run, and the works they held (tests, metrics). */
+  readonly groups: { transactions: number; works: number; fallbacks: number }
+}
+
+export interface GroupCommitOptions {
+  /** Transactions of the scope that run at once before the next ones wait and group (≥ 1). */
+  maxInFlight: number
+  /** At most this many works share one transaction (1: no grouping). */
+  maxSize: number
 }
 
 interface Batch {
@@ -38,12 +62,165 @@ export class BatchFailed extends Error {
   }
 }
 
-export function batchScope(db: SqlDatabase): BatchScope {
+/** Thrown inside a group's transaction to roll it back; its works then run alone. */
+class GroupFailed extends Error {
+  constructor(cause: unknown) {
+    super('a work of the group failed after writing; the group is rolled back and run one by one', { cause })
+    this.name = 'GroupFailed'
+  }
+}
+
+interface Queued {
+  work: (tx: SqlExecutor) => Promise<unknown>
+  resolve: (value: unknown) => void
+  reject: (error: unknown) => void
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown }
+
+const READ_ONLY = /^\s*select\b/i
+
+export function batchScope(db: SqlDatabase, options: { group?: GroupCommitOptions } = {}): BatchScope {
   const current = new AsyncLocalStorage<Batch>()
+  const maxInFlight = Math.max(1, options.group?.maxInFlight ?? Number.POSITIVE_INFINITY)
+  const maxSize = Math.max(1, options.group?.maxSize ?? 1)
+  const groups = { transactions: 0, works: 0, fallbacks: 0 }
   const open = () => {
     const batch = current.getStore()
     return batch?.open ? batch : undefined
   }
+
+  /** Runs `work` in a transaction of its own, as a context that nested use and afterCommit join. */
+  const alone = async <T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> => {
+    const batch: Batch = { tx: db, open: true, failed: undefined, committed: [] }
+    let result: T
+    try {
+      result = await db.transaction(async (tx) => {
+        batch.tx = tx
+        const value = await current.run(batch, () => work(tx))
+        if (batch.failed !== undefined) throw new BatchFailed(batch.failed)
+        return value
+      })
+    } finally {
+      batch.open = false
+    }
+    current.exit(() => {
+      for (const callback of batch.committed) callback()
+    })
+    return result
+  }
+
+  /**
+   * The works of `group` in one transaction: their outcomes once it committed, or, rolled back,
+   * the index of the work that failed it (none when the COMMIT itself failed).
+   */
+  const together = async (group: Queued[]): Promise<{ outcomes: Outcome[] } | { failedAt: number | undefined }> => {
+    const committed: (() => void)[] = []
+    const contexts: Batch[] = []
+    let failedAt: number | undefined
+    try {
+      const outcomes = await db.transaction(async (tx) => {
+        const results: Outcome[] = []
+        for (const [index, queued] of group.entries()) {
+          let wrote = false
+          let statementFailed: unknown
+          const tracked: SqlExecutor = {
+            query<Row>(text: string, params?: unknown[]) {
+              if (!READ_ONLY.test(text)) wrote = true
+              return tx.query<Row>(text, params).catch((error: unknown) => {
+                statementFailed ??= error
+                throw error
+              })
+            },
+            exec(text) {
+              wrote = true
+              return tx.exec(text).catch((error: unknown) => {
+                statementFailed ??= error
+                throw error
+              })
+            },
+          }
+          const context: Batch = { tx: tracked, open: true, failed: undefined, committed: [] }
+          contexts.push(context)
+          try {
+            const value = await current.run(context, () => queued.work(tracked))
+            if (statementFailed !== undefined || context.failed !== undefined) {
+              throw new GroupFailed(statementFailed ?? context.failed)
+            }
+            results.push({ ok: true, value })
+            committed.push(...context.committed)
+          } catch (error) {
+            if (
+              error instanceof GroupFailed ||
+              wrote ||
+              statementFailed !== undefined ||
+              context.failed !== undefined
+            ) {
+              failedAt = index
+              throw error instanceof GroupFailed ? error : new GroupFailed(error)
+            }
+            results.push({ ok: false, error })
+          } finally {
+            context.open = false
+          }
+        }
+        return results
+      })
+      current.exit(() => {
+        for (const callback of committed) callback()
+      })
+      return { outcomes }
+    } catch {
+      for (const context of contexts) context.open = false
+      return { failedAt }
+    }
+  }
+
+  const settle = (queued: Queued, outcome: Outcome) =>
+    outcome.ok ? queued.resolve(outcome.value) : queued.reject(outcome.error)
+
+  /**
+   * Runs `group` in one transaction. Rolled back by one work: the works before it (which went
+   * through) share a transaction again, the failed one runs alone, and the ones after it are grouped
+   * again; rolled back at COMMIT: every work runs alone. Either way, in arrival order.
+   */
+  const runGroup = async (group: Queued[]): Promise<void> => {
+    groups.transactions++
+    groups.works += group.length
+    if (group.length > 1) {
+      const result = await together(group)
+      if ('outcomes' in result) {
+        for (const [i, queued] of group.entries()) settle(queued, result.outcomes[i] as Outcome)
+        return
+      }
+      groups.fallbacks++
+      const { failedAt } = result
+      if (failedAt !== undefined) {
+        if (failedAt > 0) await runGroup(group.slice(0, failedAt))
+        const failed = group[failedAt] as Queued
+        await alone(failed.work).then(failed.resolve, failed.reject)
+        if (failedAt + 1 < group.length) await runGroup(group.slice(failedAt + 1))
+        return
+      }
+    }
+    for (const queued of group) {
+      await alone(queued.work).then(queued.resolve, queued.reject)
+    }
+  }
+
+  const queue: Queued[] = []
+  let inFlight = 0
+  const pump = () => {
+    while (inFlight < maxInFlight && queue.length > 0) {
+      const group = queue.splice(0, maxSize)
+      inFlight++
+      void runGroup(group).finally(() => {
+        inFlight--
+        pump()
+      })
+    }
+  }
+
   const joined: SqlDatabase = {
     dialect: db.dialect,
     close: () => db.close(),
@@ -57,7 +234,13 @@ export function batchScope(db: SqlDatabase): BatchScope {
     },
     async transaction(work) {
       const batch = open()
-      if (!batch) return db.transaction(work)
+      if (!batch) {
+        if (!options.group) return alone(work)
+        return new Promise((resolve, reject) => {
+          queue.push({ work, resolve: resolve as (value: unknown) => void, reject })
+          pump()
+        })
+      }
       if (batch.failed !== undefined) throw new BatchFailed(batch.failed)
       try {
         return await work(batch.tx)
@@ -69,25 +252,10 @@ export function batchScope(db: SqlDatabase): BatchScope {
   }
   return {
     db: joined,
+    groups,
     async run(work) {
-      const outer = open()
-      if (outer) return work()
-      const batch: Batch = { tx: db, open: true, failed: undefined, committed: [] }
-      let result: Awaited<ReturnType<typeof work>>
-      try {
-        result = await db.transaction(async (tx) => {
-          batch.tx = tx
-          const value = await current.run(batch, work)
-          if (batch.failed !== undefined) throw new BatchFailed(batch.failed)
-          return value
-        })
-      } finally {
-        batch.open = false
-      }
-      current.exit(() => {
-        for (const callback of batch.committed) callback()
-      })
-      return result
+      if (open()) return work()
+      return alone(() => work())
     },
     afterCommit(callback) {
       const batch = open()
