@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { pgliteTestDatabase, postgresTestDatabase, type TestDatabase, uniqueName } from '../../../test/support/index.ts'
+import { type StatsPostgres, startStatsPostgres } from '../../../test/support/stats-postgres.ts'
 import { isAppError } from '../errors.ts'
 import { readStream } from '../eventstore/event-store.ts'
+import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import { type Add, type Added, COUNTERS_TABLE, type Counter, counter } from '../testing/counter.ts'
@@ -133,6 +135,78 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
     })
   })
 }
+
+/**
+ * The same costs as PostgreSQL itself counts them (`pg_stat_statements` on a server of the test's
+ * own): every statement the server executed, BEGIN and COMMIT included, so nothing the app does
+ * outside the counting wrapper above goes unseen. Alone, a consumed command is six round trips; in a
+ * consumer's batch or a group commit, the BEGIN and COMMIT are shared.
+ */
+describe('round trips of a command as PostgreSQL counts them', () => {
+  let server: StatsPostgres
+  const handlerOn = (db: SqlDatabase) =>
+    createCommandHandler({
+      db,
+      onCommitted: () => {},
+      streamType: 'counter',
+      decider: counter,
+      stateStore: jsonStateTable('counters', counter.initialState),
+      toMessages: (event) => [{ topic: 'counters', key: event.aggregateId, value: JSON.stringify(event) }],
+    })
+  const consumed = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      streamId: uniqueName(`counted-${i}`),
+      inbox: { consumer: 'counting', messageId: uniqueName('message') },
+    }))
+  const explain = (counted: Awaited<ReturnType<StatsPostgres['counted']>>) =>
+    counted.byStatement.map((row) => `${row.calls}× ${row.query}`).join('\n')
+
+  before(async () => {
+    server = await startStatsPostgres()
+    await migratePlatform(server.db)
+    await server.db.exec(COUNTERS_TABLE)
+  })
+  after(async () => server?.stop())
+
+  it('a consumed command alone: BEGIN, four statements, COMMIT', async () => {
+    const handler = handlerOn(server.db)
+    const messages = consumed(10)
+    await server.reset()
+    for (const m of messages) await handler.handle(m.streamId, { type: 'Add', amount: 1 }, { inbox: m.inbox })
+    const counted = await server.counted()
+    assert.equal(counted.transactions, 10, explain(counted))
+    assert.equal(counted.statements, 10 * 6, explain(counted))
+  })
+
+  it('fifty consumed commands in a consumer’s batch: one BEGIN and one COMMIT for all', async () => {
+    const scope = batchScope(server.db)
+    const handler = handlerOn(scope.db)
+    const messages = consumed(50)
+    await server.reset()
+    await scope.run(async () => {
+      for (const m of messages) await handler.handle(m.streamId, { type: 'Add', amount: 1 }, { inbox: m.inbox })
+    })
+    const counted = await server.counted()
+    assert.equal(counted.transactions, 1, explain(counted))
+    assert.equal(counted.statements, 50 * 4 + 2, explain(counted))
+  })
+
+  it('fifty concurrent commands group-committed: far fewer transactions, four statements each', async () => {
+    const scope = batchScope(server.db, { group: { maxInFlight: 1, maxSize: 64 } })
+    const handler = handlerOn(scope.db)
+    const messages = consumed(50)
+    await server.reset()
+    const results = await Promise.all(
+      messages.map((m) => handler.handle(m.streamId, { type: 'Add', amount: 1 }, { inbox: m.inbox })),
+    )
+    assert.ok(results.every((r) => r.version === 1 && !r.duplicate))
+    const counted = await server.counted()
+    // The first starts alone at once; the others arrive while it runs and share the next one.
+    assert.ok(counted.transactions <= 3, explain(counted))
+    assert.equal(counted.statements, 50 * 4 + 2 * counted.transactions, explain(counted))
+    assert.deepEqual(scope.groups, { transactions: counted.transactions, works: 50, fallbacks: 0 })
+  })
+})
 
 roundTrips('PGlite', pgliteTestDatabase)
 roundTrips('PostgreSQL', () => postgresTestDatabase('of_round_trips'))
