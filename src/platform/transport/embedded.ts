@@ -279,8 +279,10 @@ class EmbeddedTransport implements Transport {
     // Messages of one partition keep their order in the batch; partitions are locked in a fixed
     // order so that two concurrent batches cannot deadlock on each other's counter rows.
     const byPartition = new Map<string, { topic: string; partition: number; indexes: number[] }>()
+    const partitions = new Array<number>(messages.length)
     messages.forEach((message, index) => {
       const partition = partitionForKey(message.key, this.#partitionCount(message.topic))
+      partitions[index] = partition
       const key = partitionKey(message.topic, partition)
       const group = byPartition.get(key) ?? { topic: message.topic, partition, indexes: [] }
       group.indexes.push(index)
@@ -290,42 +292,63 @@ class EmbeddedTransport implements Transport {
       a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1,
     )
 
+    // Each message's place in its partition's run: its offset is the run's first plus this.
+    const place = new Array<number>(messages.length)
+    for (const group of groups) {
+      group.indexes.forEach((index, i) => {
+        place[index] = i
+      })
+    }
     const positions: PublishedPosition[] = new Array(messages.length)
     await this.#settings.db.transaction(async (tx) => {
+      // One statement: lock the partitions' counters in a fixed order (so that two concurrent
+      // publishes cannot deadlock on each other's rows), move each on by its run, and insert every
+      // message at its offset.
+      const { rows } = await tx.query<{ topic: string; partition: number; first_offset: string }>(
+        `WITH wanted AS (
+           SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[]) AS w(topic, partition, n)
+         ), locked AS MATERIALIZED (
+           SELECT p.topic, p.partition, w.n FROM log_partitions p
+             JOIN wanted w ON w.topic = p.topic AND w.partition = p.partition
+            ORDER BY p.topic, p.partition FOR UPDATE OF p
+         ), reserved AS (
+           UPDATE log_partitions p SET next_offset = p.next_offset + l.n FROM locked l
+            WHERE p.topic = l.topic AND p.partition = l.partition
+           RETURNING p.topic, p.partition, p.next_offset - l.n AS first_offset
+         ), inserted AS (
+           INSERT INTO log_messages (topic, partition, "offset", key, value, headers)
+           SELECT m.topic, m.partition, r.first_offset + m.place, m.key, m.value, m.headers
+             FROM unnest($4::text[], $5::integer[], $6::integer[], $7::text[], $8::text[], $9::jsonb[])
+                  AS m(topic, partition, place, key, value, headers)
+             JOIN reserved r ON r.topic = m.topic AND r.partition = m.partition
+         )
+         SELECT topic, partition, first_offset::text AS first_offset FROM reserved`,
+        [
+          groups.map((group) => group.topic),
+          groups.map((group) => group.partition),
+          groups.map((group) => group.indexes.length),
+          messages.map((message) => message.topic),
+          partitions,
+          place,
+          messages.map((message) => message.key),
+          messages.map((message) => message.value),
+          messages.map((message) => JSON.stringify(message.headers ?? {})),
+        ],
+      )
+      const firsts = new Map(rows.map((row) => [partitionKey(row.topic, row.partition), BigInt(row.first_offset)]))
       for (const group of groups) {
-        const { rows } = await tx.query<{ first_offset: string }>(
-          `UPDATE log_partitions SET next_offset = next_offset + $3
-           WHERE topic = $1 AND partition = $2
-           RETURNING (next_offset - $3)::text AS first_offset`,
-          [group.topic, group.partition, group.indexes.length],
-        )
-        const first = rows[0]?.first_offset
+        const first = firsts.get(partitionKey(group.topic, group.partition))
         if (first === undefined) {
+          // Thrown inside the transaction: the other partitions' messages are not kept either.
           throw new AppError(
             ErrorCodes.TRANSPORT_UNAVAILABLE,
             `partition ${group.partition} of '${group.topic}' is missing`,
           )
         }
         group.indexes.forEach((index, i) => {
-          positions[index] = {
-            topic: group.topic,
-            partition: group.partition,
-            offset: (BigInt(first) + BigInt(i)).toString(),
-          }
+          positions[index] = { topic: group.topic, partition: group.partition, offset: (first + BigInt(i)).toString() }
         })
       }
-      await tx.query(
-        `INSERT INTO log_messages (topic, partition, "offset", key, value, headers)
-         SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])`,
-        [
-          positions.map((position) => position.topic),
-          positions.map((position) => position.partition),
-          positions.map((position) => position.offset),
-          messages.map((message) => message.key),
-          messages.map((message) => message.value),
-          messages.map((message) => JSON.stringify(message.headers ?? {})),
-        ],
-      )
     })
 
     const listeners = publishListeners.get(this.#settings.db) ?? new Set()
@@ -479,6 +502,9 @@ class EmbeddedTransport implements Transport {
             if (Date.now() - committedAt >= COMMIT_INTERVAL_MS) await commit()
           }
           await commit()
+          // A short read reached the partition's head as of `version`: nothing newer is there
+          // unless a publish came since, which the wait sees, so it does not read again to find out.
+          if (batch.rows.length < batchSize) await wakeups.wait(topic, partition, position, version, signal)
         }
       } catch (error) {
         return fail(transportFailure(`reading or committing ${where}`, error))
