@@ -67,7 +67,13 @@ export function postgresBinDir(): string {
   return join(root, newest, 'bin')
 }
 
-export async function startPostgres(options: { log?: (line: string) => void } = {}): Promise<PostgresInstance> {
+export async function startPostgres(
+  options: {
+    log?: (line: string) => void
+    /** More server settings (`name=value`), e.g. `shared_preload_libraries=pg_stat_statements`. */
+    settings?: string[]
+  } = {},
+): Promise<PostgresInstance> {
   const log = options.log ?? (() => {})
   const bin = postgresBinDir()
   const asRoot = process.getuid?.() === 0
@@ -96,6 +102,7 @@ export async function startPostgres(options: { log?: (line: string) => void } = 
     // Few enough that the connections-exhausted fault can hold every one of them quickly (two apps
     // of 10 connections each, the verification's 2 and an admin connection fit easily).
     '-c max_connections=50',
+    ...(options.settings ?? []).map((setting) => `-c ${setting}`),
   ].join(' ')
   const start = async () => {
     const result = await command('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', logFile, '-o', serverOptions])
