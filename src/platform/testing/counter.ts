@@ -1,4 +1,6 @@
 import { accept, type Decider, reject } from '../es/decider.ts'
+import type { IncomingMessage } from '../transport/port.ts'
+import type { Decoded } from '../transport/reliable-consumer.ts'
 
 /**
  * The smallest event-sourced aggregate, for the platform's own tests: a counter that adds amounts,
@@ -22,3 +24,24 @@ export const counter: Decider<Add, Added, Counter> = {
 
 export const COUNTERS_TABLE =
   'CREATE TABLE IF NOT EXISTS counters (id text PRIMARY KEY, version integer NOT NULL, state jsonb NOT NULL, updated_at timestamptz NOT NULL)'
+
+/** A message that adds `amount` to `counter`, as the platform's consumer tests send them. */
+export interface Job {
+  id: string
+  counter: string
+  amount: number
+  expectedVersion?: number
+}
+
+/** A job from its message, or why it is poison. */
+export function decodeJob(message: IncomingMessage): Decoded<Job> {
+  try {
+    const job = JSON.parse(message.value) as Partial<Job>
+    if (typeof job.id !== 'string' || typeof job.amount !== 'number' || typeof job.counter !== 'string') {
+      return { ok: false, reason: 'INVALID_COMMAND', message: 'id, counter and amount are required' }
+    }
+    return { ok: true, value: job as Job }
+  } catch {
+    return { ok: false, reason: 'NOT_JSON', message: 'message is not JSON' }
+  }
+}

@@ -5,11 +5,11 @@ import { batchScope } from '../sql/batch.ts'
 import { openPglite } from '../sql/pglite.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { openPostgres } from '../sql/postgres.ts'
-import { counter } from '../testing/counter.ts'
+import { counter, decodeJob, type Job } from '../testing/counter.ts'
 import { createEmbeddedTransport } from './embedded.ts'
 import { createKafkaTransport } from './kafka.ts'
-import type { IncomingMessage, Transport } from './port.ts'
-import { type Decoded, startReliableConsumer } from './reliable-consumer.ts'
+import type { Transport } from './port.ts'
+import { startReliableConsumer } from './reliable-consumer.ts'
 
 /**
  * The batched consumer of `batch-crash.int.test.ts`, and the process that crashes with it.
@@ -22,12 +22,6 @@ import { type Decoded, startReliableConsumer } from './reliable-consumer.ts'
  * not been told yet, so it has not committed the batch's offsets. It first writes the batch's job
  * ids to stdout, one JSON line, for the test to look for them again.
  */
-
-export interface Job {
-  id: string
-  counter: string
-  amount: number
-}
 
 /** A PGlite data directory, or a schema of a PostgreSQL database. */
 export type DatabaseLocation = { dataDir: string } | { url: string; schema: string }
@@ -68,18 +62,6 @@ export function openTransport(
     // broker's shortest (group.min.session.timeout.ms), so the restarted consumer joins soon.
     sessionTimeoutMs: 6_000,
   })
-}
-
-function decodeJob(message: IncomingMessage): Decoded<Job> {
-  try {
-    const job = JSON.parse(message.value) as Partial<Job>
-    if (typeof job.id !== 'string' || typeof job.amount !== 'number' || typeof job.counter !== 'string') {
-      return { ok: false, reason: 'INVALID_COMMAND', message: 'id, counter and amount are required' }
-    }
-    return { ok: true, value: job as Job }
-  } catch {
-    return { ok: false, reason: 'NOT_JSON', message: 'message is not JSON' }
-  }
 }
 
 export async function startJobConsumer(options: {

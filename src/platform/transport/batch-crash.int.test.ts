@@ -18,12 +18,11 @@ import { readStream } from '../eventstore/event-store.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import { openPglite } from '../sql/pglite.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { COUNTERS_TABLE } from '../testing/counter.ts'
+import { COUNTERS_TABLE, type Job } from '../testing/counter.ts'
 import {
   BATCH_MAX,
   type CrashRun,
   type DatabaseLocation,
-  type Job,
   openTransport,
   startJobConsumer,
 } from './batch-crash.consumer.ts'

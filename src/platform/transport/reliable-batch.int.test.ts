@@ -17,11 +17,11 @@ import { createLogger } from '../logger.ts'
 import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { COUNTERS_TABLE, counter } from '../testing/counter.ts'
+import { COUNTERS_TABLE, counter, decodeJob, type Job } from '../testing/counter.ts'
 import { createEmbeddedTransport } from './embedded.ts'
 import { createKafkaTransport } from './kafka.ts'
-import type { IncomingMessage, Transport } from './port.ts'
-import { type DeadLetterRecord, type Decoded, deadLetterTopic, startReliableConsumer } from './reliable-consumer.ts'
+import type { Transport } from './port.ts'
+import { type DeadLetterRecord, deadLetterTopic, startReliableConsumer } from './reliable-consumer.ts'
 
 /**
  * A partition's backlog in one transaction (`batch`), with the real command handler and inbox:
@@ -31,25 +31,6 @@ import { type DeadLetterRecord, type Decoded, deadLetterTopic, startReliableCons
  */
 
 const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
-
-interface Job {
-  id: string
-  counter: string
-  amount: number
-  expectedVersion?: number
-}
-
-function decodeJob(message: IncomingMessage): Decoded<Job> {
-  try {
-    const job = JSON.parse(message.value) as Partial<Job>
-    if (typeof job.id !== 'string' || typeof job.amount !== 'number' || typeof job.counter !== 'string') {
-      return { ok: false, reason: 'INVALID_COMMAND', message: 'id, counter and amount are required' }
-    }
-    return { ok: true, value: job as Job }
-  } catch {
-    return { ok: false, reason: 'NOT_JSON', message: 'message is not JSON' }
-  }
-}
 
 function suite(
   name: string,
