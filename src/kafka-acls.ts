@@ -11,14 +11,15 @@ import { ORDER_EVENTS_TOPIC } from './contracts/order/events.ts'
 import { PAYMENT_COMMANDS_TOPIC } from './contracts/payment/commands.ts'
 import { PAYMENT_EVENTS_TOPIC } from './contracts/payment/events.ts'
 import { SHOP_ORDER_EVENTS_TOPIC } from './contracts/shop/events.ts'
-import { DELIVERY_COMMANDS_GROUP, DELIVERY_DISPATCH_EVENTS_GROUP } from './delivery/consumers/delivery-consumers.ts'
-import { DISPATCH_COMMANDS_GROUP, DISPATCH_ORDER_EVENTS_GROUP } from './dispatch/consumers/dispatch-consumers.ts'
+import { deliveryModule } from './delivery/index.ts'
+import { dispatchModule } from './dispatch/index.ts'
 import { CART_CHECKOUT_GROUP } from './order/consumers/cart-checkout.ts'
 import { ORDER_JOURNEY_GROUP } from './order/consumers/journey.ts'
 import { ORDER_COMMANDS_GROUP } from './order/consumers/order-commands.ts'
 import { ORDER_DETAILS_GROUP } from './order-details/consumers/order-events.ts'
-import { PAYMENT_COMMANDS_GROUP, PAYMENT_ORDER_EVENTS_GROUP } from './payment/consumers/payment-consumers.ts'
+import { paymentModule } from './payment/index.ts'
 import type { Config } from './platform/config.ts'
+import type { DeclaredService } from './platform/service.ts'
 import { deadLetterTopic } from './platform/transport/reliable-consumer.ts'
 import { SAGA_GROUP, SAGA_INPUT_TOPICS } from './saga/consumers/saga-inputs.ts'
 
@@ -64,6 +65,19 @@ export interface ServiceKafkaAccess {
 
 const choreography = ['choreography'] as const
 
+/** A declared service's access, from its declaration: the topic it publishes and one group per intake. */
+function declared(service: DeclaredService<object>): ServiceKafkaAccess {
+  return {
+    service: service.name,
+    writes: [service.publishes],
+    reads: service.intake.map(({ group, topic, mode }) => ({
+      group,
+      topics: [topic.topic],
+      ...(mode ? { modes: [mode] } : {}),
+    })),
+  }
+}
+
 export const serviceKafkaAccess: readonly ServiceKafkaAccess[] = [
   { service: 'cart', writes: [CART_EVENTS_TOPIC], reads: [] },
   {
@@ -79,30 +93,9 @@ export const serviceKafkaAccess: readonly ServiceKafkaAccess[] = [
       },
     ],
   },
-  {
-    service: 'payment',
-    writes: [PAYMENT_EVENTS_TOPIC],
-    reads: [
-      { group: PAYMENT_COMMANDS_GROUP, topics: [PAYMENT_COMMANDS_TOPIC] },
-      { group: PAYMENT_ORDER_EVENTS_GROUP, topics: [ORDER_EVENTS_TOPIC], modes: choreography },
-    ],
-  },
-  {
-    service: 'dispatch',
-    writes: [DISPATCH_EVENTS_TOPIC],
-    reads: [
-      { group: DISPATCH_COMMANDS_GROUP, topics: [DISPATCH_COMMANDS_TOPIC] },
-      { group: DISPATCH_ORDER_EVENTS_GROUP, topics: [ORDER_EVENTS_TOPIC], modes: choreography },
-    ],
-  },
-  {
-    service: 'delivery',
-    writes: [DELIVERY_EVENTS_TOPIC],
-    reads: [
-      { group: DELIVERY_COMMANDS_GROUP, topics: [DELIVERY_COMMANDS_TOPIC] },
-      { group: DELIVERY_DISPATCH_EVENTS_GROUP, topics: [DISPATCH_EVENTS_TOPIC], modes: choreography },
-    ],
-  },
+  declared(paymentModule()),
+  declared(dispatchModule()),
+  declared(deliveryModule()),
   {
     service: 'saga',
     writes: [PAYMENT_COMMANDS_TOPIC, ORDER_COMMANDS_TOPIC, DISPATCH_COMMANDS_TOPIC, DELIVERY_COMMANDS_TOPIC],

@@ -1,58 +1,75 @@
-import { deliveryCommandsTopic } from '../contracts/delivery/commands.ts'
-import { deliveryEventsTopic } from '../contracts/delivery/events.ts'
-import { dispatchEventsTopic } from '../contracts/dispatch/events.ts'
+import { type DeliveryCommandMessage, deliveryCommands } from '../contracts/delivery/commands.ts'
+import { dispatchEvents } from '../contracts/dispatch/events.ts'
 import { startTimerPoller } from '../platform/es/scheduler.ts'
-import type { ServiceModule } from '../platform/module.ts'
+import { accept, defineService, type IntakeContext, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
-import { createDeliveryStore, DELIVERY_DUE_TIMER, type DeliveryStore } from './application/delivery-store.ts'
-import { consumeDeliveryCommands, consumeDispatchEventsForDelivery } from './consumers/delivery-consumers.ts'
+import { DELIVERY_DUE_TIMER, deliveryAggregate, executeDelivery } from './application/delivery-store.ts'
+import { type DeliveryCommand, deliveryCommandFor } from './domain/delivery.ts'
 
 /**
  * The delivery service (seed 004): a dispatched order is scheduled for DELIVERY_DELAY_MS and
  * delivered when due (OrderDelivered on `delivery-events`). The delay is a durable timer, not a
  * sleep: no consumer waits, and a restart finds scheduled deliveries again.
  */
-export interface DeliveryModule {
-  store: DeliveryStore
-}
 
-export function deliveryModule(): ServiceModule<DeliveryModule> {
-  return {
-    name: 'delivery',
-    migrations: migrationsBeside(import.meta.url),
-    topics: [deliveryEventsTopic, deliveryCommandsTopic, dispatchEventsTopic],
-    async start(context) {
-      const delayMs = context.config.delivery.delayMs
-      let wake: (inMs: number) => void = () => {}
-      const store = createDeliveryStore({
-        db: context.db,
-        onCommitted: context.committed,
-        onScheduled: (delayMs) => context.afterCommit(() => wake(delayMs)),
-        clock: context.clock,
-      })
-      const timers = startTimerPoller<{ orderId: string; correlationId?: string; traceparent?: string }>({
-        db: context.db,
-        kind: DELIVERY_DUE_TIMER,
-        logger: context.logger.child({ component: 'delivery-timer' }),
-        pollIntervalMs: context.config.schedulerPollIntervalMs,
-        // DeliverOrder is idempotent (a second one emits nothing), so a timer fired twice is harmless.
-        fire: async (timer) => {
-          const { orderId, correlationId, traceparent } = timer.payload
-          await store.execute(
-            { commandType: 'DeliverOrder', orderId },
-            { ...(correlationId ? { correlationId } : {}), ...(traceparent ? { traceparent } : {}) },
-          )
-        },
-      })
-      wake = (inMs) => timers.wake(inMs)
-      try {
-        await consumeDeliveryCommands(context, store, delayMs)
-        if (context.config.sagaMode === 'choreography') await consumeDispatchEventsForDelivery(context, store, delayMs)
-      } catch (error) {
-        await timers.stop()
-        throw error
-      }
-      return { store, stop: () => timers.stop() }
-    },
-  }
-}
+/** Orchestration: the saga's ScheduleDelivery (and anyone's DeliverOrder) on `delivery_commands`. */
+export const DELIVERY_COMMANDS_GROUP = 'delivery-service-commands'
+/** Choreography (seed 004): `dispatch-events`, OrderDispatched → ScheduleDelivery. */
+export const DELIVERY_DISPATCH_EVENTS_GROUP = 'delivery-service'
+
+/** A command off the wire; a schedule gets the configured travel time. */
+const toCommand = (
+  body: Pick<DeliveryCommandMessage, 'commandType' | 'orderId'> & { shipmentId?: string },
+  { config }: IntakeContext,
+): DeliveryCommand | null =>
+  body.commandType === 'ScheduleDelivery'
+    ? body.shipmentId === undefined
+      ? null
+      : {
+          commandType: 'ScheduleDelivery',
+          orderId: body.orderId,
+          shipmentId: body.shipmentId,
+          delayMs: config.delivery.delayMs,
+        }
+    : { commandType: 'DeliverOrder', orderId: body.orderId }
+
+export const deliveryService = defineService({
+  name: 'delivery',
+  migrations: migrationsBeside(import.meta.url),
+  /** The due-delivery timer, woken once a schedule committed; started with the module. */
+  setup: () => ({ timer: { wake: (_inMs: number) => {} } }),
+  aggregate: deliveryAggregate,
+  intake: [
+    accept(deliveryCommands, { group: DELIVERY_COMMANDS_GROUP, toCommand }),
+    react(dispatchEvents, {
+      group: DELIVERY_DISPATCH_EVENTS_GROUP,
+      mode: 'choreography',
+      commandFor: (event, context) => {
+        const body = deliveryCommandFor(event)
+        return body && toCommand(body, context)
+      },
+    }),
+  ],
+  execute: (aggregate, command, metadata, { context, timer }) =>
+    executeDelivery(aggregate, command, metadata, (inMs) => context.afterCommit(() => timer.wake(inMs))),
+  start(context, { execute, timer }) {
+    const timers = startTimerPoller<{ orderId: string; correlationId?: string; traceparent?: string }>({
+      db: context.db,
+      kind: DELIVERY_DUE_TIMER,
+      logger: context.logger.child({ component: 'delivery-timer' }),
+      pollIntervalMs: context.config.schedulerPollIntervalMs,
+      // DeliverOrder is idempotent (a second one emits nothing), so a timer fired twice is harmless.
+      fire: async ({ payload: { orderId, correlationId, traceparent } }) => {
+        await execute(
+          { commandType: 'DeliverOrder', orderId },
+          { ...(correlationId ? { correlationId } : {}), ...(traceparent ? { traceparent } : {}) },
+        )
+      },
+    })
+    timer.wake = (inMs) => timers.wake(inMs)
+    return { stop: () => timers.stop() }
+  },
+})
+
+/** The delivery service as a module (`SERVICES=delivery`). */
+export const deliveryModule = () => deliveryService

@@ -1,29 +1,86 @@
-import { dispatchCommandsTopic } from '../contracts/dispatch/commands.ts'
-import { dispatchEventsTopic } from '../contracts/dispatch/events.ts'
-import { orderEventsTopic } from '../contracts/order/events.ts'
-import type { ServiceModule } from '../platform/module.ts'
+import { type DispatchCommandMessage, dispatchCommands } from '../contracts/dispatch/commands.ts'
+import { dispatchEvents, dispatchStreamId } from '../contracts/dispatch/events.ts'
+import { orderEvents } from '../contracts/order/events.ts'
+import type { StateStore } from '../platform/es/command-handler.ts'
+import { accept, defineService, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
-import { createDispatchStore, type DispatchStore } from './application/dispatch-store.ts'
-import { consumeDispatchCommands, consumeOrderEventsForDispatch } from './consumers/dispatch-consumers.ts'
+import {
+  DISPATCH_STREAM_TYPE,
+  type DispatchCommand,
+  type DispatchState,
+  dispatchCommandFor,
+  dispatchDecider,
+  type Shipment,
+} from './domain/dispatch.ts'
 
 /**
  * The dispatch service (seed 004): ships paid and confirmed orders once, with the shipping cost,
  * on `dispatch-events`. Orchestration: DispatchOrder from the saga; choreography: `order-events`.
+ * What it is, the platform runs: consumers, inbox, batches, retries and dead letters.
  */
-export interface DispatchModule {
-  store: DispatchStore
+
+/** Orchestration: the saga's DispatchOrder (and QuoteShipment) on `dispatch_commands`. */
+export const DISPATCH_COMMANDS_GROUP = 'dispatch-service-commands'
+/** Choreography: `order-events` (OrderCreated/OrderUpdated quote, OrderConfirmed dispatches). */
+export const DISPATCH_ORDER_EVENTS_GROUP = 'dispatch-service'
+
+/** One row per order's shipment in `shipments`: status and cost as columns, the state as jsonb. */
+const shipments: StateStore<DispatchState> = {
+  async load(tx, streamId) {
+    const { rows } = await tx.query<{ state: Shipment }>('SELECT state FROM shipments WHERE id = $1', [streamId])
+    const shipment = rows[0]?.state ?? null
+    return { state: shipment, version: shipment?.version ?? 0 }
+  },
+  async save(tx, streamId, shipment, version) {
+    if (!shipment) throw new Error('a dispatch event left no shipment state')
+    await tx.query(
+      `INSERT INTO shipments (id, order_id, status, shipping_cost, version, state, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, now())
+       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, shipping_cost = EXCLUDED.shipping_cost,
+         version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now()`,
+      [
+        streamId,
+        shipment.orderId,
+        shipment.dispatched ? 'DISPATCHED' : 'QUOTED',
+        shipment.dispatched?.shippingCost ?? shipment.quote?.shippingCost ?? null,
+        version,
+        JSON.stringify(shipment),
+      ],
+    )
+  },
 }
 
-export function dispatchModule(): ServiceModule<DispatchModule> {
-  return {
-    name: 'dispatch',
-    migrations: migrationsBeside(import.meta.url),
-    topics: [dispatchEventsTopic, dispatchCommandsTopic, orderEventsTopic],
-    async start(context) {
-      const store = createDispatchStore({ db: context.db, onCommitted: context.committed, clock: context.clock })
-      await consumeDispatchCommands(context, store)
-      if (context.config.sagaMode === 'choreography') await consumeOrderEventsForDispatch(context, store)
-      return { store }
-    },
-  }
-}
+/** A command off the wire, without its envelope. */
+const toCommand = (message: DispatchCommandMessage): DispatchCommand =>
+  message.commandType === 'QuoteShipment'
+    ? {
+        commandType: 'QuoteShipment',
+        orderId: message.orderId,
+        orderAmount: message.orderAmount,
+        currency: message.currency,
+      }
+    : {
+        commandType: 'DispatchOrder',
+        orderId: message.orderId,
+        orderAmount: message.orderAmount,
+        currency: message.currency,
+      }
+
+export const dispatchService = defineService({
+  name: 'dispatch',
+  migrations: migrationsBeside(import.meta.url),
+  aggregate: {
+    streamType: DISPATCH_STREAM_TYPE,
+    streamOf: (command: DispatchCommand) => dispatchStreamId(command.orderId),
+    decider: dispatchDecider,
+    state: shipments,
+    publishes: dispatchEvents,
+  },
+  intake: [
+    accept(dispatchCommands, { group: DISPATCH_COMMANDS_GROUP, toCommand }),
+    react(orderEvents, { group: DISPATCH_ORDER_EVENTS_GROUP, mode: 'choreography', commandFor: dispatchCommandFor }),
+  ],
+})
+
+/** The dispatch service as a module (`SERVICES=dispatch`). */
+export const dispatchModule = () => dispatchService

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { AuditReport } from '../../src/audit/audit.ts'
-import {
-  DISPATCH_COMMANDS_GROUP,
-  DISPATCH_ORDER_EVENTS_GROUP,
-} from '../../src/dispatch/consumers/dispatch-consumers.ts'
+import { DISPATCH_COMMANDS_GROUP, DISPATCH_ORDER_EVENTS_GROUP } from '../../src/dispatch/index.ts'
 import type { Role } from '../../src/platform/http/auth.ts'
 import type { Transport } from '../../src/platform/transport/port.ts'
 import { testTokens } from '../support/app.ts'

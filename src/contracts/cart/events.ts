@@ -1,14 +1,9 @@
 import { z } from 'zod'
+import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
-import {
-  type ContractRegistry,
-  createRegistry,
-  type EventContract,
-  eventDecoder,
-  type TopicContract,
-} from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 
 /**
  * Seed 004's cart service: its events on `cart-events`, keyed by cart id, and its HTTP bodies.
@@ -91,50 +86,43 @@ export const cartItemQuantityChangedEvent = eventSchema(cartItemQuantityChangedD
 export const cartItemRemovedEvent = eventSchema(cartItemRemovedData)
 export const cartCheckedOutEvent = eventSchema(cartCheckedOutData)
 
-export const cartEvent = z.discriminatedUnion('eventType', [
-  cartCreatedEvent,
-  cartItemAddedEvent,
-  cartItemQuantityChangedEvent,
-  cartItemRemovedEvent,
-  cartCheckedOutEvent,
-])
-
-export const cartEventContracts: EventContract[] = [
-  { eventType: 'CartCreated', versions: { 1: cartCreatedEvent }, description: 'A customer opened a cart.' },
-  {
-    eventType: 'CartItemAdded',
-    versions: { 1: cartItemAddedEvent },
-    description: 'A product was put in the cart; quantity is how many were added.',
-  },
-  {
-    eventType: 'CartItemQuantityChanged',
-    versions: { 1: cartItemQuantityChangedEvent },
-    description: 'The quantity of a product in the cart is now `quantity`.',
-  },
-  { eventType: 'CartItemRemoved', versions: { 1: cartItemRemovedEvent }, description: 'A product left the cart.' },
-  {
-    eventType: 'CartCheckedOut',
-    versions: { 1: cartCheckedOutEvent },
-    description: 'The cart was checked out: the order to create (orderId, customer, items, total, currency).',
-  },
-]
-
-export const cartEventsTopic: TopicContract<'eventType'> = {
+/** `cart-events`: everything that happens to a cart, in order per cart. */
+export const cartEvents = defineEventTopic({
   topic: CART_EVENTS_TOPIC,
   description:
     "Seed 004's cart events. The envelope (eventId, aggregateId = cart id, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event's fields share one JSON object.",
-  key: 'the cart id (aggregateId): all events of one cart are on one partition, in version order',
-  discriminator: 'eventType',
-  messages: cartEventContracts,
-}
+  key: {
+    description: 'the cart id (aggregateId): all events of one cart are on one partition, in version order',
+    of: (event) => event.aggregateId,
+  },
+  messages: {
+    CartCreated: { schema: cartCreatedEvent, description: 'A customer opened a cart.' },
+    CartItemAdded: {
+      schema: cartItemAddedEvent,
+      description: 'A product was put in the cart; quantity is how many were added.',
+    },
+    CartItemQuantityChanged: {
+      schema: cartItemQuantityChangedEvent,
+      description: 'The quantity of a product in the cart is now `quantity`.',
+    },
+    CartItemRemoved: { schema: cartItemRemovedEvent, description: 'A product left the cart.' },
+    CartCheckedOut: {
+      schema: cartCheckedOutEvent,
+      description: 'The cart was checked out: the order to create (orderId, customer, items, total, currency).',
+    },
+  },
+})
 
-export const cartEventRegistry: ContractRegistry<'eventType'> = createRegistry(cartEventsTopic)
+/** The wire shape of a cart event (decimal amounts). */
+export type CartEventWire = TopicWire<typeof cartEvents>
 
-export const decodeCartEvent = eventDecoder<CartEvent>(cartEventRegistry)
+export const cartEventsTopic: TopicContract<'eventType'> = cartEvents.contract
 
-export function encodeCartEvent(event: CartEvent): z.input<typeof cartEvent> {
-  return z.encode(cartEvent, event as z.output<typeof cartEvent>)
-}
+/** Decodes a `cart-events` message into a typed event (amounts in minor units). */
+export const decodeCartEvent = cartEvents.decode
+
+/** The wire form of a cart event: decimal amounts, ready for `JSON.stringify`. */
+export const encodeCartEvent = cartEvents.encode
 
 // ---------------------------------------------------------------------------------------------
 // HTTP request bodies

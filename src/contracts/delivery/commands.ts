@@ -1,13 +1,8 @@
 import { z } from 'zod'
+import { defineCommandTopic, type TopicMessage, type TopicWire } from '../define.ts'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { id } from '../order/events.ts'
-import {
-  type ContractRegistry,
-  commandDecoder,
-  createRegistry,
-  type DecodeFailure,
-  type TopicContract,
-} from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 import { deliveryEventsTopic } from './events.ts'
 
 /**
@@ -37,52 +32,43 @@ export const deliverOrderBody = z.object({
 export const scheduleDeliveryCommand = deliveryCommandEnvelope.extend(scheduleDeliveryBody.shape)
 export const deliverOrderCommand = deliveryCommandEnvelope.extend(deliverOrderBody.shape)
 
-export const deliveryCommandMessage = z.discriminatedUnion('commandType', [
-  scheduleDeliveryCommand,
-  deliverOrderCommand,
-])
+/** `delivery_commands`: what the delivery service is asked to do, per order. */
+export const deliveryCommands = defineCommandTopic({
+  topic: DELIVERY_COMMANDS_TOPIC,
+  description:
+    'Commands to the delivery service: from the Create-Order saga orchestrator (seed 000) and the delivery service’s own timer. The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. An order is delivered at most once.',
+  key: {
+    description: 'the order id: all commands to one order’s delivery are on one partition, in the order they were sent',
+    of: (command) => command.orderId,
+  },
+  envelope: deliveryCommandEnvelope,
+  messages: {
+    ScheduleDelivery: {
+      schema: scheduleDeliveryCommand,
+      description:
+        'Start delivering a dispatched order (DeliveryScheduled, once): it is due after the configured delay.',
+    },
+    DeliverOrder: {
+      schema: deliverOrderCommand,
+      description: 'Deliver an order whose delivery was scheduled (OrderDelivered, once).',
+    },
+  },
+})
 
-export type DeliveryCommandMessage = z.output<typeof deliveryCommandMessage>
-export type DeliveryCommandWire = z.input<typeof deliveryCommandMessage>
+export type DeliveryCommandMessage = TopicMessage<typeof deliveryCommands>
+export type DeliveryCommandWire = TopicWire<typeof deliveryCommands>
 export type DeliveryCommandType = DeliveryCommandMessage['commandType']
 
 /** A delivery command without its envelope: what the senders make. */
 export type DeliveryCommandBody = z.output<typeof scheduleDeliveryBody> | z.output<typeof deliverOrderBody>
 
-export const deliveryCommandsTopic: TopicContract<'commandType'> = {
-  topic: DELIVERY_COMMANDS_TOPIC,
-  description:
-    'Commands to the delivery service: from the Create-Order saga orchestrator (seed 000) and the delivery service’s own timer. The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. An order is delivered at most once.',
-  key: 'the order id: all commands to one order’s delivery are on one partition, in the order they were sent',
-  discriminator: 'commandType',
-  envelope: deliveryCommandEnvelope,
-  messages: [
-    {
-      eventType: 'ScheduleDelivery',
-      versions: { 1: scheduleDeliveryCommand },
-      description:
-        'Start delivering a dispatched order (DeliveryScheduled, once): it is due after the configured delay.',
-    },
-    {
-      eventType: 'DeliverOrder',
-      versions: { 1: deliverOrderCommand },
-      description: 'Deliver an order whose delivery was scheduled (OrderDelivered, once).',
-    },
-  ],
-}
+export const deliveryCommandsTopic: TopicContract<'commandType'> = deliveryCommands.contract
 
 /** Every topic of the delivery service, for the AsyncAPI document. */
 export const deliveryTopics: readonly TopicContract[] = [deliveryEventsTopic, deliveryCommandsTopic]
 
-export const deliveryCommandRegistry: ContractRegistry<'commandType'> = createRegistry(deliveryCommandsTopic)
-
-export type DeliveryCommandDecodeResult = { ok: true; command: DeliveryCommandMessage } | DecodeFailure<'commandType'>
-
 /** Decodes a `delivery_commands` message; anything that fails is a poison message with a reason. */
-export const decodeDeliveryCommand: (raw: string) => DeliveryCommandDecodeResult =
-  commandDecoder<DeliveryCommandMessage>(deliveryCommandRegistry)
+export const decodeDeliveryCommand = deliveryCommands.decode
 
 /** The wire form of a delivery command, ready for `JSON.stringify`. */
-export function encodeDeliveryCommand(command: DeliveryCommandMessage): DeliveryCommandWire {
-  return z.encode(deliveryCommandMessage, command)
-}
+export const encodeDeliveryCommand = deliveryCommands.encode

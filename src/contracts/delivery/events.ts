@@ -1,13 +1,8 @@
 import { z } from 'zod'
+import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { id } from '../order/events.ts'
-import {
-  type ContractRegistry,
-  createRegistry,
-  type EventContract,
-  eventDecoder,
-  type TopicContract,
-} from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 import { timestamp } from '../timestamp.ts'
 
 /**
@@ -50,39 +45,34 @@ export type DeliveryEvent = DeliveryEventData & Envelope
 export const deliveryScheduledEvent = eventSchema(deliveryScheduledData)
 export const orderDeliveredEvent = eventSchema(orderDeliveredData)
 
-export const deliveryEvent = z.discriminatedUnion('eventType', [deliveryScheduledEvent, orderDeliveredEvent])
-
-export type DeliveryEventWire = z.input<typeof deliveryEvent>
-
-export const deliveryEventContracts: EventContract[] = [
-  {
-    eventType: 'DeliveryScheduled',
-    versions: { 1: deliveryScheduledEvent },
-    description: 'A dispatched order is on its way; dueAt is when the (simulated) courier arrives.',
-  },
-  {
-    eventType: 'OrderDelivered',
-    versions: { 1: orderDeliveredEvent },
-    description: 'The order reached the customer (occurredOn is when).',
-  },
-]
-
 /** `delivery-events`: the delivery of every order. */
-export const deliveryEventsTopic: TopicContract<'eventType'> = {
+export const deliveryEvents = defineEventTopic({
   topic: DELIVERY_EVENTS_TOPIC,
   description:
     'Every event of every delivery (seed 004). The envelope (eventId, aggregateId = delivery-<orderId>, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event’s fields share one JSON object; every event names its orderId.',
-  key: 'the order id: all events of one order’s delivery are on one partition, in version order',
-  discriminator: 'eventType',
-  messages: deliveryEventContracts,
-}
+  key: {
+    description: 'the order id: all events of one order’s delivery are on one partition, in version order',
+    of: (event) => event.orderId,
+  },
+  messages: {
+    DeliveryScheduled: {
+      schema: deliveryScheduledEvent,
+      description: 'A dispatched order is on its way; dueAt is when the (simulated) courier arrives.',
+    },
+    OrderDelivered: {
+      schema: orderDeliveredEvent,
+      description: 'The order reached the customer (occurredOn is when).',
+    },
+  },
+})
 
-export const deliveryEventRegistry: ContractRegistry = createRegistry(deliveryEventsTopic)
+/** The wire shape of a delivery event. */
+export type DeliveryEventWire = TopicWire<typeof deliveryEvents>
+
+export const deliveryEventsTopic: TopicContract<'eventType'> = deliveryEvents.contract
 
 /** Decodes a `delivery-events` message into a typed event. */
-export const decodeDeliveryEvent = eventDecoder<DeliveryEvent>(deliveryEventRegistry)
+export const decodeDeliveryEvent = deliveryEvents.decode
 
 /** The wire form of a delivery event, ready for `JSON.stringify`. */
-export function encodeDeliveryEvent(event: DeliveryEvent): DeliveryEventWire {
-  return z.encode(deliveryEvent, event as z.output<typeof deliveryEvent>)
-}
+export const encodeDeliveryEvent = deliveryEvents.encode

@@ -1,14 +1,9 @@
 import { z } from 'zod'
+import { defineCommandTopic, type TopicMessage, type TopicWire } from '../define.ts'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
-import {
-  type ContractRegistry,
-  commandDecoder,
-  createRegistry,
-  type DecodeFailure,
-  type TopicContract,
-} from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 import { dispatchEventsTopic } from './events.ts'
 
 /**
@@ -44,49 +39,42 @@ export const dispatchOrderBody = z.object({
 export const quoteShipmentCommand = dispatchCommandEnvelope.extend(quoteShipmentBody.shape)
 export const dispatchOrderCommand = dispatchCommandEnvelope.extend(dispatchOrderBody.shape)
 
-export const dispatchCommandMessage = z.discriminatedUnion('commandType', [quoteShipmentCommand, dispatchOrderCommand])
+export const dispatchCommands = defineCommandTopic({
+  topic: DISPATCH_COMMANDS_TOPIC,
+  description:
+    'Commands to the dispatch service: from the Create-Order saga orchestrator (seed 000). The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. An order is dispatched at most once.',
+  key: {
+    description: 'the order id: all commands to one order’s shipment are on one partition, in the order they were sent',
+    of: (command) => command.orderId,
+  },
+  envelope: dispatchCommandEnvelope,
+  messages: {
+    QuoteShipment: {
+      schema: quoteShipmentCommand,
+      description: 'Work out an order’s shipping cost from its total (ShipmentQuoted when it changes).',
+    },
+    DispatchOrder: {
+      schema: dispatchOrderCommand,
+      description:
+        'Dispatch a paid and confirmed order (OrderDispatched, once). The amount may be left out when the shipment was quoted.',
+    },
+  },
+})
 
-export type DispatchCommandMessage = z.output<typeof dispatchCommandMessage>
-export type DispatchCommandWire = z.input<typeof dispatchCommandMessage>
+export type DispatchCommandMessage = TopicMessage<typeof dispatchCommands>
+export type DispatchCommandWire = TopicWire<typeof dispatchCommands>
 export type DispatchCommandType = DispatchCommandMessage['commandType']
 
 /** A dispatch command without its envelope (amounts in minor units): what the senders make. */
 export type DispatchCommandBody = z.output<typeof quoteShipmentBody> | z.output<typeof dispatchOrderBody>
 
-export const dispatchCommandsTopic: TopicContract<'commandType'> = {
-  topic: DISPATCH_COMMANDS_TOPIC,
-  description:
-    'Commands to the dispatch service: from the Create-Order saga orchestrator (seed 000). The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. An order is dispatched at most once.',
-  key: 'the order id: all commands to one order’s shipment are on one partition, in the order they were sent',
-  discriminator: 'commandType',
-  envelope: dispatchCommandEnvelope,
-  messages: [
-    {
-      eventType: 'QuoteShipment',
-      versions: { 1: quoteShipmentCommand },
-      description: 'Work out an order’s shipping cost from its total (ShipmentQuoted when it changes).',
-    },
-    {
-      eventType: 'DispatchOrder',
-      versions: { 1: dispatchOrderCommand },
-      description:
-        'Dispatch a paid and confirmed order (OrderDispatched, once). The amount may be left out when the shipment was quoted.',
-    },
-  ],
-}
+export const dispatchCommandsTopic: TopicContract<'commandType'> = dispatchCommands.contract
 
 /** Every topic of the dispatch service, for the AsyncAPI document. */
 export const dispatchTopics: readonly TopicContract[] = [dispatchEventsTopic, dispatchCommandsTopic]
 
-export const dispatchCommandRegistry: ContractRegistry<'commandType'> = createRegistry(dispatchCommandsTopic)
-
-export type DispatchCommandDecodeResult = { ok: true; command: DispatchCommandMessage } | DecodeFailure<'commandType'>
-
 /** Decodes a `dispatch_commands` message; anything that fails is a poison message with a reason. */
-export const decodeDispatchCommand: (raw: string) => DispatchCommandDecodeResult =
-  commandDecoder<DispatchCommandMessage>(dispatchCommandRegistry)
+export const decodeDispatchCommand = dispatchCommands.decode
 
 /** The wire form of a dispatch command: decimal amounts, ready for `JSON.stringify`. */
-export function encodeDispatchCommand(command: DispatchCommandMessage): DispatchCommandWire {
-  return z.encode(dispatchCommandMessage, command)
-}
+export const encodeDispatchCommand = dispatchCommands.encode

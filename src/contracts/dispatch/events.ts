@@ -1,14 +1,9 @@
 import { z } from 'zod'
+import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
-import {
-  type ContractRegistry,
-  createRegistry,
-  type EventContract,
-  eventDecoder,
-  type TopicContract,
-} from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 
 /**
  * The dispatch service's events, as published on `dispatch-events` (seed 004).
@@ -60,40 +55,34 @@ export type DispatchEvent = DispatchEventData & Envelope
 export const shipmentQuotedEvent = eventSchema(shipmentQuotedData)
 export const orderDispatchedEvent = eventSchema(orderDispatchedData)
 
-export const dispatchEvent = z.discriminatedUnion('eventType', [shipmentQuotedEvent, orderDispatchedEvent])
-
-/** The wire shape of a dispatch event (decimal amounts). */
-export type DispatchEventWire = z.input<typeof dispatchEvent>
-
-export const dispatchEventContracts: EventContract[] = [
-  {
-    eventType: 'ShipmentQuoted',
-    versions: { 1: shipmentQuotedEvent },
-    description: 'The shipping cost of an order was worked out from its total (before it is dispatched).',
-  },
-  {
-    eventType: 'OrderDispatched',
-    versions: { 1: orderDispatchedEvent },
-    description: 'A paid and confirmed order left with a shipment id, and what its shipping cost.',
-  },
-]
-
 /** `dispatch-events`: the shipping of every order. */
-export const dispatchEventsTopic: TopicContract<'eventType'> = {
+export const dispatchEvents = defineEventTopic({
   topic: DISPATCH_EVENTS_TOPIC,
   description:
     'Every event of every shipment (seed 004). The envelope (eventId, aggregateId = dispatch-<orderId>, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event’s fields share one JSON object; every event names its orderId.',
-  key: 'the order id: all events of one order’s shipment are on one partition, in version order',
-  discriminator: 'eventType',
-  messages: dispatchEventContracts,
-}
+  key: {
+    description: 'the order id: all events of one order’s shipment are on one partition, in version order',
+    of: (event) => event.orderId,
+  },
+  messages: {
+    ShipmentQuoted: {
+      schema: shipmentQuotedEvent,
+      description: 'The shipping cost of an order was worked out from its total (before it is dispatched).',
+    },
+    OrderDispatched: {
+      schema: orderDispatchedEvent,
+      description: 'A paid and confirmed order left with a shipment id, and what its shipping cost.',
+    },
+  },
+})
 
-export const dispatchEventRegistry: ContractRegistry = createRegistry(dispatchEventsTopic)
+/** The wire shape of a dispatch event (decimal amounts). */
+export type DispatchEventWire = TopicWire<typeof dispatchEvents>
+
+export const dispatchEventsTopic: TopicContract<'eventType'> = dispatchEvents.contract
 
 /** Decodes a `dispatch-events` message into a typed event (amounts in minor units). */
-export const decodeDispatchEvent = eventDecoder<DispatchEvent>(dispatchEventRegistry)
+export const decodeDispatchEvent = dispatchEvents.decode
 
 /** The wire form of a dispatch event: decimal amounts, ready for `JSON.stringify`. */
-export function encodeDispatchEvent(event: DispatchEvent): DispatchEventWire {
-  return z.encode(dispatchEvent, event as z.output<typeof dispatchEvent>)
-}
+export const encodeDispatchEvent = dispatchEvents.encode

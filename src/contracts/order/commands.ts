@@ -1,7 +1,8 @@
 import { z } from 'zod'
+import { defineCommandTopic, type TopicMessage } from '../define.ts'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
-import { type ContractRegistry, createRegistry, type DecodeFailure, type TopicContract } from '../registry.ts'
+import type { ContractRegistry, TopicContract } from '../registry.ts'
 import { id, notes, orderEventsTopic, orderItems, reason, requestedOrderStatus } from './events.ts'
 
 /**
@@ -38,71 +39,58 @@ export const changeOrderStatusCommand = orderCommandEnvelope.extend({
   reason: reason.optional(),
 })
 
-export const orderCommandMessage = z.discriminatedUnion('commandType', [
-  confirmOrderCommand,
-  cancelOrderCommand,
-  changeOrderStatusCommand,
-])
-
-export type OrderCommandMessage = z.output<typeof orderCommandMessage>
-export type OrderCommandType = OrderCommandMessage['commandType']
-
 /**
  * `order_commands`. The Create-Order saga orchestrator speaks in approve/reject; they mean
  * confirm/cancel here. The aliases are resolved at the boundary so the domain knows one name per
  * intent.
  */
-export const orderCommandsTopic: TopicContract<'commandType'> = {
+export const orderCommands = defineCommandTopic({
   topic: ORDER_COMMANDS_TOPIC,
   description:
     'Commands to the order service (seed 000): from the Create-Order saga orchestrator and the fulfilment services. The envelope (commandId, orderId, issuedOn, correlationId, causationId, expectedVersion) and the command’s fields share one JSON object. A command is applied once: its commandId is remembered with the events it produced.',
-  key: 'the order id: all commands to one order are on one partition, in the order they were sent',
-  discriminator: 'commandType',
+  key: {
+    description: 'the order id: all commands to one order are on one partition, in the order they were sent',
+    of: (command) => command.orderId,
+  },
   envelope: orderCommandEnvelope,
-  messages: [
-    {
-      eventType: 'ConfirmOrder',
+  messages: {
+    ConfirmOrder: {
+      schema: confirmOrderCommand,
       aliases: ['ApproveOrder'],
-      versions: { 1: confirmOrderCommand },
       description: 'Confirm a pending order once it is paid for. The saga’s ApproveOrder means the same.',
     },
-    {
-      eventType: 'CancelOrder',
+    CancelOrder: {
+      schema: cancelOrderCommand,
       aliases: ['RejectOrder'],
-      versions: { 1: cancelOrderCommand },
       description:
         'Cancel an order that has not been dispatched, with the reason. The saga’s RejectOrder means the same.',
     },
-    {
-      eventType: 'ChangeOrderStatus',
-      versions: { 1: changeOrderStatusCommand },
+    ChangeOrderStatus: {
+      schema: changeOrderStatusCommand,
       description:
         'Move an order to a status (any case): CONFIRMED needs a paymentId, CANCELLED takes a reason; DISPATCHED and DELIVERED come from the fulfilment services.',
     },
-  ],
-}
+  },
+})
+
+/** A decoded `order_commands` message, aliases resolved. */
+export type OrderCommandMessage = TopicMessage<typeof orderCommands>
+export type OrderCommandType = OrderCommandMessage['commandType']
+
+export const orderCommandsTopic: TopicContract<'commandType'> = orderCommands.contract
 
 /** Every topic of the order service, for the AsyncAPI document. */
 export const orderTopics: readonly TopicContract[] = [orderEventsTopic, orderCommandsTopic]
 
-export const orderCommandRegistry: ContractRegistry<'commandType'> = createRegistry(orderCommandsTopic)
+export const orderCommandRegistry: ContractRegistry<'commandType'> = orderCommands.registry
 
 /** Other names for order commands, by the name they stand for (kept for callers that list them). */
 export const ORDER_COMMAND_ALIASES: Readonly<Record<string, OrderCommandType>> = Object.fromEntries(
   orderCommandsTopic.messages.flatMap((c) => (c.aliases ?? []).map((alias) => [alias, c.eventType])),
 ) as Record<string, OrderCommandType>
 
-export type CommandDecodeResult = { ok: true; command: OrderCommandMessage } | DecodeFailure<'commandType'>
-
-/**
- * Decodes an `order_commands` message; anything that fails is a poison message with a reason. The
- * registry has validated it against its commandType's schema, which is what makes the narrowing
- * sound.
- */
-export function decodeOrderCommand(raw: string): CommandDecodeResult {
-  const result = orderCommandRegistry.decode(raw)
-  return result.ok ? { ok: true, command: result.command as unknown as OrderCommandMessage } : result
-}
+/** Decodes an `order_commands` message; anything that fails is a poison message with a reason. */
+export const decodeOrderCommand = orderCommands.decode
 
 // ---------------------------------------------------------------------------------------------
 // HTTP request bodies. They check shapes only; business rules (a total below its items) are the

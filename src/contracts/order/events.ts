@@ -1,13 +1,8 @@
 import { z } from 'zod'
+import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
-import {
-  type ContractRegistry,
-  createRegistry,
-  type EventContract,
-  eventDecoder,
-  type TopicContract,
-} from '../registry.ts'
+import type { ContractRegistry, TopicContract } from '../registry.ts'
 
 /**
  * The order service's events, as published on `order-events`.
@@ -156,66 +151,46 @@ export const orderConfirmedEvent = eventSchema(orderConfirmedData)
 export const orderCancelledEvent = eventSchema(orderCancelledData)
 export const orderStatusChangedEvent = eventSchema(orderStatusChangedData)
 
-/** One schema for any order event, for encoding (`z.encode`) and typing. */
-export const orderEvent = z.discriminatedUnion('eventType', [
-  orderCreatedEvent,
-  orderUpdatedEvent,
-  orderConfirmedEvent,
-  orderCancelledEvent,
-  orderStatusChangedEvent,
-])
-
-/** The wire shape of an order event (decimal amounts). */
-export type OrderEventWire = z.input<typeof orderEvent>
-
-export const orderEventContracts: EventContract[] = [
-  {
-    eventType: 'OrderCreated',
-    versions: { 1: orderCreatedEvent },
-    description: 'An order was placed (status PENDING), with its items and what the customer is charged.',
-  },
-  {
-    eventType: 'OrderUpdated',
-    versions: { 1: orderUpdatedEvent },
-    description: 'A pending order’s items or notes changed; the amounts are the new ones.',
-  },
-  {
-    eventType: 'OrderConfirmed',
-    versions: { 1: orderConfirmedEvent },
-    description: 'The order was paid for (status CONFIRMED).',
-  },
-  {
-    eventType: 'OrderCancelled',
-    versions: { 1: orderCancelledEvent },
-    description: 'The order was cancelled (status CANCELLED), with the reason.',
-  },
-  {
-    eventType: 'OrderStatusChanged',
-    versions: { 1: orderStatusChangedEvent },
-    description: 'The order moved along its fulfilment (e.g. CONFIRMED → DISPATCHED → DELIVERED).',
-  },
-]
-
 /** `order-events`: everything that happens to an order, in order per order. */
-export const orderEventsTopic: TopicContract<'eventType'> = {
+export const orderEvents = defineEventTopic({
   topic: ORDER_EVENTS_TOPIC,
   description:
     'Every event of every order, as the order service records it. The envelope (eventId, aggregateId = order id, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event’s fields share one JSON object.',
-  key: 'the order id (aggregateId): all events of one order are on one partition, in version order',
-  discriminator: 'eventType',
-  messages: orderEventContracts,
-}
+  key: {
+    description: 'the order id (aggregateId): all events of one order are on one partition, in version order',
+    of: (event) => event.aggregateId,
+  },
+  messages: {
+    OrderCreated: {
+      schema: orderCreatedEvent,
+      description: 'An order was placed (status PENDING), with its items and what the customer is charged.',
+    },
+    OrderUpdated: {
+      schema: orderUpdatedEvent,
+      description: 'A pending order’s items or notes changed; the amounts are the new ones.',
+    },
+    OrderConfirmed: { schema: orderConfirmedEvent, description: 'The order was paid for (status CONFIRMED).' },
+    OrderCancelled: {
+      schema: orderCancelledEvent,
+      description: 'The order was cancelled (status CANCELLED), with the reason.',
+    },
+    OrderStatusChanged: {
+      schema: orderStatusChangedEvent,
+      description: 'The order moved along its fulfilment (e.g. CONFIRMED → DISPATCHED → DELIVERED).',
+    },
+  },
+})
+
+/** The wire shape of an order event (decimal amounts). */
+export type OrderEventWire = TopicWire<typeof orderEvents>
+
+export const orderEventsTopic: TopicContract<'eventType'> = orderEvents.contract
 
 /** The contracts of the `order-events` topic. */
-export const orderEventRegistry: ContractRegistry = createRegistry(orderEventsTopic)
+export const orderEventRegistry: ContractRegistry = orderEvents.registry
 
-/**
- * Decodes an `order-events` message into a typed event (amounts in minor units). The registry has
- * validated it against its eventType's schema, which is what makes the narrowing sound.
- */
-export const decodeOrderEvent = eventDecoder<OrderEvent>(orderEventRegistry)
+/** Decodes an `order-events` message into a typed event (amounts in minor units). */
+export const decodeOrderEvent = orderEvents.decode
 
 /** The wire form of an order event: decimal amounts, ready for `JSON.stringify`. */
-export function encodeOrderEvent(event: OrderEvent): OrderEventWire {
-  return z.encode(orderEvent, event as z.output<typeof orderEvent>)
-}
+export const encodeOrderEvent = orderEvents.encode

@@ -1,14 +1,9 @@
 import { z } from 'zod'
+import { defineCommandTopic, type TopicMessage, type TopicWire } from '../define.ts'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id, reason } from '../order/events.ts'
-import {
-  type ContractRegistry,
-  commandDecoder,
-  createRegistry,
-  type DecodeFailure,
-  type TopicContract,
-} from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 import { paymentEventsTopic } from './events.ts'
 
 /**
@@ -44,11 +39,34 @@ export const refundPaymentBody = z.object({
 export const processPaymentCommand = paymentCommandEnvelope.extend(processPaymentBody.shape)
 export const refundPaymentCommand = paymentCommandEnvelope.extend(refundPaymentBody.shape)
 
-export const paymentCommandMessage = z.discriminatedUnion('commandType', [processPaymentCommand, refundPaymentCommand])
+/** `payment_commands`: what the payment service is asked to do, per order. */
+export const paymentCommands = defineCommandTopic({
+  topic: PAYMENT_COMMANDS_TOPIC,
+  description:
+    'Commands to the payment service: from the Create-Order saga orchestrator (seed 000). The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. Each command is applied once; a payment is captured at most once per order.',
+  key: {
+    description: 'the order id: all commands to one order’s payment are on one partition, in the order they were sent',
+    of: (command) => command.orderId,
+  },
+  envelope: paymentCommandEnvelope,
+  messages: {
+    ProcessPayment: {
+      schema: processPaymentCommand,
+      aliases: ['AuthorizePayment'],
+      description:
+        'Charge an order’s total: PaymentProcessed or PaymentFailed follows. Sent again for an order already charged, it changes nothing. AuthorizePayment means the same.',
+    },
+    RefundPayment: {
+      schema: refundPaymentCommand,
+      description:
+        'Give an order’s captured payment back (PaymentRefunded), or close a payment never captured (PaymentVoided). A declined or already refunded payment is left as it is.',
+    },
+  },
+})
 
 /** A decoded `payment_commands` message (amounts in minor units). */
-export type PaymentCommandMessage = z.output<typeof paymentCommandMessage>
-export type PaymentCommandWire = z.input<typeof paymentCommandMessage>
+export type PaymentCommandMessage = TopicMessage<typeof paymentCommands>
+export type PaymentCommandWire = TopicWire<typeof paymentCommands>
 export type PaymentCommandType = PaymentCommandMessage['commandType']
 
 /**
@@ -57,42 +75,13 @@ export type PaymentCommandType = PaymentCommandMessage['commandType']
  */
 export type PaymentCommandBody = z.output<typeof processPaymentBody> | z.output<typeof refundPaymentBody>
 
-export const paymentCommandsTopic: TopicContract<'commandType'> = {
-  topic: PAYMENT_COMMANDS_TOPIC,
-  description:
-    'Commands to the payment service: from the Create-Order saga orchestrator (seed 000). The envelope (commandId, orderId, issuedOn, correlationId, causationId) and the command’s fields share one JSON object. Each command is applied once; a payment is captured at most once per order.',
-  key: 'the order id: all commands to one order’s payment are on one partition, in the order they were sent',
-  discriminator: 'commandType',
-  envelope: paymentCommandEnvelope,
-  messages: [
-    {
-      eventType: 'ProcessPayment',
-      aliases: ['AuthorizePayment'],
-      versions: { 1: processPaymentCommand },
-      description:
-        'Charge an order’s total: PaymentProcessed or PaymentFailed follows. Sent again for an order already charged, it changes nothing. AuthorizePayment means the same.',
-    },
-    {
-      eventType: 'RefundPayment',
-      versions: { 1: refundPaymentCommand },
-      description:
-        'Give an order’s captured payment back (PaymentRefunded), or close a payment never captured (PaymentVoided). A declined or already refunded payment is left as it is.',
-    },
-  ],
-}
+export const paymentCommandsTopic: TopicContract<'commandType'> = paymentCommands.contract
 
 /** Every topic of the payment service, for the AsyncAPI document. */
 export const paymentTopics: readonly TopicContract[] = [paymentEventsTopic, paymentCommandsTopic]
 
-export const paymentCommandRegistry: ContractRegistry<'commandType'> = createRegistry(paymentCommandsTopic)
-
-export type PaymentCommandDecodeResult = { ok: true; command: PaymentCommandMessage } | DecodeFailure<'commandType'>
-
 /** Decodes a `payment_commands` message; anything that fails is a poison message with a reason. */
-export const decodePaymentCommand: (raw: string) => PaymentCommandDecodeResult =
-  commandDecoder<PaymentCommandMessage>(paymentCommandRegistry)
+export const decodePaymentCommand = paymentCommands.decode
 
 /** The wire form of a payment command: decimal amounts, ready for `JSON.stringify`. */
-export function encodePaymentCommand(command: PaymentCommandMessage): PaymentCommandWire {
-  return z.encode(paymentCommandMessage, command)
-}
+export const encodePaymentCommand = paymentCommands.encode

@@ -1,14 +1,9 @@
 import { z } from 'zod'
+import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id, reason } from '../order/events.ts'
-import {
-  type ContractRegistry,
-  createRegistry,
-  type EventContract,
-  eventDecoder,
-  type TopicContract,
-} from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 
 /**
  * The payment service's events, as published on `payment-events` (seed 004).
@@ -107,59 +102,45 @@ export const paymentFailedEvent = eventSchema(paymentFailedData)
 export const paymentRefundedEvent = eventSchema(paymentRefundedData)
 export const paymentVoidedEvent = eventSchema(paymentVoidedData)
 
-/** One schema for any payment event, for encoding (`z.encode`) and typing. */
-export const paymentEvent = z.discriminatedUnion('eventType', [
-  paymentProcessedEvent,
-  paymentFailedEvent,
-  paymentRefundedEvent,
-  paymentVoidedEvent,
-])
-
-/** The wire shape of a payment event (decimal amounts). */
-export type PaymentEventWire = z.input<typeof paymentEvent>
-
-export const paymentEventContracts: EventContract[] = [
-  {
-    eventType: 'PaymentProcessed',
-    versions: { 1: paymentProcessedEvent },
-    description: 'The order’s payment was captured (at most once per order), with the gateway’s reference.',
-  },
-  {
-    eventType: 'PaymentFailed',
-    versions: { 1: paymentFailedEvent },
-    description: 'The gateway declined the order’s payment, with a stable code and the reason.',
-  },
-  {
-    eventType: 'PaymentRefunded',
-    versions: { 1: paymentRefundedEvent },
-    description: 'A captured payment was given back in full (the order was cancelled after it was paid).',
-  },
-  {
-    eventType: 'PaymentVoided',
-    versions: { 1: paymentVoidedEvent },
-    description: 'A refund came before any capture: the payment is closed and can no longer be captured.',
-  },
-]
-
 /** `payment-events`: the outcome of every order’s payment. */
-export const paymentEventsTopic: TopicContract<'eventType'> = {
+export const paymentEvents = defineEventTopic({
   topic: PAYMENT_EVENTS_TOPIC,
   description:
     'Every event of every payment (seed 004). The envelope (eventId, aggregateId = payment-<orderId>, occurredOn, version, eventType, schemaVersion, correlationId, causationId) and the event’s fields share one JSON object; every event names its orderId.',
-  key: 'the order id: all events of one order’s payment are on one partition, in version order',
-  discriminator: 'eventType',
-  messages: paymentEventContracts,
-}
+  key: {
+    description: 'the order id: all events of one order’s payment are on one partition, in version order',
+    of: (event) => event.orderId,
+  },
+  messages: {
+    PaymentProcessed: {
+      schema: paymentProcessedEvent,
+      description: 'The order’s payment was captured (at most once per order), with the gateway’s reference.',
+    },
+    PaymentFailed: {
+      schema: paymentFailedEvent,
+      description: 'The gateway declined the order’s payment, with a stable code and the reason.',
+    },
+    PaymentRefunded: {
+      schema: paymentRefundedEvent,
+      description: 'A captured payment was given back in full (the order was cancelled after it was paid).',
+    },
+    PaymentVoided: {
+      schema: paymentVoidedEvent,
+      description: 'A refund came before any capture: the payment is closed and can no longer be captured.',
+    },
+  },
+})
 
-export const paymentEventRegistry: ContractRegistry = createRegistry(paymentEventsTopic)
+/** The wire shape of a payment event (decimal amounts). */
+export type PaymentEventWire = TopicWire<typeof paymentEvents>
+
+export const paymentEventsTopic: TopicContract<'eventType'> = paymentEvents.contract
 
 /** Decodes a `payment-events` message into a typed event (amounts in minor units). */
-export const decodePaymentEvent = eventDecoder<PaymentEvent>(paymentEventRegistry)
+export const decodePaymentEvent = paymentEvents.decode
 
 /** The wire form of a payment event: decimal amounts, ready for `JSON.stringify`. */
-export function encodePaymentEvent(event: PaymentEvent): PaymentEventWire {
-  return z.encode(paymentEvent, event as z.output<typeof paymentEvent>)
-}
+export const encodePaymentEvent = paymentEvents.encode
 
 /**
  * The reason an order is cancelled for when its payment failed. The saga's RejectOrder and the

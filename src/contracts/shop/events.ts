@@ -1,6 +1,7 @@
 import { z } from 'zod'
+import { defineEventTopic, type TopicWire } from '../define.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
-import { type ContractRegistry, createRegistry, type TopicContract } from '../registry.ts'
+import type { TopicContract } from '../registry.ts'
 import { timestamp } from '../timestamp.ts'
 
 /**
@@ -81,45 +82,38 @@ export const orderStatusUpdatedEvent = envelope.extend({
   status: shopOrderStatus,
 })
 
-export type ShopOrderCreated = z.output<typeof orderCreatedEvent>
-export type ShopOrderStatusUpdated = z.output<typeof orderStatusUpdatedEvent>
-export type ShopOrderEvent = ShopOrderCreated | ShopOrderStatusUpdated
-
-export const shopOrderEvent = z.discriminatedUnion('eventType', [orderCreatedEvent, orderStatusUpdatedEvent])
-
-export const shopOrderEventsTopic: TopicContract<'eventType'> = {
+/** `orders.events`: seed 002's order events, with an envelope of their own. */
+export const shopOrderEvents = defineEventTopic({
   topic: SHOP_ORDER_EVENTS_TOPIC,
   description:
     "Seed 002's order events: ORDER_CREATED with the full order, ORDER_STATUS_UPDATED with the order id and its new status. Amounts are decimal numbers.",
-  key: 'the order id (ORD-…): all events of one order are on one partition, in order',
-  discriminator: 'eventType',
+  key: {
+    description: 'the order id (ORD-…): all events of one order are on one partition, in order',
+    of: (event) => event.orderId,
+  },
   envelope,
-  messages: [
-    {
-      eventType: 'ORDER_CREATED',
-      versions: { 1: orderCreatedEvent },
+  messages: {
+    ORDER_CREATED: {
+      schema: orderCreatedEvent,
       description: 'An order was created: the full order (customer, items, total, currency, date, status "created").',
     },
-    {
-      eventType: 'ORDER_STATUS_UPDATED',
-      versions: { 1: orderStatusUpdatedEvent },
+    ORDER_STATUS_UPDATED: {
+      schema: orderStatusUpdatedEvent,
       description: `An order's status changed; status is one of ${ShopOrderStatuses.join(', ')}.`,
     },
-  ],
-}
+  },
+})
 
-export const shopOrderEventRegistry: ContractRegistry<'eventType'> = createRegistry(shopOrderEventsTopic)
+export type ShopOrderCreated = z.output<typeof orderCreatedEvent>
+export type ShopOrderStatusUpdated = z.output<typeof orderStatusUpdatedEvent>
+export type ShopOrderEvent = ShopOrderCreated | ShopOrderStatusUpdated
+/** The wire shape of an event (decimal amounts, status as written). */
+export type ShopOrderEventWire = TopicWire<typeof shopOrderEvents>
+
+export const shopOrderEventsTopic: TopicContract<'eventType'> = shopOrderEvents.contract
 
 /** Decodes a message of `orders.events` into a typed event, or the poison reason. */
-export function decodeShopOrderEvent(
-  raw: string,
-): { ok: true; event: ShopOrderEvent } | { ok: false; reason: string; message: string } {
-  const decoded = shopOrderEventRegistry.decode(raw)
-  if (!decoded.ok) return decoded
-  return { ok: true, event: decoded.event as unknown as ShopOrderEvent }
-}
+export const decodeShopOrderEvent = shopOrderEvents.decode
 
 /** The wire form of an event (decimal amounts), for producers. */
-export function encodeShopOrderEvent(event: ShopOrderEvent): Record<string, unknown> {
-  return z.encode(shopOrderEvent, event) as Record<string, unknown>
-}
+export const encodeShopOrderEvent = shopOrderEvents.encode

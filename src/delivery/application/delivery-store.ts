@@ -1,17 +1,7 @@
-import {
-  DELIVERY_EVENTS_TOPIC,
-  type DeliveryEvent,
-  deliveryStreamId,
-  encodeDeliveryEvent,
-} from '../../contracts/delivery/events.ts'
-import {
-  type CommandMetadata,
-  createCommandHandler,
-  type DomainEvent,
-  type StateStore,
-} from '../../platform/es/command-handler.ts'
-import { eventMessage } from '../../platform/es/messages.ts'
+import { type DeliveryEventData, deliveryEvents, deliveryStreamId } from '../../contracts/delivery/events.ts'
+import type { CommandMetadata, CommandResult, StateStore } from '../../platform/es/command-handler.ts'
 import { scheduleTimer } from '../../platform/es/scheduler.ts'
+import { type Aggregate, type AggregateDefinition, createAggregate } from '../../platform/service.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import {
   DELIVERY_STREAM_TYPE,
@@ -31,18 +21,7 @@ import {
 /** The timer kind of due deliveries (platform/es/scheduler.ts). */
 export const DELIVERY_DUE_TIMER = 'delivery-due'
 
-export interface DeliveryResult {
-  delivery: DeliveryState
-  events: DeliveryEvent[]
-  duplicate: boolean
-}
-
-export interface DeliveryStore {
-  execute(command: DeliveryCommand, metadata?: CommandMetadata): Promise<DeliveryResult>
-  get(orderId: string): Promise<Delivery | null>
-}
-
-const deliveriesTable: StateStore<DeliveryState> = {
+const deliveries: StateStore<DeliveryState> = {
   async load(tx, streamId) {
     const { rows } = await tx.query<{ state: Delivery }>('SELECT state FROM deliveries WHERE id = $1', [streamId])
     const delivery = rows[0]?.state ?? null
@@ -68,6 +47,57 @@ const deliveriesTable: StateStore<DeliveryState> = {
   },
 }
 
+/** An order's delivery: stream `delivery-<orderId>`, row in `deliveries`, events on `delivery-events`. */
+export const deliveryAggregate: AggregateDefinition<DeliveryCommand, DeliveryEventData, DeliveryState> = {
+  streamType: DELIVERY_STREAM_TYPE,
+  streamOf: (command) => deliveryStreamId(command.orderId),
+  decider: deliveryDecider,
+  state: deliveries,
+  publishes: deliveryEvents,
+}
+
+export type DeliveryResult = CommandResult<DeliveryEventData, DeliveryState>
+
+/**
+ * Carries a delivery command out, and a ScheduleDelivery's timer in its transaction; `onScheduled`
+ * hears the delay once that committed (inside a consumer's batch: once the batch did).
+ */
+export async function executeDelivery(
+  aggregate: Aggregate<DeliveryCommand, DeliveryEventData, DeliveryState>,
+  command: DeliveryCommand,
+  metadata: CommandMetadata,
+  onScheduled: (delayMs: number) => void,
+): Promise<DeliveryResult> {
+  if (command.commandType !== 'ScheduleDelivery') return aggregate.execute(command, metadata)
+  const { result, extra: delayMs } = await aggregate.executeWith(command, metadata, async (tx, result) => {
+    const scheduled = result.events.find((e) => e.eventType === 'DeliveryScheduled')
+    if (!scheduled) return undefined
+    // The event's dueAt is the app's reckoning (what the delivery shows); the timer counts the
+    // delay on the database's clock, so a jump of the app's clock moves no delivery.
+    await scheduleTimer(tx, {
+      id: `${DELIVERY_DUE_TIMER}:${scheduled.orderId}`,
+      kind: DELIVERY_DUE_TIMER,
+      delayMs: command.delayMs,
+      // The journey's correlation (and trace) carry over the wait: OrderDelivered belongs to the
+      // request that placed the order, not to a timer.
+      payload: {
+        orderId: scheduled.orderId,
+        ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
+        ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
+      },
+    })
+    return command.delayMs
+  })
+  if (delayMs !== undefined) onScheduled(delayMs)
+  return result
+}
+
+export interface DeliveryStore {
+  execute(command: DeliveryCommand, metadata?: CommandMetadata): Promise<DeliveryResult>
+  get(orderId: string): Promise<DeliveryState>
+}
+
+/** The delivery aggregate on its own, with its timers: what the module runs, for tests and tools. */
 export function createDeliveryStore(deps: {
   db: SqlDatabase
   onCommitted: () => void
@@ -75,51 +105,13 @@ export function createDeliveryStore(deps: {
   onScheduled: (delayMs: number) => void
   clock?: () => Date
 }): DeliveryStore {
-  const handler = createCommandHandler({
+  const aggregate = createAggregate(deliveryAggregate, {
     db: deps.db,
-    onCommitted: deps.onCommitted,
-    streamType: DELIVERY_STREAM_TYPE,
-    decider: deliveryDecider,
-    stateStore: deliveriesTable,
-    toMessages: (event, metadata) => {
-      const e = event as DomainEvent<unknown> as DeliveryEvent
-      return [
-        eventMessage({ topic: DELIVERY_EVENTS_TOPIC, key: e.orderId, body: encodeDeliveryEvent(e), event, metadata }),
-      ]
-    },
-    ...(deps.clock ? { clock: deps.clock } : {}),
+    committed: deps.onCommitted,
+    clock: deps.clock ?? (() => new Date()),
   })
   return {
-    async execute(command, metadata = {}) {
-      const { result, extra: delayMs } = await handler.handleWith(
-        deliveryStreamId(command.orderId),
-        command,
-        metadata,
-        async (tx, result) => {
-          const scheduled = (result.events as DeliveryEvent[]).find((e) => e.eventType === 'DeliveryScheduled')
-          if (scheduled?.eventType !== 'DeliveryScheduled' || command.commandType !== 'ScheduleDelivery') {
-            return undefined
-          }
-          // The event's dueAt is the app's reckoning (what the delivery shows); the timer counts
-          // the delay on the database's clock, so a jump of the app's clock moves no delivery.
-          await scheduleTimer(tx, {
-            id: `${DELIVERY_DUE_TIMER}:${scheduled.orderId}`,
-            kind: DELIVERY_DUE_TIMER,
-            delayMs: command.delayMs,
-            // The journey's correlation (and trace) carry over the wait: OrderDelivered belongs to the
-            // request that placed the order, not to a timer.
-            payload: {
-              orderId: scheduled.orderId,
-              ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
-              ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
-            },
-          })
-          return command.delayMs
-        },
-      )
-      if (delayMs !== undefined) deps.onScheduled(delayMs)
-      return { delivery: result.state, events: result.events as DeliveryEvent[], duplicate: result.duplicate }
-    },
-    get: async (orderId) => (await deliveriesTable.load(deps.db, deliveryStreamId(orderId))).state,
+    execute: (command, metadata = {}) => executeDelivery(aggregate, command, metadata, deps.onScheduled),
+    get: (orderId) => aggregate.load(deliveryStreamId(orderId)),
   }
 }

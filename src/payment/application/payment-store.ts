@@ -1,26 +1,14 @@
-import {
-  encodePaymentEvent,
-  PAYMENT_EVENTS_TOPIC,
-  type PaymentEvent,
-  paymentStreamId,
-} from '../../contracts/payment/events.ts'
-import {
-  type CommandMetadata,
-  createCommandHandler,
-  type DomainEvent,
-  type StateStore,
-} from '../../platform/es/command-handler.ts'
-import { eventMessage } from '../../platform/es/messages.ts'
-import type { SqlDatabase } from '../../platform/sql/port.ts'
+import { type PaymentEventData, paymentEvents, paymentStreamId } from '../../contracts/payment/events.ts'
+import type { CommandMetadata, CommandResult, StateStore } from '../../platform/es/command-handler.ts'
+import type { Aggregate, AggregateDefinition } from '../../platform/service.ts'
 import type { AuthorizationRequest, GatewayOutcome } from '../domain/gateway.ts'
 import {
   authorizationRequestFor,
   PAYMENT_STREAM_TYPE,
   type Payment,
+  type PaymentCommand,
   type PaymentState,
-  type ProcessPayment,
   paymentDecider,
-  type RefundPayment,
 } from '../domain/payment.ts'
 
 /**
@@ -33,29 +21,8 @@ import {
  * state, which emits nothing).
  */
 
-export interface PaymentStoreDeps {
-  db: SqlDatabase
-  onCommitted: () => void
-  clock?: () => Date
-  /** Who decides payments here (`processed_by`): host and process id by default. */
-  instanceId: string
-  /** Asks the gateway (with the service's timeouts and retries). */
-  authorize(request: AuthorizationRequest): Promise<GatewayOutcome>
-}
-
-export interface PaymentResult {
-  payment: PaymentState
-  events: PaymentEvent[]
-  duplicate: boolean
-}
-
-export interface PaymentStore {
-  process(command: Omit<ProcessPayment, 'outcome'>, metadata?: CommandMetadata): Promise<PaymentResult>
-  refund(command: RefundPayment, metadata?: CommandMetadata): Promise<PaymentResult>
-  get(orderId: string): Promise<Payment | null>
-}
-
-function paymentsTable(instanceId: string): StateStore<PaymentState> {
+/** One row per order's payment in `payments`; `processed_by` names the instance that decided it. */
+export function paymentsTable(instanceId: string): StateStore<PaymentState> {
   return {
     async load(tx, streamId) {
       const { rows } = await tx.query<{ state: Payment }>('SELECT state FROM payments WHERE id = $1', [streamId])
@@ -87,39 +54,29 @@ function paymentsTable(instanceId: string): StateStore<PaymentState> {
   }
 }
 
-export function createPaymentStore(deps: PaymentStoreDeps): PaymentStore {
-  const stateStore = paymentsTable(deps.instanceId)
-  const handler = createCommandHandler({
-    db: deps.db,
-    onCommitted: deps.onCommitted,
-    streamType: PAYMENT_STREAM_TYPE,
-    decider: paymentDecider,
-    stateStore,
-    toMessages: (event, metadata) => {
-      const e = event as DomainEvent<unknown> as PaymentEvent
-      return [
-        eventMessage({ topic: PAYMENT_EVENTS_TOPIC, key: e.orderId, body: encodePaymentEvent(e), event, metadata }),
-      ]
-    },
-    ...(deps.clock ? { clock: deps.clock } : {}),
-  })
-  const toResult = (result: { state: PaymentState; events: unknown[]; duplicate: boolean }): PaymentResult => ({
-    payment: result.state,
-    events: result.events as PaymentEvent[],
-    duplicate: result.duplicate,
-  })
+/**
+ * An order's payment: stream `payment-<orderId>`, row in `payments` (which names the instance that
+ * decided it), events on `payment-events`.
+ */
+export const paymentAggregate = {
+  streamType: PAYMENT_STREAM_TYPE,
+  streamOf: (command: PaymentCommand) => paymentStreamId(command.orderId),
+  decider: paymentDecider,
+  state: ({ instanceId }: { instanceId: string }) => paymentsTable(instanceId),
+  publishes: paymentEvents,
+} satisfies Omit<AggregateDefinition<PaymentCommand, PaymentEventData, PaymentState>, 'state'> & { state: unknown }
 
-  return {
-    async process(command, metadata = {}) {
-      const streamId = paymentStreamId(command.orderId)
-      const { state } = await stateStore.load(deps.db, streamId)
-      const request = authorizationRequestFor(command, state)
-      const outcome = request ? await deps.authorize(request) : undefined
-      return toResult(await handler.handle(streamId, { ...command, outcome }, metadata))
-    },
-    async refund(command, metadata = {}) {
-      return toResult(await handler.handle(paymentStreamId(command.orderId), command, metadata))
-    },
-    get: async (orderId) => (await stateStore.load(deps.db, paymentStreamId(orderId))).state,
-  }
+export type PaymentResult = CommandResult<PaymentEventData, PaymentState>
+
+/** Carries a payment command out: a ProcessPayment not decided yet asks the gateway first. */
+export async function executePayment(
+  aggregate: Aggregate<PaymentCommand, PaymentEventData, PaymentState>,
+  command: PaymentCommand,
+  metadata: CommandMetadata,
+  authorize: (request: AuthorizationRequest) => Promise<GatewayOutcome>,
+): Promise<PaymentResult> {
+  if (command.commandType !== 'ProcessPayment' || command.outcome) return aggregate.execute(command, metadata)
+  const request = authorizationRequestFor(command, await aggregate.load(paymentStreamId(command.orderId)))
+  const outcome = request ? await authorize(request) : undefined
+  return aggregate.execute({ ...command, outcome }, metadata)
 }
