@@ -3,19 +3,13 @@ import { COFFEE_GROUP } from './coffee/index.ts'
 import { CART_EVENTS_TOPIC } from './contracts/cart/events.ts'
 import { COFFEE_ORDERS_TOPIC } from './contracts/coffee/orders.ts'
 import { DELIVERY_COMMANDS_TOPIC } from './contracts/delivery/commands.ts'
-import { DELIVERY_EVENTS_TOPIC } from './contracts/delivery/events.ts'
 import { DISPATCH_COMMANDS_TOPIC } from './contracts/dispatch/commands.ts'
-import { DISPATCH_EVENTS_TOPIC } from './contracts/dispatch/events.ts'
 import { ORDER_COMMANDS_TOPIC } from './contracts/order/commands.ts'
-import { ORDER_EVENTS_TOPIC } from './contracts/order/events.ts'
 import { PAYMENT_COMMANDS_TOPIC } from './contracts/payment/commands.ts'
-import { PAYMENT_EVENTS_TOPIC } from './contracts/payment/events.ts'
 import { SHOP_ORDER_EVENTS_TOPIC } from './contracts/shop/events.ts'
 import { deliveryModule } from './delivery/index.ts'
 import { dispatchModule } from './dispatch/index.ts'
-import { CART_CHECKOUT_GROUP } from './order/consumers/cart-checkout.ts'
-import { ORDER_JOURNEY_GROUP } from './order/consumers/journey.ts'
-import { ORDER_COMMANDS_GROUP } from './order/consumers/order-commands.ts'
+import { orderModule } from './order/index.ts'
 import { ORDER_DETAILS_GROUP } from './order-details/consumers/order-events.ts'
 import { paymentModule } from './payment/index.ts'
 import type { Config } from './platform/config.ts'
@@ -63,16 +57,14 @@ export interface ServiceKafkaAccess {
   describes?: { groups: readonly string[]; topics: readonly string[] }
 }
 
-const choreography = ['choreography'] as const
-
 /** A declared service's access, from its declaration: the topic it publishes and one group per intake. */
 function declared(service: DeclaredService<object>): ServiceKafkaAccess {
   return {
     service: service.name,
     writes: [service.publishes],
-    reads: service.intake.map(({ group, topic, mode }) => ({
+    reads: service.intake.map(({ group, topics, mode }) => ({
       group,
-      topics: [topic.topic],
+      topics: topics.map((each) => each.topic),
       ...(mode ? { modes: [mode] } : {}),
     })),
   }
@@ -80,19 +72,7 @@ function declared(service: DeclaredService<object>): ServiceKafkaAccess {
 
 export const serviceKafkaAccess: readonly ServiceKafkaAccess[] = [
   { service: 'cart', writes: [CART_EVENTS_TOPIC], reads: [] },
-  {
-    service: 'order',
-    writes: [ORDER_EVENTS_TOPIC],
-    reads: [
-      { group: ORDER_COMMANDS_GROUP, topics: [ORDER_COMMANDS_TOPIC] },
-      { group: CART_CHECKOUT_GROUP, topics: [CART_EVENTS_TOPIC] },
-      {
-        group: ORDER_JOURNEY_GROUP,
-        topics: [PAYMENT_EVENTS_TOPIC, DISPATCH_EVENTS_TOPIC, DELIVERY_EVENTS_TOPIC],
-        modes: choreography,
-      },
-    ],
-  },
+  declared(orderModule()),
   declared(paymentModule()),
   declared(dispatchModule()),
   declared(deliveryModule()),

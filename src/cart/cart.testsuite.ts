@@ -6,6 +6,7 @@ import type { App } from '../app.ts'
 import { CART_EVENTS_TOPIC } from '../contracts/cart/events.ts'
 import { deliveryModule } from '../delivery/index.ts'
 import { dispatchModule } from '../dispatch/index.ts'
+import { CART_CHECKOUT_GROUP } from '../order/consumers/cart-checkout.ts'
 import { type OrderModule, orderModule } from '../order/index.ts'
 import { paymentModule } from '../payment/index.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
@@ -142,7 +143,8 @@ export function cartSuite(name: string, setup: () => Promise<CartSetup>, timeout
         const [position] = await context.transport.publish([
           { topic: CART_EVENTS_TOPIC, key: event.key, value: event.value, headers: event.headers },
         ])
-        const { cartCheckouts: subscription } = app.module<OrderModule>('order')
+        const subscription = app.module<OrderModule>('order').subscriptions?.get(CART_CHECKOUT_GROUP)
+        assert.ok(subscription, 'the order service consumes cart-events')
         await waitFor(
           async () => {
             const lag = (await subscription.lag()).filter((l) => l.partition === position?.partition)

@@ -1,34 +1,33 @@
-import { cartEventsTopic } from '../contracts/cart/events.ts'
-import { orderCommandsTopic } from '../contracts/order/commands.ts'
-import { ORDER_EVENTS_TOPIC, orderEventsTopic } from '../contracts/order/events.ts'
+import { cartEvents } from '../contracts/cart/events.ts'
+import { deliveryEvents } from '../contracts/delivery/events.ts'
+import { dispatchEvents } from '../contracts/dispatch/events.ts'
+import { orderCommands } from '../contracts/order/commands.ts'
+import { ORDER_EVENTS_TOPIC, type OrderEventData } from '../contracts/order/events.ts'
+import { paymentEvents } from '../contracts/payment/events.ts'
 import type { ReplaySource } from '../platform/es/replay.ts'
-import type { ServiceModule } from '../platform/module.ts'
+import { accept, type DeclaredService, defineService, react, type ServiceParts } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
-import type { Subscription } from '../platform/transport/port.ts'
 import {
-  createOrderStore,
   type OrderStore,
+  orderAggregate,
+  orderStoreOver,
   STREAM_TYPE,
   toOrderEvent,
   toOrderEventMessage,
 } from './application/order-store.ts'
 import { orderReadModel } from './application/read-model.ts'
-import { CART_CHECKOUT_GROUP, startCartCheckoutConsumer } from './consumers/cart-checkout.ts'
-import { ORDER_JOURNEY_GROUP, startOrderJourneyConsumer } from './consumers/journey.ts'
-import { ORDER_COMMANDS_GROUP, startOrderCommandsConsumer } from './consumers/order-commands.ts'
+import { CART_CHECKOUT_GROUP, checkoutCommandFor, whenCheckoutRefused } from './consumers/cart-checkout.ts'
+import { type JourneyEvent, ORDER_JOURNEY_GROUP, orderCommandFor, whenJourneyRefused } from './consumers/journey.ts'
+import { ORDER_COMMANDS_GROUP, toOrderCommand, whenCommandRefused } from './consumers/order-commands.ts'
+import type { OrderCommand, OrderState } from './domain/order.ts'
 import { orderRoutes } from './http/routes.ts'
 
 /**
  * The order service (seeds 000, 001 and 004): event-sourced orders, their HTTP API, the read model,
  * the commands it takes on `order_commands`, the carts checked out on `cart-events` (each becomes
  * one order), and in choreography its reactions to the payment, dispatch and delivery events
- * (consumers/journey.ts).
+ * (consumers/journey.ts). What it takes in is declared; the platform runs the consumers.
  */
-export interface OrderModule {
-  store: OrderStore
-  /** The consumer turning CartCheckedOut into orders (tests wait on its lag). */
-  cartCheckouts: Subscription
-}
 
 /** Which stored events replay reads for orders, and the messages they become. */
 export const orderReplaySource: ReplaySource = {
@@ -39,26 +38,47 @@ export const orderReplaySource: ReplaySource = {
 
 export function orderModule(
   options: { commandsGroupId?: string; journeyGroupId?: string; cartCheckoutGroupId?: string } = {},
-): ServiceModule<OrderModule> {
-  return {
+): DeclaredService<OrderModule> {
+  return defineService({
     name: 'order',
     migrations: migrationsBeside(import.meta.url),
-    topics: [orderEventsTopic, orderCommandsTopic, cartEventsTopic],
-    projections: [orderReadModel],
-    async start(context) {
-      const store = createOrderStore({ db: context.db, onCommitted: context.committed, clock: context.clock })
-      await startOrderCommandsConsumer(context, store, options.commandsGroupId ?? ORDER_COMMANDS_GROUP)
-      const cartCheckouts = await startCartCheckoutConsumer(
-        context,
-        store,
-        options.cartCheckoutGroupId ?? CART_CHECKOUT_GROUP,
-      )
+    aggregate: orderAggregate,
+    intake: [
+      accept(orderCommands, {
+        group: options.commandsGroupId ?? ORDER_COMMANDS_GROUP,
+        toCommand: toOrderCommand,
+        whenRefused: whenCommandRefused,
+      }),
+      react(cartEvents, {
+        group: options.cartCheckoutGroupId ?? CART_CHECKOUT_GROUP,
+        commandFor: checkoutCommandFor,
+        whenRefused: whenCheckoutRefused,
+      }),
       // Choreography: the order service follows payment, dispatch and delivery itself; in
       // orchestration the Create-Order saga tells it what to do on order_commands instead.
-      if (context.config.sagaMode === 'choreography') {
-        await startOrderJourneyConsumer(context, store, options.journeyGroupId ?? ORDER_JOURNEY_GROUP)
-      }
-      return { store, cartCheckouts, routes: orderRoutes({ store, db: context.db }) }
+      react<JourneyEvent, OrderCommand, OrderState>([paymentEvents, dispatchEvents, deliveryEvents], {
+        group: options.journeyGroupId ?? ORDER_JOURNEY_GROUP,
+        mode: 'choreography',
+        // A delivery that overtook its dispatch waits for it through retries: give them room.
+        minRetries: 8,
+        // A capture is checked against the order's total, so that one is read first.
+        commandFor: async (event, { load }) =>
+          orderCommandFor(
+            event,
+            event.eventType === 'PaymentProcessed' ? ((await load(event.orderId)) ?? undefined) : undefined,
+          ),
+        whenRefused: whenJourneyRefused,
+      }),
+    ],
+    projections: [orderReadModel],
+    start: (context, { aggregate }) => {
+      const store = orderStoreOver(aggregate, context.db)
+      return { store, routes: orderRoutes({ store, db: context.db }) }
     },
-  }
+  })
+}
+
+/** What the order module gives the app and the tests besides its routes. */
+export interface OrderModule extends ServiceParts<OrderCommand, OrderEventData, OrderState> {
+  store: OrderStore
 }

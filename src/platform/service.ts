@@ -1,6 +1,7 @@
 import type { CommandTopic, EventTopic } from '../contracts/define.ts'
 import type { TopicContract } from '../contracts/registry.ts'
 import type { Config } from './config.ts'
+import { AppError } from './errors.ts'
 import {
   type CommandHandler,
   type CommandMetadata,
@@ -12,9 +13,11 @@ import {
 import { causedBy } from './es/consumed.ts'
 import type { Decider, TypedEvent } from './es/decider.ts'
 import { eventMessage } from './es/messages.ts'
+import type { ProjectionDefinition } from './es/projections.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './module.ts'
 import type { SqlExecutor } from './sql/port.ts'
-import type { IncomingMessage } from './transport/port.ts'
+import type { IncomingMessage, Subscription } from './transport/port.ts'
+import type { Decoded } from './transport/reliable-consumer.ts'
 
 /**
  * Services declare, the platform runs. A service says what its aggregate is (stream type, decider,
@@ -67,7 +70,7 @@ export interface Aggregate<Command, Event, State> {
 
 export function createAggregate<Command, Event extends TypedEvent, State>(
   definition: AggregateDefinition<Command, Event, State>,
-  context: Pick<ModuleContext, 'db' | 'committed' | 'clock'>,
+  context: Pick<ModuleContext, 'db' | 'committed' | 'clock'> & { newEventId?: () => string },
 ): Aggregate<Command, Event, State> {
   const { publishes } = definition
   const handler: CommandHandler<Command, Event, State> = createCommandHandler({
@@ -86,6 +89,7 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
       }),
     ],
     clock: context.clock,
+    ...(context.newEventId ? { newEventId: context.newEventId } : {}),
   })
   return {
     streamType: definition.streamType,
@@ -98,67 +102,100 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
 
 type SagaMode = Config['sagaMode']
 
-/** What turning a message into a command may read besides the message: the process's settings. */
-export interface IntakeContext {
+/** What turning a message into a command may read besides the message. */
+export interface IntakeContext<State = unknown> {
   config: Config
+  /** The current state of one of the service's streams. */
+  load(streamId: string): Promise<State>
 }
 
+/**
+ * What to do with a message whose command the service refused (a non-retryable error): dead-letter
+ * it (the default), skip it as the expected outcome of a race (logged, with why), or retry it as a
+ * message that came too early (with the consumer's retries; dead-lettered when they run out).
+ */
+export type Refusal = { action: 'dead-letter' } | { action: 'skip'; why: string; warn?: boolean } | { action: 'retry' }
+
 /** A topic the service consumes, and how each of its messages becomes a command (or nothing). */
-export interface Intake<Command> {
+export interface Intake<Command, State = unknown> {
   kind: 'accept' | 'react'
   /** The consumer group: the service's own, one per intake. */
   group: string
-  topic: Pick<EventTopic<unknown> | CommandTopic<unknown>, 'topic' | 'contract' | 'decode'>
-  toCommand(message: unknown, context: IntakeContext): Command | null | undefined
+  topics: readonly Pick<EventTopic<unknown> | CommandTopic<unknown>, 'topic' | 'contract' | 'decode'>[]
+  toCommand(
+    message: unknown,
+    context: IntakeContext<State>,
+  ): Command | null | undefined | Promise<Command | null | undefined>
+  /** Given the refusal and the stream's state now, whether it is a dead letter (default), a skip or a retry. */
+  whenRefused?(error: AppError, command: Command, state: State): Refusal
+  /** At least this many retries (messages that may come early wait through them). */
+  minRetries?: number
   /** Runs only in this saga mode (choreography reactions); always when left out. */
   mode?: SagaMode
   /** Whether a partition's backlog may run in one transaction (default true): false for a call out. */
   batch: boolean
 }
 
-interface IntakeOptions {
+interface IntakeOptions<Command, State> {
   group: string
   mode?: SagaMode
   /** False when carrying a command out calls another system (a gateway): nothing slow may run in a batch. */
   batch?: boolean
+  /** What a refused command's message is: a dead letter unless this says otherwise (`Refusal`). */
+  whenRefused?: (error: AppError, command: Command, state: State) => Refusal
+  /** At least this many retries, for messages that may arrive before what they depend on. */
+  minRetries?: number
 }
 
-/** The commands sent to the service on its command topic. */
-export function accept<Message, Command>(
+type Converts<Message, Command, State> = (
+  message: Message,
+  context: IntakeContext<State>,
+) => Command | null | undefined | Promise<Command | null | undefined>
+
+/**
+ * The commands sent to the service on its command topic. A command's `expectedVersion` (in its
+ * envelope) is checked against the stream, as an HTTP If-Match is.
+ */
+export function accept<Message, Command, State = unknown>(
   topic: CommandTopic<Message>,
-  options: IntakeOptions & { toCommand: (command: Message, context: IntakeContext) => Command | null | undefined },
-): Intake<Command> {
-  return intake('accept', topic, options, options.toCommand)
+  options: IntakeOptions<Command, State> & { toCommand: Converts<Message, Command, State> },
+): Intake<Command, State> {
+  return intake('accept', [topic], options, options.toCommand)
 }
 
-/** Another service's events, each turned into a command to this service or into nothing. */
-export function react<Message, Command>(
-  topic: EventTopic<Message>,
-  options: IntakeOptions & {
-    commandFor: (event: Message, context: IntakeContext) => Command | null | undefined
-  },
-): Intake<Command> {
-  return intake('react', topic, options, options.commandFor)
+/**
+ * Another service's events, each turned into a command to this service or into nothing. Several
+ * topics in one group (`react([paymentEvents, dispatchEvents], …)`) are one consumer.
+ */
+export function react<Message, Command, State = unknown>(
+  topic: EventTopic<Message> | readonly EventTopic<Message>[],
+  options: IntakeOptions<Command, State> & { commandFor: Converts<Message, Command, State> },
+): Intake<Command, State> {
+  return intake('react', Array.isArray(topic) ? topic : [topic as EventTopic<Message>], options, options.commandFor)
 }
 
-function intake<Message, Command>(
-  kind: Intake<Command>['kind'],
-  topic: EventTopic<Message> | CommandTopic<Message>,
-  options: IntakeOptions,
-  toCommand: (message: Message, context: IntakeContext) => Command | null | undefined,
-): Intake<Command> {
+function intake<Message, Command, State>(
+  kind: Intake<Command, State>['kind'],
+  topics: readonly (EventTopic<Message> | CommandTopic<Message>)[],
+  options: IntakeOptions<Command, State>,
+  toCommand: Converts<Message, Command, State>,
+): Intake<Command, State> {
   return {
     kind,
     group: options.group,
-    topic: topic as Intake<Command>['topic'],
-    toCommand: toCommand as Intake<Command>['toCommand'],
+    topics: topics as Intake<Command, State>['topics'],
+    toCommand: toCommand as Intake<Command, State>['toCommand'],
     ...(options.mode ? { mode: options.mode } : {}),
+    ...(options.whenRefused ? { whenRefused: options.whenRefused } : {}),
+    ...(options.minRetries !== undefined ? { minRetries: options.minRetries } : {}),
     batch: options.batch ?? true,
   }
 }
 
 /** A consumed message's id and correlation, whichever kind of message it is. */
-type Cause = { commandId: string; correlationId?: string } | { eventId: string; correlationId?: string }
+type Cause =
+  | { commandId: string; correlationId?: string; expectedVersion?: number }
+  | { eventId: string; correlationId?: string }
 
 export interface ServiceDefinition<
   Command,
@@ -180,7 +217,9 @@ export interface ServiceDefinition<
     state: StateStore<State> | ((setup: Setup) => StateStore<State>)
   }
   /** What the service consumes; the platform starts one consumer per intake (in its saga mode). */
-  intake?: readonly Intake<Command>[]
+  intake?: readonly Intake<Command, NoInfer<State>>[]
+  /** Its projections, run by the process's one projection runner. */
+  projections?: readonly ProjectionDefinition[]
   /**
    * How a command is carried out when it takes more than the aggregate's transaction (asking a
    * gateway first, a timer in the same transaction). Every intake goes through it.
@@ -202,6 +241,8 @@ export interface ServiceDefinition<
 
 export interface ServiceParts<Command, Event, State> {
   aggregate: Aggregate<Command, Event, State>
+  /** Each running intake's consumer, by group (once started). */
+  subscriptions?: ReadonlyMap<string, Subscription>
   /** Carries a command out as every intake does (the service's `execute`, or the aggregate's). */
   execute(command: Command, metadata?: CommandMetadata): Promise<CommandResult<Event, State>>
 }
@@ -209,7 +250,7 @@ export interface ServiceParts<Command, Event, State> {
 /** A declared service: a module, and what it reads and writes for those who ask (the ACL table). */
 export interface DeclaredService<Handle extends object> extends ServiceModule<Handle> {
   /** What it consumes, each with its group and saga mode. */
-  intake: readonly Pick<Intake<unknown>, 'group' | 'topic' | 'mode'>[]
+  intake: readonly Pick<Intake<unknown>, 'group' | 'topics' | 'mode'>[]
   /** The topic its events go out on. */
   publishes: string
 }
@@ -227,7 +268,7 @@ export function defineService<
   const intake = service.intake ?? []
   const topics = new Map<string, TopicContract>()
   topics.set(service.aggregate.publishes.topic, service.aggregate.publishes.contract)
-  for (const each of intake) topics.set(each.topic.topic, each.topic.contract)
+  for (const each of intake) for (const topic of each.topics) topics.set(topic.topic, topic.contract)
   for (const contract of service.topics ?? []) topics.set(contract.topic, contract)
 
   return {
@@ -235,6 +276,7 @@ export function defineService<
     intake,
     publishes: service.aggregate.publishes.topic,
     ...(service.migrations ? { migrations: service.migrations } : {}),
+    ...(service.projections ? { projections: service.projections } : {}),
     topics: [...topics.values()],
     async start(context) {
       const setup = ((await service.setup?.(context)) ?? {}) as Setup
@@ -247,45 +289,79 @@ export function defineService<
           : aggregate.execute(command, metadata)
       const parts = { ...setup, aggregate, execute }
       const started = (await service.start?.(context, parts)) ?? ({} as StartedModule & Handle)
+      const intakeContext: IntakeContext<State> = { config: context.config, load: aggregate.load }
+      const subscriptions = new Map<string, Subscription>()
       try {
         for (const each of intake) {
           if (each.mode && each.mode !== context.config.sagaMode) continue
-          await context.consume<Cause>({
+          const decoders = new Map(each.topics.map((topic) => [topic.topic, topic.decode]))
+          /** A refusal's answer: only a domain's non-retryable refusal may be anything but a dead letter. */
+          const refused = async (error: unknown, command: Command): Promise<Refusal> => {
+            if (!each.whenRefused || !(error instanceof AppError) || error.retryable) return { action: 'dead-letter' }
+            return each.whenRefused(error, command, await aggregate.load(definition.streamOf(command)))
+          }
+          const subscription = await context.consume<Cause>({
             groupId: each.group,
             batch: each.batch,
-            topics: [each.topic.topic],
-            decode: (message) => decodeIntake(each, message),
+            topics: [...decoders.keys()],
+            ...(each.minRetries === undefined
+              ? {}
+              : { retry: { max: Math.max(context.retry.max, each.minRetries), backoffMs: context.retry.backoffMs } }),
+            decode: (message) => decodeIntake(decoders, message),
             handle: async (message, raw) => {
-              const command = each.toCommand(message, context)
+              const command = await each.toCommand(message, intakeContext)
               if (command === null || command === undefined) return
-              const result = await execute(command, causedBy(raw, each.group, message))
+              const metadata = causedBy(raw, each.group, message)
+              if ('expectedVersion' in message && message.expectedVersion !== undefined) {
+                metadata.expectedVersion = message.expectedVersion
+              }
+              const logged = { group: each.group, topic: raw.topic, streamType: definition.streamType }
+              let result: CommandResult<Event, State>
+              try {
+                result = await execute(command, metadata)
+              } catch (error) {
+                const refusal = await refused(error, command)
+                if (refusal.action === 'dead-letter') throw error
+                if (refusal.action === 'retry') {
+                  throw new AppError((error as AppError).code, `${(error as Error).message}; retrying`, {
+                    retryable: true,
+                    cause: error,
+                  })
+                }
+                context.logger[refusal.warn ? 'warn' : 'info'](
+                  { ...logged, ...metadata.inbox },
+                  `${describe(command)} from ${raw.topic} skipped: ${refusal.why}`,
+                )
+                return
+              }
               context.logger.debug(
-                {
-                  group: each.group,
-                  streamType: definition.streamType,
-                  duplicate: result.duplicate,
-                  events: result.events.map((e) => e.eventType),
-                },
+                { ...logged, duplicate: result.duplicate, events: result.events.map((e) => e.eventType) },
                 result.duplicate
-                  ? `${describe(command)} from ${each.topic.topic} was handled before; skipped`
-                  : `applied ${describe(command)} from ${each.topic.topic} to ${definition.streamType}`,
+                  ? `${describe(command)} from ${raw.topic} was handled before; skipped`
+                  : `applied ${describe(command)} from ${raw.topic} to ${definition.streamType}`,
               )
             },
           })
+          subscriptions.set(each.group, subscription)
         }
       } catch (error) {
         await started.stop?.()
         throw error
       }
-      return { ...started, ...parts }
+      return { ...started, ...parts, subscriptions }
     },
   }
 }
 
-function decodeIntake<Command>(intake: Intake<Command>, message: IncomingMessage) {
-  const result = intake.topic.decode(message.value)
+function decodeIntake(
+  decoders: ReadonlyMap<string, Intake<unknown>['topics'][number]['decode']>,
+  message: IncomingMessage,
+): Decoded<Cause> {
+  const decode = decoders.get(message.topic)
+  if (!decode) return { ok: false, reason: 'UNKNOWN_TOPIC', message: `nothing here reads ${message.topic}` }
+  const result = decode(message.value)
   if (!result.ok) return result
-  return { ok: true as const, value: ('event' in result ? result.event : result.command) as Cause }
+  return { ok: true, value: ('event' in result ? result.event : result.command) as Cause }
 }
 
 const describe = (command: unknown): string => {

@@ -1,8 +1,13 @@
-import { encodeOrderEvent, ORDER_EVENTS_TOPIC, type OrderEvent } from '../../contracts/order/events.ts'
+import {
+  encodeOrderEvent,
+  ORDER_EVENTS_TOPIC,
+  type OrderEvent,
+  type OrderEventData,
+  orderEvents,
+} from '../../contracts/order/events.ts'
 import { notFound } from '../../platform/errors.ts'
 import {
   type CommandMetadata,
-  createCommandHandler,
   type DomainEvent,
   type CommandResult as HandlerResult,
   type StateStore,
@@ -10,6 +15,7 @@ import {
 } from '../../platform/es/command-handler.ts'
 import { eventMessage } from '../../platform/es/messages.ts'
 import { type EventMetadata, readStream, type StoredEvent } from '../../platform/eventstore/event-store.ts'
+import { type Aggregate, type AggregateDefinition, createAggregate } from '../../platform/service.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
 import type { OutgoingMessage } from '../../platform/transport/port.ts'
 import { type Order, type OrderCommand, type OrderState, orderDecider } from '../domain/order.ts'
@@ -26,7 +32,7 @@ export type { CommandMetadata }
 
 export interface CommandResult {
   order: Order
-  events: OrderEvent[]
+  events: DomainEvent<OrderEventData>[]
   /** True when the inbox had seen the message already and nothing was done. */
   duplicate: boolean
 }
@@ -95,26 +101,36 @@ const ordersTable: StateStore<OrderState> = {
   },
 }
 
-export function createOrderStore(deps: OrderStoreDeps): OrderStore {
-  const handler = createCommandHandler({
-    db: deps.db,
-    onCommitted: deps.onCommitted,
-    streamType: STREAM_TYPE,
-    decider: orderDecider,
-    stateStore: ordersTable,
-    toMessages: (event, metadata) => [toOrderEventMessage(event as OrderEvent, metadata)],
-    ...(deps.clock ? { clock: deps.clock } : {}),
-    ...(deps.newEventId ? { newEventId: deps.newEventId } : {}),
-  })
+/** An order: stream `<orderId>`, row in `orders`, events on `order-events` keyed by the order id. */
+export const orderAggregate: AggregateDefinition<OrderCommand, OrderEventData, OrderState> = {
+  streamType: STREAM_TYPE,
+  streamOf: (command) => command.orderId,
+  decider: orderDecider,
+  state: ordersTable,
+  publishes: orderEvents,
+}
 
-  const toResult = (orderId: string, result: HandlerResult<unknown, OrderState>): CommandResult => {
+export function createOrderStore(deps: OrderStoreDeps): OrderStore {
+  return orderStoreOver(
+    createAggregate(orderAggregate, {
+      db: deps.db,
+      committed: deps.onCommitted,
+      clock: deps.clock ?? (() => new Date()),
+      ...(deps.newEventId ? { newEventId: deps.newEventId } : {}),
+    }),
+    deps.db,
+  )
+}
+
+/** The order store the HTTP API and the tools use, over the aggregate the platform runs. */
+export function orderStoreOver(
+  aggregate: Aggregate<OrderCommand, OrderEventData, OrderState>,
+  db: SqlDatabase,
+): OrderStore {
+  const toResult = (orderId: string, result: HandlerResult<OrderEventData, OrderState>): CommandResult => {
     // A redelivered command for an order that does not exist (any more) has nothing to show.
     if (!result.state) throw notFound('order', orderId, `order ${orderId} does not exist`)
-    return {
-      order: result.state,
-      events: result.events as DomainEvent<unknown>[] as OrderEvent[],
-      duplicate: result.duplicate,
-    }
+    return { order: result.state, events: result.events, duplicate: result.duplicate }
   }
 
   const executeWith = async <T>(
@@ -122,7 +138,7 @@ export function createOrderStore(deps: OrderStoreDeps): OrderStore {
     metadata: CommandMetadata,
     after: (tx: SqlExecutor, result: CommandResult) => Promise<T>,
   ) => {
-    const { result, extra } = await handler.handleWith(command.orderId, command, metadata, (tx, raw) =>
+    const { result, extra } = await aggregate.executeWith(command, metadata, (tx, raw) =>
       after(tx, toResult(command.orderId, raw)),
     )
     return { result: toResult(command.orderId, result), extra }
@@ -133,9 +149,9 @@ export function createOrderStore(deps: OrderStoreDeps): OrderStore {
       return (await executeWith(command, metadata, async () => undefined)).result
     },
     executeWith,
-    get: async (orderId) => (await ordersTable.load(deps.db, orderId)).state,
+    get: (orderId) => aggregate.load(orderId),
     // Stream ids are unique per stream type only in practice: another service's stream with this id
     // (a cart's, say) is not this order's history.
-    history: async (orderId) => (await readStream(deps.db, orderId)).filter((e) => e.streamType === STREAM_TYPE),
+    history: async (orderId) => (await readStream(db, orderId)).filter((e) => e.streamType === STREAM_TYPE),
   }
 }

@@ -1,25 +1,15 @@
-import { DELIVERY_EVENTS_TOPIC, type DeliveryEvent, decodeDeliveryEvent } from '../../contracts/delivery/events.ts'
-import { DISPATCH_EVENTS_TOPIC, type DispatchEvent, decodeDispatchEvent } from '../../contracts/dispatch/events.ts'
+import { DELIVERY_EVENTS_TOPIC, type DeliveryEvent } from '../../contracts/delivery/events.ts'
+import { DISPATCH_EVENTS_TOPIC, type DispatchEvent } from '../../contracts/dispatch/events.ts'
 import { formatAmount } from '../../contracts/money.ts'
-import {
-  cancellationReasonFor,
-  decodePaymentEvent,
-  PAYMENT_EVENTS_TOPIC,
-  type PaymentEvent,
-} from '../../contracts/payment/events.ts'
-import { AppError, isAppError } from '../../platform/errors.ts'
-import { causedBy } from '../../platform/es/consumed.ts'
-import type { ModuleContext } from '../../platform/module.ts'
-import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
-import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
-import type { OrderStore } from '../application/order-store.ts'
-import type { Order, OrderCommand, OrderStatus } from '../domain/order.ts'
+import { cancellationReasonFor, PAYMENT_EVENTS_TOPIC, type PaymentEvent } from '../../contracts/payment/events.ts'
+import type { Refusal } from '../../platform/service.ts'
+import type { Order, OrderCommand, OrderState, OrderStatus } from '../domain/order.ts'
 
 /**
  * The order service's reactions to the rest of the journey, in choreography (seed 004): it reads
  * `payment-events`, `dispatch-events` and `delivery-events` as group `order-service` and moves the
  * order along. In orchestration the Create-Order saga sends these commands instead, on
- * `order_commands`, so this consumer does not run (SAGA_MODE gates it in the module).
+ * `order_commands`, so this intake runs in choreography only (the module declares it so).
  *
  *   PaymentProcessed → ConfirmOrder(paymentId)      PaymentFailed → CancelOrder(payment failed: …)
  *   (PaymentProcessed of another amount than the order's total → CancelOrder, which is refunded)
@@ -52,7 +42,7 @@ export const ORDER_JOURNEY_GROUP = 'order-service'
 
 export const ORDER_JOURNEY_TOPICS = [PAYMENT_EVENTS_TOPIC, DISPATCH_EVENTS_TOPIC, DELIVERY_EVENTS_TOPIC]
 
-type JourneyEvent = PaymentEvent | DispatchEvent | DeliveryEvent
+export type JourneyEvent = PaymentEvent | DispatchEvent | DeliveryEvent
 
 /**
  * The order command a journey event calls for, or null. `order` is the order as it stands: a
@@ -119,65 +109,10 @@ export function whenRefused(
   return { action: 'dead-letter' }
 }
 
-function decodeJourneyEvent(message: IncomingMessage): Decoded<JourneyEvent> {
-  const decoded =
-    message.topic === PAYMENT_EVENTS_TOPIC
-      ? decodePaymentEvent(message.value)
-      : message.topic === DISPATCH_EVENTS_TOPIC
-        ? decodeDispatchEvent(message.value)
-        : message.topic === DELIVERY_EVENTS_TOPIC
-          ? decodeDeliveryEvent(message.value)
-          : { ok: false as const, reason: 'UNKNOWN_TOPIC', message: `the order service does not read ${message.topic}` }
-  return decoded.ok ? { ok: true, value: decoded.event as JourneyEvent } : decoded
-}
-
-export async function startOrderJourneyConsumer(
-  context: Pick<ModuleContext, 'consume' | 'logger' | 'retry'>,
-  store: OrderStore,
-  groupId = ORDER_JOURNEY_GROUP,
-): Promise<Subscription> {
-  return context.consume<JourneyEvent>({
-    groupId,
-    batch: true,
-    topics: ORDER_JOURNEY_TOPICS,
-    // A delivery that overtook its dispatch waits for it through retries: give them room.
-    retry: { max: Math.max(context.retry.max, 8), backoffMs: context.retry.backoffMs },
-    decode: decodeJourneyEvent,
-    handle: async (event, raw) => {
-      const order = event.eventType === 'PaymentProcessed' ? await store.get(event.orderId) : null
-      const command = orderCommandFor(event, order ?? undefined)
-      if (!command) return
-      try {
-        const result = await store.execute(command, causedBy(raw, groupId, event))
-        context.logger.debug(
-          { orderId: command.orderId, eventType: event.eventType, duplicate: result.duplicate },
-          `order ${command.orderId}: ${event.eventType} applied as ${command.commandType}`,
-        )
-      } catch (error) {
-        if (!isAppError(error, 'INVALID_TRANSITION')) throw error
-        const order = await store.get(command.orderId)
-        const outcome = whenRefused(command, order?.status ?? null)
-        if (outcome.action === 'retry') {
-          throw new AppError(
-            'INVALID_TRANSITION',
-            `order ${command.orderId} is delivered before its dispatch was applied; retrying`,
-            {
-              retryable: true,
-              cause: error,
-            },
-          )
-        }
-        if (outcome.action === 'skip') {
-          const fields = { orderId: command.orderId, eventType: event.eventType, eventId: event.eventId }
-          const text = `order ${command.orderId}, ${event.eventType}: ${outcome.why}`
-          if (outcome.warn) context.logger.warn(fields, text)
-          else context.logger.info(fields, text)
-          return
-        }
-        throw error
-      }
-    },
-  })
+/** A journey event's command as the order service's intake carries it out (see `whenRefused`). */
+export function whenJourneyRefused(error: { code: string }, command: OrderCommand, order: OrderState): Refusal {
+  if (error.code !== 'INVALID_TRANSITION') return { action: 'dead-letter' }
+  return whenRefused(command, order?.status ?? null)
 }
 
 function assertNever(value: never): never {

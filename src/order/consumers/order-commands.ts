@@ -1,67 +1,51 @@
-import { decodeOrderCommand, ORDER_COMMANDS_TOPIC, type OrderCommandMessage } from '../../contracts/order/commands.ts'
-import { AppError, ErrorCodes } from '../../platform/errors.ts'
-import { causedBy, decodeWith } from '../../platform/es/consumed.ts'
-import type { ModuleContext } from '../../platform/module.ts'
-import type { Subscription } from '../../platform/transport/port.ts'
-import type { OrderStore } from '../application/order-store.ts'
-import type { OrderCommand } from '../domain/order.ts'
+import type { OrderCommandMessage } from '../../contracts/order/commands.ts'
+import { ErrorCodes } from '../../platform/errors.ts'
+import type { Refusal } from '../../platform/service.ts'
+import type { OrderCommand, OrderState } from '../domain/order.ts'
 
 export const ORDER_COMMANDS_GROUP = 'order-service-commands'
 
 /**
  * Seed 000: the order service executes commands that the Create-Order saga orchestrator and the
  * fulfilment services send on `order_commands`. Each command is applied once in effect: its
- * `commandId` goes into the inbox in the same transaction as the events it produced. A command
- * that does not decode, or that the domain rejects (a stale expected version included), goes to
- * `order_commands-dlq` with the reason at once, except one race that is not a fault: a customer
- * cancelled the order while the saga's ApproveOrder or ChangeOrderStatus was on its way. The saga
- * learns of the cancel from OrderCancelled and compensates (refunds); the late command is logged
- * and skipped, not left as a dead letter for an operator.
+ * `commandId` goes into the inbox in the same transaction as the events it produced, and its
+ * `expectedVersion` is checked against the order. A command that does not decode, or that the
+ * domain rejects (a stale expected version included), goes to `order_commands-dlq` with the reason
+ * at once, except one race that is not a fault (`whenCommandRefused`).
  */
-export async function startOrderCommandsConsumer(
-  context: Pick<ModuleContext, 'consume' | 'logger'>,
-  store: OrderStore,
-  groupId = ORDER_COMMANDS_GROUP,
-): Promise<Subscription> {
-  return context.consume<OrderCommandMessage>({
-    groupId,
-    batch: true,
-    topics: [ORDER_COMMANDS_TOPIC],
-    decode: decodeWith(decodeOrderCommand),
-    handle: async (message, raw) => {
-      let result: Awaited<ReturnType<OrderStore['execute']>>
-      try {
-        result = await store.execute(message as unknown as OrderCommand, {
-          ...causedBy(raw, groupId, message),
-          ...(message.expectedVersion !== undefined ? { expectedVersion: message.expectedVersion } : {}),
-        })
-      } catch (error) {
-        if (
-          error instanceof AppError &&
-          error.code === ErrorCodes.INVALID_TRANSITION &&
-          message.commandType !== 'CancelOrder' &&
-          (await store.get(message.orderId))?.status === 'CANCELLED'
-        ) {
-          context.logger.warn(
-            { commandId: message.commandId, commandType: message.commandType, orderId: message.orderId },
-            `order ${message.orderId} was cancelled before ${message.commandType} reached it; skipped (the saga compensates from OrderCancelled)`,
-          )
-          return
-        }
-        throw error
+
+/** An `order_commands` message as the order's command: the envelope stays with the message. */
+export function toOrderCommand(message: OrderCommandMessage): OrderCommand {
+  switch (message.commandType) {
+    case 'ConfirmOrder':
+      return { commandType: 'ConfirmOrder', orderId: message.orderId, paymentId: message.paymentId }
+    case 'CancelOrder':
+      return { commandType: 'CancelOrder', orderId: message.orderId, reason: message.reason }
+    case 'ChangeOrderStatus':
+      return {
+        commandType: 'ChangeOrderStatus',
+        orderId: message.orderId,
+        status: message.status,
+        ...(message.paymentId !== undefined ? { paymentId: message.paymentId } : {}),
+        ...(message.reason !== undefined ? { reason: message.reason } : {}),
       }
-      context.logger.debug(
-        {
-          commandId: message.commandId,
-          commandType: message.commandType,
-          orderId: message.orderId,
-          duplicate: result.duplicate,
-          events: result.events.map((e) => e.eventType),
-        },
-        result.duplicate
-          ? `command ${message.commandId} was already applied; skipped`
-          : `applied ${message.commandType} to order ${message.orderId}`,
-      )
-    },
-  })
+  }
+}
+
+/**
+ * A customer cancelled the order while the saga's ApproveOrder or ChangeOrderStatus was on its way:
+ * the saga learns of the cancel from OrderCancelled and compensates (refunds), so the late command
+ * is logged and skipped, not left as a dead letter for an operator. Anything else refused is one.
+ */
+export function whenCommandRefused(error: { code: string }, command: OrderCommand, order: OrderState): Refusal {
+  if (error.code === ErrorCodes.INVALID_TRANSITION && command.commandType !== 'CancelOrder') {
+    if (order?.status === 'CANCELLED') {
+      return {
+        action: 'skip',
+        why: `order ${command.orderId} was cancelled before ${command.commandType} reached it (the saga compensates from OrderCancelled)`,
+        warn: true,
+      }
+    }
+  }
+  return { action: 'dead-letter' }
 }
