@@ -10,7 +10,8 @@ import { type GroupLag, JOURNEY_GROUPS, type LagSource } from './lag.ts'
  *
  * 1. terminal-states: every order older than `stuckAfterMs` is DELIVERED or CANCELLED; the others
  *    are listed as stuck, with the step they wait at (the saga's step in orchestration, what the
- *    order's status waits for in choreography), their age and a parked saga's reason.
+ *    order's status waits for in choreography), their age and why it parked (a saga's reason, or a
+ *    choreography journey's that gave up waiting for its dispatch or delivery).
  * 2. single-capture: no order's payment stream holds more than one PaymentProcessed (read from the
  *    event store, the source of truth, not from a table derived from it).
  * 3. money: over settled orders (DELIVERED or CANCELLED), captured − refunded equals the total of the
@@ -117,9 +118,22 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
   // An order stamped more than a minute in the future was written by a clock running ahead: its age
   // cannot be known, so it counts as old enough to be checked (a clock step must not hide one).
   const future = new Date(now.getTime() + FUTURE_SKEW_MS).toISOString()
-  const present = await tablesPresent(db, ['orders', 'sagas', 'payments', 'es_events', 'outbox'])
+  const present = await tablesPresent(db, [
+    'orders',
+    'sagas',
+    'payments',
+    'es_events',
+    'outbox',
+    'order_journey_parked',
+  ])
   const hasOrders = present.has('orders')
   const hasSagas = present.has('sagas')
+  // Choreography's parked journeys count while the order is still at the step they name.
+  const journeyParks = present.has('order_journey_parked')
+    ? `LEFT JOIN order_journey_parked p ON p.order_id = o.id
+         AND ((p.step = 'DISPATCH' AND o.status = 'CONFIRMED') OR (p.step = 'DELIVERY' AND o.status = 'DISPATCHED'))`
+    : ''
+  const parkedReason = [hasSagas ? 's.parked_reason' : '', journeyParks ? 'p.reason' : ''].filter(Boolean)
 
   // 1. Orders by state, and the stuck ones.
   const counts = hasOrders
@@ -144,8 +158,9 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
           saga_status: string | null
           parked_reason: string | null
         }>(
-          `SELECT o.id, o.status, o.created_at, ${hasSagas ? 's.step, s.status AS saga_status, s.parked_reason' : 'NULL AS step, NULL AS saga_status, NULL AS parked_reason'}
-             FROM orders o ${hasSagas ? 'LEFT JOIN sagas s ON s.order_id = o.id' : ''}
+          `SELECT o.id, o.status, o.created_at, ${hasSagas ? 's.step, s.status AS saga_status' : 'NULL AS step, NULL AS saga_status'},
+                  ${parkedReason.length > 0 ? `coalesce(${parkedReason.join(', ')})` : 'NULL'} AS parked_reason
+             FROM orders o ${hasSagas ? 'LEFT JOIN sagas s ON s.order_id = o.id' : ''} ${journeyParks}
             WHERE o.status NOT IN ('DELIVERED', 'CANCELLED') AND (o.created_at < $1 OR o.created_at > $3)
             ORDER BY o.created_at LIMIT $2`,
           [threshold, limit, future],

@@ -1,3 +1,4 @@
+import { Counter, Gauge } from 'prom-client'
 import { cartEvents } from '../contracts/cart/events.ts'
 import { deliveryEvents } from '../contracts/delivery/events.ts'
 import { dispatchEvents } from '../contracts/dispatch/events.ts'
@@ -5,8 +6,16 @@ import { orderCommands } from '../contracts/order/commands.ts'
 import { ORDER_EVENTS_TOPIC, type OrderEventData } from '../contracts/order/events.ts'
 import { paymentEvents } from '../contracts/payment/events.ts'
 import type { ReplaySource } from '../platform/es/replay.ts'
+import type { ModuleContext, StartedModule } from '../platform/module.ts'
 import { accept, type DeclaredService, defineService, react, type ServiceParts } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { trackBrokerHealth } from '../platform/transport/broker-health.ts'
+import {
+  journeyDeadlines,
+  PARKED_JOURNEYS,
+  startJourneyDeadlines,
+  stepTimeoutsFrom,
+} from './application/journey-deadlines.ts'
 import {
   type OrderStore,
   orderAggregate,
@@ -71,11 +80,67 @@ export function orderModule(
       }),
     ],
     projections: [orderReadModel],
-    start: (context, { aggregate }) => {
+    // Choreography: every step the order waits for has the saga's timeout (domain/journey-deadlines.ts).
+    within: ({ context }) =>
+      context.config.sagaMode === 'choreography' ? journeyDeadlines(stepTimeoutsFrom(context.config)) : undefined,
+    start: (context, { aggregate, execute }): StartedModule & { store: OrderStore } => {
       const store = orderStoreOver(aggregate, context.db)
-      return { store, routes: orderRoutes({ store, db: context.db }) }
+      const routes = orderRoutes({ store, db: context.db })
+      if (context.config.sagaMode !== 'choreography') return { store, routes }
+      const { parked } = journeyMetrics(context)
+      const broker = trackBrokerHealth(context.transport)
+      const deadlines = startJourneyDeadlines({
+        db: context.db,
+        logger: context.logger,
+        pollIntervalMs: context.config.schedulerPollIntervalMs,
+        timeoutsMs: stepTimeoutsFrom(context.config),
+        lockOrder: async (tx, orderId) => (await orderAggregate.state.load(tx, orderId, { lock: true })).state,
+        cancel: async (orderId, reason, metadata) => {
+          await execute({ commandType: 'CancelOrder', orderId, reason }, metadata)
+        },
+        troubleFreeForMs: () => broker.troubleFreeForMs(),
+        committed: context.committed,
+        onParked: (step) => parked.inc({ step }),
+      })
+      return {
+        store,
+        routes,
+        stop: async () => {
+          broker.stop()
+          await deadlines.stop()
+        },
+      }
     },
   })
+}
+
+function journeyMetrics(context: ModuleContext) {
+  const registry = context.metrics.registry
+  const parked =
+    (registry.getSingleMetric('orderflow_journeys_parked_total') as Counter<'step'> | undefined) ??
+    new Counter({
+      name: 'orderflow_journeys_parked_total',
+      help: 'Choreography: orders whose dispatch or delivery never answered, parked for an operator by this process',
+      labelNames: ['step'],
+      registers: [registry],
+    })
+  if (!registry.getSingleMetric('orderflow_journeys_parked')) {
+    const db = context.db
+    new Gauge({
+      name: 'orderflow_journeys_parked',
+      help: 'Choreography: orders parked and waiting for an operator (all processes: read from the database)',
+      registers: [registry],
+      async collect() {
+        try {
+          const { rows } = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM (${PARKED_JOURNEYS}) AS p`)
+          this.set(Number(rows[0]?.n ?? 0))
+        } catch {
+          // The database is away: /metrics still answers; /health reports the database.
+        }
+      },
+    })
+  }
+  return { parked }
 }
 
 /** What the order module gives the app and the tests besides its routes. */

@@ -68,11 +68,23 @@ export interface Aggregate<Command, Event, State> {
   load(streamId: string): Promise<State>
 }
 
+/** What a service writes in every command's transaction besides the aggregate's rows (a timer, say). */
+export type Within<Command, Event, State> = (
+  tx: SqlExecutor,
+  result: CommandResult<Event, State>,
+  command: Command,
+  metadata: CommandMetadata,
+) => Promise<void>
+
 export function createAggregate<Command, Event extends TypedEvent, State>(
   definition: AggregateDefinition<Command, Event, State>,
-  context: Pick<ModuleContext, 'db' | 'committed' | 'clock'> & { newEventId?: () => string },
+  context: Pick<ModuleContext, 'db' | 'committed' | 'clock'> & {
+    newEventId?: () => string
+    within?: Within<Command, Event, State>
+  },
 ): Aggregate<Command, Event, State> {
-  const { publishes } = definition
+  const { publishes, streamOf } = definition
+  const { within } = context
   const handler: CommandHandler<Command, Event, State> = createCommandHandler({
     db: context.db,
     onCommitted: context.committed,
@@ -91,11 +103,22 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
     clock: context.clock,
     ...(context.newEventId ? { newEventId: context.newEventId } : {}),
   })
+  const executeWith: Aggregate<Command, Event, State>['executeWith'] = (command, metadata, after) =>
+    handler.handleWith(
+      streamOf(command),
+      command,
+      metadata,
+      within
+        ? async (tx, result) => {
+            await within(tx, result, command, metadata)
+            return after(tx, result)
+          }
+        : after,
+    )
   return {
     streamType: definition.streamType,
-    execute: (command, metadata = {}) => handler.handle(definition.streamOf(command), command, metadata),
-    executeWith: (command, metadata, after) =>
-      handler.handleWith(definition.streamOf(command), command, metadata, after),
+    execute: async (command, metadata = {}) => (await executeWith(command, metadata, async () => undefined)).result,
+    executeWith,
     load: async (streamId) => (await definition.state.load(context.db, streamId)).state,
   }
 }
@@ -230,6 +253,11 @@ export interface ServiceDefinition<
     metadata: CommandMetadata,
     setup: Setup & { context: ModuleContext },
   ): Promise<CommandResult<Event, State>>
+  /**
+   * What it writes in every command's transaction besides the aggregate's rows, whoever sent the
+   * command (an intake, its routes, a timer): the order's journey deadlines, say.
+   */
+  within?(setup: Setup & { context: ModuleContext }): Within<Command, Event, State> | undefined
   /** Topics the service uses besides those of its aggregate and intake, for the AsyncAPI document. */
   topics?: readonly TopicContract[]
   /** Anything else it runs (routes, health checks), once the aggregate exists and before the intake starts. */
@@ -282,7 +310,8 @@ export function defineService<
       const setup = ((await service.setup?.(context)) ?? {}) as Setup
       const { state } = service.aggregate
       const definition = { ...service.aggregate, state: typeof state === 'function' ? state(setup) : state }
-      const aggregate = createAggregate(definition, context)
+      const within = service.within?.({ ...setup, context })
+      const aggregate = createAggregate(definition, { ...context, ...(within ? { within } : {}) })
       const execute = (command: Command, metadata: CommandMetadata = {}) =>
         service.execute
           ? service.execute(aggregate, command, metadata, { ...setup, context })

@@ -3,11 +3,11 @@ import { after, before, describe, it } from 'node:test'
 import type { AuditReport } from '../../src/audit/audit.ts'
 import { DISPATCH_COMMANDS_GROUP, DISPATCH_ORDER_EVENTS_GROUP } from '../../src/dispatch/index.ts'
 import type { Role } from '../../src/platform/http/auth.ts'
-import type { Transport } from '../../src/platform/transport/port.ts'
 import { testTokens } from '../support/app.ts'
 import { waitFor } from '../support/index.ts'
 import {
   counterTotal,
+  gatedGroup,
   type Infrastructure,
   type JourneyApp,
   orderReaches,
@@ -23,54 +23,6 @@ import {
  * or compensates a parked saga through HTTP. Short DISPATCH timeouts make the saga park in about a
  * second; the fault is the dispatch service's consumer held, or losing the saga's commands.
  */
-
-/**
- * Fault injection on one consumer group: its messages are held until released (the service is
- * slow), dropped (the service lost them), or pass. The tests run one order at a time.
- */
-function gatedGroup(groupId: string) {
-  let mode: 'pass' | 'hold' | 'drop' = 'pass'
-  let gate = Promise.resolve()
-  let open = () => {}
-  return {
-    wrap(transport: Transport): Transport {
-      return {
-        kind: transport.kind,
-        ensureTopics: (topics) => transport.ensureTopics(topics),
-        publish: (messages, options) => transport.publish(messages, options),
-        ping: () => transport.ping(),
-        close: () => transport.close(),
-        subscribe: (options) =>
-          options.groupId !== groupId
-            ? transport.subscribe(options)
-            : transport.subscribe({
-                // One message at a time (no batch), so that the gate sees each of them.
-                groupId: options.groupId,
-                topics: options.topics,
-                ...(options.onError ? { onError: options.onError } : {}),
-                handler: async (message, context) => {
-                  if (mode === 'drop') return
-                  if (mode === 'hold') await gate
-                  await options.handler(message, context)
-                },
-              }),
-      }
-    },
-    hold() {
-      mode = 'hold'
-      gate = new Promise<void>((resolve) => {
-        open = resolve
-      })
-    },
-    drop() {
-      mode = 'drop'
-    },
-    pass() {
-      mode = 'pass'
-      open()
-    },
-  }
-}
 
 interface SagaView {
   status: string

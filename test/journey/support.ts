@@ -201,3 +201,55 @@ export async function counterTotal(app: App, name: string, labels: Record<string
     .filter((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
     .reduce((sum, v) => sum + v.value, 0)
 }
+
+/**
+ * Fault injection on one consumer group: its messages are held until released (the service is
+ * slow), dropped (the service lost them), or pass. The tests run one order at a time.
+ */
+export function gatedGroup(groupId: string) {
+  let mode: 'pass' | 'hold' | 'drop' = 'pass'
+  let gate = Promise.resolve()
+  let open = () => {}
+  /** Messages that reached the gate (held, dropped or passed). */
+  let seen = 0
+  return {
+    seen: () => seen,
+    wrap(transport: Transport): Transport {
+      return {
+        kind: transport.kind,
+        ensureTopics: (topics) => transport.ensureTopics(topics),
+        publish: (messages, options) => transport.publish(messages, options),
+        ping: () => transport.ping(),
+        close: () => transport.close(),
+        subscribe: (options) =>
+          options.groupId !== groupId
+            ? transport.subscribe(options)
+            : transport.subscribe({
+                // One message at a time (no batch), so that the gate sees each of them.
+                groupId: options.groupId,
+                topics: options.topics,
+                ...(options.onError ? { onError: options.onError } : {}),
+                handler: async (message, context) => {
+                  seen++
+                  if (mode === 'drop') return
+                  if (mode === 'hold') await gate
+                  await options.handler(message, context)
+                },
+              }),
+      }
+    },
+    hold() {
+      mode = 'hold'
+      gate = new Promise<void>((resolve) => {
+        open = resolve
+      })
+    },
+    drop() {
+      mode = 'drop'
+    },
+    pass() {
+      mode = 'pass'
+      open()
+    },
+  }
+}

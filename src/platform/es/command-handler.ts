@@ -72,6 +72,8 @@ export interface CommandResult<Event, State> {
   events: DomainEvent<Event>[]
   /** True when the inbox had seen the message already and nothing was done. */
   duplicate: boolean
+  /** The outbox rows of the command's messages, in the order the relay publishes them. */
+  outboxIds?: readonly string[]
 }
 
 export interface CommandHandlerOptions<Command, Event extends TypedEvent, State> {
@@ -214,11 +216,11 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     for (const event of events) next = decider.evolve(next, event)
     const nextVersion = version + events.length
     await stateStore.save(tx, streamId, next, nextVersion)
-    await enqueue(
+    const outboxIds = await enqueue(
       tx,
       events.flatMap((event) => options.toMessages(event, eventMetadata)),
     )
-    return finish({ state: next, version: nextVersion, events, duplicate: false })
+    return finish({ state: next, version: nextVersion, events, duplicate: false, outboxIds })
   }
 
   const handleWith = async <T>(

@@ -30,3 +30,26 @@ export function eventMessage(input: {
     },
   }
 }
+
+/**
+ * The message a command becomes on its service's command topic: the encoded body (envelope and
+ * fields at the top level), keyed as the topic says, with the command id, type and trace context.
+ */
+export function commandMessage<Command extends { commandId: string; commandType: string }>(
+  topic: { topic: string; encode(command: Command): unknown; keyOf(command: Command): string },
+  command: Command,
+  metadata: Pick<EventMetadata, 'traceparent' | 'tracestate'> = {},
+): OutgoingMessage {
+  return {
+    topic: topic.topic,
+    key: topic.keyOf(command),
+    value: JSON.stringify(topic.encode(command)),
+    headers: {
+      [EVENT_ID_HEADER]: command.commandId,
+      [HeaderNames.eventType]: command.commandType,
+      [HeaderNames.contentType]: 'application/json',
+      ...(metadata.traceparent ? { [HeaderNames.traceparent]: metadata.traceparent } : {}),
+      ...(metadata.tracestate ? { [HeaderNames.tracestate]: metadata.tracestate } : {}),
+    },
+  }
+}

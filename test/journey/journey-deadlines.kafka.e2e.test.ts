@@ -1,0 +1,3 @@
+import { journeyDeadlinesSuite } from './journey-deadlines.suite.ts'
+
+journeyDeadlinesSuite('kafka')
