@@ -296,9 +296,15 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     },
     async close() {
       let httpFailure: unknown
+      // Node closes the connections that are idle when the server closes, not those that turn idle
+      // after their last response: a keep-alive client could send on one again and wait there for
+      // good, and the close would wait for it. Each becomes idle once its response is out; close it
+      // then (a request in progress is never cut).
+      const sweep = setInterval(() => http.server.closeIdleConnections(), 50)
       await http.close().catch((error) => {
         httpFailure = error
       })
+      clearInterval(sweep)
       await stopAll()
       if (httpFailure) throw httpFailure
     },

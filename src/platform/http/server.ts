@@ -155,6 +155,10 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     // Request ids double as default correlation ids: they must be unique across restarts and instances.
     genReqId: () => randomUUID(),
+    // While the server drains (SIGTERM), a request that still reaches it on a kept-alive connection
+    // is served, with `Connection: close`, rather than answered 503: what a client sent before the
+    // server stopped listening is not refused, and every connection closes after its last answer.
+    return503OnClosing: false,
     // Ids are checked by the routes' schemas (at most 200 characters, said so); longer is a 414.
     routerOptions: { maxParamLength: 500 },
     // Errors Fastify raises before a route runs (a URL that does not decode, a path segment over

@@ -30,24 +30,38 @@ export async function openPglite(
     }
   }
 
-  const executor = (target: Pick<PGlite, 'query' | 'exec'>): SqlExecutor => ({
+  const executor = (target: Pick<PGlite, 'query' | 'exec'>, fair: boolean): SqlExecutor => ({
     async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+      if (fair) await turn()
       const result = await watch(() => target.query<Row>(text, params))
       return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length }
     },
     async exec(text: string) {
+      if (fair) await turn()
       await watch(() => target.exec(text))
     },
   })
 
   return {
     dialect: 'pglite',
-    ...executor(db),
-    transaction: (work) =>
-      watch(() => db.transaction((tx) => work(executor(tx as unknown as Pick<PGlite, 'query' | 'exec'>)))),
+    ...executor(db, true),
+    async transaction(work) {
+      await turn()
+      return watch(() => db.transaction((tx) => work(executor(tx as unknown as Pick<PGlite, 'query' | 'exec'>, false))))
+    },
     close: () => db.close(),
   }
 }
+
+/**
+ * Lets the event loop turn before a unit of work (a query or a transaction outside one). PGlite
+ * runs in this thread and answers on the microtask queue, so a chain of statements that always
+ * finds the database ready never gives the event loop a turn: sockets are not read, timers do not
+ * fire, and the HTTP server starves while consumers are busy. One `setImmediate` per unit of work
+ * lets pending I/O in between; statements inside a transaction do not yield (the transaction
+ * holds the database, and nothing else could run on it meanwhile).
+ */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** PostgreSQL failed to write its write-ahead log ("could not write to log file", "could not fsync"): a PANIC. */
 export function isLogWriteFailure(error: unknown): boolean {
