@@ -61,6 +61,13 @@ export interface ReliableConsumerOptions<T> {
    * Only for handlers whose work is the database's: nothing slow may run inside the transaction.
    */
   batch?: { max: number; run<R>(work: () => Promise<R>): Promise<R> }
+  /**
+   * How a whole batch is handled inside `batch.run` (its messages decoded, in partition order), in
+   * place of `handle` once per message: a handler that writes a batch's rows in one statement per
+   * table. Anything it throws sends the batch through `handle` one message at a time, as any
+   * failed batch, so it may refuse whatever it does not handle in bulk (a refusal, a conflict).
+   */
+  handleBatch?: (items: readonly { value: T; message: IncomingMessage }[]) => Promise<void>
 }
 
 export interface DeadLetterRecord {
@@ -345,6 +352,11 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     let failed = false
     try {
       await batch.run(async () => {
+        if (options.handleBatch) {
+          const items: { value: T; message: IncomingMessage }[] = []
+          for (const { message, decoded: value } of decoded) if (value.ok) items.push({ value: value.value, message })
+          return options.handleBatch(items)
+        }
         for (const { message, decoded: value } of decoded) {
           if (value.ok) await options.handle(value.value, message)
         }
