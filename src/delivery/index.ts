@@ -3,7 +3,7 @@ import { dispatchEvents } from '../contracts/dispatch/events.ts'
 import { startTimerPoller } from '../platform/es/scheduler.ts'
 import { accept, defineService, type IntakeContext, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
-import { DELIVERY_DUE_TIMER, deliveryAggregate, executeDelivery } from './application/delivery-store.ts'
+import { DELIVERY_DUE_TIMER, deliveryAggregate, deliveryTimerFor } from './application/delivery-store.ts'
 import { type DeliveryCommand, deliveryCommandFor } from './domain/delivery.ts'
 
 /**
@@ -50,8 +50,15 @@ export const deliveryService = defineService({
       },
     }),
   ],
-  execute: (aggregate, command, metadata, { context, timer }) =>
-    executeDelivery(aggregate, command, metadata, (inMs) => context.afterCommit(() => timer.wake(inMs))),
+  // A scheduled delivery's timer, in the transaction that scheduled it; woken once that committed.
+  within:
+    ({ context, timer }) =>
+    (result, command, metadata) => {
+      const due = deliveryTimerFor(result, command, metadata)
+      if (!due) return []
+      context.afterCommit(() => timer.wake(due.delayMs))
+      return [{ schedule: due }]
+    },
   start(context, { execute, timer }) {
     const timers = startTimerPoller<{ orderId: string; correlationId?: string; traceparent?: string }>({
       db: context.db,

@@ -1,7 +1,7 @@
 import { type DispatchCommandMessage, dispatchCommands } from '../contracts/dispatch/commands.ts'
 import { dispatchEvents, dispatchStreamId } from '../contracts/dispatch/events.ts'
 import { orderEvents } from '../contracts/order/events.ts'
-import type { StateStore } from '../platform/es/command-handler.ts'
+import { stateTable } from '../platform/es/state-table.ts'
 import { accept, defineService, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
 import {
@@ -10,7 +10,6 @@ import {
   type DispatchState,
   dispatchCommandFor,
   dispatchDecider,
-  type Shipment,
 } from './domain/dispatch.ts'
 
 /**
@@ -25,30 +24,19 @@ export const DISPATCH_COMMANDS_GROUP = 'dispatch-service-commands'
 export const DISPATCH_ORDER_EVENTS_GROUP = 'dispatch-service'
 
 /** One row per order's shipment in `shipments`: status and cost as columns, the state as jsonb. */
-const shipments: StateStore<DispatchState> = {
-  async load(tx, streamId) {
-    const { rows } = await tx.query<{ state: Shipment }>('SELECT state FROM shipments WHERE id = $1', [streamId])
-    const shipment = rows[0]?.state ?? null
-    return { state: shipment, version: shipment?.version ?? 0 }
+const shipments = stateTable<DispatchState>({
+  table: 'shipments',
+  initialState: () => null,
+  locks: false,
+  columns: {
+    order_id: { type: 'text', of: (shipment) => shipment.orderId },
+    status: { type: 'text', of: (shipment) => (shipment.dispatched ? 'DISPATCHED' : 'QUOTED') },
+    shipping_cost: {
+      type: 'bigint',
+      of: (shipment) => shipment.dispatched?.shippingCost ?? shipment.quote?.shippingCost ?? null,
+    },
   },
-  async save(tx, streamId, shipment, version) {
-    if (!shipment) throw new Error('a dispatch event left no shipment state')
-    await tx.query(
-      `INSERT INTO shipments (id, order_id, status, shipping_cost, version, state, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, now())
-       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, shipping_cost = EXCLUDED.shipping_cost,
-         version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now()`,
-      [
-        streamId,
-        shipment.orderId,
-        shipment.dispatched ? 'DISPATCHED' : 'QUOTED',
-        shipment.dispatched?.shippingCost ?? shipment.quote?.shippingCost ?? null,
-        version,
-        JSON.stringify(shipment),
-      ],
-    )
-  },
-}
+})
 
 /** A command off the wire, without its envelope. */
 const toCommand = (message: DispatchCommandMessage): DispatchCommand =>

@@ -3,6 +3,7 @@ import type { TopicContract } from '../contracts/registry.ts'
 import type { Config } from './config.ts'
 import { AppError } from './errors.ts'
 import {
+  type BatchCommand,
   type CommandHandler,
   type CommandMetadata,
   type CommandResult,
@@ -14,6 +15,7 @@ import { causedBy } from './es/consumed.ts'
 import type { Decider, TypedEvent } from './es/decider.ts'
 import { eventMessage } from './es/messages.ts'
 import type { ProjectionDefinition } from './es/projections.ts'
+import { type TimerChange, writeTimerChanges } from './es/scheduler.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './module.ts'
 import type { SqlExecutor } from './sql/port.ts'
 import type { IncomingMessage, Subscription } from './transport/port.ts'
@@ -66,15 +68,22 @@ export interface Aggregate<Command, Event, State> {
   ): Promise<{ result: CommandResult<Event, State>; extra: T }>
   /** The current state of a stream, read without a lock. */
   load(streamId: string): Promise<State>
+  /** A consumer batch's commands in its transaction, one statement per table (`handleBatch`). */
+  executeBatch(items: readonly BatchCommand<Command, State>[]): Promise<(CommandResult<Event, State> | null)[]>
+  /** Whether `executeBatch` can run (the state store reads and writes many streams at once). */
+  readonly batches: boolean
 }
 
-/** What a service writes in every command's transaction besides the aggregate's rows (a timer, say). */
+/**
+ * The timers a service sets or removes with every command, whoever sent it (an intake, its routes, a
+ * timer): decided from the command's result, written by the platform in the command's transaction
+ * (for a consumer's batch, all of the batch's in one statement). The order's journey deadlines, say.
+ */
 export type Within<Command, Event, State> = (
-  tx: SqlExecutor,
   result: CommandResult<Event, State>,
   command: Command,
   metadata: CommandMetadata,
-) => Promise<void>
+) => readonly TimerChange[]
 
 export function createAggregate<Command, Event extends TypedEvent, State>(
   definition: AggregateDefinition<Command, Event, State>,
@@ -110,7 +119,7 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
       metadata,
       within
         ? async (tx, result) => {
-            await within(tx, result, command, metadata)
+            await writeTimerChanges(tx, within(result, command, metadata))
             return after(tx, result)
           }
         : after,
@@ -120,6 +129,8 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
     execute: async (command, metadata = {}) => (await executeWith(command, metadata, async () => undefined)).result,
     executeWith,
     load: async (streamId) => (await definition.state.load(context.db, streamId)).state,
+    executeBatch: (items) => handler.handleBatch(items, { streamOf, ...(within ? { timers: within } : {}) }),
+    batches: handler.batches,
   }
 }
 
@@ -254,8 +265,8 @@ export interface ServiceDefinition<
     setup: Setup & { context: ModuleContext },
   ): Promise<CommandResult<Event, State>>
   /**
-   * What it writes in every command's transaction besides the aggregate's rows, whoever sent the
-   * command (an intake, its routes, a timer): the order's journey deadlines, say.
+   * The timers it sets or removes with every command, whoever sent the command (an intake, its
+   * routes, a timer), written in the command's transaction: the order's journey deadlines, say.
    */
   within?(setup: Setup & { context: ModuleContext }): Within<Command, Event, State> | undefined
   /** Topics the service uses besides those of its aggregate and intake, for the AsyncAPI document. */
@@ -319,6 +330,11 @@ export function defineService<
       const parts = { ...setup, aggregate, execute }
       const started = (await service.start?.(context, parts)) ?? ({} as StartedModule & Handle)
       const intakeContext: IntakeContext<State> = { config: context.config, load: aggregate.load }
+      /** A mapping that reads a stream is left for the batch to run once it knows the batch's states. */
+      const withoutState: IntakeContext<State> = {
+        config: context.config,
+        load: () => Promise.reject(new NeedsState()),
+      }
       const subscriptions = new Map<string, Subscription>()
       try {
         for (const each of intake) {
@@ -337,6 +353,46 @@ export function defineService<
               ? {}
               : { retry: { max: Math.max(context.retry.max, each.minRetries), backoffMs: context.retry.backoffMs } }),
             decode: (message) => decodeIntake(decoders, message),
+            // A partition's backlog in one statement per table: the commands of the messages, known
+            // from each message alone, or (a mapping that reads a stream) found as the batch goes.
+            ...(each.batch && aggregate.batches && !service.execute
+              ? {
+                  handleBatch: async (items: readonly { value: Cause; message: IncomingMessage }[]) => {
+                    const commands: BatchCommand<Command, State>[] = []
+                    for (const { value: message, message: raw } of items) {
+                      const metadata = causedBy(raw, each.group, message) as BatchCommand<Command, State>['metadata']
+                      if ('expectedVersion' in message && message.expectedVersion !== undefined) {
+                        metadata.expectedVersion = message.expectedVersion
+                      }
+                      let command: Command | null | undefined
+                      try {
+                        command = await each.toCommand(message, withoutState)
+                      } catch (error) {
+                        if (!(error instanceof NeedsState)) throw error
+                        commands.push({
+                          metadata,
+                          resolve: (load) => Promise.resolve(each.toCommand(message, { config: context.config, load })),
+                        })
+                        continue
+                      }
+                      if (command !== null && command !== undefined) commands.push({ metadata, command })
+                    }
+                    const results = await aggregate.executeBatch(commands)
+                    if (context.logger.isLevelEnabled('debug')) {
+                      context.logger.debug(
+                        {
+                          group: each.group,
+                          streamType: definition.streamType,
+                          messages: items.length,
+                          applied: results.filter((r) => r && !r.duplicate).length,
+                          duplicates: results.filter((r) => r?.duplicate).length,
+                        },
+                        `applied a batch of ${items.length} to ${definition.streamType}`,
+                      )
+                    }
+                  },
+                }
+              : {}),
             handle: async (message, raw) => {
               const command = await each.toCommand(message, intakeContext)
               if (command === null || command === undefined) return
@@ -379,6 +435,14 @@ export function defineService<
       }
       return { ...started, ...parts, subscriptions }
     },
+  }
+}
+
+/** A mapping asked for a stream's state while a batch was being read: it runs in the batch's order. */
+class NeedsState extends Error {
+  constructor() {
+    super('the mapping reads state')
+    this.name = 'NeedsState'
   }
 }
 

@@ -8,7 +8,7 @@ import type { Config } from '../../platform/config.ts'
 import { isAppError } from '../../platform/errors.ts'
 import type { CommandMetadata, CommandResult } from '../../platform/es/command-handler.ts'
 import { commandMessage } from '../../platform/es/messages.ts'
-import { cancelTimer, scheduleTimer, startTimerPoller, type TimerPoller } from '../../platform/es/scheduler.ts'
+import { scheduleTimer, startTimerPoller, type TimerChange, type TimerPoller } from '../../platform/es/scheduler.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { enqueue } from '../../platform/outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
@@ -54,29 +54,32 @@ export function stepTimeoutsFrom(config: Config): Record<JourneyStep, number> {
  * park counts only while the order is still at the step it names, see `PARKED_JOURNEYS`.)
  */
 export function journeyDeadlines(timeoutsMs: Record<JourneyStep, number>) {
-  return async (
-    tx: SqlExecutor,
+  return (
     result: CommandResult<OrderEventData, OrderState>,
     command: OrderCommand,
     metadata: CommandMetadata,
-  ): Promise<void> => {
+  ): TimerChange[] => {
     const order = result.state
-    if (!order || !result.events.some((e) => e.eventType !== 'OrderUpdated')) return
+    if (!order || !result.events.some((e) => e.eventType !== 'OrderUpdated')) return []
     const step = awaitedStep(order.status)
-    if (!step) return cancelTimer(tx, timerId(command.orderId))
+    if (!step) return [{ cancel: timerId(command.orderId) }]
     const deadline: JourneyDeadline & { correlationId?: string } = {
       orderId: command.orderId,
       step,
       attempt: 1,
       ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
     }
-    await scheduleTimer(tx, {
-      id: timerId(command.orderId),
-      kind: JOURNEY_DEADLINE_TIMER,
-      delayMs: timeoutsMs[step],
-      payload: deadline,
-      ...(result.outboxIds?.length ? { startsWhenPublished: result.outboxIds.at(-1) } : {}),
-    })
+    return [
+      {
+        schedule: {
+          id: timerId(command.orderId),
+          kind: JOURNEY_DEADLINE_TIMER,
+          delayMs: timeoutsMs[step],
+          payload: deadline,
+          ...(result.outboxIds?.length ? { startsWhenPublished: result.outboxIds.at(-1) } : {}),
+        },
+      },
+    ]
   }
 }
 

@@ -10,10 +10,10 @@ import {
   type CommandMetadata,
   type DomainEvent,
   type CommandResult as HandlerResult,
-  type StateStore,
   toDomainEvent,
 } from '../../platform/es/command-handler.ts'
 import { eventMessage } from '../../platform/es/messages.ts'
+import { stateTable } from '../../platform/es/state-table.ts'
 import { type EventMetadata, readStream, type StoredEvent } from '../../platform/eventstore/event-store.ts'
 import { type Aggregate, type AggregateDefinition, createAggregate } from '../../platform/service.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
@@ -72,34 +72,16 @@ export function toOrderEventMessage(event: OrderEvent, metadata: EventMetadata =
 }
 
 /** The `orders` table: the current state, with customer and status as columns for queries. */
-const ordersTable: StateStore<OrderState> = {
-  async load(tx, orderId, options) {
-    const { rows } = await tx.query<{ state: Order }>(
-      `SELECT state FROM orders WHERE id = $1${options?.lock ? ' FOR UPDATE' : ''}`,
-      [orderId],
-    )
-    const order = rows[0]?.state ?? null
-    return { state: order, version: order?.version ?? 0 }
+const ordersTable = stateTable<OrderState>({
+  table: 'orders',
+  initialState: () => null,
+  columns: {
+    customer_id: { type: 'text', of: (order) => order.customerId },
+    status: { type: 'text', of: (order) => order.status },
+    created_at: { type: 'timestamptz', of: (order) => order.createdAt, onUpdate: 'keep' },
+    updated_at: { type: 'timestamptz', of: (order) => order.updatedAt },
   },
-  async save(tx, _orderId, order) {
-    if (!order) throw new Error('an order event left no order state')
-    await tx.query(
-      `INSERT INTO orders (id, customer_id, status, version, state, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, version = EXCLUDED.version,
-         state = EXCLUDED.state, updated_at = EXCLUDED.updated_at`,
-      [
-        order.id,
-        order.customerId,
-        order.status,
-        order.version,
-        JSON.stringify(order),
-        order.createdAt,
-        order.updatedAt,
-      ],
-    )
-  },
-}
+})
 
 /** An order: stream `<orderId>`, row in `orders`, events on `order-events` keyed by the order id. */
 export const orderAggregate: AggregateDefinition<OrderCommand, OrderEventData, OrderState> = {

@@ -1,11 +1,11 @@
 import { type PaymentEventData, paymentEvents, paymentStreamId } from '../../contracts/payment/events.ts'
 import type { CommandMetadata, CommandResult, StateStore } from '../../platform/es/command-handler.ts'
+import { stateTable } from '../../platform/es/state-table.ts'
 import type { Aggregate, AggregateDefinition } from '../../platform/service.ts'
 import type { AuthorizationRequest, GatewayOutcome } from '../domain/gateway.ts'
 import {
   authorizationRequestFor,
   PAYMENT_STREAM_TYPE,
-  type Payment,
   type PaymentCommand,
   type PaymentState,
   paymentDecider,
@@ -23,35 +23,20 @@ import {
 
 /** One row per order's payment in `payments`; `processed_by` names the instance that decided it. */
 export function paymentsTable(instanceId: string): StateStore<PaymentState> {
-  return {
-    async load(tx, streamId) {
-      const { rows } = await tx.query<{ state: Payment }>('SELECT state FROM payments WHERE id = $1', [streamId])
-      const payment = rows[0]?.state ?? null
-      return { state: payment, version: payment?.version ?? 0 }
+  return stateTable<PaymentState>({
+    table: 'payments',
+    initialState: () => null,
+    locks: false,
+    columns: {
+      order_id: { type: 'text', of: (payment) => payment.orderId },
+      customer_id: { type: 'text', of: (payment) => payment.customerId },
+      status: { type: 'text', of: (payment) => payment.status },
+      amount: { type: 'bigint', of: (payment) => payment.amount, onUpdate: 'coalesce' },
+      currency: { type: 'text', of: (payment) => payment.currency, onUpdate: 'coalesce' },
+      processed_by: { type: 'text', of: () => instanceId, onUpdate: 'keep' },
+      updated_at: { type: 'timestamptz', of: (payment) => payment.updatedAt },
     },
-    async save(tx, streamId, payment, version) {
-      if (!payment) throw new Error('a payment event left no payment state')
-      await tx.query(
-        `INSERT INTO payments (id, order_id, customer_id, status, amount, currency, version, state, processed_by, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = coalesce(EXCLUDED.amount, payments.amount),
-           currency = coalesce(EXCLUDED.currency, payments.currency), version = EXCLUDED.version,
-           state = EXCLUDED.state, updated_at = EXCLUDED.updated_at`,
-        [
-          streamId,
-          payment.orderId,
-          payment.customerId,
-          payment.status,
-          payment.amount,
-          payment.currency,
-          version,
-          JSON.stringify(payment),
-          instanceId,
-          payment.updatedAt,
-        ],
-      )
-    },
-  }
+  })
 }
 
 /**

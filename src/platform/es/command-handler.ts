@@ -1,13 +1,21 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { v7 as uuidv7 } from 'uuid'
 import { AppError, isAppError, notFound } from '../errors.ts'
-import { appendOnce, type EventMetadata, type StoredEvent } from '../eventstore/event-store.ts'
+import {
+  appendMany,
+  appendOnce,
+  type EventMetadata,
+  type NewStreamEvent,
+  type StoredEvent,
+} from '../eventstore/event-store.ts'
 import { markHandled } from '../inbox/inbox.ts'
 import { enqueue } from '../outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import { isTransactionConflict } from '../sql/unavailable.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import type { Decider, Recorded, TypedEvent } from './decider.ts'
+import { type TimerChange, writeTimerChanges } from './scheduler.ts'
+import { stateTable } from './state-table.ts'
 
 /**
  * The one command handler every event-sourced service uses (emmett's `handleCommand`, plus what a
@@ -64,6 +72,18 @@ export interface StateStore<State> {
    */
   load(tx: SqlExecutor, streamId: string, options?: { lock?: boolean }): Promise<{ state: State; version: number }>
   save(tx: SqlExecutor, streamId: string, state: State, version: number): Promise<void>
+  /**
+   * The states of several streams in one statement (those without a row are left out), locked in
+   * id order with `lock`: what a consumer's batch reads. A store without it handles a batch one
+   * command at a time (see `stateTable`, which has it).
+   */
+  loadMany?(
+    tx: SqlExecutor,
+    streamIds: readonly string[],
+    options?: { lock?: boolean },
+  ): Promise<Map<string, { state: State; version: number }>>
+  /** Saves several streams' states in one statement (the last one given per stream). */
+  saveMany?(tx: SqlExecutor, rows: readonly { streamId: string; state: State; version: number }[]): Promise<void>
 }
 
 export interface CommandResult<Event, State> {
@@ -96,6 +116,38 @@ export interface CommandHandlerOptions<Command, Event extends TypedEvent, State>
   maxDeadlockRetries?: number
 }
 
+/**
+ * A command of a consumer's batch: known from its message alone, or found (`resolve`) from the
+ * states of streams as the batch has left them so far (a mapping that reads state).
+ */
+export type BatchCommand<Command, State> = {
+  metadata: CommandMetadata & { inbox: NonNullable<CommandMetadata['inbox']> }
+} & (
+  | { command: Command }
+  | { resolve(load: (streamId: string) => Promise<State>): Promise<Command | null | undefined> }
+)
+
+export interface BatchOptions<Command, Event, State> {
+  /** The stream a command addresses. */
+  streamOf(command: Command): string
+  /**
+   * The timers each command decided (with or without events) sets or removes: written for the
+   * whole batch in one statement per kind of change, after its rows.
+   */
+  timers?(result: CommandResult<Event, State>, command: Command, metadata: CommandMetadata): readonly TimerChange[]
+}
+
+/**
+ * Thrown by `handleBatch` for what it leaves to the one-at-a-time path (a refusal, a stale expected
+ * version): the batch rolls back, and its consumer handles the messages one at a time.
+ */
+export class NotForBatch extends Error {
+  constructor(reason: string, cause?: unknown) {
+    super(`not handled as a batch: ${reason}`, cause === undefined ? undefined : { cause })
+    this.name = 'NotForBatch'
+  }
+}
+
 export interface CommandHandler<Command, Event, State> {
   handle(streamId: string, command: Command, metadata?: CommandMetadata): Promise<CommandResult<Event, State>>
   /** Runs `after` in the command's transaction (e.g. to store an idempotent HTTP response). */
@@ -105,6 +157,22 @@ export interface CommandHandler<Command, Event, State> {
     metadata: CommandMetadata,
     after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
   ): Promise<{ result: CommandResult<Event, State>; extra: T }>
+  /**
+   * A consumer batch's commands in one transaction (the batch's), in a fixed number of statements
+   * whatever its size: one inbox insert for every message, one locked read of every stream, the
+   * decisions in order on the states as the batch leaves them, one append of every event, one save
+   * of every stream's state, one outbox insert for every message, one write of the timers they set. One
+   * result per item: null where a command resolved to nothing, `duplicate` where the inbox had the
+   * message. A refusal, a stale expected version or a lost race throws (`NotForBatch`, a
+   * VERSION_CONFLICT): the batch is then handled one message at a time, where each gets its answer.
+   * Needs a state store with `loadMany` and `saveMany`.
+   */
+  handleBatch(
+    items: readonly BatchCommand<Command, State>[],
+    options: BatchOptions<Command, Event, State>,
+  ): Promise<(CommandResult<Event, State> | null)[]>
+  /** Whether `handleBatch` can run (the state store reads and writes many streams at once). */
+  readonly batches: boolean
 }
 
 /** A stored event as its service's domain event. */
@@ -252,8 +320,146 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     }
   }
 
+  const { loadMany, saveMany } = stateStore
+  const handleBatch: CommandHandler<Command, Event, State>['handleBatch'] = async (items, batchOptions) => {
+    if (!loadMany || !saveMany) throw new NotForBatch(`the ${streamType} state store has no loadMany/saveMany`)
+    const results: (CommandResult<Event, State> | null)[] = items.map(() => null)
+    if (items.length === 0) return results
+    const consumer = items[0]?.metadata.inbox.consumer as string
+    if (items.some((item) => item.metadata.inbox.consumer !== consumer)) throw new NotForBatch('several consumers')
+    const outcome = await db.transaction(async (tx) => {
+      // 1. Every message into the inbox at once: those it had already are duplicates.
+      const { rows: inserted } = await tx.query<{ message_id: string }>(
+        `INSERT INTO inbox (consumer, message_id) SELECT $1, m FROM unnest($2::text[]) AS m
+         ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id`,
+        [consumer, items.map((item) => item.metadata.inbox.messageId)],
+      )
+      const fresh = new Set(inserted.map((row) => row.message_id))
+      // 2. The states of every stream the batch's known commands address, locked in id order.
+      const known = items.flatMap((item) =>
+        'command' in item && fresh.has(item.metadata.inbox.messageId) ? [streamOfItem(item)] : [],
+      )
+      function streamOfItem(item: BatchCommand<Command, State>) {
+        return batchOptions.streamOf((item as { command: Command }).command)
+      }
+      const states = await loadMany(tx, known, { lock: true })
+      const stateOf = async (streamId: string) => {
+        let current = states.get(streamId)
+        if (!current) {
+          // A stream first named by a mapping that read state: read on its own (rare).
+          current = (await loadMany(tx, [streamId], { lock: true })).get(streamId) ?? {
+            state: decider.initialState(),
+            version: 0,
+          }
+          states.set(streamId, current)
+        }
+        return current
+      }
+      for (const id of new Set(known))
+        if (!states.has(id)) states.set(id, { state: decider.initialState(), version: 0 })
+
+      // 3. The decisions, in order, each on the state the ones before it left.
+      const now = clock().toISOString()
+      const appended: NewStreamEvent[] = []
+      const messages: OutgoingMessage[] = []
+      const applied: { index: number; command: Command; messages: number }[] = []
+      const touched = new Set<string>()
+      for (const [index, item] of items.entries()) {
+        const { metadata } = item
+        if (!fresh.delete(metadata.inbox.messageId)) {
+          // Handled before: nothing to do, and nothing read (its state is not the batch's to give).
+          results[index] = { state: decider.initialState(), version: 0, events: [], duplicate: true }
+          continue
+        }
+        const command = 'command' in item ? item.command : await item.resolve(async (id) => (await stateOf(id)).state)
+        if (command === null || command === undefined) continue
+        const streamId = batchOptions.streamOf(command)
+        const current = await stateOf(streamId)
+        if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== current.version) {
+          throw new NotForBatch(`${streamType} ${streamId} is not at the expected version`)
+        }
+        const decision = decider.decide(command, current.state, { now })
+        if (!decision.ok) throw new NotForBatch(`${decision.error.code}: ${decision.error.message}`)
+        if (decision.events.length === 0) {
+          results[index] = { state: current.state, version: current.version, events: [], duplicate: false }
+          applied.push({ index, command, messages: 0 })
+          continue
+        }
+        const eventMetadata: EventMetadata = {
+          ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
+          ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
+          ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
+          ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
+        }
+        let { state, version } = current
+        const events: DomainEvent<Event>[] = []
+        const before = messages.length
+        for (const { eventType, ...data } of decision.events) {
+          version++
+          const event: NewStreamEvent = {
+            streamId,
+            streamType,
+            version,
+            eventId: newEventId(),
+            eventType,
+            schemaVersion: schemaVersion(eventType),
+            occurredOn: now,
+            data: data as Record<string, unknown>,
+            metadata: eventMetadata,
+          }
+          appended.push(event)
+          const domain = {
+            ...data,
+            eventType,
+            eventId: event.eventId,
+            aggregateId: streamId,
+            occurredOn: now,
+            version,
+            schemaVersion: event.schemaVersion,
+            ...(eventMetadata.correlationId ? { correlationId: eventMetadata.correlationId } : {}),
+            ...(eventMetadata.causationId ? { causationId: eventMetadata.causationId } : {}),
+          } as unknown as DomainEvent<Event>
+          events.push(domain)
+          state = decider.evolve(state, domain)
+          messages.push(...options.toMessages(domain, eventMetadata))
+        }
+        states.set(streamId, { state, version })
+        touched.add(streamId)
+        results[index] = { state, version, events, duplicate: false }
+        applied.push({ index, command, messages: messages.length - before })
+      }
+
+      // 4. Every event, every changed state, every message: one statement each.
+      await appendMany(tx, appended)
+      await saveMany(
+        tx,
+        [...touched].map((streamId) => {
+          const { state, version } = states.get(streamId) as { state: State; version: number }
+          return { streamId, state, version }
+        }),
+      )
+      const outboxIds = await enqueue(tx, messages)
+      let next = 0
+      const timers: TimerChange[] = []
+      for (const { index, command, messages: count } of applied) {
+        const result = results[index] as CommandResult<Event, State>
+        result.outboxIds = outboxIds.slice(next, next + count)
+        next += count
+        if (batchOptions.timers) {
+          timers.push(...batchOptions.timers(result, command, items[index]?.metadata as CommandMetadata))
+        }
+      }
+      await writeTimerChanges(tx, timers)
+      return appended.length > 0
+    })
+    if (outcome) options.onCommitted()
+    return results
+  }
+
   return {
     handleWith,
+    handleBatch,
+    batches: Boolean(loadMany && saveMany),
     async handle(streamId, command, metadata = {}) {
       const { result } = await handleWith(streamId, command, metadata, async () => undefined)
       return result
@@ -261,24 +467,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   }
 }
 
-/** A state store over a table with `id`, `version` and a jsonb `state` column. */
-export function jsonStateTable<State>(table: string, initialState: () => State): StateStore<State> {
-  if (!/^[a-z_][a-z0-9_]*$/.test(table)) throw new Error(`not a plain table name: ${table}`)
-  return {
-    async load(tx, streamId, options) {
-      const { rows } = await tx.query<{ state: State; version: number }>(
-        `SELECT state, version FROM ${table} WHERE id = $1${options?.lock ? ' FOR UPDATE' : ''}`,
-        [streamId],
-      )
-      const row = rows[0]
-      return row ? { state: row.state, version: row.version } : { state: initialState(), version: 0 }
-    },
-    async save(tx, streamId, state, version) {
-      await tx.query(
-        `INSERT INTO ${table} (id, version, state, updated_at) VALUES ($1, $2, $3, now())
-         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now()`,
-        [streamId, version, JSON.stringify(state)],
-      )
-    },
-  }
+/** A state store over a table with `id`, `version`, a jsonb `state` and `updated_at` (see `stateTable`). */
+export function jsonStateTable<State>(table: string, initialState: () => State): Required<StateStore<State>> {
+  return stateTable({ table, initialState })
 }

@@ -8,7 +8,7 @@ import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import { type Add, type Added, COUNTERS_TABLE, type Counter, counter } from '../testing/counter.ts'
-import { createCommandHandler, jsonStateTable } from './command-handler.ts'
+import { createCommandHandler, jsonStateTable, NotForBatch } from './command-handler.ts'
 
 /**
  * What a command costs in round trips to the database, counted statement by statement inside its
@@ -117,6 +117,82 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
       )
     })
 
+    it('a batch is six statements whatever its size, and ends as the same commands one at a time would', async () => {
+      const [a, b] = [uniqueName('counter'), uniqueName('counter')]
+      const add = (streamId: string, amount: number, messageId = uniqueName('message')) => ({
+        metadata: { inbox: { consumer: 'counting', messageId } },
+        command: { type: 'Add', amount, counter: streamId } as Add,
+      })
+      const streamOf = (command: Add) => (command as Add & { counter: string }).counter
+      await handler.handle(a, { type: 'Add', amount: 10 })
+      const repeated = add(b, 7)
+      const items = [add(a, 1), add(b, 2), add(a, -11), repeated, add(a, 0), repeated, add(b, 3)]
+      const batch = await count(() => handler.handleBatch(items, { streamOf }))
+      // inbox, states, events, states, outbox (and BEGIN and COMMIT outside the count)
+      assert.equal(batch.trips, 5, batch.seen.join('\n'))
+      assert.deepEqual(
+        batch.value.map((r) => r && [r.version, r.duplicate, r.events.length]),
+        [
+          [2, false, 1],
+          [1, false, 1],
+          [3, false, 1],
+          [2, false, 1],
+          [3, false, 0],
+          [0, true, 0],
+          [3, false, 1],
+        ],
+      )
+      assert.deepEqual(
+        (await readStream(database.db, a)).map((e) => [e.version, (e.data as { amount: number }).amount]),
+        [
+          [1, 10],
+          [2, 1],
+          [3, -11],
+        ],
+      )
+      assert.deepEqual(
+        (await readStream(database.db, b)).map((e) => (e.data as { amount: number }).amount),
+        [2, 7, 3],
+      )
+      const states = await database.db.query<{ id: string; version: number; state: Counter }>(
+        'SELECT id, version, state FROM counters WHERE id = ANY($1) ORDER BY id',
+        [[a, b].sort()],
+      )
+      assert.deepEqual(Object.fromEntries(states.rows.map((r) => [r.id, [r.version, r.state.total]])), {
+        [a]: [3, 0],
+        [b]: [3, 12],
+      })
+      // Redelivered, the whole batch changes nothing.
+      const again = await count(() => handler.handleBatch(items, { streamOf }))
+      assert.ok(
+        again.value.every((r) => r?.duplicate),
+        JSON.stringify(again.value),
+      )
+      assert.equal((await readStream(database.db, a)).length, 3)
+    })
+
+    it('a batch holding a refusal or a stale expected version throws and writes nothing', async () => {
+      const streamId = uniqueName('counter')
+      const streamOf = (command: Add) => (command as Add & { counter: string }).counter
+      const ok = {
+        metadata: { inbox: { consumer: 'counting', messageId: uniqueName('ok') } },
+        command: { type: 'Add', amount: 1, counter: streamId } as Add,
+      }
+      const refused = {
+        metadata: { inbox: { consumer: 'counting', messageId: uniqueName('refused') } },
+        command: { type: 'Add', amount: -5, counter: streamId } as Add,
+      }
+      const stale = {
+        metadata: { inbox: { consumer: 'counting', messageId: uniqueName('stale') }, expectedVersion: 7 },
+        command: { type: 'Add', amount: 1, counter: streamId } as Add,
+      }
+      for (const bad of [refused, stale]) {
+        await assert.rejects(handler.handleBatch([ok, bad], { streamOf }), (error) => error instanceof NotForBatch)
+      }
+      assert.equal((await readStream(database.db, streamId)).length, 0)
+      assert.equal(await inboxRows(ok.metadata.inbox.messageId), 0)
+    })
+
     it('a refused message is refused every time and leaves nothing in the inbox', async () => {
       const streamId = uniqueName('counter')
       const message = { consumer: 'counting', messageId: uniqueName('refused') }
@@ -189,6 +265,26 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     const counted = await server.counted()
     assert.equal(counted.transactions, 1, explain(counted))
     assert.equal(counted.statements, 50 * 4 + 2, explain(counted))
+  })
+
+  it('fifty consumed commands as one batch (handleBatch): seven statements in all, BEGIN and COMMIT included', async () => {
+    const scope = batchScope(server.db)
+    const handler = handlerOn(scope.db)
+    const messages = consumed(50)
+    await server.reset()
+    const results = await scope.run(() =>
+      handler.handleBatch(
+        messages.map((m) => ({
+          metadata: { inbox: m.inbox },
+          command: { type: 'Add', amount: 1, counter: m.streamId } as Add,
+        })),
+        { streamOf: (command) => (command as Add & { counter: string }).counter },
+      ),
+    )
+    assert.ok(results.every((r) => r?.version === 1 && !r.duplicate))
+    const counted = await server.counted()
+    assert.equal(counted.transactions, 1, explain(counted))
+    assert.equal(counted.statements, 7, explain(counted))
   })
 
   it('fifty concurrent commands group-committed: far fewer transactions, four statements each', async () => {

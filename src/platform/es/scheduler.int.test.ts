@@ -5,7 +5,7 @@ import { createLogger } from '../logger.ts'
 import { enqueue } from '../outbox/outbox.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { scheduleTimer, startTimerPoller, type TimerPoller } from './scheduler.ts'
+import { scheduleTimer, startTimerPoller, type TimerPoller, writeTimerChanges } from './scheduler.ts'
 
 /**
  * Timers whose clock starts when an outbox row is published: unarmed while the row waits, armed
@@ -103,8 +103,68 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
 
       await db.query('UPDATE outbox SET published_at = now() WHERE id = $1', [waiting])
       await waitFor(() => fired.has('waiting'), { message: 'the last timer fires once its row is published' })
-      const done = await db.query('SELECT id FROM scheduled_timers WHERE kind = $1', [KIND])
-      assert.deepEqual(done.rows, [], 'fired timers are deleted')
+      // The poller deletes a timer once its fire returned: a moment after the fire saw it.
+      await waitFor(
+        async () => (await db.query('SELECT id FROM scheduled_timers WHERE kind = $1', [KIND])).rows.length === 0,
+        {
+          message: 'fired timers are deleted',
+        },
+      )
+    })
+
+    it('writes a batch of timer changes in one statement per kind, the last change of a timer holding', async () => {
+      const unarmed = await outboxRow()
+      await scheduleTimer(db, { id: 'batch-gone', kind: 'batch-test', delayMs: 60_000, payload: null })
+      await scheduleTimer(db, { id: 'batch-moved', kind: 'batch-test', delayMs: 60_000, payload: { n: 0 } })
+      const statements: string[] = []
+      await db.transaction((tx) =>
+        writeTimerChanges(
+          {
+            query: (text, params) => {
+              statements.push(text)
+              return tx.query(text, params)
+            },
+            exec: (text) => tx.exec(text),
+          },
+          [
+            { cancel: 'batch-gone' },
+            { schedule: { id: 'batch-moved', kind: 'batch-test', delayMs: 1_000, payload: { n: 1 } } },
+            { schedule: { id: 'batch-back', kind: 'batch-test', delayMs: 5, payload: null } },
+            { cancel: 'batch-back' },
+            { schedule: { id: 'batch-back', kind: 'batch-test', delayMs: 2_000, payload: { n: 2 } } },
+            { schedule: { id: 'batch-cancelled', kind: 'batch-test', delayMs: 5, payload: null } },
+            { cancel: 'batch-cancelled' },
+            {
+              schedule: {
+                id: 'batch-unarmed',
+                kind: 'batch-test',
+                delayMs: 5,
+                payload: null,
+                startsWhenPublished: unarmed,
+              },
+            },
+          ],
+        ),
+      )
+      assert.equal(statements.length, 2, statements.join('\n'))
+      const { rows } = await db.query<{
+        id: string
+        payload: unknown
+        armed: boolean
+        delay_ms: string
+        after: string | null
+      }>(
+        `SELECT id, payload, due_at IS NOT NULL AS armed, delay_ms::text, starts_after_outbox_id::text AS after
+           FROM scheduled_timers WHERE kind = 'batch-test' ORDER BY id`,
+      )
+      assert.deepEqual(
+        rows.map((r) => [r.id, r.payload, r.armed, r.delay_ms, r.after]),
+        [
+          ['batch-back', { n: 2 }, true, '2000', null],
+          ['batch-moved', { n: 1 }, true, '1000', null],
+          ['batch-unarmed', null, false, '5', unarmed],
+        ],
+      )
     })
 
     it('puts a timer off when its fire says so, without counting a failure, and fires it later', async () => {

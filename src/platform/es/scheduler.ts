@@ -86,6 +86,57 @@ export async function cancelTimer(tx: SqlExecutor, id: string): Promise<void> {
   await tx.query('DELETE FROM scheduled_timers WHERE id = $1', [id])
 }
 
+/** A timer a command sets or removes, written in the command's transaction (`writeTimerChanges`). */
+export type TimerChange = { schedule: TimerToSchedule } | { cancel: string }
+
+/**
+ * Writes timer changes, of one command or of a whole consumer batch, in at most two statements
+ * (one upsert of every timer set, one delete of every timer removed), whatever their number. For a
+ * timer changed more than once, the last change is the one that holds, as if written in order.
+ */
+export async function writeTimerChanges(tx: SqlExecutor, changes: readonly TimerChange[]): Promise<void> {
+  const last = new Map<string, TimerChange>()
+  for (const change of changes) {
+    const id = 'cancel' in change ? change.cancel : change.schedule.id
+    last.delete(id)
+    last.set(id, change)
+  }
+  const scheduled: TimerToSchedule[] = []
+  const cancelled: string[] = []
+  for (const change of last.values()) {
+    if ('cancel' in change) cancelled.push(change.cancel)
+    else scheduled.push(change.schedule)
+  }
+  if (cancelled.length > 0) await tx.query('DELETE FROM scheduled_timers WHERE id = ANY($1::text[])', [cancelled])
+  if (scheduled.length === 1) return scheduleTimer(tx, scheduled[0] as TimerToSchedule)
+  if (scheduled.length === 0) return
+  for (const timer of scheduled) {
+    if (!(timer.delayMs >= 0) || !Number.isFinite(timer.delayMs)) {
+      throw new RangeError(`a timer's delay must be a finite number of milliseconds ≥ 0 (got ${timer.delayMs})`)
+    }
+  }
+  await tx.query(
+    `INSERT INTO scheduled_timers (id, kind, due_at, delay_ms, starts_after_outbox_id, payload)
+     SELECT r.id, r.kind, CASE WHEN r.after_outbox_id IS NULL THEN ${dueIn('r.delay_ms')} END, r.delay_ms,
+            r.after_outbox_id, coalesce(r.payload, 'null'::jsonb)
+       FROM jsonb_to_recordset($1::jsonb) AS r(id text, kind text, delay_ms bigint, after_outbox_id bigint, payload jsonb)
+     ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, delay_ms = EXCLUDED.delay_ms,
+       starts_after_outbox_id = EXCLUDED.starts_after_outbox_id, payload = EXCLUDED.payload,
+       claimed_until = NULL, attempts = 0, last_error = NULL`,
+    [
+      JSON.stringify(
+        scheduled.map((timer) => ({
+          id: timer.id,
+          kind: timer.kind,
+          delay_ms: Math.round(timer.delayMs),
+          after_outbox_id: timer.startsWhenPublished ?? null,
+          payload: timer.payload,
+        })),
+      ),
+    ],
+  )
+}
+
 export interface TimerPollerOptions<Payload> {
   db: SqlDatabase
   kind: string

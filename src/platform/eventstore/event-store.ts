@@ -143,6 +143,50 @@ export async function appendOnce(
   }
 }
 
+/** An event of a batch, with the stream and version it takes. */
+export interface NewStreamEvent extends NewEvent {
+  streamId: string
+  streamType: string
+  version: number
+}
+
+/**
+ * Appends the events of a whole consumer batch, across streams, in one statement: each at the
+ * version its command was decided on plus its place (the caller read those states in the same
+ * transaction). A version taken meanwhile fails the statement as VERSION_CONFLICT, and the whole
+ * batch with it; its consumer then handles the batch one message at a time.
+ */
+export async function appendMany(tx: SqlExecutor, events: readonly NewStreamEvent[]): Promise<void> {
+  if (events.length === 0) return
+  const rows = events.map((e, n) => ({
+    n,
+    stream_id: e.streamId,
+    stream_type: e.streamType,
+    version: e.version,
+    event_id: e.eventId,
+    event_type: e.eventType,
+    schema_version: e.schemaVersion,
+    data: e.data,
+    metadata: e.metadata,
+    occurred_on: e.occurredOn,
+  }))
+  try {
+    await tx.query(
+      `INSERT INTO es_events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata, occurred_on)
+       SELECT r.stream_id, r.stream_type, r.version, r.event_id, r.event_type, r.schema_version, r.data, r.metadata, r.occurred_on
+         FROM jsonb_to_recordset($1::jsonb) AS r(n integer, stream_id text, stream_type text, version integer,
+              event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, occurred_on timestamptz)
+        ORDER BY r.n`,
+      [JSON.stringify(rows)],
+    )
+  } catch (error) {
+    if ((error as { code?: string }).code === '23505' && /stream_version/.test(String((error as Error).message))) {
+      throw new AppError('VERSION_CONFLICT', 'a stream of the batch was changed concurrently', { cause: error })
+    }
+    throw error
+  }
+}
+
 export async function readStream(db: SqlExecutor, streamId: string): Promise<StoredEvent[]> {
   const { rows } = await db.query<EventRow>(`SELECT ${columns} FROM es_events WHERE stream_id = $1 ORDER BY version`, [
     streamId,

@@ -17,7 +17,7 @@ import { createLogger } from '../logger.ts'
 import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { COUNTERS_TABLE, counter, decodeJob, type Job } from '../testing/counter.ts'
+import { type Add, COUNTERS_TABLE, counter, decodeJob, type Job } from '../testing/counter.ts'
 import { createEmbeddedTransport } from './embedded.ts'
 import { createKafkaTransport } from './kafka.ts'
 import type { Transport } from './port.ts'
@@ -63,7 +63,13 @@ function suite(
     })
     after(async () => cleanup())
 
-    const start = async (topic: string, groupId: string) => {
+    /** Batches `handleBatch` applied in one statement per table (not handed back one by one). */
+    let bulkApplied = 0
+    /**
+     * A consumer of counter jobs: with `bulk`, a batch goes to the handler's `handleBatch` (one
+     * statement per table for the whole batch) before the one-by-one path, as a declared service's.
+     */
+    const start = async (topic: string, groupId: string, bulk = false) => {
       const handler = createCommandHandler({
         db: scope.db,
         onCommitted: () => {},
@@ -80,6 +86,23 @@ function suite(
         retry: { max: 1, backoffMs: 10 },
         logger,
         batch: { max: 50, run: (work) => scope.run(work) },
+        ...(bulk
+          ? {
+              handleBatch: async (items: readonly { value: Job }[]) => {
+                await handler.handleBatch(
+                  items.map(({ value: job }) => ({
+                    metadata: {
+                      inbox: { consumer: groupId, messageId: job.id },
+                      ...(job.expectedVersion !== undefined ? { expectedVersion: job.expectedVersion } : {}),
+                    },
+                    command: { type: 'Add', amount: job.amount, counter: job.counter } as Add,
+                  })),
+                  { streamOf: (command) => (command as Add & { counter: string }).counter },
+                )
+                bulkApplied++
+              },
+            }
+          : {}),
         handle: async (job) => {
           await handler.handle(
             job.counter,
@@ -97,92 +120,97 @@ function suite(
     const amounts = async (counterId: string) =>
       (await readStream(database.db, counterId)).map((e) => (e.data as { amount: number }).amount)
 
-    it('applies a backlog of good messages in one transaction per batch, each once and in order', async () => {
-      const topic = uniqueName('batch_jobs')
-      const groupId = uniqueName('batch_workers')
-      const counterId = uniqueName('counter')
-      await transport.publish(
-        Array.from({ length: 30 }, (_, i) => ({
-          topic,
-          key: counterId,
-          value: JSON.stringify({ id: `${counterId}-${i}`, counter: counterId, amount: i + 1 }),
-        })),
-      )
-      const before = transactions
-      const subscription = await start(topic, groupId)
-      let applied = 0
-      await waitFor(
-        async () => {
-          applied = (await amounts(counterId)).length
-          return applied === 30
-        },
-        {
-          message: () => `applied ${applied} of 30`,
-        },
-      )
-      await subscription.close()
-      assert.deepEqual(
-        await amounts(counterId),
-        Array.from({ length: 30 }, (_, i) => i + 1),
-      )
-      const used = transactions - before
-      assert.ok(used < 30, `30 messages of a backlog took ${used} transactions, not one each`)
-    })
-
-    for (const withPoison of [false, true]) {
-      it(`a batch with ${withPoison ? 'poison, ' : ''}a refused command and a stale version commits the others and dead-letters only those`, async () => {
-        const topic = uniqueName('batch_mixed')
-        const groupId = uniqueName('batch_mixed')
+    for (const bulk of [false, true]) {
+      const how = bulk ? ', one statement per table' : ''
+      it(`applies a backlog of good messages in one transaction per batch${how}, each once and in order`, async () => {
+        const topic = uniqueName('batch_jobs')
+        const groupId = uniqueName('batch_workers')
         const counterId = uniqueName('counter')
-        const job = (n: number, extra: Partial<Job> = {}) => ({
-          topic,
-          key: counterId,
-          value: JSON.stringify({ id: `${counterId}-${n}`, counter: counterId, amount: 1, ...extra }),
-        })
-        const { seen: dead, sub: deadReader } = await follow(transport, deadLetterTopic(topic))
-        await transport.publish([
-          job(0),
-          job(1),
-          ...(withPoison ? [{ topic, key: counterId, value: 'not json at all' }] : [job(2)]),
-          job(3),
-          job(4, { amount: -100 }),
-          job(5),
-          job(6, { expectedVersion: 1 }),
-          job(7),
-        ])
-        const subscription = await start(topic, groupId)
+        await transport.publish(
+          Array.from({ length: 30 }, (_, i) => ({
+            topic,
+            key: counterId,
+            value: JSON.stringify({ id: `${counterId}-${i}`, counter: counterId, amount: i + 1 }),
+          })),
+        )
+        const before = transactions
+        const bulkBefore = bulkApplied
+        const subscription = await start(topic, groupId, bulk)
         let applied = 0
         await waitFor(
           async () => {
             applied = (await amounts(counterId)).length
-            return applied === (withPoison ? 5 : 6) && dead.length === (withPoison ? 3 : 2)
+            return applied === 30
           },
           {
-            message: () => `applied ${applied}, ${dead.length} dead letters`,
+            message: () => `applied ${applied} of 30`,
           },
         )
         await subscription.close()
-        await deadReader.close()
-        assert.deepEqual(await amounts(counterId), withPoison ? [1, 1, 1, 1, 1] : [1, 1, 1, 1, 1, 1])
-        const records = dead.map((m) => JSON.parse(m.value) as DeadLetterRecord)
         assert.deepEqual(
-          records.map((r) => [r.reason, r.error.code ?? null]),
-          [
-            ...(withPoison ? [['NOT_JSON', 'POISON_MESSAGE']] : []),
-            ['REJECTED', 'INVALID_TRANSITION'],
-            ['REJECTED', 'VERSION_CONFLICT'],
-          ],
+          await amounts(counterId),
+          Array.from({ length: 30 }, (_, i) => i + 1),
         )
-        const inbox = await database.db.query<{ message_id: string }>(
-          'SELECT message_id FROM inbox WHERE consumer = $1 ORDER BY message_id',
-          [groupId],
-        )
-        assert.deepEqual(
-          inbox.rows.map((r) => r.message_id),
-          (withPoison ? [0, 1, 3, 5, 7] : [0, 1, 2, 3, 5, 7]).map((n) => `${counterId}-${n}`),
-          'refused messages leave nothing in the inbox',
-        )
+        const used = transactions - before
+        assert.ok(used < 30, `30 messages of a backlog took ${used} transactions, not one each`)
+        if (bulk) assert.ok(bulkApplied > bulkBefore, 'no batch went through handleBatch')
       })
+
+      for (const withPoison of [false, true]) {
+        it(`a batch with ${withPoison ? 'poison, ' : ''}a refused command and a stale version commits the others and dead-letters only those${how}`, async () => {
+          const topic = uniqueName('batch_mixed')
+          const groupId = uniqueName('batch_mixed')
+          const counterId = uniqueName('counter')
+          const job = (n: number, extra: Partial<Job> = {}) => ({
+            topic,
+            key: counterId,
+            value: JSON.stringify({ id: `${counterId}-${n}`, counter: counterId, amount: 1, ...extra }),
+          })
+          const { seen: dead, sub: deadReader } = await follow(transport, deadLetterTopic(topic))
+          await transport.publish([
+            job(0),
+            job(1),
+            ...(withPoison ? [{ topic, key: counterId, value: 'not json at all' }] : [job(2)]),
+            job(3),
+            job(4, { amount: -100 }),
+            job(5),
+            job(6, { expectedVersion: 1 }),
+            job(7),
+          ])
+          const subscription = await start(topic, groupId, bulk)
+          let applied = 0
+          await waitFor(
+            async () => {
+              applied = (await amounts(counterId)).length
+              return applied === (withPoison ? 5 : 6) && dead.length === (withPoison ? 3 : 2)
+            },
+            {
+              message: () => `applied ${applied}, ${dead.length} dead letters`,
+            },
+          )
+          await subscription.close()
+          await deadReader.close()
+          assert.deepEqual(await amounts(counterId), withPoison ? [1, 1, 1, 1, 1] : [1, 1, 1, 1, 1, 1])
+          const records = dead.map((m) => JSON.parse(m.value) as DeadLetterRecord)
+          assert.deepEqual(
+            records.map((r) => [r.reason, r.error.code ?? null]),
+            [
+              ...(withPoison ? [['NOT_JSON', 'POISON_MESSAGE']] : []),
+              ['REJECTED', 'INVALID_TRANSITION'],
+              ['REJECTED', 'VERSION_CONFLICT'],
+            ],
+          )
+          const inbox = await database.db.query<{ message_id: string }>(
+            'SELECT message_id FROM inbox WHERE consumer = $1 ORDER BY message_id',
+            [groupId],
+          )
+          assert.deepEqual(
+            inbox.rows.map((r) => r.message_id),
+            (withPoison ? [0, 1, 3, 5, 7] : [0, 1, 2, 3, 5, 7]).map((n) => `${counterId}-${n}`),
+            'refused messages leave nothing in the inbox',
+          )
+        })
+      }
     }
 
     it('a transaction that throws inside a batch, even when its caller catches it, rolls the batch back', async () => {
