@@ -90,6 +90,7 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
         onCommitted: context.committed,
         onScheduled: (delayMs) => context.afterCommit(() => wake(delayMs)),
         clock: context.clock,
+        logger,
         // Counted and said once the saga's transaction committed (a consumer's batch may roll back).
         onEnded: (state) =>
           context.afterCommit(() => {

@@ -1,17 +1,18 @@
-import { v5 as uuidv5 } from 'uuid'
 import { DELIVERY_COMMANDS_TOPIC, encodeDeliveryCommand } from '../../contracts/delivery/commands.ts'
 import { DISPATCH_COMMANDS_TOPIC, encodeDispatchCommand } from '../../contracts/dispatch/commands.ts'
-import { HeaderNames } from '../../contracts/envelope.ts'
 import { ORDER_COMMANDS_TOPIC } from '../../contracts/order/commands.ts'
 import { encodePaymentCommand, PAYMENT_COMMANDS_TOPIC } from '../../contracts/payment/commands.ts'
 import { AppError, notFound } from '../../platform/errors.ts'
-import { cancelTimer, scheduleTimer } from '../../platform/es/scheduler.ts'
 import type { Workflow } from '../../platform/es/workflow.ts'
-import { inboxInsert } from '../../platform/inbox/inbox.ts'
-import { inInsertionOrder, outboxInsert, outboxRows } from '../../platform/outbox/outbox.ts'
-import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
-import { EVENT_ID_HEADER } from '../../platform/transport/instrumented.ts'
-import type { OutgoingMessage } from '../../platform/transport/port.ts'
+import {
+  createWorkflowProcessor,
+  type WorkflowInputMetadata,
+  type WorkflowProcessorOptions,
+} from '../../platform/es/workflow-processor.ts'
+import type { MessageEnvelope, MessageRouting } from '../../platform/es/workflow-routes.ts'
+import type { WorkflowStateTable } from '../../platform/es/workflow-state-table.ts'
+import type { Logger } from '../../platform/logger.ts'
+import type { SqlDatabase } from '../../platform/sql/port.ts'
 import {
   type CreateOrderSagaCommand,
   type CreateOrderSagaInput,
@@ -23,24 +24,22 @@ import {
 } from '../domain/create-order-saga.ts'
 
 /**
- * Runs the Create-Order saga (a pure workflow) against storage: one input = one transaction that
+ * The Create-Order saga on the platform's workflow processor (`platform/es/workflow-processor.ts`):
+ * what is the saga's own is here, the processor does the rest. An input belongs to its order's saga
+ * (one row of `sagas` per order, with the columns operators and the auditor query); only
+ * OrderCreated starts one; each command goes to its service's command topic, encoded as that topic
+ * says; the step timeouts are timers of kind `saga-timeout`.
  *
- *   marks the input in the inbox → locks the saga's row → decide → evolve (input, then outputs)
- *   → Send: the command into the outbox; Schedule: the durable timer, whose clock starts when the
- *     step's commands are published; Complete/Park: timer removed
- *   → saves the state
+ * Command ids are uuid v5 of the saga id, the step, the attempt and the command, so a step decided
+ * again (after a crash before commit) sends the same command id, and the receivers' inboxes drop the
+ * repeat; a re-send after a timeout is a new attempt, with a new id, and the receivers' deciders
+ * treat it as the redelivery it is.
  *
- * so a command leaves exactly when the decision that sent it is stored, and a redelivered input is
- * skipped. The row lock serialises inputs for one order that arrive on different topics at once.
- *
- * Command ids are deterministic: uuid v5 of the saga id, the step, the attempt and the command, so
- * a step decided again (after a crash before commit) sends the same command id, and the receivers'
- * inboxes drop the repeat; a re-send after a timeout is a new attempt, with a new id, and the
- * receivers' deciders treat it as the redelivery it is.
- *
- * Operators' inputs (resume, compensate) go the same way, with the request's id in the inbox; one
- * that does not apply to the saga as it is under the lock throws (NOT_FOUND, INVALID_TRANSITION)
- * and changes nothing.
+ * Operators' inputs (resume, compensate) go through `handle` with the request's id in the inbox;
+ * one that does not apply to the saga as it is under the row lock throws (NOT_FOUND,
+ * INVALID_TRANSITION) and changes nothing. The journey's events come a consumer batch at a time
+ * (`handleBatch`: the batch's inbox entries and sagas, then its rows, commands and timers, one
+ * statement each).
  */
 
 /** The inbox consumer of operators' requests. */
@@ -67,22 +66,18 @@ export interface SagaProcessorDeps {
   /** The saga parked or completed (metrics, logs), after commit. */
   onEnded?: (state: CreateOrderSagaState) => void
   clock?: () => Date
+  logger?: Logger
 }
 
-export interface SagaInputMetadata {
-  /** The inbox entry: who handled which message (event id, timer id + attempt). */
-  consumer: string
-  messageId: string
-  correlationId?: string
-  causationId?: string
-  traceparent?: string
-}
+/** The inbox entry (who handled which message: event id, timer id + attempt) and the trace. */
+export type SagaInputMetadata = WorkflowInputMetadata
+
+type SagaResult = { outputs: CreateOrderSagaOutput[]; state: CreateOrderSagaState | null; duplicate: boolean }
 
 export interface SagaProcessor {
-  handle(
-    input: CreateOrderSagaInput,
-    metadata: SagaInputMetadata,
-  ): Promise<{ outputs: CreateOrderSagaOutput[]; state: CreateOrderSagaState | null; duplicate: boolean }>
+  handle(input: CreateOrderSagaInput, metadata: SagaInputMetadata): Promise<SagaResult>
+  /** A consumer batch's events, in order, in the batch's transaction; throws to have them handled one at a time. */
+  handleBatch(items: readonly { input: CreateOrderSagaInput; metadata: SagaInputMetadata }[]): Promise<SagaResult[]>
   get(orderId: string): Promise<CreateOrderSagaState | null>
 }
 
@@ -97,203 +92,111 @@ const orderIdOf = (input: CreateOrderSagaInput): string =>
 
 export const sagaTimerId = (orderId: string) => `${SAGA_TIMEOUT_TIMER}:${orderId}`
 
-/**
- * Records the message in the consumer's inbox and loads the saga under its row lock, in one round
- * trip: `fresh` is false when the message was handled before. The inbox comes first (the lateral
- * join runs after its outer side), as it did when they were two statements, so two copies of a
- * message queue on the inbox key and never hold the row lock in opposite orders.
- */
-async function claim(tx: SqlExecutor, inbox: { consumer: string; messageId: string }, sagaId: string) {
-  const { rows } = await tx.query<{ fresh: boolean; state: CreateOrderSagaState | null; version: number | null }>(
-    `WITH handled AS (${inboxInsert(1)})
-     SELECT i.fresh, s.state, s.version
-       FROM (SELECT count(*) > 0 AS fresh FROM handled) AS i
-       LEFT JOIN LATERAL (SELECT state, version FROM sagas WHERE id = $3 FOR UPDATE) AS s ON true`,
-    [inbox.consumer, inbox.messageId, sagaId],
-  )
-  const row = rows[0]
-  return {
-    fresh: row?.fresh === true,
-    saga: row?.state && row.version !== null ? { state: row.state, version: row.version } : null,
+/** The `sagas` row: the state, and what operators and the auditor query by. */
+export const sagaTable: WorkflowStateTable<CreateOrderSagaState> = {
+  table: 'sagas',
+  rowId: createOrderSagaId,
+  columns: {
+    order_id: { type: 'text', of: (state) => state.orderId, onUpdate: 'keep' },
+    status: { type: 'text', of: (state) => state.status },
+    step: { type: 'text', of: (state) => state.step },
+    attempt: { type: 'integer', of: (state) => state.attempt },
+    outcome: { type: 'text', of: (state) => state.outcome },
+    parked_reason: { type: 'text', of: (state) => state.parkedReason },
+    next_deadline: { type: 'timestamptz', of: (state) => state.deadlines[0]?.at },
+    started_at: { type: 'timestamptz', of: (state) => state.startedAt ?? state.updatedAt, onUpdate: 'keep' },
+  },
+}
+
+/** The envelope every command topic takes, from what the processor adds. */
+const commandEnvelope = (envelope: MessageEnvelope) => ({
+  commandId: envelope.id,
+  issuedOn: envelope.at,
+  correlationId: envelope.correlationId,
+  causationId: envelope.causationId,
+})
+
+/** Where the saga's commands go: the topic it names, encoded as that topic says (amounts as decimals). */
+export const sagaCommandRoutes: MessageRouting<CreateOrderSagaCommand> = {
+  routeOf: (command) => command.topic,
+  typeOf: (command) => command.message.commandType,
+  keyOf: (command) => command.key,
+  routes: {
+    [PAYMENT_COMMANDS_TOPIC]: {
+      topic: PAYMENT_COMMANDS_TOPIC,
+      encode: (command, envelope) =>
+        encodePaymentCommand({ ...commandEnvelope(envelope), ...command.message } as Parameters<
+          typeof encodePaymentCommand
+        >[0]),
+    },
+    [DISPATCH_COMMANDS_TOPIC]: {
+      topic: DISPATCH_COMMANDS_TOPIC,
+      encode: (command, envelope) =>
+        encodeDispatchCommand({ ...commandEnvelope(envelope), ...command.message } as Parameters<
+          typeof encodeDispatchCommand
+        >[0]),
+    },
+    [DELIVERY_COMMANDS_TOPIC]: {
+      topic: DELIVERY_COMMANDS_TOPIC,
+      encode: (command, envelope) =>
+        encodeDeliveryCommand({ ...commandEnvelope(envelope), ...command.message } as Parameters<
+          typeof encodeDeliveryCommand
+        >[0]),
+    },
+    // The saga's words (ApproveOrder, RejectOrder) are the order service's aliases: sent as they are.
+    [ORDER_COMMANDS_TOPIC]: {
+      topic: ORDER_COMMANDS_TOPIC,
+      encode: (command, envelope) => ({ ...commandEnvelope(envelope), ...command.message }),
+    },
+  },
+}
+
+type SagaOptions = WorkflowProcessorOptions<
+  CreateOrderSagaInput,
+  CreateOrderSagaState,
+  CreateOrderSagaCommand,
+  SagaStepTimedOut
+>
+
+/** The step and attempt a decision's commands belong to (the step it starts, or the current one), named in their ids. */
+const commandIdName: NonNullable<SagaOptions['messageIds']['name']> = (output, decision) => {
+  if (output.kind !== 'Send') throw new Error('the Create-Order saga publishes nothing')
+  const scheduled = decision.outputs.find((o) => o.kind === 'Schedule')
+  const step = scheduled?.kind === 'Schedule' ? scheduled.timeout.step : (decision.state.step ?? 'START')
+  const attempt = scheduled?.kind === 'Schedule' ? scheduled.timeout.attempt : decision.state.attempt
+  const body = output.command.message
+  const detail = body.commandType === 'ChangeOrderStatus' ? body.status : ''
+  return `${createOrderSagaId(decision.instanceId)}/${step}/${attempt}/${body.commandType}/${detail}`
+}
+
+/** An operator's input applies to a parked saga only; checked under the row lock, so the answer holds. */
+const checkOperator: SagaOptions['check'] = (input, saga, orderId) => {
+  if (input.eventType !== 'OperatorResumed' && input.eventType !== 'OperatorCompensated') return
+  if (!saga) throw notFound('saga', orderId, `no saga for order ${orderId}`)
+  const refusal = operatorRefusal(input, saga)
+  if (refusal !== null) {
+    throw new AppError('INVALID_TRANSITION', refusal, { details: { sagaStatus: saga.status, step: saga.step } })
   }
 }
 
 export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
-  const { db, workflow } = deps
-  const clock = deps.clock ?? (() => new Date())
-
-  const commandMessage = (
-    command: CreateOrderSagaCommand,
-    ids: { sagaId: string; step: string; attempt: number },
-    metadata: SagaInputMetadata,
-    now: string,
-  ): OutgoingMessage => {
-    const body = command.message
-    const detail = body.commandType === 'ChangeOrderStatus' ? body.status : ''
-    const commandId = uuidv5(
-      `${ids.sagaId}/${ids.step}/${ids.attempt}/${body.commandType}/${detail}`,
-      COMMAND_ID_NAMESPACE,
-    )
-    const envelope = {
-      commandId,
-      issuedOn: now,
-      correlationId: metadata.correlationId ?? body.orderId,
-      causationId: metadata.causationId ?? metadata.messageId,
-    }
-    let value: unknown
-    switch (command.topic) {
-      case PAYMENT_COMMANDS_TOPIC:
-        value = encodePaymentCommand({ ...envelope, ...command.message } as Parameters<typeof encodePaymentCommand>[0])
-        break
-      case DISPATCH_COMMANDS_TOPIC:
-        value = encodeDispatchCommand({ ...envelope, ...command.message } as Parameters<
-          typeof encodeDispatchCommand
-        >[0])
-        break
-      case DELIVERY_COMMANDS_TOPIC:
-        value = encodeDeliveryCommand({ ...envelope, ...command.message } as Parameters<
-          typeof encodeDeliveryCommand
-        >[0])
-        break
-      case ORDER_COMMANDS_TOPIC:
-        value = { ...envelope, ...command.message }
-        break
-      default:
-        return assertNever(command)
-    }
-    return {
-      topic: command.topic,
-      key: command.key,
-      value: JSON.stringify(value),
-      headers: {
-        [EVENT_ID_HEADER]: commandId,
-        [HeaderNames.eventType]: body.commandType,
-        [HeaderNames.contentType]: 'application/json',
-        ...(metadata.traceparent ? { [HeaderNames.traceparent]: metadata.traceparent } : {}),
-      },
-    }
-  }
-
-  const run = async (tx: SqlExecutor, input: CreateOrderSagaInput, metadata: SagaInputMetadata) => {
-    const nothing = (state: CreateOrderSagaState | null, duplicate: boolean) => ({
-      outputs: [] as CreateOrderSagaOutput[],
-      state,
-      duplicate,
-      delayMs: undefined as number | undefined,
-      ended: false,
-    })
-    const orderId = orderIdOf(input)
-    const sagaId = createOrderSagaId(orderId)
-    const { fresh, saga: row } = await claim(tx, { consumer: metadata.consumer, messageId: metadata.messageId }, sagaId)
-    if (!fresh) return nothing(row?.state ?? null, true)
-    if (input.eventType === 'OperatorResumed' || input.eventType === 'OperatorCompensated') {
-      // Checked under the row lock, so the answer holds for the state the decision is made on.
-      if (!row) throw notFound('saga', orderId, `no saga for order ${orderId}`)
-      const refusal = operatorRefusal(input, row.state)
-      if (refusal !== null) {
-        throw new AppError('INVALID_TRANSITION', refusal, {
-          details: { sagaStatus: row.state.status, step: row.state.step },
-        })
-      }
-    }
-    // Only OrderCreated starts a saga; anything else for an order without one has nothing to move.
-    if (!row && input.eventType !== 'OrderCreated') return nothing(null, false)
-    const state = row?.state ?? workflow.initialState()
-    const now = clock().toISOString()
-    const context = { now }
-    const outputs = workflow.decide(input, state, context)
-    let next = workflow.evolve(state, input, context)
-    for (const output of outputs) next = workflow.evolve(next, output, context)
-    if (next === state) return nothing(state, false)
-
-    // The step and attempt the commands belong to: the step this decision starts, or the current one.
-    const scheduled = outputs.find((o) => o.kind === 'Schedule')
-    const ids = {
-      sagaId,
-      step: scheduled?.kind === 'Schedule' ? scheduled.timeout.step : (state.step ?? 'START'),
-      attempt: scheduled?.kind === 'Schedule' ? scheduled.timeout.attempt : state.attempt,
-    }
-    const messages: OutgoingMessage[] = []
-    let timeout: { delayMs: number; payload: SagaStepTimedOut } | undefined
-    let ended = false
-    for (const output of outputs) {
-      switch (output.kind) {
-        case 'Send':
-          messages.push(commandMessage(output.command, ids, metadata, now))
-          break
-        case 'Schedule':
-          // The workflow says when from the app's clock; the timer keeps only the delay, which
-          // the database counts from the publish of the step's commands (platform/es/scheduler.ts).
-          timeout = { delayMs: Math.max(0, Date.parse(output.at) - Date.parse(now)), payload: output.timeout }
-          break
-        case 'Complete':
-        case 'Park':
-          await cancelTimer(tx, sagaTimerId(orderId))
-          ended = true
-          break
-        default:
-          assertNever(output)
-      }
-    }
-    const version = (row?.version ?? 0) + 1
-    // The saga's row and its commands' outbox rows in one statement (one round trip).
-    const { rows: outboxRowIds } = await tx.query<{ id: string }>(
-      `WITH saga AS (
-         INSERT INTO sagas (id, order_id, status, step, attempt, outcome, parked_reason, next_deadline, version, state, started_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, attempt = EXCLUDED.attempt,
-           outcome = EXCLUDED.outcome, parked_reason = EXCLUDED.parked_reason, next_deadline = EXCLUDED.next_deadline,
-           version = EXCLUDED.version, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
-         RETURNING 1
-       ), rows AS (${outboxInsert(13)})
-       SELECT id::text AS id FROM rows`,
-      [
-        sagaId,
-        orderId,
-        next.status,
-        next.step,
-        next.attempt,
-        next.outcome,
-        next.parkedReason,
-        next.deadlines[0]?.at ?? null,
-        version,
-        JSON.stringify(next),
-        next.startedAt ?? now,
-        now,
-        ...outboxRows(messages),
-      ],
-    )
-    const outboxIds = inInsertionOrder(outboxRowIds)
-    if (timeout) {
-      await scheduleTimer(tx, {
-        id: sagaTimerId(orderId),
-        kind: SAGA_TIMEOUT_TIMER,
-        delayMs: timeout.delayMs,
-        payload: timeout.payload,
-        // The relay publishes in id order: the last command out means the whole step is out.
-        startsWhenPublished: outboxIds.at(-1),
-      })
-    }
-    return { outputs, state: next, duplicate: false, delayMs: timeout?.delayMs, ended }
-  }
-
-  return {
-    async handle(input, metadata) {
-      const result = await db.transaction((tx) => run(tx, input, metadata))
-      if (result.outputs.some((o) => o.kind === 'Send')) deps.onCommitted()
-      if (result.delayMs !== undefined) deps.onScheduled(result.delayMs)
-      if (result.ended && result.state) deps.onEnded?.(result.state)
-      return { outputs: result.outputs, state: result.state, duplicate: result.duplicate }
-    },
-    async get(orderId) {
-      const { rows } = await db.query<{ state: CreateOrderSagaState }>('SELECT state FROM sagas WHERE id = $1', [
-        createOrderSagaId(orderId),
-      ])
-      return rows[0]?.state ?? null
-    },
-  }
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unhandled case: ${JSON.stringify(value)}`)
+  const onEnded = deps.onEnded
+  const processor = createWorkflowProcessor({
+    name: 'create-order-saga',
+    db: deps.db,
+    workflow: deps.workflow,
+    instanceOf: orderIdOf,
+    starts: (input) => input.eventType === 'OrderCreated',
+    check: checkOperator,
+    table: sagaTable,
+    sends: sagaCommandRoutes,
+    messageIds: { namespace: COMMAND_ID_NAMESPACE, name: commandIdName },
+    timerKind: SAGA_TIMEOUT_TIMER,
+    onCommitted: deps.onCommitted,
+    onScheduled: deps.onScheduled,
+    ...(onEnded ? { onEnded: (state: CreateOrderSagaState) => onEnded(state) } : {}),
+    ...(deps.clock ? { clock: deps.clock } : {}),
+    ...(deps.logger ? { logger: deps.logger } : {}),
+  })
+  return { handle: processor.handle, handleBatch: processor.handleBatch, get: processor.get }
 }

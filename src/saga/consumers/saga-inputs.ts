@@ -6,7 +6,7 @@ import { decodePaymentEvent, PAYMENT_EVENTS_TOPIC } from '../../contracts/paymen
 import type { ModuleContext } from '../../platform/module.ts'
 import type { IncomingMessage, Subscription } from '../../platform/transport/port.ts'
 import type { Decoded } from '../../platform/transport/reliable-consumer.ts'
-import type { SagaProcessor } from '../application/saga-processor.ts'
+import type { SagaInputMetadata, SagaProcessor } from '../application/saga-processor.ts'
 import type { SagaEventInput } from '../domain/create-order-saga.ts'
 
 /** The orchestrator's consumer group: it reads the four event topics of the journey. */
@@ -36,7 +36,23 @@ function decodeSagaInput(message: IncomingMessage): Decoded<SagaEventInput> {
   return decoded.ok ? { ok: true, value: decoded.event as SagaEventInput } : decoded
 }
 
-/** Every event of the journey into the saga, once each (the event id is the inbox entry). */
+/** The saga's inbox entry and trace for an event: the event id is the entry. */
+function metadataOf(input: SagaEventInput, raw: IncomingMessage, groupId: string): SagaInputMetadata {
+  const traceparent = raw.headers[HeaderNames.traceparent]
+  return {
+    consumer: groupId,
+    messageId: input.eventId,
+    causationId: input.eventId,
+    ...(input.correlationId ? { correlationId: input.correlationId } : {}),
+    ...(traceparent ? { traceparent } : {}),
+  }
+}
+
+/**
+ * Every event of the journey into the saga, once each. A partition's backlog goes in as one batch
+ * (the inbox, the sagas, then their rows, commands and timers: one statement each, whatever its
+ * size); a batch that fails is handed back one event at a time through `handle`.
+ */
 export function consumeSagaInputs(
   context: Pick<ModuleContext, 'consume'>,
   processor: SagaProcessor,
@@ -48,14 +64,12 @@ export function consumeSagaInputs(
     topics: SAGA_INPUT_TOPICS,
     decode: decodeSagaInput,
     handle: async (input, raw) => {
-      const traceparent = raw.headers[HeaderNames.traceparent]
-      await processor.handle(input, {
-        consumer: groupId,
-        messageId: input.eventId,
-        causationId: input.eventId,
-        ...(input.correlationId ? { correlationId: input.correlationId } : {}),
-        ...(traceparent ? { traceparent } : {}),
-      })
+      await processor.handle(input, metadataOf(input, raw, groupId))
+    },
+    handleBatch: async (items) => {
+      await processor.handleBatch(
+        items.map(({ value, message }) => ({ input: value, metadata: metadataOf(value, message, groupId) })),
+      )
     },
   })
 }

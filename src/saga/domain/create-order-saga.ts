@@ -750,6 +750,10 @@ export function defineCreateOrderSaga(
             { ...state, status: 'PARKED', parkedReason: message.reason, deadlines: [] },
             { direction: 'out', type: 'Park', detail: message.reason },
           )
+        // The saga publishes nothing of its own, and says nothing to do with an empty answer.
+        case 'Publish':
+        case 'Ignore':
+          return state
         default:
           return assertNever(message)
       }
