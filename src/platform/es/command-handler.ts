@@ -5,6 +5,7 @@ import {
   appendMany,
   appendOnce,
   type EventMetadata,
+  type NewEvent,
   type NewStreamEvent,
   type StoredEvent,
 } from '../eventstore/event-store.ts'
@@ -190,6 +191,14 @@ export function toDomainEvent<Event>(stored: StoredEvent): DomainEvent<Event> {
   } as unknown as DomainEvent<Event>
 }
 
+/** What of a command's metadata its events keep. */
+const eventMetadataOf = (metadata: CommandMetadata): EventMetadata => ({
+  ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
+  ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
+  ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
+  ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
+})
+
 /** Marks a conflict that a fresh decision may resolve (lost race, no expected version given). */
 const RACE = Symbol('race')
 
@@ -202,6 +211,15 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   const schemaVersion = options.schemaVersion ?? (() => 1)
   const maxConflictRetries = options.maxConflictRetries ?? 10
   const maxDeadlockRetries = options.maxDeadlockRetries ?? 4
+  /** A decided event as the store keeps it: its id, schema version, time and envelope. */
+  const newEvent = ({ eventType, ...data }: Event, now: string, metadata: EventMetadata): NewEvent => ({
+    eventId: newEventId(),
+    eventType,
+    schemaVersion: schemaVersion(eventType),
+    occurredOn: now,
+    data: data as Record<string, unknown>,
+    metadata,
+  })
 
   const run = async <T>(
     tx: SqlExecutor,
@@ -250,25 +268,13 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
       return finish({ state, version, events: [], duplicate: false })
     }
 
-    const eventMetadata: EventMetadata = {
-      ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
-      ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
-      ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
-      ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
-    }
+    const eventMetadata = eventMetadataOf(metadata)
     let stored: StoredEvent[]
     try {
       const appended = await appendOnce(
         tx,
         { id: streamId, type: streamType, expectedVersion: version },
-        decision.events.map(({ eventType, ...data }) => ({
-          eventId: newEventId(),
-          eventType,
-          schemaVersion: schemaVersion(eventType),
-          occurredOn: now,
-          data: data as Record<string, unknown>,
-          metadata: eventMetadata,
-        })),
+        decision.events.map((event) => newEvent(event, now, eventMetadata)),
         inbox,
       )
       if (appended.duplicate) return duplicate()
@@ -385,28 +391,14 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
           applied.push({ index, command, messages: 0 })
           continue
         }
-        const eventMetadata: EventMetadata = {
-          ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
-          ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
-          ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
-          ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
-        }
+        const eventMetadata = eventMetadataOf(metadata)
         let { state, version } = current
         const events: DomainEvent<Event>[] = []
         const before = messages.length
-        for (const { eventType, ...data } of decision.events) {
+        for (const decided of decision.events) {
           version++
-          const event: NewStreamEvent = {
-            streamId,
-            streamType,
-            version,
-            eventId: newEventId(),
-            eventType,
-            schemaVersion: schemaVersion(eventType),
-            occurredOn: now,
-            data: data as Record<string, unknown>,
-            metadata: eventMetadata,
-          }
+          const event: NewStreamEvent = { streamId, streamType, version, ...newEvent(decided, now, eventMetadata) }
+          const { eventType, data } = event
           appended.push(event)
           const domain = {
             ...data,

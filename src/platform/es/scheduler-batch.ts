@@ -1,4 +1,4 @@
-import type { TimerToSchedule } from './scheduler.ts'
+import { lastTimerChanges, TIMER_MOVED, type TimerToSchedule } from './scheduler.ts'
 
 /**
  * Durable timers (`scheduler.ts`) set and removed as steps of the statement that stores what
@@ -25,32 +25,19 @@ export type TimerStep =
  * (a statement may not touch one row twice).
  */
 export function timerStepParams(changes: readonly TimerStep[]): [string[], string] {
-  const last = new Map<string, TimerStep>()
-  for (const change of changes) {
-    const id = 'cancel' in change ? change.cancel : change.schedule.id
-    last.delete(id)
-    last.set(id, change)
-  }
-  const cancelled: string[] = []
-  const scheduled: Record<string, unknown>[] = []
-  for (const change of last.values()) {
-    if ('cancel' in change) {
-      cancelled.push(change.cancel)
-      continue
-    }
-    const timer = change.schedule
-    if (!(timer.delayMs >= 0) || !Number.isFinite(timer.delayMs)) {
-      throw new RangeError(`a timer's delay must be a finite number of milliseconds ≥ 0 (got ${timer.delayMs})`)
-    }
-    scheduled.push({
-      id: timer.id,
-      kind: timer.kind,
-      delay_ms: Math.round(timer.delayMs),
-      after_message: timer.afterMessage ?? null,
-      payload: timer.payload,
-    })
-  }
-  return [cancelled, JSON.stringify(scheduled)]
+  const { cancelled, scheduled } = lastTimerChanges(changes)
+  return [
+    cancelled,
+    JSON.stringify(
+      scheduled.map((timer) => ({
+        id: timer.id,
+        kind: timer.kind,
+        delay_ms: Math.round(timer.delayMs),
+        after_message: timer.afterMessage ?? null,
+        payload: timer.payload,
+      })),
+    ),
+  ]
 }
 
 /**
@@ -71,11 +58,9 @@ export const timerSteps = (first: number, sent: string): string =>
      INSERT INTO scheduled_timers (id, kind, due_at, delay_ms, starts_after_outbox_id, payload)
      SELECT t.id, t.kind,
             CASE WHEN o.id IS NULL THEN date_trunc('milliseconds', now() + t.delay_ms * interval '1 millisecond') END,
-            t.delay_ms, o.id, t.payload
+            t.delay_ms, o.id, coalesce(t.payload, 'null'::jsonb)
        FROM jsonb_to_recordset($${first + 1}::jsonb) AS t(id text, kind text, delay_ms bigint, after_message bigint, payload jsonb)
        LEFT JOIN sent_in_order AS o ON o.n = t.after_message
-     ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, delay_ms = EXCLUDED.delay_ms,
-       starts_after_outbox_id = EXCLUDED.starts_after_outbox_id, payload = EXCLUDED.payload,
-       claimed_until = NULL, attempts = 0, last_error = NULL
+     ${TIMER_MOVED}
      RETURNING 1
    )`

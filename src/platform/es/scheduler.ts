@@ -74,9 +74,7 @@ export async function scheduleTimer(tx: SqlExecutor, timer: TimerToSchedule): Pr
   await tx.query(
     `INSERT INTO scheduled_timers (id, kind, due_at, delay_ms, starts_after_outbox_id, payload)
      VALUES ($1, $2, CASE WHEN $4::bigint IS NULL THEN ${dueIn('$3::bigint')} END, $3::bigint, $4::bigint, $5)
-     ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, delay_ms = EXCLUDED.delay_ms,
-       starts_after_outbox_id = EXCLUDED.starts_after_outbox_id, payload = EXCLUDED.payload,
-       claimed_until = NULL, attempts = 0, last_error = NULL`,
+     ${TIMER_MOVED}`,
     [timer.id, timer.kind, Math.round(timer.delayMs), timer.startsWhenPublished ?? null, JSON.stringify(timer.payload)],
   )
 }
@@ -90,39 +88,56 @@ export async function cancelTimer(tx: SqlExecutor, id: string): Promise<void> {
 export type TimerChange = { schedule: TimerToSchedule } | { cancel: string }
 
 /**
- * Writes timer changes, of one command or of a whole consumer batch, in at most two statements
- * (one upsert of every timer set, one delete of every timer removed), whatever their number. For a
- * timer changed more than once, the last change is the one that holds, as if written in order.
+ * The changes that hold, one per timer: for a timer changed more than once, the last one, as if
+ * written in order (a statement may not touch one row twice). Every delay is checked.
  */
-export async function writeTimerChanges(tx: SqlExecutor, changes: readonly TimerChange[]): Promise<void> {
-  const last = new Map<string, TimerChange>()
+export function lastTimerChanges<Schedule extends { id: string; delayMs: number }>(
+  changes: readonly ({ schedule: Schedule } | { cancel: string })[],
+): { cancelled: string[]; scheduled: Schedule[] } {
+  const last = new Map<string, { schedule: Schedule } | { cancel: string }>()
   for (const change of changes) {
     const id = 'cancel' in change ? change.cancel : change.schedule.id
     last.delete(id)
     last.set(id, change)
   }
-  const scheduled: TimerToSchedule[] = []
   const cancelled: string[] = []
+  const scheduled: Schedule[] = []
   for (const change of last.values()) {
-    if ('cancel' in change) cancelled.push(change.cancel)
-    else scheduled.push(change.schedule)
+    if ('cancel' in change) {
+      cancelled.push(change.cancel)
+      continue
+    }
+    const { delayMs } = change.schedule
+    if (!(delayMs >= 0) || !Number.isFinite(delayMs)) {
+      throw new RangeError(`a timer's delay must be a finite number of milliseconds ≥ 0 (got ${delayMs})`)
+    }
+    scheduled.push(change.schedule)
   }
+  return { cancelled, scheduled }
+}
+
+/** How a timer set again is written over the row it had: unclaimed, its failures forgotten. */
+export const TIMER_MOVED = `ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at,
+       delay_ms = EXCLUDED.delay_ms, starts_after_outbox_id = EXCLUDED.starts_after_outbox_id,
+       payload = EXCLUDED.payload, claimed_until = NULL, attempts = 0, last_error = NULL`
+
+/**
+ * Writes timer changes, of one command or of a whole consumer batch, in at most two statements
+ * (one delete of every timer removed, one upsert of every timer set), whatever their number; the
+ * last change of a timer holds (`lastTimerChanges`). The workflow processor folds the same writes
+ * into its own statement instead (`scheduler-batch.ts`).
+ */
+export async function writeTimerChanges(tx: SqlExecutor, changes: readonly TimerChange[]): Promise<void> {
+  const { cancelled, scheduled } = lastTimerChanges(changes)
   if (cancelled.length > 0) await tx.query('DELETE FROM scheduled_timers WHERE id = ANY($1::text[])', [cancelled])
   if (scheduled.length === 1) return scheduleTimer(tx, scheduled[0] as TimerToSchedule)
   if (scheduled.length === 0) return
-  for (const timer of scheduled) {
-    if (!(timer.delayMs >= 0) || !Number.isFinite(timer.delayMs)) {
-      throw new RangeError(`a timer's delay must be a finite number of milliseconds ≥ 0 (got ${timer.delayMs})`)
-    }
-  }
   await tx.query(
     `INSERT INTO scheduled_timers (id, kind, due_at, delay_ms, starts_after_outbox_id, payload)
      SELECT r.id, r.kind, CASE WHEN r.after_outbox_id IS NULL THEN ${dueIn('r.delay_ms')} END, r.delay_ms,
             r.after_outbox_id, coalesce(r.payload, 'null'::jsonb)
        FROM jsonb_to_recordset($1::jsonb) AS r(id text, kind text, delay_ms bigint, after_outbox_id bigint, payload jsonb)
-     ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, delay_ms = EXCLUDED.delay_ms,
-       starts_after_outbox_id = EXCLUDED.starts_after_outbox_id, payload = EXCLUDED.payload,
-       claimed_until = NULL, attempts = 0, last_error = NULL`,
+     ${TIMER_MOVED}`,
     [
       JSON.stringify(
         scheduled.map((timer) => ({
