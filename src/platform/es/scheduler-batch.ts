@@ -1,4 +1,4 @@
-import { lastTimerChanges, TIMER_MOVED, type TimerToSchedule } from './scheduler.ts'
+import { lastTimerChanges, TIMER_MOVED, type TimerToSchedule, timerRecord } from './scheduler.ts'
 
 /**
  * Durable timers (`scheduler.ts`) set and removed as steps of the statement that stores what
@@ -28,15 +28,7 @@ export function timerStepParams(changes: readonly TimerStep[]): [string[], strin
   const { cancelled, scheduled } = lastTimerChanges(changes)
   return [
     cancelled,
-    JSON.stringify(
-      scheduled.map((timer) => ({
-        id: timer.id,
-        kind: timer.kind,
-        delay_ms: Math.round(timer.delayMs),
-        after_message: timer.afterMessage ?? null,
-        payload: timer.payload,
-      })),
-    ),
+    JSON.stringify(scheduled.map((timer) => timerRecord(timer, { after_message: timer.afterMessage ?? null }))),
   ]
 }
 

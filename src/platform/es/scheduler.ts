@@ -116,6 +116,12 @@ export function lastTimerChanges<Schedule extends { id: string; delayMs: number 
   return { cancelled, scheduled }
 }
 
+/** A timer as a row of a `jsonb_to_recordset` array, with what starts its clock. */
+export const timerRecord = (
+  timer: { id: string; kind: string; delayMs: number; payload: unknown },
+  start: Record<string, unknown>,
+) => ({ id: timer.id, kind: timer.kind, delay_ms: Math.round(timer.delayMs), ...start, payload: timer.payload })
+
 /** How a timer set again is written over the row it had: unclaimed, its failures forgotten. */
 export const TIMER_MOVED = `ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at,
        delay_ms = EXCLUDED.delay_ms, starts_after_outbox_id = EXCLUDED.starts_after_outbox_id,
@@ -140,13 +146,7 @@ export async function writeTimerChanges(tx: SqlExecutor, changes: readonly Timer
      ${TIMER_MOVED}`,
     [
       JSON.stringify(
-        scheduled.map((timer) => ({
-          id: timer.id,
-          kind: timer.kind,
-          delay_ms: Math.round(timer.delayMs),
-          after_outbox_id: timer.startsWhenPublished ?? null,
-          payload: timer.payload,
-        })),
+        scheduled.map((timer) => timerRecord(timer, { after_outbox_id: timer.startsWhenPublished ?? null })),
       ),
     ],
   )

@@ -1,7 +1,7 @@
-import { DELIVERY_COMMANDS_TOPIC, encodeDeliveryCommand } from '../../contracts/delivery/commands.ts'
-import { DISPATCH_COMMANDS_TOPIC, encodeDispatchCommand } from '../../contracts/dispatch/commands.ts'
+import { DELIVERY_COMMANDS_TOPIC, deliveryCommands } from '../../contracts/delivery/commands.ts'
+import { DISPATCH_COMMANDS_TOPIC, dispatchCommands } from '../../contracts/dispatch/commands.ts'
 import { ORDER_COMMANDS_TOPIC } from '../../contracts/order/commands.ts'
-import { encodePaymentCommand, PAYMENT_COMMANDS_TOPIC } from '../../contracts/payment/commands.ts'
+import { PAYMENT_COMMANDS_TOPIC, paymentCommands } from '../../contracts/payment/commands.ts'
 import { AppError, notFound } from '../../platform/errors.ts'
 import type { Workflow } from '../../platform/es/workflow.ts'
 import {
@@ -9,7 +9,7 @@ import {
   type WorkflowInputMetadata,
   type WorkflowProcessorOptions,
 } from '../../platform/es/workflow-processor.ts'
-import type { MessageEnvelope, MessageRouting } from '../../platform/es/workflow-routes.ts'
+import type { MessageEnvelope, MessageRoute, MessageRouting } from '../../platform/es/workflow-routes.ts'
 import type { WorkflowStateTable } from '../../platform/es/workflow-state-table.ts'
 import type { Logger } from '../../platform/logger.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
@@ -116,33 +116,21 @@ const commandEnvelope = (envelope: MessageEnvelope) => ({
   causationId: envelope.causationId,
 })
 
+/** A command sent on a declared command topic, with the envelope, encoded as the topic says. */
+const onTopic = (topic: { topic: string; encode(message: never): unknown }): MessageRoute<CreateOrderSagaCommand> => ({
+  topic: topic.topic,
+  encode: (command, envelope) => topic.encode({ ...commandEnvelope(envelope), ...command.message } as never),
+})
+
 /** Where the saga's commands go: the topic it names, encoded as that topic says (amounts as decimals). */
 export const sagaCommandRoutes: MessageRouting<CreateOrderSagaCommand> = {
   routeOf: (command) => command.topic,
   typeOf: (command) => command.message.commandType,
   keyOf: (command) => command.key,
   routes: {
-    [PAYMENT_COMMANDS_TOPIC]: {
-      topic: PAYMENT_COMMANDS_TOPIC,
-      encode: (command, envelope) =>
-        encodePaymentCommand({ ...commandEnvelope(envelope), ...command.message } as Parameters<
-          typeof encodePaymentCommand
-        >[0]),
-    },
-    [DISPATCH_COMMANDS_TOPIC]: {
-      topic: DISPATCH_COMMANDS_TOPIC,
-      encode: (command, envelope) =>
-        encodeDispatchCommand({ ...commandEnvelope(envelope), ...command.message } as Parameters<
-          typeof encodeDispatchCommand
-        >[0]),
-    },
-    [DELIVERY_COMMANDS_TOPIC]: {
-      topic: DELIVERY_COMMANDS_TOPIC,
-      encode: (command, envelope) =>
-        encodeDeliveryCommand({ ...commandEnvelope(envelope), ...command.message } as Parameters<
-          typeof encodeDeliveryCommand
-        >[0]),
-    },
+    [PAYMENT_COMMANDS_TOPIC]: onTopic(paymentCommands),
+    [DISPATCH_COMMANDS_TOPIC]: onTopic(dispatchCommands),
+    [DELIVERY_COMMANDS_TOPIC]: onTopic(deliveryCommands),
     // The saga's words (ApproveOrder, RejectOrder) are the order service's aliases: sent as they are.
     [ORDER_COMMANDS_TOPIC]: {
       topic: ORDER_COMMANDS_TOPIC,
