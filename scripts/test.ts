@@ -60,7 +60,16 @@ async function main(args: string[]): Promise<number> {
   }
 
   announce(`${files.length} test file${files.length === 1 ? '' : 's'}: node --test`)
-  const testFlags = ['--test', '--test-concurrency=2', '--test-timeout=120000', '--test-reporter=spec']
+  // --test-force-exit: a file whose tests have all ended exits even if a failed test left a consumer
+  // or a timer behind; without it such a file waits forever and the run ends only at CI's limit,
+  // with none of that file's results printed.
+  const testFlags = [
+    '--test',
+    '--test-concurrency=2',
+    '--test-timeout=120000',
+    '--test-force-exit',
+    '--test-reporter=spec',
+  ]
   // process.execPath: the Node 24 that runs this script, whatever `node` is first on the PATH.
   return run(process.execPath, [...testFlags, ...nodeTestFlags, ...files], env)
 }
