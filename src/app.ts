@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { buildAsyncApiDocument } from './contracts/asyncapi.ts'
+import { sqlDeadLetterStore } from './platform/dead-letters/store.ts'
 import { toError } from './platform/errors.ts'
 import { type ProjectionRunner, startProjections } from './platform/es/projections.ts'
 import type { Authenticator } from './platform/http/auth.ts'
@@ -203,6 +204,8 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     },
   })
   const clock = options.clock ?? (() => new Date())
+  // Every consumer's dead letters are indexed for the console, and keys parked where asked.
+  const deadLetters = sqlDeadLetterStore(db)
   const retry = { max: config.kafka.retryMax, backoffMs: config.kafka.retryBackoffMs }
 
   let stopping: Promise<void> | undefined
@@ -254,6 +257,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
             transport,
             metrics,
             retry,
+            deadLetters,
             ...(batch && config.consumerBatchMax > 1
               ? { batch: { max: config.consumerBatchMax, run: (work) => batches.run(work) } }
               : {}),

@@ -9,8 +9,10 @@ import { kafkaTopicReader } from '../platform/transport/topic-reader.ts'
  * by the topic they came from and the reason the reliable consumer gave (`dlq-reason` header:
  * POISON_MESSAGE, REJECTED, RETRIES_EXHAUSTED, ...).
  *
- * orderflow has no redrive yet, so every record on a dead-letter topic is open until the topic's
- * retention (LOG_RETENTION_MS on the embedded log) removes it or an operator deletes the topic.
+ * The deployment's own count is the dead-letter console's index (`indexedDeadLetters`): a dead
+ * letter an operator redrove or discarded is no longer open, though its record stays on the topic.
+ * The topic counts (`embeddedDeadLetters`, `kafkaDeadLetters`) count every record a dead-letter
+ * topic holds, whoever wrote it, until the topic's retention removes it.
  */
 export interface DeadLetterCount {
   /** The topic the message was consumed from (without the deployment's prefix). */
@@ -31,6 +33,18 @@ const sourceOf = (prefix: string, dlqTopic: string) => unprefixed(prefix, dlqTop
 
 const byTopicAndReason = (a: DeadLetterCount, b: DeadLetterCount) =>
   a.topic.localeCompare(b.topic) || a.reason.localeCompare(b.reason)
+
+/** The open dead letters of the console's index (platform/migrations/006.do.dead-letters.sql). */
+export function indexedDeadLetters(db: SqlExecutor): DeadLetterSource {
+  return async () => {
+    const exists = await db.query<{ t: string | null }>("SELECT to_regclass('dead_letters')::text AS t")
+    if (!exists.rows[0]?.t) return []
+    const { rows } = await db.query<{ topic: string; reason: string; count: string }>(
+      `SELECT topic, reason, count(*)::text AS count FROM dead_letters WHERE state = 'open' GROUP BY topic, reason`,
+    )
+    return rows.map((r) => ({ topic: r.topic, reason: r.reason, count: Number(r.count) })).sort(byTopicAndReason)
+  }
+}
 
 /** The embedded log: one query over its messages table. */
 export function embeddedDeadLetters(db: SqlExecutor, prefix = ''): DeadLetterSource {

@@ -7,7 +7,7 @@ import type { HealthCheck, HealthNote } from '../platform/http/server.ts'
 import type { ServiceModule } from '../platform/module.ts'
 import type { SqlExecutor } from '../platform/sql/port.ts'
 import { type AuditReport, formatAuditReport, runAudit } from './audit.ts'
-import { type DeadLetterSource, describeDeadLetters, embeddedDeadLetters, kafkaDeadLetters } from './dead-letters.ts'
+import { type DeadLetterSource, describeDeadLetters, indexedDeadLetters } from './dead-letters.ts'
 import { embeddedLag, kafkaLag, type LagSource } from './lag.ts'
 
 /**
@@ -27,16 +27,12 @@ export function lagSourceFor(config: Config, db: SqlExecutor): LagSource {
     : embeddedLag(db, config.kafka.topicPrefix)
 }
 
-/** Where this deployment's dead letters are counted: the embedded log's tables or the Kafka brokers. */
-export function deadLetterSourceFor(config: Config, db: SqlExecutor): DeadLetterSource {
-  return config.transport === 'kafka'
-    ? kafkaDeadLetters({
-        brokers: config.kafka.brokers,
-        clientId: config.kafka.clientId,
-        prefix: config.kafka.topicPrefix,
-        security: config.kafka.security,
-      })
-    : embeddedDeadLetters(db, config.kafka.topicPrefix)
+/**
+ * Where this deployment's open dead letters are counted: the dead-letter console's index, which
+ * knows what operators redrove or discarded (the topics keep every record until their retention).
+ */
+export function deadLetterSourceFor(_config: Config, db: SqlExecutor): DeadLetterSource {
+  return indexedDeadLetters(db)
 }
 
 /** How long readiness reuses a dead-letter count: probes come every few seconds. */

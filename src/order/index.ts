@@ -52,6 +52,9 @@ export function orderModule(
     name: 'order',
     migrations: migrationsBeside(import.meta.url),
     aggregate: orderAggregate,
+    // An order's commands and events are handled in order: one that fails for good holds the
+    // order's later ones until an operator redrives or discards it.
+    parkKeys: true,
     intake: [
       accept(orderCommands, {
         group: options.commandsGroupId ?? ORDER_COMMANDS_GROUP,

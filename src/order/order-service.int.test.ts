@@ -182,7 +182,6 @@ describe('order service on Kafka and PostgreSQL', () => {
     await transport.publish([
       { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: confirm },
       { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: confirm },
-      { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: '{"commandType":"ConfirmOrder"' },
       {
         topic: ORDER_COMMANDS_TOPIC,
         key: orderId,
@@ -194,6 +193,8 @@ describe('order service on Kafka and PostgreSQL', () => {
           issuedOn: new Date().toISOString(),
         }),
       },
+      // Last: a poison message parks the order's key (its later commands would wait behind it).
+      { topic: ORDER_COMMANDS_TOPIC, key: orderId, value: '{"commandType":"ConfirmOrder"' },
     ])
     await waitFor(() => dlq.seen.filter((m) => m.key === orderId).length === 2, {
       message: () => `dead letters for ${orderId}: ${dlq.seen.filter((m) => m.key === orderId).length} of 2`,

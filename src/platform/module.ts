@@ -41,7 +41,7 @@ export interface StartedModule {
 /** What the consumer options leave to the platform's defaults. */
 export type ConsumeOptions<T> = Omit<
   ReliableConsumerOptions<T>,
-  'transport' | 'retry' | 'logger' | 'metrics' | 'batch'
+  'transport' | 'retry' | 'logger' | 'metrics' | 'batch' | 'deadLetters'
 > &
   Partial<Pick<ReliableConsumerOptions<T>, 'retry' | 'logger'>> & {
     /**

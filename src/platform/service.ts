@@ -168,6 +168,8 @@ export interface Intake<Command, State = unknown> {
   mode?: SagaMode
   /** Whether a partition's backlog may run in one transaction (default true): false for a call out. */
   batch: boolean
+  /** Per-key parking (reliable-consumer.ts `parkKeys`); the service's default when left out. */
+  parkKeys?: boolean
 }
 
 interface IntakeOptions<Command, State> {
@@ -179,6 +181,11 @@ interface IntakeOptions<Command, State> {
   whenRefused?: (error: AppError, command: Command, state: State) => Refusal
   /** At least this many retries, for messages that may arrive before what they depend on. */
   minRetries?: number
+  /**
+   * Whether a dead-lettered message parks its key: the key's later messages wait for an operator's
+   * redrive or discard instead of overtaking it (default: the service's `parkKeys`).
+   */
+  parkKeys?: boolean
 }
 
 type Converts<Message, Command, State> = (
@@ -222,6 +229,7 @@ function intake<Message, Command, State>(
     ...(options.mode ? { mode: options.mode } : {}),
     ...(options.whenRefused ? { whenRefused: options.whenRefused } : {}),
     ...(options.minRetries !== undefined ? { minRetries: options.minRetries } : {}),
+    ...(options.parkKeys !== undefined ? { parkKeys: options.parkKeys } : {}),
     batch: options.batch ?? true,
   }
 }
@@ -252,6 +260,11 @@ export interface ServiceDefinition<
   }
   /** What the service consumes; the platform starts one consumer per intake (in its saga mode). */
   intake?: readonly Intake<Command, NoInfer<State>>[]
+  /**
+   * Per-key parking for every intake that does not say otherwise (default false): on where the
+   * messages of one stream must be handled in order, as an aggregate's are.
+   */
+  parkKeys?: boolean
   /** Its projections, run by the process's one projection runner. */
   projections?: readonly ProjectionDefinition[]
   /**
@@ -348,6 +361,7 @@ export function defineService<
           const subscription = await context.consume<Cause>({
             groupId: each.group,
             batch: each.batch,
+            parkKeys: each.parkKeys ?? service.parkKeys ?? false,
             topics: [...decoders.keys()],
             ...(each.minRetries === undefined
               ? {}

@@ -9,7 +9,7 @@ import type { ModuleContext, ServiceModule } from '../platform/module.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
 import { trackBrokerHealth } from '../platform/transport/broker-health.ts'
 import { createSagaProcessor, SAGA_TIMEOUT_TIMER, type SagaProcessor } from './application/saga-processor.ts'
-import { consumeSagaInputs } from './consumers/saga-inputs.ts'
+import { consumeSagaInputs, SAGA_GROUP } from './consumers/saga-inputs.ts'
 import {
   createOrderSagaSteps,
   defineCreateOrderSaga,
@@ -103,7 +103,7 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
             }
           }),
       })
-      const routes = sagaRoutes({ processor, db: context.db, mode: context.config.sagaMode })
+      const routes = sagaRoutes({ processor, db: context.db, mode: context.config.sagaMode, group: SAGA_GROUP })
       if (context.config.sagaMode !== 'orchestration') return { processor, steps, routes }
 
       const broker = trackBrokerHealth(context.transport)

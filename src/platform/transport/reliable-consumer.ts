@@ -1,10 +1,18 @@
 import { createHash } from 'node:crypto'
+import { type DeadLetterStore, REDRIVE_HEADERS } from '../dead-letters/store.ts'
 import { AppError, isRetryable, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { isDatabaseUnavailable } from '../sql/unavailable.ts'
 import { EVENT_ID_HEADER } from './instrumented.ts'
-import type { BatchHandler, HandlerContext, IncomingMessage, Subscription, Transport } from './port.ts'
+import type {
+  BatchHandler,
+  HandlerContext,
+  IncomingMessage,
+  PublishedPosition,
+  Subscription,
+  Transport,
+} from './port.ts'
 
 /**
  * Failure handling every consumer gets for free, on top of any transport. Three kinds of failure,
@@ -68,6 +76,20 @@ export interface ReliableConsumerOptions<T> {
    * failed batch, so it may refuse whatever it does not handle in bulk (a refusal, a conflict).
    */
   handleBatch?: (items: readonly { value: T; message: IncomingMessage }[]) => Promise<void>
+  /**
+   * Where dead letters are indexed for the console (platform/dead-letters/store.ts), after their
+   * record was written to `<topic>-dlq`. Messages an operator sends to one group (a redrive, a
+   * release) are skipped by every other group, with or without a store.
+   */
+  deadLetters?: DeadLetterStore
+  /**
+   * Per-key parking (needs `deadLetters`): once a message of key K is dead-lettered (as poison or
+   * with its retries exhausted: a REJECTED message was answered, and parks nothing), the group's
+   * later messages of K are parked in the database, in order, until an operator redrives or
+   * discards that dead letter; then they are handled, oldest first, before anything newer of K.
+   * For consumers whose messages of one key must be handled in order (an aggregate's commands).
+   */
+  parkKeys?: boolean
 }
 
 export interface DeadLetterRecord {
@@ -212,7 +234,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     error: Error,
     attempts: number,
     signal: AbortSignal,
-  ) => {
+  ): Promise<string | undefined> => {
     const record = boundedDeadLetter(
       {
         originalTopic: message.topic,
@@ -245,9 +267,10 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
         'dlq-original-topic': message.topic,
       },
     }
+    let position: PublishedPosition | undefined
     for (let failures = 0; ; failures++) {
       try {
-        const [position] = await transport.publish([outgoing])
+        ;[position] = await transport.publish([outgoing])
         metrics?.deadLettered.inc({ topic: message.topic, group: groupId, reason })
         logger.warn(
           {
@@ -261,7 +284,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
           },
           `message dead-lettered: ${reason}: ${error.message}`,
         )
-        return
+        break
       } catch (publishError) {
         const delay = Math.min(maxWaitMs, 500 * 2 ** Math.min(failures, 10))
         metrics?.deadLetterFailures.inc({ topic: message.topic, group: groupId })
@@ -272,53 +295,206 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
         await pause(delay, signal)
       }
     }
+    if (!store) return undefined
+    // A refusal is the key's answer, not a gap in its history: the key's later messages may follow it.
+    const park = parkings !== undefined && message.key !== '' && reason !== 'REJECTED'
+    const id = await withStore(
+      message,
+      'index the dead letter',
+      () =>
+        store.record(
+          {
+            groupId,
+            message,
+            reason,
+            error: record.error,
+            attempts,
+            failedAt: record.failedAt,
+            payload: record.payload,
+            payloadTruncated: record.payloadTruncated === true,
+            payloadBytes: record.payloadBytes,
+            dlq: { topic: outgoing.topic, position },
+          },
+          { park },
+        ),
+      signal,
+    )
+    if (park) {
+      logger.warn(
+        { ...whereFrom(message, groupId), deadLetterId: id },
+        `key ${message.key} parked behind dead letter ${id}: its later messages wait until it is redriven or discarded`,
+      )
+    }
+    return id
+  }
+
+  const store = options.deadLetters
+  /** Where keys are parked: the store, when this consumer parks keys. */
+  const parkings = options.parkKeys === true ? store : undefined
+
+  /**
+   * The database work of dead letters and parking, tried again with backoff while it fails (the
+   * message stays uncommitted meanwhile, as when a dead letter cannot be written).
+   */
+  const withStore = async <R>(
+    message: IncomingMessage,
+    what: string,
+    work: () => Promise<R>,
+    signal: AbortSignal,
+  ): Promise<R> => {
+    for (let failures = 0; ; failures++) {
+      try {
+        return await work()
+      } catch (error) {
+        const delay = Math.min(maxWaitMs, 500 * 2 ** Math.min(failures, 10))
+        logger.error(
+          { ...whereFrom(message, groupId), err: error, attempt: failures + 1, retryInMs: delay },
+          `could not ${what}; the message stays uncommitted and this is tried again`,
+        )
+        await pause(delay, signal)
+      }
+    }
+  }
+
+  /**
+   * One message through decode, handler, retries and dead letter. Says the dead letter's id when it
+   * ended as one (with a store), `dead` when it ended as one without.
+   */
+  const handleOne = async (
+    message: IncomingMessage,
+    signal: AbortSignal,
+  ): Promise<{ deadLetter?: string | 'dead' }> => {
+    const labels = { topic: message.topic, group: groupId }
+    const slot = `${message.topic}:${message.partition}`
+    const decoded = options.decode(message)
+    if (!decoded.ok) {
+      const id = await deadLetter(message, decoded.reason, new AppError('POISON_MESSAGE', decoded.message), 0, signal)
+      return { deadLetter: id ?? 'dead' }
+    }
+    let retries = 0
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await options.handle(decoded.value, message)
+        metrics?.consumed.inc(labels)
+        return {}
+      } catch (thrown) {
+        const error = toError(thrown)
+        if (isDependencyUnavailable(error)) {
+          const delay = Math.min(maxWaitMs, Math.max(options.retry.backoffMs, 100) * 2 ** Math.min(attempt - 1, 10))
+          inFlight.set(slot, { since: Date.now(), waitingOn: error.message })
+          metrics?.consumerWaiting.set(labels, 1)
+          logger.warn(
+            { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
+            'a dependency is unavailable; holding the partition and trying again (never dead-lettered for this)',
+          )
+          await pause(delay, signal)
+          continue
+        }
+        const permanent = isPermanent(error)
+        if (permanent || retries >= options.retry.max) {
+          const id = await deadLetter(message, permanent ? 'REJECTED' : 'RETRIES_EXHAUSTED', error, attempt, signal)
+          return { deadLetter: id ?? 'dead' }
+        }
+        retries++
+        const delay = retryDelayMs(options.retry, retries)
+        metrics?.retries.inc(labels)
+        logger.warn(
+          { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
+          'handler failed; retrying',
+        )
+        await pause(delay, signal)
+      }
+    }
+  }
+
+  /**
+   * Releases `key`, which waited for dead letter `blocker`: its parked messages, oldest first,
+   * through `handleOne`; then the key, unless one of them was dead-lettered (the key then waits for
+   * that one, and the rest stay parked behind it).
+   */
+  const drain = async (keys: DeadLetterStore, message: IncomingMessage, blocker: string, signal: AbortSignal) => {
+    const { key } = message
+    let released = 0
+    for (;;) {
+      const next = await withStore(message, 'read the parked messages', () => keys.parked(groupId, key, 100), signal)
+      if (next.length === 0) {
+        if (await withStore(message, 'release the key', () => keys.release(groupId, key, blocker), signal)) {
+          logger.info(
+            { ...whereFrom(message, groupId), deadLetterId: blocker, released },
+            `key ${key} released: ${released} parked message(s) handled in order`,
+          )
+          return
+        }
+        const now = await withStore(message, 'read the key', () => keys.blockers(groupId, [key]), signal)
+        if (now.get(key) !== blocker) return
+        continue
+      }
+      for (const parked of next) {
+        const outcome = await handleOne(parked.message, signal)
+        await withStore(parked.message, 'remove the parked message', () => keys.unpark(parked.seq), signal)
+        if (outcome.deadLetter !== undefined) {
+          logger.warn(
+            { ...whereFrom(parked.message, groupId), released },
+            `a parked message of key ${key} was dead-lettered while released; the key waits for it`,
+          )
+          return
+        }
+        released++
+      }
+    }
+  }
+
+  /** Whether `message` is an operator's, for another consumer group (a redrive to one consumer). */
+  const forAnotherGroup = (message: IncomingMessage) => {
+    const only = message.headers[REDRIVE_HEADERS.group]
+    return only !== undefined && only !== groupId
+  }
+  const isOperators = (message: IncomingMessage) =>
+    message.headers[REDRIVE_HEADERS.group] !== undefined ||
+    message.headers[REDRIVE_HEADERS.control] !== undefined ||
+    message.headers[REDRIVE_HEADERS.deadLetter] !== undefined
+
+  /**
+   * Parking's part of a message: a message of a parked key is parked (or, when it redrives or
+   * releases the dead letter the key waits for, releases the key); true when nothing more is to be
+   * done with it.
+   */
+  const parked = async (message: IncomingMessage, signal: AbortSignal): Promise<boolean> => {
+    const control = message.headers[REDRIVE_HEADERS.control]
+    const keys = parkings
+    if (!keys || message.key === '') return control !== undefined
+    const blocker = (
+      await withStore(message, 'read whether the key is parked', () => keys.blockers(groupId, [message.key]), signal)
+    ).get(message.key)
+    if (blocker === undefined) return control !== undefined
+    if (message.headers[REDRIVE_HEADERS.deadLetter] === blocker) {
+      if (control === undefined) {
+        const outcome = await handleOne(message, signal)
+        if (outcome.deadLetter !== undefined) return true
+      }
+      await drain(keys, message, blocker, signal)
+      return true
+    }
+    if (control !== undefined) return true
+    if (await withStore(message, 'park the message', () => keys.park(groupId, message), signal)) {
+      logger.info(
+        { ...whereFrom(message, groupId), deadLetterId: blocker },
+        `message parked: key ${message.key} waits for dead letter ${blocker}`,
+      )
+      return true
+    }
+    return false
   }
 
   const handler = async (message: IncomingMessage, { signal }: HandlerContext) => {
+    if (forAnotherGroup(message)) return
     const slot = `${message.topic}:${message.partition}`
     inFlight.set(slot, { since: Date.now() })
     const labels = { topic: message.topic, group: groupId }
     const stopTimer = metrics?.handlerSeconds.startTimer(labels)
     try {
-      const decoded = options.decode(message)
-      if (!decoded.ok) {
-        await deadLetter(message, decoded.reason, new AppError('POISON_MESSAGE', decoded.message), 0, signal)
-        return
-      }
-      let retries = 0
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await options.handle(decoded.value, message)
-          metrics?.consumed.inc(labels)
-          return
-        } catch (thrown) {
-          const error = toError(thrown)
-          if (isDependencyUnavailable(error)) {
-            const delay = Math.min(maxWaitMs, Math.max(options.retry.backoffMs, 100) * 2 ** Math.min(attempt - 1, 10))
-            inFlight.set(slot, { since: Date.now(), waitingOn: error.message })
-            metrics?.consumerWaiting.set(labels, 1)
-            logger.warn(
-              { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
-              'a dependency is unavailable; holding the partition and trying again (never dead-lettered for this)',
-            )
-            await pause(delay, signal)
-            continue
-          }
-          const permanent = isPermanent(error)
-          if (permanent || retries >= options.retry.max) {
-            await deadLetter(message, permanent ? 'REJECTED' : 'RETRIES_EXHAUSTED', error, attempt, signal)
-            return
-          }
-          retries++
-          const delay = retryDelayMs(options.retry, retries)
-          metrics?.retries.inc(labels)
-          logger.warn(
-            { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
-            'handler failed; retrying',
-          )
-          await pause(delay, signal)
-        }
-      }
+      if (await parked(message, signal)) return
+      await handleOne(message, signal)
     } finally {
       stopTimer?.()
       if (inFlight.get(slot)?.waitingOn) metrics?.consumerWaiting.set(labels, 0)
@@ -341,8 +517,27 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     }
     const batch = options.batch
     const decoded = messages.map((message) => ({ message, decoded: options.decode(message) }))
-    if (!batch || messages.length === 1 || closing || decoded.some((d) => !d.decoded.ok)) {
+    if (
+      !batch ||
+      messages.length === 1 ||
+      closing ||
+      decoded.some((d) => !d.decoded.ok) ||
+      messages.some(isOperators)
+    ) {
       return oneByOne(messages)
+    }
+    // A batch holding a parked key goes one by one, where each message of such a key is parked.
+    const keys = parkings
+    if (keys) {
+      const keysOf = messages.map((m) => m.key)
+      const head = messages[0] as IncomingMessage
+      const blocked = await withStore(
+        head,
+        'read whether keys are parked',
+        () => keys.blockers(groupId, keysOf),
+        context.signal,
+      )
+      if (blocked.size > 0) return oneByOne(messages)
     }
     const first = messages[0] as IncomingMessage
     const slot = `${first.topic}:${first.partition}`

@@ -61,6 +61,9 @@ export function consumeSagaInputs(
   return context.consume<SagaEventInput>({
     groupId,
     batch: true,
+    // A saga takes its order's events in order: one that fails for good holds the later ones
+    // (the saga shows as parked) until an operator redrives or discards it.
+    parkKeys: true,
     topics: SAGA_INPUT_TOPICS,
     decode: decodeSagaInput,
     handle: async (input, raw) => {

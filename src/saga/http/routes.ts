@@ -50,9 +50,46 @@ const sagaView = z.object({
   history: z.array(historyEntry),
   startedAt: z.string().nullable(),
   updatedAt: z.string().nullable(),
+  inputParked: z
+    .object({ deadLetterId: z.string(), messages: z.number().int(), since: z.string() })
+    .nullable()
+    .describe(
+      "Set when one of the order's events was dead-lettered on its way to the saga: the saga's later events wait parked behind it until the dead letter is redriven or discarded (/api/dead-letters)",
+    ),
 })
 
-export function toSagaView(orderId: string, state: CreateOrderSagaState): z.output<typeof sagaView> {
+/** A key parked in the saga's consumer group (per-key parking), as the views show it. */
+type InputParked = { deadLetterId: string; messages: number; since: string } | null
+
+const PARKED_INPUTS = `
+  SELECT k.message_key AS order_id, k.dead_letter_id::text AS dead_letter_id, k.parked_at,
+         (SELECT count(*) FROM parked_messages m WHERE m.group_id = k.group_id AND m.message_key = k.message_key)::text AS messages
+    FROM parked_keys k WHERE k.group_id = $1 AND k.message_key = ANY($2::text[])`
+
+async function parkedInputs(db: SqlDatabase, group: string, orderIds: string[]): Promise<Map<string, InputParked>> {
+  const parked = new Map<string, InputParked>()
+  if (orderIds.length === 0) return parked
+  const { rows } = await db.query<{
+    order_id: string
+    dead_letter_id: string
+    parked_at: Date | string
+    messages: string
+  }>(PARKED_INPUTS, [group, orderIds])
+  for (const r of rows) {
+    parked.set(r.order_id, {
+      deadLetterId: r.dead_letter_id,
+      messages: Number(r.messages),
+      since: new Date(r.parked_at).toISOString(),
+    })
+  }
+  return parked
+}
+
+export function toSagaView(
+  orderId: string,
+  state: CreateOrderSagaState,
+  inputParked: InputParked = null,
+): z.output<typeof sagaView> {
   return {
     sagaId: createOrderSagaId(orderId),
     orderId,
@@ -67,6 +104,7 @@ export function toSagaView(orderId: string, state: CreateOrderSagaState): z.outp
     history: state.history,
     startedAt: state.startedAt,
     updatedAt: state.updatedAt,
+    inputParked,
   }
 }
 
@@ -114,12 +152,15 @@ const sagaSummary = z.object({
   outcome: z.string().nullable(),
   parkedReason: z.string().nullable(),
   updatedAt: z.string(),
+  inputParked: sagaView.shape.inputParked,
 })
 
 export function sagaRoutes(deps: {
   processor: SagaProcessor
   db: SqlDatabase
   mode: 'orchestration' | 'choreography'
+  /** The saga's consumer group, whose parked keys show as `inputParked`. */
+  group: string
 }): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<ZodTypeProvider>()
@@ -155,7 +196,8 @@ export function sagaRoutes(deps: {
         requireOrchestration()
         const state = await deps.processor.get(request.params.id)
         if (!state) throw notFound('saga', request.params.id, `no saga for order ${request.params.id}`)
-        return toSagaView(request.params.id, state)
+        const parked = await parkedInputs(deps.db, deps.group, [request.params.id])
+        return toSagaView(request.params.id, state, parked.get(request.params.id) ?? null)
       },
     )
 
@@ -259,8 +301,14 @@ export function sagaRoutes(deps: {
             WHERE $1::text IS NULL OR status = $1 ORDER BY updated_at DESC LIMIT $2`,
           [request.query.status ?? null, request.query.limit],
         )
+        const parked = await parkedInputs(
+          deps.db,
+          deps.group,
+          rows.map((r) => r.order_id),
+        )
         return {
           sagas: rows.map((r) => ({
+            inputParked: parked.get(r.order_id) ?? null,
             orderId: r.order_id,
             status: r.status,
             step: r.step,

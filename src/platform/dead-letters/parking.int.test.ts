@@ -1,0 +1,282 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import {
+  joined,
+  kafkaBrokers,
+  pgliteTestDatabase,
+  postgresTestDatabase,
+  type TestDatabase,
+  uniqueName,
+  waitFor,
+} from '../../../test/support/index.ts'
+import { deadLetterConsole } from '../../dead-letters/application/console.ts'
+import { createLogger } from '../logger.ts'
+import { migratePlatform } from '../sql/migrations.ts'
+import type { SqlDatabase } from '../sql/port.ts'
+import { createEmbeddedTransport } from '../transport/embedded.ts'
+import { createKafkaTransport } from '../transport/kafka.ts'
+import type { IncomingMessage, Transport } from '../transport/port.ts'
+import { type Decoded, type ReliableSubscription, startReliableConsumer } from '../transport/reliable-consumer.ts'
+import { sqlDeadLetterStore } from './store.ts'
+
+/**
+ * Per-key parking on both transports: a key whose message is dead-lettered waits for it (its later
+ * messages are parked, other keys flow), and a redrive or a discard releases it in order, through
+ * a restart and with messages of the key arriving while it is released.
+ */
+
+const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
+
+interface Step {
+  key: string
+  n: number
+}
+
+const decodeStep = (message: IncomingMessage): Decoded<Step> => {
+  try {
+    const value = JSON.parse(message.value) as Step
+    if (typeof value.n !== 'number') return { ok: false, reason: 'INVALID_EVENT', message: 'n: must be a number' }
+    return { ok: true, value }
+  } catch {
+    return { ok: false, reason: 'NOT_JSON', message: 'message is not JSON' }
+  }
+}
+
+const step = (topic: string, key: string, n: number) => ({ topic, key, value: JSON.stringify({ key, n }) })
+
+function suite(name: string, open: () => Promise<{ transport: Transport; db: SqlDatabase; cleanup(): Promise<void> }>) {
+  describe(`per-key parking on ${name}`, () => {
+    let transport: Transport
+    let db: SqlDatabase
+    let cleanup: () => Promise<void>
+    before(async () => {
+      ;({ transport, db, cleanup } = await open())
+      await migratePlatform(db)
+    })
+    after(async () => cleanup())
+
+    /** A consumer that parks keys, recording what it handled per key, failing for good on `failing`. */
+    const consumer = async (
+      topic: string,
+      groupId: string,
+      handled: Map<string, number[]>,
+      failing: Set<string>,
+      options: { gate?: (s: Step) => Promise<void> } = {},
+    ): Promise<ReliableSubscription> => {
+      const subscription = await startReliableConsumer({
+        transport,
+        groupId,
+        topics: [topic],
+        decode: decodeStep,
+        retry: { max: 0, backoffMs: 1 },
+        logger,
+        deadLetters: sqlDeadLetterStore(db),
+        parkKeys: true,
+        handle: async (s) => {
+          if (failing.has(`${s.key}:${s.n}`)) throw new Error(`step ${s.key}:${s.n} fails`)
+          await options.gate?.(s)
+          handled.set(s.key, [...(handled.get(s.key) ?? []), s.n])
+        },
+      })
+      await joined(subscription)
+      return subscription
+    }
+
+    const parkedCount = async (groupId: string, key: string) => {
+      const { rows } = await db.query<{ n: string }>(
+        'SELECT count(*)::text AS n FROM parked_messages WHERE group_id = $1 AND message_key = $2',
+        [groupId, key],
+      )
+      return Number(rows[0]?.n)
+    }
+    const openDeadLetter = async (groupId: string, key: string) => {
+      const { rows } = await db.query<{ id: string }>(
+        "SELECT id::text AS id FROM dead_letters WHERE group_id = $1 AND message_key = $2 AND state = 'open'",
+        [groupId, key],
+      )
+      return rows[0]?.id
+    }
+
+    it("parks a key behind its dead letter while other keys flow, and a redrive hands the key's messages back in order", async (t) => {
+      const topic = uniqueName('steps')
+      const groupId = uniqueName('parking')
+      const handled = new Map<string, number[]>()
+      const failing = new Set(['k:2'])
+      const subscription = await consumer(topic, groupId, handled, failing)
+      t.after(() => subscription.close())
+      await transport.publish([step(topic, 'k', 1), step(topic, 'k', 2), step(topic, 'k', 3), step(topic, 'k', 4)])
+      await transport.publish([step(topic, 'other', 1), step(topic, 'other', 2)])
+      await waitFor(async () => (await parkedCount(groupId, 'k')) === 2 && handled.get('other')?.length === 2, {
+        message: 'k:3 and k:4 parked behind k:2, other handled',
+      })
+      assert.deepEqual(handled.get('k'), [1])
+      const id = await openDeadLetter(groupId, 'k')
+      assert.ok(id, 'k:2 is an open dead letter')
+      const console = deadLetterConsole({ db, transport })
+      const shown = await console.get(id)
+      assert.equal(shown.reason, 'RETRIES_EXHAUSTED')
+      assert.equal(shown.parkedMessages, 2)
+      assert.deepEqual(
+        shown.parked.map((p) => JSON.parse(p.offset) >= 0),
+        [true, true],
+      )
+
+      failing.clear()
+      const { action, deadLetter } = await console.redrive(id, { to: 'consumer', actor: 'operator-1' })
+      assert.equal(action.done, 1)
+      assert.equal(deadLetter.state, 'redriven')
+      assert.equal(deadLetter.resolvedBy, 'operator-1')
+      await transport.publish([step(topic, 'k', 5)])
+      await waitFor(() => handled.get('k')?.length === 5, { message: 'k is released' })
+      assert.deepEqual(handled.get('k'), [1, 2, 3, 4, 5], "k's messages in their original order")
+      await waitFor(
+        async () => (await console.summary()).parkedKeys.every((p) => p.key !== 'k' || p.group !== groupId),
+        {
+          message: 'k is no longer parked',
+        },
+      )
+      const [logged] = await console.actions(1)
+      assert.equal(logged?.actor, 'operator-1')
+      assert.equal(logged?.action, 'redrive')
+    })
+
+    it('keeps order when a message of the key arrives while its parked messages are released, and after a restart while parked', async (t) => {
+      const topic = uniqueName('steps')
+      const groupId = uniqueName('parking')
+      const handled = new Map<string, number[]>()
+      const failing = new Set(['k:1'])
+      let first: ReliableSubscription | undefined = await consumer(topic, groupId, handled, failing)
+      t.after(() => first?.close())
+      await transport.publish([step(topic, 'k', 1), step(topic, 'k', 2)])
+      await waitFor(async () => (await parkedCount(groupId, 'k')) === 1, { message: 'k:2 parked' })
+      // A restart while parked: what comes meanwhile is parked by the next consumer of the group.
+      await first.close()
+      first = undefined
+      await transport.publish([step(topic, 'k', 3)])
+      let releaseGate: () => void = () => {}
+      const gateOpen = new Promise<void>((resolve) => {
+        releaseGate = resolve
+      })
+      let draining = false
+      const second = await consumer(topic, groupId, handled, failing, {
+        gate: async (s) => {
+          if (s.key === 'k' && s.n === 2) {
+            draining = true
+            await gateOpen
+          }
+        },
+      })
+      t.after(() => second.close())
+      await waitFor(async () => (await parkedCount(groupId, 'k')) === 2, { message: 'k:3 parked after the restart' })
+      const id = await openDeadLetter(groupId, 'k')
+      assert.ok(id)
+      failing.clear()
+      await deadLetterConsole({ db, transport }).redrive(id, { to: 'consumer', actor: 'operator-1' })
+      await waitFor(() => draining, { message: 'the release reached k:2' })
+      // k:4 arrives while k:2 is being handled in the release: it must wait for k:3.
+      await transport.publish([step(topic, 'k', 4)])
+      releaseGate()
+      await waitFor(() => handled.get('k')?.length === 4, { message: 'k is released' })
+      assert.deepEqual(handled.get('k'), [1, 2, 3, 4])
+    })
+
+    it('a discard releases the parked messages without handling the dead letter; a second action on it is refused', async (t) => {
+      const topic = uniqueName('steps')
+      const groupId = uniqueName('parking')
+      const handled = new Map<string, number[]>()
+      const subscription = await consumer(topic, groupId, handled, new Set())
+      t.after(() => subscription.close())
+      await transport.publish([{ topic, key: 'k', value: 'not json' }, step(topic, 'k', 2), step(topic, 'k', 3)])
+      await waitFor(async () => (await parkedCount(groupId, 'k')) === 2, { message: 'poison parks k' })
+      const id = await openDeadLetter(groupId, 'k')
+      assert.ok(id)
+      const console = deadLetterConsole({ db, transport })
+      assert.equal((await console.get(id)).reason, 'NOT_JSON')
+      await console.discard(id, { comment: 'a test sent garbage', actor: 'operator-2' })
+      await waitFor(() => handled.get('k')?.length === 2, { message: 'the parked messages follow' })
+      assert.deepEqual(handled.get('k'), [2, 3])
+      await assert.rejects(console.redrive(id, { to: 'consumer', actor: 'operator-2' }), /discarded/)
+      const [refused, discarded] = await console.actions(2)
+      assert.equal(refused?.status, 'failed')
+      assert.equal(discarded?.comment, 'a test sent garbage')
+    })
+
+    it('a bulk redrive by reason honours the dry run, and a redrive to one group is skipped by the others', async (t) => {
+      const topic = uniqueName('steps')
+      const groupA = uniqueName('parking-a')
+      const groupB = uniqueName('parking-b')
+      const handledA = new Map<string, number[]>()
+      const handledB = new Map<string, number[]>()
+      const failing = new Set(['a:1', 'b:1'])
+      const a = await consumer(topic, groupA, handledA, failing)
+      t.after(() => a.close())
+      const b = await consumer(topic, groupB, handledB, new Set())
+      t.after(() => b.close())
+      await transport.publish([step(topic, 'a', 1), step(topic, 'b', 1)])
+      await waitFor(async () => (await openDeadLetter(groupA, 'a')) && (await openDeadLetter(groupA, 'b')), {
+        message: 'two dead letters in group A',
+      })
+      await waitFor(() => handledB.get('a')?.length === 1 && handledB.get('b')?.length === 1, {
+        message: 'group B handled both',
+      })
+      const console = deadLetterConsole({ db, transport })
+      const dry = await console.redriveMany(
+        { group: groupA, reason: 'RETRIES_EXHAUSTED', to: 'consumer', dryRun: true, ratePerSecond: 100 },
+        { actor: 'operator-1' },
+      )
+      assert.equal(dry.matched, 2)
+      assert.equal(dry.done, 0)
+      failing.clear()
+      const progress: number[] = []
+      const done = await console.redriveMany(
+        { group: groupA, reason: 'RETRIES_EXHAUSTED', to: 'consumer', dryRun: false, ratePerSecond: 100 },
+        { actor: 'operator-1', onProgress: (p) => progress.push(p.done) },
+      )
+      assert.equal(done.done, 2)
+      assert.equal(done.status, 'completed')
+      assert.equal(progress.at(-1), 2)
+      await waitFor(() => handledA.get('a')?.length === 1 && handledA.get('b')?.length === 1, {
+        message: 'group A handled both redriven messages',
+      })
+      // Group B saw the redrives on the topic and left them: it still handled each once.
+      await transport.publish([step(topic, 'a', 2)])
+      await waitFor(() => handledB.get('a')?.length === 2, { message: 'group B moved past the redrives' })
+      assert.deepEqual(handledB.get('a'), [1, 2])
+      assert.deepEqual(handledB.get('b'), [1])
+    })
+  })
+}
+
+suite('the embedded log (PGlite)', async () => {
+  const database: TestDatabase = await pgliteTestDatabase()
+  const transport = await createEmbeddedTransport({ db: database.db, partitions: 3, pollIntervalMs: 20 })
+  return {
+    transport,
+    db: database.db,
+    async cleanup() {
+      await transport.close()
+      await database.cleanup()
+    },
+  }
+})
+
+suite('Kafka and PostgreSQL', async () => {
+  const database = await postgresTestDatabase('of_parking')
+  const transport = await createKafkaTransport({
+    brokers: kafkaBrokers(),
+    clientId: uniqueName('parking'),
+    partitions: 3,
+    replicationFactor: 1,
+    requiredAcks: 'all',
+    retries: 3,
+    retryBackoffMs: 100,
+  })
+  return {
+    transport,
+    db: database.db,
+    async cleanup() {
+      await transport.close()
+      await database.cleanup()
+    },
+  }
+})
