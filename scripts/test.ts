@@ -13,6 +13,7 @@ import { globSync } from 'node:fs'
 import { constants } from 'node:os'
 import { join, resolve } from 'node:path'
 import pg from 'pg'
+import { findChromium } from './chromium.ts'
 import { type Broker, startBroker } from './kafka.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..')
@@ -46,11 +47,22 @@ async function main(args: string[]): Promise<number> {
     return 0
   }
 
+  // The browser tests drive the system's Chromium: without one they skip themselves, except in CI.
+  const browserTests = files.some((file) => file.includes('.browser.'))
+  const chromium = browserTests ? findChromium() : undefined
+  if (browserTests) {
+    if (chromium) announce(`Chromium at ${chromium}: the browser tests run`)
+    else if (process.env.CI === 'true') {
+      return failed('no Chromium for the browser tests (CI=true): apt-get install chromium, or set CHROMIUM_PATH')
+    } else announce('no Chromium found: the browser tests are skipped (apt-get install chromium, or set CHROMIUM_PATH)')
+  }
+
   // Before the broker: it is the cheaper thing to find missing.
   announce(`PostgreSQL at ${redacted(databaseUrl)}`)
   await checkPostgres(databaseUrl)
 
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' }
+  if (chromium) env.CHROMIUM_PATH = chromium
   if (process.env.KAFKA_BROKERS) {
     announce(`Kafka at ${process.env.KAFKA_BROKERS} (from KAFKA_BROKERS)`)
   } else {

@@ -1,6 +1,7 @@
 import { auditModule } from './audit/index.ts'
 import { cartModule } from './cart/index.ts'
 import { coffeeModule } from './coffee/index.ts'
+import { dashboardModule } from './dashboard/index.ts'
 import { deadLettersModule } from './dead-letters/index.ts'
 import { deliveryModule } from './delivery/index.ts'
 import { dispatchModule } from './dispatch/index.ts'
@@ -25,6 +26,7 @@ export function allModules(): ServiceModule[] {
     deliveryModule(),
     sagaModule(),
     auditModule(),
+    dashboardModule(),
     deadLettersModule(),
     shopModule(),
     orderDetailsModule(),

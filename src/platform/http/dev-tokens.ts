@@ -87,6 +87,7 @@ export async function developmentTokenNotice(tokens: DevelopmentTokens, address:
     `  curl ${address}/api/orders -H "Authorization: Bearer $CUSTOMER_TOKEN"`,
     `  curl ${address}/api/orders/<id> -H "Authorization: Bearer $OTHER_CUSTOMER_TOKEN"   # 404: another customer's order`,
     `  curl ${address}/metrics -H "Authorization: Bearer $OPERATOR_TOKEN"`,
+    `The dashboard, signed in as the operator: ${address}/dashboard#token=${operator}`,
     '',
   ].join('\n')
 }

@@ -54,6 +54,8 @@ describe('every route declares its access', () => {
     const publicRoutes = routes.filter((r) => r.auth === 'public' && r.method !== 'HEAD').map((r) => r.url)
     assert.deepEqual(publicRoutes.sort(), [
       '/asyncapi.json',
+      '/dashboard',
+      '/dashboard/:asset',
       '/health',
       '/health/live',
       '/health/ready',
