@@ -17,6 +17,7 @@ import type { Runtime } from './platform/runtime.ts'
 import { batchScope } from './platform/sql/batch.ts'
 import { type AppliedMigration, platformMigrations, runMigrations } from './platform/sql/migrations.ts'
 import type { SqlDatabase } from './platform/sql/port.ts'
+import { registerTableGauges } from './platform/table-metrics.ts'
 import { kafkaMaxSendMs } from './platform/transport/kafka.ts'
 import { type ReliableSubscription, startReliableConsumer } from './platform/transport/reliable-consumer.ts'
 
@@ -138,6 +139,8 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   const subscriptions: ReliableSubscription[] = []
   let started = false
   const outbox = sampleOutbox(db, metrics)
+  // Dead letters open and keys parked, read from their tables at each scrape.
+  registerTableGauges(metrics.registry, db)
   const healthChecks: HealthCheck[] = [
     { name: 'database', check: async () => void (await db.query('SELECT 1')) },
     {

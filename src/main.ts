@@ -8,6 +8,7 @@ import { createJwtAuthenticator } from './platform/http/jwt.ts'
 import type { Logger } from './platform/logger.ts'
 import { openRuntime } from './platform/runtime.ts'
 import { explainStartupFailure } from './platform/startup-errors.ts'
+import { startTracing } from './platform/tracing.ts'
 import { unknownVariableWarnings } from './platform/unknown-variables.ts'
 import { selectModules, UnknownServiceError } from './services.ts'
 
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
     process.exit(1)
   }
 
+  // Before anything makes spans (HTTP is instrumented when the app is built): off unless OTEL_* say so.
+  const tracing = await startTracing(config.tracing)
   const runtime = await openRuntime(config).catch(cannotStart)
   const { logger } = runtime
   for (const warning of warnings) logger.warn(warning)
@@ -69,6 +72,8 @@ async function main(): Promise<void> {
         await app?.close()
       } finally {
         await runtime.close()
+        // The spans of the shutdown itself go out too.
+        await tracing.shutdown().catch((error) => logger.warn({ err: error }, 'could not send the last traces'))
       }
       logger.info('stopped')
     },
@@ -85,6 +90,13 @@ async function main(): Promise<void> {
     await app?.close().catch(() => {})
     await runtime.close().catch(() => {})
     return cannotStart(error)
+  }
+  if (config.tracing) {
+    const { exporter, sampler, serviceName } = config.tracing
+    logger.info(
+      { tracing: exporter.kind === 'otlp' ? exporter.url : exporter.kind, sampler: sampler.kind, serviceName },
+      `tracing is on: spans of ${serviceName} go to ${exporter.kind === 'otlp' ? exporter.url : 'the console'}`,
+    )
   }
   logger.info(
     {

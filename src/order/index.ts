@@ -16,6 +16,7 @@ import {
   startJourneyDeadlines,
   stepTimeoutsFrom,
 } from './application/journey-deadlines.ts'
+import { journeyDurations } from './application/journey-duration.ts'
 import {
   type OrderStore,
   orderAggregate,
@@ -84,8 +85,16 @@ export function orderModule(
     ],
     projections: [orderReadModel],
     // Choreography: every step the order waits for has the saga's timeout (domain/journey-deadlines.ts).
-    within: ({ context }) =>
-      context.config.sagaMode === 'choreography' ? journeyDeadlines(stepTimeoutsFrom(context.config)) : undefined,
+    // In both modes, a journey that ends is timed (orderflow_journey_duration_seconds).
+    within: ({ context }) => {
+      const deadlines =
+        context.config.sagaMode === 'choreography' ? journeyDeadlines(stepTimeoutsFrom(context.config)) : undefined
+      const timeJourney = journeyDurations(context)
+      return (result, command, metadata) => {
+        timeJourney(result)
+        return deadlines ? deadlines(result, command, metadata) : []
+      }
+    },
     start: (context, { aggregate, execute }): StartedModule & { store: OrderStore } => {
       const store = orderStoreOver(aggregate, context.db)
       const routes = orderRoutes({ store, db: context.db })

@@ -84,6 +84,26 @@ const nameList = z
           .filter((name) => name !== ''),
   )
 
+/** OTEL_TRACES_SAMPLER's values (the OpenTelemetry specification's, less the Jaeger ones). */
+export const SAMPLER_NAMES = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const
+export type SamplerName = (typeof SAMPLER_NAMES)[number]
+
+/** How traces are exported when tracing is on (`OTEL_*`, see tracing.ts). */
+export interface TracingSettings {
+  serviceName: string
+  /** OTEL_RESOURCE_ATTRIBUTES: `deployment.environment`, `service.version`, … */
+  resourceAttributes: Record<string, string>
+  exporter: { kind: 'otlp'; url: string; headers: Record<string, string> } | { kind: 'console' }
+  sampler: { kind: SamplerName; ratio: number }
+}
+
 const HOUR_MS = 3600 * 1000
 
 const optionalText = z
@@ -102,6 +122,65 @@ const onOff = (name: string) =>
       if (['off', 'false', '0', 'no'].includes(value)) return false
       ctx.addIssue({ code: 'custom', message: `${name} must be 'on' or 'off' (got '${raw}')` })
       return z.NEVER
+    })
+
+/** OpenTelemetry's booleans (`OTEL_SDK_DISABLED`): `true` or `false`, any case. */
+const otelBoolean = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return undefined
+      const value = raw.trim().toLowerCase()
+      if (value === 'true') return true
+      if (value === 'false') return false
+      ctx.addIssue({ code: 'custom', message: `${name} must be 'true' or 'false' (got '${raw}')` })
+      return z.NEVER
+    })
+
+const httpUrl = (name: string, example: string) =>
+  optionalText.refine((url) => url === undefined || /^https?:\/\/\S+$/.test(url), {
+    message: `${name} must be an http(s) URL such as '${example}'`,
+  })
+
+/** OpenTelemetry's `key=value,key=value` lists (headers, resource attributes), values URL-encoded. */
+const keyValueList = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const pairs: Record<string, string> = {}
+      if (raw === undefined || raw.trim() === '') return pairs
+      for (const part of raw.split(',')) {
+        if (part.trim() === '') continue
+        const at = part.indexOf('=')
+        const key = at > 0 ? part.slice(0, at).trim() : ''
+        let value: string | undefined
+        try {
+          value = at > 0 ? decodeURIComponent(part.slice(at + 1).trim()) : undefined
+        } catch {
+          value = undefined
+        }
+        if (key === '' || value === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${name} must be a comma-separated list of key=value (values URL-encoded), such as 'a=1,b=x%20y' (got '${part.trim()}')`,
+          })
+          return z.NEVER
+        }
+        pairs[key] = value
+      }
+      return pairs
+    })
+
+const otlpProtocol = (name: string) =>
+  z
+    .enum(['http/json', 'http/protobuf', 'grpc'], {
+      error: (issue) => `${name} must be 'http/json' or 'http/protobuf' (got '${issue.input}')`,
+    })
+    .optional()
+    .refine((protocol) => protocol !== 'grpc', {
+      message: `${name}=grpc is not supported: orderflow sends traces over OTLP/HTTP; set ${name}=http/json and point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (4318)`,
     })
 
 const environmentSchema = z.object({
@@ -195,6 +274,56 @@ const environmentSchema = z.object({
   KAFKA_TLS_CA_FILE: optionalText,
   KAFKA_TLS_CERT_FILE: optionalText,
   KAFKA_TLS_KEY_FILE: optionalText,
+  // OpenTelemetry (tracing.ts): the standard variables, off unless an exporter is configured.
+  OTEL_SDK_DISABLED: otelBoolean('OTEL_SDK_DISABLED'),
+  OTEL_TRACES_EXPORTER: z
+    .enum(['otlp', 'console', 'none'], {
+      error: (issue) => `OTEL_TRACES_EXPORTER must be 'otlp', 'console' or 'none' (got '${issue.input}')`,
+    })
+    .optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl('OTEL_EXPORTER_OTLP_ENDPOINT', 'http://otel-collector:4318'),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl(
+    'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    'http://otel-collector:4318/v1/traces',
+  ),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol('OTEL_EXPORTER_OTLP_PROTOCOL'),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'),
+  OTEL_EXPORTER_OTLP_HEADERS: keyValueList('OTEL_EXPORTER_OTLP_HEADERS'),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: keyValueList('OTEL_EXPORTER_OTLP_TRACES_HEADERS'),
+  OTEL_SERVICE_NAME: optionalText,
+  OTEL_RESOURCE_ATTRIBUTES: keyValueList('OTEL_RESOURCE_ATTRIBUTES'),
+  OTEL_TRACES_SAMPLER: z
+    .enum(SAMPLER_NAMES, {
+      error: (issue) => `OTEL_TRACES_SAMPLER must be one of ${SAMPLER_NAMES.join(', ')} (got '${issue.input}')`,
+    })
+    .optional(),
+  OTEL_TRACES_SAMPLER_ARG: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return undefined
+      const value = Number(raw)
+      if (!Number.isFinite(value) || value < 0 || value > 1) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `OTEL_TRACES_SAMPLER_ARG must be a sampling ratio from 0 to 1 (got '${raw}')`,
+        })
+        return z.NEVER
+      }
+      return value
+    }),
+  OTEL_PROPAGATORS: z
+    .string()
+    .optional()
+    .refine(
+      (raw) =>
+        raw === undefined ||
+        raw
+          .split(',')
+          .map((p) => p.trim())
+          .every((p) => ['tracecontext', 'baggage', ''].includes(p)),
+      { message: "OTEL_PROPAGATORS: orderflow propagates W3C 'tracecontext' (and 'baggage') only" },
+    ),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: (issue) =>
@@ -304,6 +433,12 @@ export interface Config {
     /** Set when AUTH_JWKS_URL or AUTH_JWT_SECRET(_FILE) is. */
     jwt: JwtSettings | undefined
   }
+  /**
+   * OpenTelemetry traces; undefined (off) unless an exporter is configured
+   * (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_TRACES_EXPORTER) and
+   * OTEL_SDK_DISABLED is not true.
+   */
+  tracing: TracingSettings | undefined
   rateLimit: {
     /** `RATE_LIMIT` as given; undefined means on exactly when authentication is on. */
     enabled: boolean | undefined
@@ -392,6 +527,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     groupCommitMax: e.GROUP_COMMIT_MAX,
     audit: { stuckAfterMs: e.AUDIT_STUCK_AFTER_MS },
     auth: { mode: e.AUTH, jwt },
+    tracing: tracingSettings(e),
     rateLimit: {
       enabled: e.RATE_LIMIT,
       windowMs: e.RATE_LIMIT_WINDOW_MS,
@@ -474,6 +610,34 @@ function jwtSettings(e: Environment, problems: string[]): JwtSettings | undefine
     clockToleranceSeconds: e.AUTH_CLOCK_TOLERANCE_S,
     rolesClaim: e.AUTH_ROLES_CLAIM,
   }
+}
+
+/** Tracing is on once an exporter is named, by an endpoint or OTEL_TRACES_EXPORTER, and not disabled. */
+function tracingSettings(e: Environment): TracingSettings | undefined {
+  if (e.OTEL_SDK_DISABLED === true || e.OTEL_TRACES_EXPORTER === 'none') return undefined
+  const endpoint = e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? signalUrl(e.OTEL_EXPORTER_OTLP_ENDPOINT)
+  if (endpoint === undefined && e.OTEL_TRACES_EXPORTER === undefined) return undefined
+  const { 'service.name': fromAttributes, ...resourceAttributes } = e.OTEL_RESOURCE_ATTRIBUTES
+  const ratio = e.OTEL_TRACES_SAMPLER_ARG ?? 1
+  return {
+    serviceName: e.OTEL_SERVICE_NAME ?? fromAttributes ?? 'orderflow',
+    resourceAttributes,
+    exporter:
+      e.OTEL_TRACES_EXPORTER === 'console'
+        ? { kind: 'console' }
+        : {
+            kind: 'otlp',
+            // The specification's default: a collector on this machine.
+            url: endpoint ?? 'http://localhost:4318/v1/traces',
+            headers: { ...e.OTEL_EXPORTER_OTLP_HEADERS, ...e.OTEL_EXPORTER_OTLP_TRACES_HEADERS },
+          },
+    sampler: { kind: e.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on', ratio },
+  }
+}
+
+/** OTEL_EXPORTER_OTLP_ENDPOINT is the collector's base URL: traces go to its `v1/traces`. */
+function signalUrl(base: string | undefined): string | undefined {
+  return base === undefined ? undefined : `${base.replace(/\/+$/, '')}/v1/traces`
 }
 
 function kafkaSecurity(e: Environment, problems: string[]): KafkaSecurity {
@@ -582,4 +746,15 @@ export const knownVariables: readonly string[] = [
   // `npm run kafka:start`'s ports (scripts/kafka.ts).
   'KAFKA_PORT',
   'KAFKA_CONTROLLER_PORT',
+  // OpenTelemetry variables the SDK reads itself (its batching, the exporter's timeout and compression).
+  'OTEL_BSP_SCHEDULE_DELAY',
+  'OTEL_BSP_EXPORT_TIMEOUT',
+  'OTEL_BSP_MAX_QUEUE_SIZE',
+  'OTEL_BSP_MAX_EXPORT_BATCH_SIZE',
+  'OTEL_EXPORTER_OTLP_TIMEOUT',
+  'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT',
+  'OTEL_EXPORTER_OTLP_COMPRESSION',
+  'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION',
+  'OTEL_LOG_LEVEL',
+  'OTEL_FASTIFY_IGNORE_PATHS',
 ]

@@ -18,6 +18,8 @@ export interface Metrics {
   consumerLastProgress: Gauge<'topic' | 'group' | 'partition'>
   outboxBacklog: Gauge
   outboxOldestAge: Gauge
+  httpRequests: Counter<'method' | 'route' | 'status_class'>
+  httpSeconds: Histogram<'method' | 'route' | 'status_class'>
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -95,6 +97,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     outboxOldestAge: new Gauge({
       name: 'orderflow_outbox_oldest_age_seconds',
       help: 'Age of the oldest outbox row not yet published (0 when none)',
+      registers,
+    }),
+    httpRequests: new Counter({
+      name: 'orderflow_http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern and status class (2xx … 5xx)',
+      labelNames: ['method', 'route', 'status_class'],
+      registers,
+    }),
+    httpSeconds: new Histogram({
+      name: 'orderflow_http_request_duration_seconds',
+      help: 'Time from a request to its response, by method, route pattern and status class',
+      labelNames: ['method', 'route', 'status_class'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
   }

@@ -7,6 +7,7 @@ import type { Config } from '../platform/config.ts'
 import { startTimerPoller } from '../platform/es/scheduler.ts'
 import type { ModuleContext, ServiceModule } from '../platform/module.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { tableGauge } from '../platform/table-metrics.ts'
 import { trackBrokerHealth } from '../platform/transport/broker-health.ts'
 import { createSagaProcessor, SAGA_TIMEOUT_TIMER, type SagaProcessor } from './application/saga-processor.ts'
 import { consumeSagaInputs, SAGA_GROUP } from './consumers/saga-inputs.ts'
@@ -71,6 +72,14 @@ function sagaMetrics(context: ModuleContext) {
       },
     })
   }
+  // What every saga in flight waits for: where sagas pile up (a step whose service is down).
+  tableGauge(registry, context.db, {
+    name: 'orderflow_sagas_in_progress',
+    help: 'Create-Order sagas not completed, by status (RUNNING, COMPENSATING, PARKED) and step (all processes: read from the database)',
+    labelNames: ['status', 'step'],
+    sql: `SELECT status, coalesce(step, '') AS step, count(*)::float8 AS value FROM sagas
+           WHERE status IN ('NOT_STARTED', 'RUNNING', 'COMPENSATING', 'PARKED') GROUP BY status, step`,
+  })
   return { ended }
 }
 

@@ -13,6 +13,7 @@ import { markHandled } from '../inbox/inbox.ts'
 import { enqueue } from '../outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import { isTransactionConflict } from '../sql/unavailable.ts'
+import { endingSpan, inSpan, ORDER_ID_ATTRIBUTE, parentContext, traceHeadersOf, tracer } from '../tracing.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import type { Decider, Recorded, TypedEvent } from './decider.ts'
 import { type TimerChange, writeTimerChanges } from './scheduler.ts'
@@ -199,6 +200,12 @@ const eventMetadataOf = (metadata: CommandMetadata): EventMetadata => ({
   ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
 })
 
+/** The order a command is about, as a span attribute (the journey's commands all name theirs). */
+function orderOf(command: unknown): Record<string, string> {
+  const orderId = (command as { orderId?: unknown } | null)?.orderId
+  return typeof orderId === 'string' ? { [ORDER_ID_ATTRIBUTE]: orderId } : {}
+}
+
 /** Marks a conflict that a fresh decision may resolve (lost race, no expected version given). */
 const RACE = Symbol('race')
 
@@ -297,7 +304,35 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     return finish({ state: next, version: nextVersion, events, duplicate: false, outboxIds })
   }
 
-  const handleWith = async <T>(
+  /**
+   * The command's transaction as a span, a child of the trace its metadata carries (a consumed
+   * message's, a timer's) or else of the active one (the HTTP request). The events and messages it
+   * writes carry the command span's context on: the outbox rows, and so the relay's publishes, are
+   * its children.
+   */
+  const handleWith = <T>(
+    streamId: string,
+    command: Command,
+    metadata: CommandMetadata,
+    after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
+  ) =>
+    inSpan(
+      `${streamType} command`,
+      {
+        parent: parentContext(
+          metadata.traceparent
+            ? { traceparent: metadata.traceparent, ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}) }
+            : undefined,
+        ),
+        attributes: { 'orderflow.stream_type': streamType, 'orderflow.stream_id': streamId, ...orderOf(command) },
+      },
+      (span) => {
+        const traced = traceHeadersOf(span)
+        return transact(streamId, command, traced.traceparent ? { ...metadata, ...traced } : metadata, after)
+      },
+    )
+
+  const transact = async <T>(
     streamId: string,
     command: Command,
     metadata: CommandMetadata,
@@ -333,7 +368,12 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     if (items.length === 0) return results
     const consumer = items[0]?.metadata.inbox.consumer as string
     if (items.some((item) => item.metadata.inbox.consumer !== consumer)) throw new NotForBatch('several consumers')
-    const outcome = await db.transaction(async (tx) => {
+    // The batch's transaction as a span; each item's messages keep the trace context of the message
+    // it came from (its consume span), so every order's trace goes on through the batch.
+    const span = tracer.startSpan(`${streamType} command batch`, {
+      attributes: { 'orderflow.stream_type': streamType, 'orderflow.batch_size': items.length },
+    })
+    const transaction = db.transaction(async (tx) => {
       // 1. Every message into the inbox at once: those it had already are duplicates.
       const { rows: inserted } = await tx.query<{ message_id: string }>(
         `INSERT INTO inbox (consumer, message_id) SELECT $1, m FROM unnest($2::text[]) AS m
@@ -444,6 +484,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
       await writeTimerChanges(tx, timers)
       return appended.length > 0
     })
+    const outcome = await endingSpan(span, transaction)
     if (outcome) options.onCommitted()
     return results
   }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { CommandMetadata } from '../es/command-handler.ts'
+import { activeTraceHeaders } from '../tracing.ts'
 
 /**
  * What every command route reads from its request, the same way in every service: the correlation
@@ -61,6 +62,10 @@ export function commandMetadata(request: FastifyRequest): CommandMetadata {
   const metadata: CommandMetadata = { correlationId: headers['x-correlation-id'] ?? request.id }
   const expectedVersion = versionFrom(headers['if-match'])
   if (expectedVersion !== undefined) metadata.expectedVersion = expectedVersion
+  // With tracing on, the request's span (@fastify/otel's, a child of the caller's traceparent):
+  // what the command writes is part of the request's trace.
+  const traced = activeTraceHeaders()
+  if (traced.traceparent) return { ...metadata, ...traced }
   // An invalid traceparent is replaced, not rejected: tracing must never fail a request (W3C).
   if (headers.traceparent !== undefined && traceparentPattern.test(headers.traceparent)) {
     metadata.traceparent = headers.traceparent

@@ -15,6 +15,7 @@ import { findUnsafeText } from '../../contracts/text.ts'
 import { AppError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
+import { httpTracingPlugin } from '../tracing.ts'
 import { type Authenticator, type AuthRequirement, allowEveryone, installAuthSeam } from './auth.ts'
 import { problemErrorHandler, problemFor, sendProblem } from './problem.ts'
 import { installRateLimits, type RateLimits } from './rate-limit.ts'
@@ -185,6 +186,28 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
         socket.destroy(error)
       }
     },
+  })
+
+  // With tracing on, a SERVER span per request (a child of the caller's traceparent), registered
+  // before every hook and route so that each runs in its context. Probes and scrapes are left out.
+  const tracing = httpTracingPlugin({
+    instrumentHooks: false,
+    ignorePaths: ({ url }) => url.startsWith('/health') || url.startsWith('/metrics'),
+    requestHook: (span, request) => span.updateName(`${request.method} ${request.routeOptions.url ?? '(no route)'}`),
+    // Route handlers are anonymous functions: named by their route instead.
+    lifecycleHook: (span, { hookName, request }) => span.updateName(`${hookName} ${request.routeOptions.url}`),
+  })
+  if (tracing) app.register(tracing)
+  // Rate, errors and duration per route: the route's pattern, never the raw URL (ids would make a
+  // series per order).
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = {
+      method: request.method,
+      route: request.routeOptions.url ?? '(no route)',
+      status_class: `${Math.floor(reply.statusCode / 100)}xx`,
+    }
+    deps.metrics.httpRequests.inc(labels)
+    deps.metrics.httpSeconds.observe(labels, reply.elapsedTime / 1000)
   })
 
   // Database outages (unreachable, out of resources, deadlocks) become 503 with Retry-After there.

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
+import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import { AppError, ErrorCodes, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import { activeTraceHeaders } from '../tracing.ts'
 import type { Headers, OutgoingMessage, PublishedPosition, Transport } from '../transport/port.ts'
 import {
   type ClaimedShard,
@@ -61,12 +63,19 @@ export const outboxInsert = (first: number): string =>
     ORDER BY n
    RETURNING id`
 
-export const outboxRows = (messages: OutgoingMessage[]): [string[], string[], string[], string[]] => [
-  messages.map((m) => m.topic),
-  messages.map((m) => m.key),
-  messages.map((m) => m.value),
-  messages.map((m) => JSON.stringify(m.headers ?? {})),
-]
+export const outboxRows = (messages: OutgoingMessage[]): [string[], string[], string[], string[]] => {
+  // A row keeps the trace context it is written in, for the relay to publish it in: the one its
+  // message carries (a command's, see es/command-handler.ts), else the active span's (tracing on).
+  const active = activeTraceHeaders()
+  return [
+    messages.map((m) => m.topic),
+    messages.map((m) => m.key),
+    messages.map((m) => m.value),
+    messages.map((m) =>
+      JSON.stringify(active.traceparent && !m.headers?.traceparent ? { ...m.headers, ...active } : (m.headers ?? {})),
+    ),
+  ]
+}
 
 /** Row ids as `outboxInsert` returns them, in the messages' order (ids grow in insertion order). */
 export const inInsertionOrder = (rows: { id: string }[]): string[] =>
@@ -209,7 +218,11 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const safetyMarginMs = leaseMs / 10
   // A publish starts only with at least this much of the lease left.
   const publishWindowMs = publishTimeoutMs + safetyMarginMs
-  const publish = transport.publish.bind(transport)
+  // Each row is published in the trace context it was written in (its `traceparent` header): the
+  // transport's PRODUCER span is a child of the request or consumer that wrote the row. The relay's
+  // own loop is no span's parent, so a row written outside any trace starts a trace of its own.
+  const publish: Transport['publish'] = (messages, publishOptions) =>
+    context.with(ROOT_CONTEXT, () => transport.publish(messages, publishOptions))
 
   let nextPrune = 0
   let stopped = false

@@ -14,6 +14,15 @@ import type { WorkflowStateTable } from '../../platform/es/workflow-state-table.
 import type { Logger } from '../../platform/logger.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import {
+  contextFromHeaders,
+  failSpan,
+  ORDER_ID_ATTRIBUTE,
+  parentContext,
+  traceHeadersOf,
+  tracer,
+  tracingEnabled,
+} from '../../platform/tracing.ts'
+import {
   type CreateOrderSagaCommand,
   type CreateOrderSagaInput,
   type CreateOrderSagaOutput,
@@ -186,5 +195,55 @@ export function createSagaProcessor(deps: SagaProcessorDeps): SagaProcessor {
     ...(deps.clock ? { clock: deps.clock } : {}),
     ...(deps.logger ? { logger: deps.logger } : {}),
   })
-  return { handle: processor.handle, handleBatch: processor.handleBatch, get: processor.get }
+  return {
+    handle: async (input, metadata) =>
+      (
+        await traced([{ input, metadata }], ([item]) => processor.handle(item.input, item.metadata).then((r) => [r]))
+      )[0] as SagaResult,
+    handleBatch: (items) => traced(items, (tracedItems) => processor.handleBatch(tracedItems)),
+    get: processor.get,
+  }
+}
+
+type SagaItem = { input: CreateOrderSagaInput; metadata: SagaInputMetadata }
+
+/**
+ * A span per saga step taken (with tracing on): a child of the input's trace (its consume span, a
+ * timer's or an operator's request), naming the order, the input and the step and status it left
+ * the saga in. The commands the step sends carry the step span's context on.
+ */
+async function traced(
+  items: readonly SagaItem[],
+  work: (items: [SagaItem, ...SagaItem[]]) => Promise<SagaResult[]>,
+): Promise<SagaResult[]> {
+  if (!tracingEnabled()) return work(items as [SagaItem, ...SagaItem[]])
+  const spans = items.map(({ input, metadata }) =>
+    tracer.startSpan(
+      `saga ${input.eventType}`,
+      { attributes: { [ORDER_ID_ATTRIBUTE]: orderIdOf(input), 'orderflow.saga.input': input.eventType } },
+      metadata.traceparent ? contextFromHeaders({ traceparent: metadata.traceparent }) : parentContext(undefined),
+    ),
+  )
+  const withTrace = items.map((item, i) => {
+    const { traceparent } = traceHeadersOf(spans[i])
+    return traceparent ? { ...item, metadata: { ...item.metadata, traceparent } } : item
+  }) as [SagaItem, ...SagaItem[]]
+  try {
+    const results = await work(withTrace)
+    results.forEach((result, i) => {
+      if (result.state) {
+        spans[i]?.setAttributes({
+          'orderflow.saga.step': result.state.step ?? '',
+          'orderflow.saga.status': result.state.status,
+          ...(result.state.outcome ? { 'orderflow.saga.outcome': result.state.outcome } : {}),
+        })
+      }
+    })
+    return results
+  } catch (error) {
+    for (const span of spans) failSpan(span, error)
+    throw error
+  } finally {
+    for (const span of spans) span.end()
+  }
 }

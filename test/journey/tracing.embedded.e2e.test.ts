@@ -1,0 +1,4 @@
+import { fastifyOtelPinned, tracingSuite } from './tracing.suite.ts'
+
+tracingSuite('embedded')
+fastifyOtelPinned()
