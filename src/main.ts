@@ -108,6 +108,9 @@ async function main(): Promise<void> {
     },
     `orderflow listening on ${address} (${runtime.transport.kind} transport, ${config.database.kind === 'pglite' ? 'embedded PGlite' : 'PostgreSQL'}, saga mode ${config.sagaMode})`,
   )
+  if (modules.some((m) => m.name === 'dashboard')) {
+    logger.info({ dashboard: `${address}/dashboard` }, `the dashboard: ${address}/dashboard`)
+  }
   await announceAccess(logger, config, access, address, developmentTokens)
 }
 

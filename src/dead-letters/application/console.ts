@@ -1,6 +1,8 @@
+import { SpanKind } from '@opentelemetry/api'
 import { REDRIVE_HEADERS } from '../../platform/dead-letters/store.ts'
 import { AppError, notFound } from '../../platform/errors.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
+import { inSpan } from '../../platform/tracing.ts'
 import type { OutgoingMessage, Transport } from '../../platform/transport/port.ts'
 
 /**
@@ -355,7 +357,19 @@ export function deadLetterConsole(deps: {
         { details: { id: row.id } },
       )
     }
-    await transport.publish([redriveMessage(row, to)])
+    // With tracing on, the redrive's publish is a child of this span (and of the operator's request).
+    await inSpan(
+      'dead-letter redrive',
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          'messaging.kafka.message.key': row.message_key,
+          'orderflow.dead_letter_id': row.id,
+          'orderflow.redrive_to': to,
+        },
+      },
+      () => transport.publish([redriveMessage(row, to)]),
+    )
   }
 
   return {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { trace } from '@opentelemetry/api'
 import { type DeadLetterStore, REDRIVE_HEADERS } from '../dead-letters/store.ts'
 import { AppError, isRetryable, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
@@ -126,6 +127,18 @@ export interface ReliableSubscription extends Subscription {
 }
 
 export const deadLetterTopic = (topic: string): string => `${topic}-dlq`
+
+/**
+ * Parking's steps as events of the message's consume span (with tracing on): the key, which on the
+ * order service's and the saga's topics is the order id, and the dead letter it waits for.
+ */
+function spanEvent(name: string, message: IncomingMessage, deadLetterId: string, more: Record<string, number> = {}) {
+  trace.getActiveSpan()?.addEvent(name, {
+    'messaging.kafka.message.key': message.key,
+    'orderflow.dead_letter_id': deadLetterId,
+    ...more,
+  })
+}
 
 /** Where a message came from, for every log line about it. */
 const whereFrom = (message: IncomingMessage, groupId: string) => ({
@@ -320,6 +333,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       signal,
     )
     if (park) {
+      spanEvent('orderflow.key_parked', message, id)
       logger.warn(
         { ...whereFrom(message, groupId), deadLetterId: id },
         `key ${message.key} parked behind dead letter ${id}: its later messages wait until it is redriven or discarded`,
@@ -419,6 +433,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       const next = await withStore(message, 'read the parked messages', () => keys.parked(groupId, key, 100), signal)
       if (next.length === 0) {
         if (await withStore(message, 'release the key', () => keys.release(groupId, key, blocker), signal)) {
+          spanEvent('orderflow.key_released', message, blocker, { 'orderflow.released_messages': released })
           logger.info(
             { ...whereFrom(message, groupId), deadLetterId: blocker, released },
             `key ${key} released: ${released} parked message(s) handled in order`,
@@ -477,6 +492,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     }
     if (control !== undefined) return true
     if (await withStore(message, 'park the message', () => keys.park(groupId, message), signal)) {
+      spanEvent('orderflow.message_parked', message, blocker)
       logger.info(
         { ...whereFrom(message, groupId), deadLetterId: blocker },
         `message parked: key ${message.key} waits for dead letter ${blocker}`,
