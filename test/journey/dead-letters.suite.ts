@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order/events.ts'
@@ -7,15 +7,7 @@ import type { Role } from '../../src/platform/http/auth.ts'
 import { SAGA_GROUP } from '../../src/saga/consumers/saga-inputs.ts'
 import { testTokens } from '../support/app.ts'
 import { waitFor } from '../support/index.ts'
-import {
-  gatedGroup,
-  type Infrastructure,
-  type JourneyApp,
-  orderReaches,
-  placeOrder,
-  seed004Order,
-  startJourneyApp,
-} from './support.ts'
+import { gatedGroup, type Infrastructure, type JourneyApp, seed004Order, startJourneyApp } from './support.ts'
 
 const run = promisify(execFile)
 const CLI = new URL('../../src/dead-letters/cli.ts', import.meta.url).pathname
@@ -185,6 +177,76 @@ export function deadLettersSuite(infra: Infrastructure): void {
       // The audit's dead-letter check counts what is still open: nothing of this order.
       const open = await api<{ items: DeadLetterSummary[] }>('GET', `/api/dead-letters?key=${order.id}`)
       assert.deepEqual(open.body.items, [])
+    })
+
+    it('a bulk redrive from the CLI shows its progress and stops cleanly on Ctrl-C, recorded as stopped', async () => {
+      const keys = ['a', 'b', 'c'].map((k) => `poison-${k}-${Date.now()}`)
+      await j.transport.publish(keys.map((key) => ({ topic: ORDER_EVENTS_TOPIC, key, value: 'not json at all' })))
+      const poisoned = await waitFor(
+        async () => {
+          const found = await Promise.all(
+            keys.map(
+              async (key) =>
+                (await api<{ items: DeadLetterSummary[] }>('GET', `/api/dead-letters?key=${key}&group=${SAGA_GROUP}`))
+                  .body.items[0],
+            ),
+          )
+          return found.every(Boolean) ? (found as DeadLetterSummary[]) : null
+        },
+        { timeoutMs: 30_000, message: 'three poisoned events are dead letters' },
+      )
+      const reason = poisoned[0]?.reason as string
+      // One every two seconds: the first goes at once, Ctrl-C comes before the second.
+      const child = spawn(
+        process.execPath,
+        [
+          CLI,
+          'redrive',
+          '--reason',
+          reason,
+          '--group',
+          SAGA_GROUP,
+          '--topic',
+          ORDER_EVENTS_TOPIC,
+          '--rate',
+          '0.5',
+          '--url',
+          base,
+        ],
+        { env: { ...process.env, ORDERFLOW_TOKEN: operatorToken } },
+      )
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (chunk) => {
+        stdout += chunk
+      })
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk
+      })
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+      await waitFor(() => /^1\/3$/m.test(stderr), {
+        timeoutMs: 15_000,
+        message: () => `progress 1/3 (stderr: ${stderr})`,
+      })
+      child.kill('SIGINT')
+      assert.equal(await exited, 1)
+      assert.match(stdout, /stopped after 1 of 3/)
+      const action = await waitFor(
+        async () => {
+          const { body } = await api<{ items: { status: string; done: number; matched: number; actor: string }[] }>(
+            'GET',
+            '/api/dead-letters/actions?limit=1',
+          )
+          return body.items[0]?.status === 'stopped' ? body.items[0] : null
+        },
+        { message: 'the action is recorded as stopped' },
+      )
+      assert.deepEqual([action.done, action.matched, action.actor], [1, 3, 'ops-alice'])
+      const stillOpen = await api<{ items: DeadLetterSummary[] }>(
+        'GET',
+        `/api/dead-letters?reason=${reason}&group=${SAGA_GROUP}&topic=${ORDER_EVENTS_TOPIC}`,
+      )
+      assert.ok(stillOpen.body.items.length >= 2, 'the two not sent stay open')
     })
   })
 }

@@ -479,16 +479,14 @@ export function deadLetterConsole(deps: {
             throw error
           }
           done++
-          if (done % 10 === 0 || done === matching.length) {
+          onProgress?.({ matched: matching.length, done })
+          if (done % 10 === 0)
             await db.query('UPDATE dead_letter_actions SET done = $2 WHERE id = $1', [action.id, done])
-            onProgress?.({ matched: matching.length, done })
-          }
         }
       } catch (error) {
         await finish(action.id, done, 'failed')
         throw error
       }
-      onProgress?.({ matched: matching.length, done })
       return finish(action.id, done, 'completed')
     },
 
