@@ -55,6 +55,11 @@ export interface ServiceKafkaAccess {
   throwawayGroupsOf?: { topics: readonly string[] }
   /** Groups and topics it only looks at (the auditor reads every journey group's lag). */
   describes?: { groups: readonly string[]; topics: readonly string[] }
+  /**
+   * Topics it sends dead letters back to, on an operator's redrive (the dead-letter console): not
+   * its own messages, so not among its documented topics; WRITE, as for `writes`.
+   */
+  redrives?: readonly string[]
 }
 
 /** A declared service's access, from its declaration: the topic it publishes and one group per intake. */
@@ -70,7 +75,7 @@ function declared(service: DeclaredService<object>): ServiceKafkaAccess {
   }
 }
 
-export const serviceKafkaAccess: readonly ServiceKafkaAccess[] = [
+const services: readonly ServiceKafkaAccess[] = [
   { service: 'cart', writes: [CART_EVENTS_TOPIC], reads: [] },
   declared(orderModule()),
   declared(paymentModule()),
@@ -108,6 +113,37 @@ export const serviceKafkaAccess: readonly ServiceKafkaAccess[] = [
     // POST /order publishes straight to the topic (seed 003 has no outbox).
     writes: [COFFEE_ORDERS_TOPIC],
     reads: [{ group: COFFEE_GROUP, topics: [COFFEE_ORDERS_TOPIC] }],
+  },
+]
+
+const COMMAND_TOPICS: ReadonlySet<string> = new Set([
+  ORDER_COMMANDS_TOPIC,
+  PAYMENT_COMMANDS_TOPIC,
+  DISPATCH_COMMANDS_TOPIC,
+  DELIVERY_COMMANDS_TOPIC,
+])
+
+/** Every topic some consumer group reads, and its dead-letter topic; every group. */
+const consumedTopics = [...new Set(services.flatMap((s) => s.reads.flatMap((r) => r.topics)))].sort()
+const allGroups = [...new Set(services.flatMap((s) => s.reads.map((r) => r.group)))].sort()
+
+export const serviceKafkaAccess: readonly ServiceKafkaAccess[] = [
+  ...services,
+  {
+    // The live dashboard's topics and groups view: offsets, lag and members of everything.
+    service: 'dashboard',
+    writes: [],
+    reads: [],
+    describes: { groups: allGroups, topics: [...consumedTopics, ...consumedTopics.map(deadLetterTopic)] },
+  },
+  {
+    // The dead-letter console: a redrive goes back to the topic the dead letter came from. Not to a
+    // command topic: only the saga commands (a dead-lettered command is redriven by a console that
+    // runs in the saga's process, `SERVICES=saga,dead-letters`, under the saga's principal).
+    service: 'dead-letters',
+    writes: [],
+    reads: [],
+    redrives: consumedTopics.filter((topic) => !COMMAND_TOPICS.has(topic)),
   },
 ]
 
@@ -153,6 +189,7 @@ export function aclGrants(
   const throwaway = new Set<string>()
   for (const service of access) {
     for (const topic of service.writes) allow(topics, topic, 'WRITE', 'CREATE')
+    for (const topic of service.redrives ?? []) allow(topics, topic, 'WRITE')
     for (const read of service.reads.filter((r) => inMode(r, options.mode))) {
       allow(groups, read.group, 'READ')
       for (const topic of read.topics) {
