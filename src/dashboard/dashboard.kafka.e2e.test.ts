@@ -64,7 +64,12 @@ describe('dashboard API (Kafka)', () => {
     )
     assert.ok(j.messages.every((m) => m.publishedAt !== null))
     assert.ok(j.events.some((e) => e.type === 'OrderDelivered'))
-    // The database does not know where Kafka put a published message.
-    assert.ok(j.messages.every((m) => m.partition === null))
+    // Where Kafka put each message, as the relay was told when the broker acknowledged it.
+    assert.ok(
+      j.messages.every(
+        (m) => m.partition !== null && m.partition >= 0 && m.partition < 3 && /^\d+$/.test(m.offset ?? ''),
+      ),
+      JSON.stringify(j.messages.map((m) => [m.topic, m.partition, m.offset])),
+    )
   })
 })

@@ -6,11 +6,11 @@ import { count, iso, tablesPresent } from './tables.ts'
  * of the order: `order-<id>` and the services' `payment-order-<id>`, …), the outbox (each message
  * it became, published or not, and when), the embedded log (partition and offset), the inbox (which
  * consumer group handled which message, and when), the saga (state, steps, history, deadlines),
- * the pending timers, the dead letters and parked messages of its key, and the HTTP requests that
+ * the pending timers, the retries, dead letters and parked messages of its key, and the HTTP requests that
  * started it (the correlation id and trace context its events' metadata keep).
  */
 
-export type TimelineKind = 'event' | 'published' | 'handled' | 'saga' | 'dead-letter' | 'parked' | 'resolved'
+export type TimelineKind = 'event' | 'published' | 'handled' | 'saga' | 'retry' | 'dead-letter' | 'parked' | 'resolved'
 
 export interface TimelineEntry {
   at: string
@@ -103,6 +103,19 @@ export interface Journey {
     attempts: number
     lastError: string | null
   }[]
+  /** Failed attempts a consumer retried (with the error), oldest first. */
+  retries: {
+    group: string
+    topic: string
+    partition: number
+    offset: string
+    eventId: string | null
+    attempt: number
+    error: string
+    code: string | null
+    retryInMs: number
+    at: string | null
+  }[]
   deadLetters: {
     id: string
     topic: string
@@ -147,6 +160,7 @@ const JOURNEY_TABLES = [
   'dead_letters',
   'parked_keys',
   'parked_messages',
+  'consumer_retries',
 ]
 
 /** The journey of `orderId`; `groups` are the consumer groups whose inbox rows are looked up. */
@@ -195,8 +209,11 @@ export async function readJourney(db: SqlExecutor, orderId: string, groups: read
       published_at: Date | string | null
       publish_attempts: number
       last_error: string | null
+      published_partition: number | null
+      published_offset: string | null
     }>(
-      `SELECT id::text, topic, headers, created_at, published_at, publish_attempts, last_error
+      `SELECT id::text, topic, headers, created_at, published_at, publish_attempts, last_error, published_partition,
+              published_offset
          FROM outbox WHERE message_key = $1 ORDER BY id LIMIT 1000`,
       [orderId],
     )
@@ -284,6 +301,25 @@ export async function readJourney(db: SqlExecutor, orderId: string, groups: read
         )
       ).rows
     : []
+  const retries = present.has('consumer_retries')
+    ? (
+        await db.query<{
+          group_id: string
+          topic: string
+          partition: number
+          message_offset: string
+          event_id: string | null
+          attempt: number
+          error: { message?: string; code?: string }
+          retry_in_ms: number
+          failed_at: Date | string
+        }>(
+          `SELECT group_id, topic, partition, message_offset, event_id, attempt, error, retry_in_ms, failed_at
+             FROM consumer_retries WHERE message_key = $1 ORDER BY id LIMIT 500`,
+          [orderId],
+        )
+      ).rows
+    : []
   const parkedKeys = present.has('parked_keys')
     ? (
         await db.query<{ group_id: string; topic: string; dead_letter_id: string; parked_at: Date | string }>(
@@ -348,8 +384,9 @@ export async function readJourney(db: SqlExecutor, orderId: string, groups: read
       publishAttempts: row.publish_attempts,
       lastError: row.last_error,
       traceparent: row.headers.traceparent ?? null,
-      partition: position?.partition ?? null,
-      offset: position?.offset ?? null,
+      // The embedded log's row, else where the relay was told it landed (Kafka's acknowledgement).
+      partition: position?.partition ?? row.published_partition ?? null,
+      offset: position?.offset ?? row.published_offset ?? null,
       handledBy,
     }
   })
@@ -448,6 +485,19 @@ export async function readJourney(db: SqlExecutor, orderId: string, groups: read
       ...(entry.detail ? { detail: entry.detail } : {}),
     })
   }
+  for (const retry of retries) {
+    timeline.push({
+      at: iso(retry.failed_at) ?? '',
+      kind: 'retry',
+      title: `attempt ${retry.attempt} failed, retried`,
+      topic: retry.topic,
+      group: retry.group_id,
+      partition: retry.partition,
+      offset: retry.message_offset,
+      ...(retry.event_id ? { eventId: retry.event_id } : {}),
+      detail: `${retry.error.code ? `${retry.error.code}: ` : ''}${retry.error.message ?? ''} (next in ${retry.retry_in_ms} ms)`,
+    })
+  }
   for (const dead of deadLetters) {
     timeline.push({
       at: iso(dead.failed_at) ?? '',
@@ -487,9 +537,10 @@ export async function readJourney(db: SqlExecutor, orderId: string, groups: read
     published: 1,
     handled: 2,
     saga: 3,
-    'dead-letter': 4,
-    parked: 5,
-    resolved: 6,
+    retry: 4,
+    'dead-letter': 5,
+    parked: 6,
+    resolved: 7,
   }
   timeline.sort((a, b) => a.at.localeCompare(b.at) || order[a.kind] - order[b.kind])
 
@@ -532,6 +583,18 @@ export async function readJourney(db: SqlExecutor, orderId: string, groups: read
       armed: t.due_at !== null,
       attempts: count(t.attempts),
       lastError: t.last_error,
+    })),
+    retries: retries.map((r) => ({
+      group: r.group_id,
+      topic: r.topic,
+      partition: r.partition,
+      offset: r.message_offset,
+      eventId: r.event_id,
+      attempt: r.attempt,
+      error: r.error.message ?? '',
+      code: r.error.code ?? null,
+      retryInMs: r.retry_in_ms,
+      at: iso(r.failed_at),
     })),
     deadLetters: deadLetters.map((d) => ({
       id: d.id,

@@ -202,6 +202,12 @@ function retentionSuite(name: string, open: () => Promise<TestDatabase>) {
          VALUES ('test', 'anonymous', 'old', 'h', 201, '{}', '{}', now() - interval '2 days'),
                 ('test', 'anonymous', 'new', 'h', 201, '{}', '{}', now())`,
       )
+      // A consumer's retries go with the inbox's retention.
+      await db.query(
+        `INSERT INTO consumer_retries (group_id, topic, partition, message_offset, message_key, attempt, error, retry_in_ms, failed_at)
+         VALUES ('g', 't', 0, '1', 'k', 1, '{"message":"old"}', 10, now() - interval '2 days'),
+                ('g', 't', 0, '2', 'k', 1, '{"message":"new"}', 10, now())`,
+      )
       const logged: unknown[] = []
       const metrics = createMetrics()
       const housekeeping = startHousekeeping({
@@ -213,9 +219,13 @@ function retentionSuite(name: string, open: () => Promise<TestDatabase>) {
       })
       t.after(() => housekeeping.stop())
 
-      assert.deepEqual(await housekeeping.runOnce(), { deleted: { log_messages: 2, inbox: 4, idempotency_keys: 1 } })
+      assert.deepEqual(await housekeeping.runOnce(), {
+        deleted: { log_messages: 2, inbox: 4, idempotency_keys: 1, consumer_retries: 1 },
+      })
       assert.equal(logged.length, 1, 'a pass that deleted something logs it')
-      assert.deepEqual(await housekeeping.runOnce(), { deleted: { log_messages: 0, inbox: 0, idempotency_keys: 0 } })
+      assert.deepEqual(await housekeeping.runOnce(), {
+        deleted: { log_messages: 0, inbox: 0, idempotency_keys: 0, consumer_retries: 0 },
+      })
       assert.equal(logged.length, 1, 'a pass that deleted nothing stays quiet')
       const counted = await metrics.registry.getSingleMetricAsString('orderflow_retention_deleted_rows_total')
       assert.match(counted, /table="inbox"} 4/)
@@ -228,7 +238,9 @@ function retentionSuite(name: string, open: () => Promise<TestDatabase>) {
       })
       t.after(() => keepForever.stop())
       await db.query(`UPDATE log_messages SET created_at = now() - interval '3650 days'`)
-      assert.deepEqual(await keepForever.runOnce(), { deleted: { log_messages: 0, inbox: 0, idempotency_keys: 0 } })
+      assert.deepEqual(await keepForever.runOnce(), {
+        deleted: { log_messages: 0, inbox: 0, idempotency_keys: 0, consumer_retries: 0 },
+      })
     })
 
     it('housekeeping runs on its own, survives a failing pass, and stop() waits for the running one', async (t) => {
@@ -279,7 +291,7 @@ function retentionSuite(name: string, open: () => Promise<TestDatabase>) {
       })
       assert.equal(warnings.length, 1, 'the failing pass was logged as a warning, and the schedule went on')
       assert.deepEqual(infos[0], {
-        deleted: { log_messages: 0, inbox: 1, idempotency_keys: 0 },
+        deleted: { log_messages: 0, inbox: 1, idempotency_keys: 0, consumer_retries: 0 },
         durationMs: (infos[0] as { durationMs: number }).durationMs,
       })
 

@@ -25,13 +25,19 @@ const INTERVAL_JITTER = 0.1
 
 export interface HousekeepingReport {
   /** Rows deleted per table in this pass. */
-  deleted: { log_messages: number; inbox: number; idempotency_keys: number }
+  deleted: { log_messages: number; inbox: number; idempotency_keys: number; consumer_retries: number }
 }
 
 /** Deletes inbox entries handled more than `olderThanMs` ago; 0 keeps them. */
 export async function pruneInbox(db: SqlDatabase, olderThanMs: number): Promise<{ deleted: number }> {
   if (olderThanMs <= 0 || !(await tableExists(db, 'inbox'))) return { deleted: 0 }
   return deleteInBatches(db, 'inbox', 'handled_at', olderThanMs)
+}
+
+/** Deletes the record of consumers' retries older than `olderThanMs`; 0 keeps them (as the inbox). */
+export async function pruneConsumerRetries(db: SqlDatabase, olderThanMs: number): Promise<{ deleted: number }> {
+  if (olderThanMs <= 0 || !(await tableExists(db, 'consumer_retries'))) return { deleted: 0 }
+  return deleteInBatches(db, 'consumer_retries', 'failed_at', olderThanMs)
 }
 
 /**
@@ -77,7 +83,7 @@ export function startHousekeeping(options: HousekeepingOptions): Housekeeping {
 
   const pass = async (): Promise<HousekeepingReport> => {
     const startedAt = Date.now()
-    const deleted = { log_messages: 0, inbox: 0, idempotency_keys: 0 }
+    const deleted = { log_messages: 0, inbox: 0, idempotency_keys: 0, consumer_retries: 0 }
     const failures: unknown[] = []
     // Each prune on its own: a failing table does not keep the others from shrinking.
     const attempt = async (table: keyof typeof deleted, prune: () => Promise<{ deleted: number }>) => {
@@ -96,6 +102,8 @@ export function startHousekeeping(options: HousekeepingOptions): Housekeeping {
       )
     }
     await attempt('inbox', () => pruneInbox(db, retention.inboxMs))
+    // A consumer's retries are kept as long as the inbox rows of what it handled.
+    await attempt('consumer_retries', () => pruneConsumerRetries(db, retention.inboxMs))
     await attempt('idempotency_keys', () => pruneIdempotencyKeys(db, retention.idempotencyKeyMs))
 
     if (Object.values(deleted).some((count) => count > 0)) {
@@ -156,8 +164,8 @@ async function tableExists(db: SqlDatabase, table: string): Promise<boolean> {
  */
 async function deleteInBatches(
   db: SqlDatabase,
-  table: 'inbox' | 'idempotency_keys',
-  column: 'handled_at' | 'created_at',
+  table: 'inbox' | 'idempotency_keys' | 'consumer_retries',
+  column: 'handled_at' | 'created_at' | 'failed_at',
   olderThanMs: number,
 ): Promise<{ deleted: number }> {
   // The cut-off is fixed once per prune, on the database's clock that wrote the timestamps.

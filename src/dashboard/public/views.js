@@ -355,6 +355,7 @@ const KIND_LABEL = {
   published: 'published',
   handled: 'handled',
   saga: 'saga',
+  retry: 'retry',
   'dead-letter': 'dead letter',
   parked: 'parked',
   resolved: 'resolved',

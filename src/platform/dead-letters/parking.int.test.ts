@@ -180,6 +180,44 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
       assert.deepEqual(handled.get('k'), [1, 2, 3, 4])
     })
 
+    it('records every retry with its error, for the journey', async (t) => {
+      const topic = uniqueName('steps')
+      const groupId = uniqueName('retrying')
+      let failures = 2
+      const subscription = await startReliableConsumer({
+        transport,
+        groupId,
+        topics: [topic],
+        decode: decodeStep,
+        retry: { max: 3, backoffMs: 5 },
+        logger,
+        deadLetters: sqlDeadLetterStore(db),
+        handle: async (s) => {
+          if (failures-- > 0) throw new Error(`step ${s.n} is not ready yet`)
+        },
+      })
+      t.after(() => subscription.close())
+      await joined(subscription)
+      await transport.publish([step(topic, 'r', 1)])
+      const rows = await waitFor(
+        async () => {
+          const { rows } = await db.query<{ attempt: number; error: { message: string }; retry_in_ms: number }>(
+            'SELECT attempt, error, retry_in_ms FROM consumer_retries WHERE group_id = $1 AND message_key = $2 ORDER BY id',
+            [groupId, 'r'],
+          )
+          return rows.length === 2 ? rows : null
+        },
+        { message: 'two retries recorded' },
+      )
+      assert.deepEqual(
+        rows.map((r) => [r.attempt, r.error.message, r.retry_in_ms]),
+        [
+          [1, 'step 1 is not ready yet', 5],
+          [2, 'step 1 is not ready yet', 10],
+        ],
+      )
+    })
+
     it('a discard releases the parked messages without handling the dead letter; a second action on it is refused', async (t) => {
       const topic = uniqueName('steps')
       const groupId = uniqueName('parking')

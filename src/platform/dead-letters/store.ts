@@ -40,6 +40,15 @@ export interface DeadLetterEntry {
   dlq: { topic: string; position?: PublishedPosition | undefined }
 }
 
+/** A failed attempt that the consumer retries (`consumer_retries`). */
+export interface RetryEntry {
+  groupId: string
+  message: IncomingMessage
+  attempt: number
+  error: { message: string; code?: string }
+  retryInMs: number
+}
+
 export interface ParkedMessage {
   seq: string
   message: IncomingMessage
@@ -51,6 +60,8 @@ export interface DeadLetterStore {
    * and, with `park`, parks its key in its group behind it. Returns the dead letter's id.
    */
   record(entry: DeadLetterEntry, options: { park: boolean }): Promise<string>
+  /** Records a failed attempt that will be retried, for the order's journey. */
+  retried(entry: RetryEntry): Promise<void>
   /** The dead letter each of `keys` waits for in `groupId` (keys not parked are absent). */
   blockers(groupId: string, keys: readonly string[]): Promise<Map<string, string>>
   /** Stores `message` behind its parked key; false when the key is no longer parked (handle it). */
@@ -130,6 +141,25 @@ export function sqlDeadLetterStore(db: SqlExecutor): DeadLetterStore {
         entry.failedAt,
       ])
       return (rows[0] as { id: string }).id
+    },
+
+    async retried({ groupId, message, attempt, error, retryInMs }) {
+      await db.query(
+        `INSERT INTO consumer_retries (group_id, topic, partition, message_offset, message_key, event_id, attempt, error,
+                                       retry_in_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)`,
+        [
+          groupId,
+          message.topic,
+          message.partition,
+          message.offset,
+          message.key,
+          message.headers[EVENT_ID_HEADER] ?? null,
+          attempt,
+          JSON.stringify(error),
+          Math.round(retryInMs),
+        ],
+      )
     },
 
     async blockers(groupId, keys) {

@@ -397,6 +397,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       )
     }
     const controller = new AbortController()
+    let positions: PublishedPosition[] = []
     let publishing: Promise<PublishedPosition[]>
     try {
       publishing = publish(
@@ -417,7 +418,13 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       timer = setTimeout(() => resolve('timed out'), publishTimeoutMs)
     })
     try {
-      const outcome = await Promise.race([publishing.then(() => 'published' as const), timedOut])
+      const outcome = await Promise.race([
+        publishing.then((landed) => {
+          positions = landed
+          return 'published' as const
+        }),
+        timedOut,
+      ])
       if (outcome === 'timed out') {
         const details = {
           batchSize: rows.length,
@@ -447,7 +454,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       clearTimeout(timer)
     }
     // A crash before this update republishes the batch: at least once, in order.
-    const marked = await markPublished(db, { ids, holder, shards, fence: ready })
+    const marked = await markPublished(db, { ids, holder, shards, fence: ready, positions })
     if (marked.size < rows.length) {
       const refused = rows.filter((r) => !marked.has(r.id))
       lostLease('marking published rows was refused', [...new Set(refused.map((r) => r.shard))], {

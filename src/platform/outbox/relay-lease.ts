@@ -219,15 +219,23 @@ WITH fence AS (
    WHERE lease.holder = $2 AND lease.expires_at > now()
      FOR SHARE OF lease
 )
-UPDATE outbox SET published_at = now(), published_epoch = fence.epoch, publish_attempts = publish_attempts + 1
-  FROM fence
- WHERE outbox.id = ANY($1::bigint[]) AND fence.id = outbox_shard(outbox.message_key, $5::int)
+UPDATE outbox SET published_at = now(), published_epoch = fence.epoch, publish_attempts = publish_attempts + 1,
+                  published_partition = landed.partition, published_offset = landed.offset
+  FROM fence, unnest($1::bigint[], $6::int[], $7::text[]) AS landed(id, partition, "offset")
+ WHERE outbox.id = landed.id AND fence.id = outbox_shard(outbox.message_key, $5::int)
 RETURNING outbox.id::text AS id`
 
 /** Marks `ids` published, fenced by each shard's holder and epoch; resolves with the ids it marked. */
 export async function markPublished(
   db: SqlExecutor,
-  options: { ids: string[]; holder: string; shards: number; fence: { shard: number; epoch: string }[] },
+  options: {
+    ids: string[]
+    holder: string
+    shards: number
+    fence: { shard: number; epoch: string }[]
+    /** Where each row landed (same order as `ids`), when the transport said. */
+    positions?: readonly ({ partition: number; offset: string } | undefined)[]
+  },
 ): Promise<Set<string>> {
   const { rows } = await db.query<{ id: string }>(MARK_PUBLISHED, [
     options.ids,
@@ -235,6 +243,8 @@ export async function markPublished(
     options.fence.map((s) => s.shard),
     options.fence.map((s) => s.epoch),
     options.shards,
+    options.ids.map((_, i) => options.positions?.[i]?.partition ?? null),
+    options.ids.map((_, i) => options.positions?.[i]?.offset ?? null),
   ])
   return new Set(rows.map((r) => r.id))
 }

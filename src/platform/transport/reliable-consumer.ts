@@ -412,6 +412,18 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
         retries++
         const delay = retryDelayMs(options.retry, retries)
         metrics?.retries.inc(labels)
+        // For the journey, best effort: a failure to record it must not hold the message back.
+        await store
+          ?.retried({
+            groupId,
+            message,
+            attempt,
+            error: { message: error.message, ...(error instanceof AppError ? { code: error.code } : {}) },
+            retryInMs: delay,
+          })
+          .catch((recordError: unknown) =>
+            logger.debug({ ...whereFrom(message, groupId), err: recordError }, 'the retry could not be recorded'),
+          )
         logger.warn(
           { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
           'handler failed; retrying',
