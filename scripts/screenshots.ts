@@ -15,7 +15,7 @@ if (!chromium) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--test', '--test-force-exit', '--test-reporter=spec', 'test/browser/dashboard.browser.e2e.test.ts'],
+  ['--test', '--test-reporter=spec', 'test/browser/dashboard.browser.e2e.test.ts'],
   {
     cwd: repoRoot,
     stdio: 'inherit',
