@@ -7,7 +7,8 @@ import { openPglite } from '../platform/sql/pglite.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
 import { openPostgres } from '../platform/sql/postgres.ts'
 import { type AuditReport, formatAuditReport, runAudit } from './audit.ts'
-import { deadLetterSourceFor, lagSourceFor } from './index.ts'
+import { indexedDeadLetters } from './dead-letters.ts'
+import { lagSourceFor } from './index.ts'
 
 /**
  * `npm run audit`: runs the invariant auditor against the deployment the environment describes
@@ -130,7 +131,7 @@ async function main(argv: string[]): Promise<number> {
       report = await runAudit(db, {
         stuckAfterMs: stuckAfter === undefined ? config.audit.stuckAfterMs : Number(stuckAfter),
         lag: lagSourceFor(config, db),
-        deadLetters: deadLetterSourceFor(config, db),
+        deadLetters: indexedDeadLetters(db),
       })
     } finally {
       await db.close()

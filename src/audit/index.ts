@@ -27,14 +27,6 @@ export function lagSourceFor(config: Config, db: SqlExecutor): LagSource {
     : embeddedLag(db, config.kafka.topicPrefix)
 }
 
-/**
- * Where this deployment's open dead letters are counted: the dead-letter console's index, which
- * knows what operators redrove or discarded (the topics keep every record until their retention).
- */
-export function deadLetterSourceFor(_config: Config, db: SqlExecutor): DeadLetterSource {
-  return indexedDeadLetters(db)
-}
-
 /** How long readiness reuses a dead-letter count: probes come every few seconds. */
 const DEAD_LETTER_HEALTH_TTL_MS = 10_000
 const DEAD_LETTER_HEALTH_TIMEOUT_MS = 1_500
@@ -102,7 +94,7 @@ export function auditModule(): ServiceModule {
     name: 'audit',
     async start(context) {
       const lag = lagSourceFor(context.config, context.db)
-      const deadLetters = deadLetterSourceFor(context.config, context.db)
+      const deadLetters = indexedDeadLetters(context.db)
       const routes: FastifyPluginAsync = async (plugin) => {
         const app = plugin.withTypeProvider<ZodTypeProvider>()
         app.get(
