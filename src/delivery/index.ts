@@ -59,7 +59,7 @@ export const deliveryService = defineService({
       context.afterCommit(() => timer.wake(due.delayMs))
       return [{ schedule: due }]
     },
-  start(context, { execute, timer }) {
+  start(context, { execute, executeBatch, timer }) {
     const timers = startTimerPoller<{ orderId: string; correlationId?: string; traceparent?: string }>({
       db: context.db,
       kind: DELIVERY_DUE_TIMER,
@@ -70,6 +70,20 @@ export const deliveryService = defineService({
         await execute(
           { commandType: 'DeliverOrder', orderId },
           { ...(correlationId ? { correlationId } : {}), ...(traceparent ? { traceparent } : {}) },
+        )
+      },
+      // Deliveries due together in one transaction; the inbox (one entry per timer's due time) makes
+      // a batch fired again after a crash change nothing.
+      fireBatch: async (due) => {
+        await executeBatch(
+          due.map(({ id, dueAt, payload: { orderId, correlationId, traceparent } }) => ({
+            command: { commandType: 'DeliverOrder', orderId },
+            metadata: {
+              inbox: { consumer: DELIVERY_DUE_TIMER, messageId: `${id}@${dueAt}` },
+              ...(correlationId ? { correlationId } : {}),
+              ...(traceparent ? { traceparent } : {}),
+            },
+          })),
         )
       },
     })

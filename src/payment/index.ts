@@ -6,7 +6,7 @@ import type { ModuleContext } from '../platform/module.ts'
 import { accept, defineService, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
 import { authorizeWithRetries, seededRandom } from './application/authorize.ts'
-import { executePayment, paymentAggregate } from './application/payment-store.ts'
+import { paymentAggregate, preparePayment } from './application/payment-store.ts'
 import { createSimulatedGateway, type PaymentGateway } from './domain/gateway.ts'
 import { type PaymentCommand, paymentCommandFor } from './domain/payment.ts'
 
@@ -14,7 +14,8 @@ import { type PaymentCommand, paymentCommandFor } from './domain/payment.ts'
  * The payment service (seed 004): takes each order's payment at most once, through a gateway
  * (simulated and configured by PAYMENT_GATEWAY_*), and publishes the outcome on `payment-events`.
  * Orchestration: commands from the saga on `payment_commands`; choreography: `order-events`.
- * A payment calls the gateway, so its consumers take one message at a time (no batch).
+ * A payment asks the gateway before its transaction (`prepare`): a consumer's batch asks it for
+ * every payment of the batch at once, then writes them all in the batch's one transaction.
  */
 
 /** Orchestration: the Create-Order saga's commands on `payment_commands`. */
@@ -100,16 +101,15 @@ export function paymentModule(options: PaymentModuleOptions = {}) {
     setup: (context) => gatewayFor(context, options),
     aggregate: paymentAggregate,
     intake: [
-      accept(paymentCommands, { group: PAYMENT_COMMANDS_GROUP, batch: false, toCommand }),
+      accept(paymentCommands, { group: PAYMENT_COMMANDS_GROUP, toCommand }),
       react(orderEvents, {
         group: PAYMENT_ORDER_EVENTS_GROUP,
         mode: 'choreography',
-        batch: false,
         commandFor: paymentCommandFor,
       }),
     ],
-    async execute(aggregate, command, metadata, { authorize, decided, instanceId, context }) {
-      const result = await executePayment(aggregate, command, metadata, authorize)
+    prepare: (command, { authorize, load }) => preparePayment(command, load, authorize),
+    observe(result, _command, { decided, instanceId, context }) {
       for (const event of result.events) {
         if (event.eventType !== 'PaymentProcessed' && event.eventType !== 'PaymentFailed') continue
         const outcome = event.eventType === 'PaymentProcessed' ? 'captured' : 'failed'
@@ -119,7 +119,6 @@ export function paymentModule(options: PaymentModuleOptions = {}) {
           `payment ${event.paymentId} ${outcome} by ${instanceId}`,
         )
       }
-      return result
     },
   })
 }

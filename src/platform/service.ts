@@ -68,6 +68,8 @@ export interface Aggregate<Command, Event, State> {
   ): Promise<{ result: CommandResult<Event, State>; extra: T }>
   /** The current state of a stream, read without a lock. */
   load(streamId: string): Promise<State>
+  /** The current states of several streams in one statement (those without a row left out), without a lock. */
+  loadMany(streamIds: readonly string[]): Promise<Map<string, State>>
   /** A consumer batch's commands in its transaction, one statement per table (`handleBatch`). */
   executeBatch(items: readonly BatchCommand<Command, State>[]): Promise<(CommandResult<Event, State> | null)[]>
   /** Whether `executeBatch` can run (the state store reads and writes many streams at once). */
@@ -129,6 +131,18 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
     execute: async (command, metadata = {}) => (await executeWith(command, metadata, async () => undefined)).result,
     executeWith,
     load: async (streamId) => (await definition.state.load(context.db, streamId)).state,
+    async loadMany(streamIds) {
+      const { loadMany } = definition.state
+      const unique = [...new Set(streamIds)]
+      if (!loadMany) {
+        const states = await Promise.all(
+          unique.map(async (id) => [id, (await definition.state.load(context.db, id)).state] as const),
+        )
+        return new Map(states)
+      }
+      const rows = await loadMany(context.db, unique)
+      return new Map([...rows].map(([id, row]) => [id, row.state]))
+    },
     executeBatch: (items) => handler.handleBatch(items, { streamOf, ...(within ? { timers: within } : {}) }),
     batches: handler.batches,
   }
@@ -268,15 +282,20 @@ export interface ServiceDefinition<
   /** Its projections, run by the process's one projection runner. */
   projections?: readonly ProjectionDefinition[]
   /**
-   * How a command is carried out when it takes more than the aggregate's transaction (asking a
-   * gateway first, a timer in the same transaction). Every intake goes through it.
+   * Work a command needs done before its transaction, outside it (asking a payment gateway): given
+   * the command and the current state of any stream (`load`, read without a lock), returns the
+   * command as the transaction carries it out. The decider decides it again on the locked state, so
+   * what changed in between (a race with another instance) is decided right. Every intake goes
+   * through it: one command before its transaction; a consumer's batch with every command's
+   * preparation at once, on the batch's states read in one statement, before the batch's one
+   * transaction. A mapping that reads state reads it there too, before the transaction.
    */
-  execute?(
-    aggregate: Aggregate<Command, Event, State>,
+  prepare?(
     command: Command,
-    metadata: CommandMetadata,
-    setup: Setup & { context: ModuleContext },
-  ): Promise<CommandResult<Event, State>>
+    setup: Setup & { context: ModuleContext; load(streamId: string): Promise<State> },
+  ): Promise<Command>
+  /** Told of each command's result once it is committed (a metric, a log line), whoever sent it. */
+  observe?(result: CommandResult<Event, State>, command: Command, setup: Setup & { context: ModuleContext }): void
   /**
    * The timers it sets or removes with every command, whoever sent the command (an intake, its
    * routes, a timer), written in the command's transaction: the order's journey deadlines, say.
@@ -295,8 +314,14 @@ export interface ServiceParts<Command, Event, State> {
   aggregate: Aggregate<Command, Event, State>
   /** Each running intake's consumer, by group (once started). */
   subscriptions?: ReadonlyMap<string, Subscription>
-  /** Carries a command out as every intake does (the service's `execute`, or the aggregate's). */
+  /** Carries a command out as every intake does (`prepare`, the aggregate's transaction, `observe`). */
   execute(command: Command, metadata?: CommandMetadata): Promise<CommandResult<Event, State>>
+  /**
+   * Carries several out as a consumer's batch is (`prepare` for all, one transaction, `observe`):
+   * each needs an inbox entry. Throws what the aggregate's `executeBatch` throws (`NotForBatch`, a
+   * conflict) for the caller to go one at a time.
+   */
+  executeBatch(items: readonly BatchCommand<Command, State>[]): Promise<(CommandResult<Event, State> | null)[]>
 }
 
 /** A declared service: a module, and what it reads and writes for those who ask (the ACL table). */
@@ -336,11 +361,65 @@ export function defineService<
       const definition = { ...service.aggregate, state: typeof state === 'function' ? state(setup) : state }
       const within = service.within?.({ ...setup, context })
       const aggregate = createAggregate(definition, { ...context, ...(within ? { within } : {}) })
-      const execute = (command: Command, metadata: CommandMetadata = {}) =>
-        service.execute
-          ? service.execute(aggregate, command, metadata, { ...setup, context })
-          : aggregate.execute(command, metadata)
-      const parts = { ...setup, aggregate, execute }
+      const { prepare, observe } = service
+      const hooks = { ...setup, context }
+      const execute = async (command: Command, metadata: CommandMetadata = {}) => {
+        const ready = prepare ? await prepare(command, { ...hooks, load: aggregate.load }) : command
+        const result = await aggregate.execute(ready, metadata)
+        observe?.(result, ready, hooks)
+        return result
+      }
+      /**
+       * A batch's commands prepared at once (`prepare`), outside its transaction: the states of the
+       * streams they address are read in one statement, when a preparation first asks for one.
+       */
+      const prepareBatch = async (
+        commands: readonly BatchCommand<Command, State>[],
+      ): Promise<readonly BatchCommand<Command, State>[]> => {
+        if (!prepare) return commands
+        const addressed = new Set(
+          commands.flatMap((item) => ('command' in item ? [definition.streamOf(item.command)] : [])),
+        )
+        let states: Promise<Map<string, State>> | undefined
+        const load = async (streamId: string): Promise<State> => {
+          if (!addressed.has(streamId)) return aggregate.load(streamId)
+          states ??= aggregate.loadMany([...addressed])
+          const known = await states
+          return known.has(streamId) ? (known.get(streamId) as State) : definition.decider.initialState()
+        }
+        const resolved: BatchCommand<Command, State>[] = []
+        for (const item of commands) {
+          if ('command' in item) {
+            resolved.push(item)
+            continue
+          }
+          const command = await item.resolve(load)
+          resolved.push(
+            command === null || command === undefined
+              ? { metadata: item.metadata, resolve: async () => null }
+              : { metadata: item.metadata, command },
+          )
+        }
+        return Promise.all(
+          resolved.map(async (item) =>
+            'command' in item
+              ? { metadata: item.metadata, command: await prepare(item.command, { ...hooks, load }) }
+              : item,
+          ),
+        )
+      }
+      const executeBatch = async (items: readonly BatchCommand<Command, State>[]) => {
+        const prepared = await prepareBatch(items)
+        const results = await aggregate.executeBatch(prepared)
+        if (observe) {
+          results.forEach((result, i) => {
+            const item = prepared[i]
+            if (result && item && 'command' in item) observe(result, item.command, hooks)
+          })
+        }
+        return results
+      }
+      const parts = { ...setup, aggregate, execute, executeBatch }
       const started = (await service.start?.(context, parts)) ?? ({} as StartedModule & Handle)
       const intakeContext: IntakeContext<State> = { config: context.config, load: aggregate.load }
       /** A mapping that reads a stream is left for the batch to run once it knows the batch's states. */
@@ -369,7 +448,7 @@ export function defineService<
             decode: (message) => decodeIntake(decoders, message),
             // A partition's backlog in one statement per table: the commands of the messages, known
             // from each message alone, or (a mapping that reads a stream) found as the batch goes.
-            ...(each.batch && aggregate.batches && !service.execute
+            ...(each.batch && aggregate.batches
               ? {
                   handleBatch: async (items: readonly { value: Cause; message: IncomingMessage }[]) => {
                     const commands: BatchCommand<Command, State>[] = []
@@ -391,7 +470,7 @@ export function defineService<
                       }
                       if (command !== null && command !== undefined) commands.push({ metadata, command })
                     }
-                    const results = await aggregate.executeBatch(commands)
+                    const results = await executeBatch(commands)
                     if (context.logger.isLevelEnabled('debug')) {
                       context.logger.debug(
                         {

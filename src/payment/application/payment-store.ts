@@ -1,7 +1,7 @@
 import { type PaymentEventData, paymentEvents, paymentStreamId } from '../../contracts/payment/events.ts'
-import type { CommandMetadata, CommandResult, StateStore } from '../../platform/es/command-handler.ts'
+import type { StateStore } from '../../platform/es/command-handler.ts'
 import { stateTable } from '../../platform/es/state-table.ts'
-import type { Aggregate, AggregateDefinition } from '../../platform/service.ts'
+import type { AggregateDefinition } from '../../platform/service.ts'
 import type { AuthorizationRequest, GatewayOutcome } from '../domain/gateway.ts'
 import {
   authorizationRequestFor,
@@ -12,8 +12,8 @@ import {
 } from '../domain/payment.ts'
 
 /**
- * The payment service's write side: one command = one transaction (inbox, events, the `payments`
- * row, the outbox for `payment-events` keyed by the order id).
+ * The payment service's write side: one command, or a consumer's batch of them, in one transaction
+ * (inbox, events, the `payments` row, the outbox for `payment-events` keyed by the order id).
  *
  * ProcessPayment asks the gateway before the transaction, and only when the payment is not decided
  * yet (`authorizationRequestFor`): a redelivered or re-sent command never reaches the gateway, and
@@ -51,17 +51,17 @@ export const paymentAggregate = {
   publishes: paymentEvents,
 } satisfies Omit<AggregateDefinition<PaymentCommand, PaymentEventData, PaymentState>, 'state'> & { state: unknown }
 
-export type PaymentResult = CommandResult<PaymentEventData, PaymentState>
-
-/** Carries a payment command out: a ProcessPayment not decided yet asks the gateway first. */
-export async function executePayment(
-  aggregate: Aggregate<PaymentCommand, PaymentEventData, PaymentState>,
+/**
+ * A payment command as its transaction carries it out: a ProcessPayment not decided yet asks the
+ * gateway first, and carries its outcome; anything else goes as it is.
+ */
+export async function preparePayment(
   command: PaymentCommand,
-  metadata: CommandMetadata,
+  load: (streamId: string) => Promise<PaymentState>,
   authorize: (request: AuthorizationRequest) => Promise<GatewayOutcome>,
-): Promise<PaymentResult> {
-  if (command.commandType !== 'ProcessPayment' || command.outcome) return aggregate.execute(command, metadata)
-  const request = authorizationRequestFor(command, await aggregate.load(paymentStreamId(command.orderId)))
+): Promise<PaymentCommand> {
+  if (command.commandType !== 'ProcessPayment' || command.outcome) return command
+  const request = authorizationRequestFor(command, await load(paymentStreamId(command.orderId)))
   const outcome = request ? await authorize(request) : undefined
-  return aggregate.execute({ ...command, outcome }, metadata)
+  return { ...command, outcome }
 }

@@ -176,6 +176,59 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       const firedAt = fired.get('postpone-1')?.getTime() ?? 0
       assert.ok(firedAt >= scheduledAt + 3 * DELAY_MS, 'due, then put off twice by DELAY_MS each')
     })
+
+    it('fires the timers one query claimed together, and one at a time when that fails', async () => {
+      const together: string[][] = []
+      const alone: string[] = []
+      let failTogether = false
+      const batchKind = `${KIND}-together`
+      const poller = startTimerPoller<{ n: number }>({
+        db,
+        kind: batchKind,
+        logger,
+        pollIntervalMs: 50,
+        fireBatch: async (due) => {
+          if (failTogether) throw new Error('one of them cannot be fired together')
+          together.push(due.map((timer) => timer.id).sort())
+        },
+        fire: async (timer) => {
+          alone.push(timer.id)
+        },
+      })
+      try {
+        const remaining = async () =>
+          (await db.query('SELECT id FROM scheduled_timers WHERE kind = $1', [batchKind])).rows.length
+        // Written in one transaction with one due time: one claim takes all five.
+        await db.transaction((tx) =>
+          writeTimerChanges(
+            tx,
+            [1, 2, 3, 4, 5].map((n) => ({
+              schedule: { id: `together-${n}`, kind: batchKind, delayMs: 100, payload: { n } },
+            })),
+          ),
+        )
+        await waitFor(async () => together.length === 1 && (await remaining()) === 0, {
+          message: 'the five timers fire in one call and are removed',
+        })
+        assert.deepEqual(together, [['together-1', 'together-2', 'together-3', 'together-4', 'together-5']])
+        assert.deepEqual(alone, [])
+
+        failTogether = true
+        await db.transaction((tx) =>
+          writeTimerChanges(
+            tx,
+            [6, 7, 8].map((n) => ({ schedule: { id: `alone-${n}`, kind: batchKind, delayMs: 100, payload: { n } } })),
+          ),
+        )
+        await waitFor(async () => alone.length === 3 && (await remaining()) === 0, {
+          message: 'a batch that failed fires each timer on its own, and each is removed',
+        })
+        assert.deepEqual(alone.sort(), ['alone-6', 'alone-7', 'alone-8'])
+        assert.equal(together.length, 1)
+      } finally {
+        await poller.stop()
+      }
+    })
   })
 }
 

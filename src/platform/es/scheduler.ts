@@ -9,7 +9,8 @@ import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
  * A timer is a row in `scheduled_timers` (platform migrations 003 and 004), written with
  * `scheduleTimer` in the transaction that decided it, so a timer exists exactly when the decision
  * does. A poller per kind claims due rows with `FOR UPDATE SKIP LOCKED` (several processes share
- * the work, none fires a row another holds) and a lease, calls `fire`, and deletes the row. A
+ * the work, none fires a row another holds) and a lease, calls `fire` (or `fireBatch` for all the
+ * timers one query claimed), and deletes the row. A
  * process that dies while firing leaves the row to be claimed again once the lease is over, so
  * `fire` must be idempotent (the saga ignores a stale timeout; delivering twice emits nothing).
  *
@@ -163,6 +164,12 @@ export interface TimerPollerOptions<Payload> {
    */
   // biome-ignore lint/suspicious/noConfusingVoidType: a fire that returns nothing carried the timer out
   fire(timer: TimerRow<Payload>): Promise<void | { postponeMs: number }>
+  /**
+   * Carries out several due timers at once (one transaction for all of them, say), when a pass
+   * claims more than one: the fired timers are then removed in one statement. A throw hands them
+   * to `fire`, one at a time, each with its own retries and backoff.
+   */
+  fireBatch?(timers: readonly TimerRow<Payload>[]): Promise<void>
   pollIntervalMs?: number
   /** Timers claimed per query. */
   batchSize?: number
@@ -286,13 +293,35 @@ export function startTimerPoller<Payload>(options: TimerPollerOptions<Payload>):
     return inMs === null || inMs === undefined ? Number.POSITIVE_INFINITY : Number(inMs)
   }
 
+  /** The claimed timers carried out together (`fireBatch`) and removed in one statement; false if that failed. */
+  const fireTogether = async (due: readonly TimerRow<Payload>[]): Promise<boolean> => {
+    if (!options.fireBatch || due.length < 2) return false
+    try {
+      await options.fireBatch(due)
+    } catch (error) {
+      logger.debug({ err: error, kind, timers: due.length }, 'timers fired together failed; firing them one at a time')
+      return false
+    }
+    // As for one: only the claims just fired go (a timer moved meanwhile has a new due time). If this
+    // fails, the claims run out and the timers fire again, which `fire` must allow anyway.
+    await db.query(
+      `DELETE FROM scheduled_timers AS t
+        USING unnest($1::text[], $2::timestamptz[]) AS fired(id, due_at)
+        WHERE t.id = fired.id AND t.due_at = fired.due_at AND t.claimed_until IS NOT NULL`,
+      [due.map((row) => row.id), due.map((row) => row.dueAt)],
+    )
+    return true
+  }
+
   const pass = async () => {
     await db.query(ARM_PUBLISHED, [kind])
     for (;;) {
       const due = await claim()
       if (due.length === 0) break
-      for (let i = 0; i < due.length; i += concurrency) {
-        await Promise.all(due.slice(i, i + concurrency).map(fireOne))
+      if (!(await fireTogether(due))) {
+        for (let i = 0; i < due.length; i += concurrency) {
+          await Promise.all(due.slice(i, i + concurrency).map(fireOne))
+        }
       }
       if (stopped || due.length < batchSize) break
     }

@@ -1,0 +1,4 @@
+import { batchedCallsSuite } from './batched-calls.suite.ts'
+
+batchedCallsSuite('kafka', 'orchestration')
+batchedCallsSuite('kafka', 'choreography')
