@@ -408,8 +408,8 @@ export function defineService<
           ),
         )
       }
-      const executeBatch = async (items: readonly BatchCommand<Command, State>[]) => {
-        const prepared = await prepareBatch(items)
+      /** Prepared commands in one transaction (the aggregate's batch), each result observed. */
+      const commitBatch = async (prepared: readonly BatchCommand<Command, State>[]) => {
         const results = await aggregate.executeBatch(prepared)
         if (observe) {
           results.forEach((result, i) => {
@@ -419,6 +419,8 @@ export function defineService<
         }
         return results
       }
+      const executeBatch = async (items: readonly BatchCommand<Command, State>[]) =>
+        commitBatch(await prepareBatch(items))
       const parts = { ...setup, aggregate, execute, executeBatch }
       const started = (await service.start?.(context, parts)) ?? ({} as StartedModule & Handle)
       const intakeContext: IntakeContext<State> = { config: context.config, load: aggregate.load }
@@ -437,6 +439,29 @@ export function defineService<
             if (!each.whenRefused || !(error instanceof AppError) || error.retryable) return { action: 'dead-letter' }
             return each.whenRefused(error, command, await aggregate.load(definition.streamOf(command)))
           }
+          /** A batch's messages as commands: known from each message alone, or found as the batch goes. */
+          const commandsOf = async (items: readonly { value: Cause; message: IncomingMessage }[]) => {
+            const commands: BatchCommand<Command, State>[] = []
+            for (const { value: message, message: raw } of items) {
+              const metadata = causedBy(raw, each.group, message) as BatchCommand<Command, State>['metadata']
+              if ('expectedVersion' in message && message.expectedVersion !== undefined) {
+                metadata.expectedVersion = message.expectedVersion
+              }
+              let command: Command | null | undefined
+              try {
+                command = await each.toCommand(message, withoutState)
+              } catch (error) {
+                if (!(error instanceof NeedsState)) throw error
+                commands.push({
+                  metadata,
+                  resolve: (load) => Promise.resolve(each.toCommand(message, { config: context.config, load })),
+                })
+                continue
+              }
+              if (command !== null && command !== undefined) commands.push({ metadata, command })
+            }
+            return commands
+          }
           const subscription = await context.consume<Cause>({
             groupId: each.group,
             batch: each.batch,
@@ -450,27 +475,21 @@ export function defineService<
             // from each message alone, or (a mapping that reads a stream) found as the batch goes.
             ...(each.batch && aggregate.batches
               ? {
-                  handleBatch: async (items: readonly { value: Cause; message: IncomingMessage }[]) => {
-                    const commands: BatchCommand<Command, State>[] = []
-                    for (const { value: message, message: raw } of items) {
-                      const metadata = causedBy(raw, each.group, message) as BatchCommand<Command, State>['metadata']
-                      if ('expectedVersion' in message && message.expectedVersion !== undefined) {
-                        metadata.expectedVersion = message.expectedVersion
+                  // A service that prepares its commands (a call out) does so before the batch's
+                  // transaction, which the consumer opens only after this.
+                  ...(prepare
+                    ? {
+                        prepareBatch: async (items: readonly { value: Cause; message: IncomingMessage }[]) =>
+                          prepareBatch(await commandsOf(items)),
                       }
-                      let command: Command | null | undefined
-                      try {
-                        command = await each.toCommand(message, withoutState)
-                      } catch (error) {
-                        if (!(error instanceof NeedsState)) throw error
-                        commands.push({
-                          metadata,
-                          resolve: (load) => Promise.resolve(each.toCommand(message, { config: context.config, load })),
-                        })
-                        continue
-                      }
-                      if (command !== null && command !== undefined) commands.push({ metadata, command })
-                    }
-                    const results = await executeBatch(commands)
+                    : {}),
+                  handleBatch: async (
+                    items: readonly { value: Cause; message: IncomingMessage }[],
+                    prepared?: unknown,
+                  ) => {
+                    const results = await commitBatch(
+                      (prepared as readonly BatchCommand<Command, State>[] | undefined) ?? (await commandsOf(items)),
+                    )
                     if (context.logger.isLevelEnabled('debug')) {
                       context.logger.debug(
                         {

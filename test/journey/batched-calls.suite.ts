@@ -5,6 +5,7 @@ import { dispatchModule } from '../../src/dispatch/index.ts'
 import { orderModule } from '../../src/order/index.ts'
 import { type AuthorizationRequest, createSimulatedGateway } from '../../src/payment/domain/gateway.ts'
 import { paymentModule } from '../../src/payment/index.ts'
+import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { sagaModule } from '../../src/saga/index.ts'
 import { waitFor } from '../support/index.ts'
 import {
@@ -16,6 +17,19 @@ import {
   seed004Order,
   startJourneyApp,
 } from './support.ts'
+
+/** Whether the database answers a query within `ms`. */
+async function answersWithin(db: SqlDatabase, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([db.query('SELECT 1').then(() => true as const), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /**
  * The services that call out still take a backlog in one transaction: payment asks its gateway for
@@ -32,6 +46,8 @@ export function batchedCallsSuite(infra: Infrastructure, mode: SagaMode) {
     const requests: AuthorizationRequest[] = []
     let inGateway = 0
     let mostAtOnce = 0
+    /** Gateway calls made while the database could not answer: a transaction held open across the call. */
+    let callsInTransaction = 0
     let open!: () => void
     const opened = new Promise<void>((resolve) => {
       open = resolve
@@ -52,9 +68,12 @@ export function batchedCallsSuite(infra: Infrastructure, mode: SagaMode) {
             gateway: {
               async authorize(request) {
                 requests.push(request)
+                // On PGlite a transaction holds the one connection: a query from outside waits for
+                // it. A call made inside the batch's transaction would find the database busy.
                 inGateway++
                 mostAtOnce = Math.max(mostAtOnce, inGateway)
                 try {
+                  if (!(await answersWithin(journey.db.db, 5_000))) callsInTransaction++
                   await opened
                   return await simulated.authorize(request)
                 } finally {
@@ -92,6 +111,7 @@ export function batchedCallsSuite(infra: Infrastructure, mode: SagaMode) {
 
       assert.equal(requests.length, ORDERS, 'the gateway is asked once per payment')
       assert.equal(new Set(requests.map((r) => r.paymentId)).size, ORDERS)
+      assert.equal(callsInTransaction, 0, 'no transaction is held open while the gateway is asked')
       assert.ok(mostAtOnce > 1, `a batch asks the gateway for its payments at once (at most ${mostAtOnce} at a time)`)
 
       const paid = await transactionsOf('PaymentProcessed')

@@ -76,7 +76,13 @@ export interface ReliableConsumerOptions<T> {
    * table. Anything it throws sends the batch through `handle` one message at a time, as any
    * failed batch, so it may refuse whatever it does not handle in bulk (a refusal, a conflict).
    */
-  handleBatch?: (items: readonly { value: T; message: IncomingMessage }[]) => Promise<void>
+  handleBatch?: (items: readonly { value: T; message: IncomingMessage }[], prepared?: unknown) => Promise<void>
+  /**
+   * Work a batch needs before its transaction, run outside it (before `batch.run`): a call out to
+   * another system, which must not hold a transaction open. What it returns is handed to
+   * `handleBatch`; a throw sends the batch one message at a time, as a failed batch.
+   */
+  prepareBatch?: (items: readonly { value: T; message: IncomingMessage }[]) => Promise<unknown>
   /**
    * Where dead letters are indexed for the console (platform/dead-letters/store.ts), after their
    * record was written to `<topic>-dlq`. Messages an operator sends to one group (a redrive, a
@@ -574,12 +580,11 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     const stopTimer = metrics?.handlerSeconds.startTimer(labels)
     let failed = false
     try {
+      const items: { value: T; message: IncomingMessage }[] = []
+      for (const { message, decoded: value } of decoded) if (value.ok) items.push({ value: value.value, message })
+      const prepared = options.handleBatch && options.prepareBatch ? await options.prepareBatch(items) : undefined
       await batch.run(async () => {
-        if (options.handleBatch) {
-          const items: { value: T; message: IncomingMessage }[] = []
-          for (const { message, decoded: value } of decoded) if (value.ok) items.push({ value: value.value, message })
-          return options.handleBatch(items)
-        }
+        if (options.handleBatch) return options.handleBatch(items, prepared)
         for (const { message, decoded: value } of decoded) {
           if (value.ok) await options.handle(value.value, message)
         }
