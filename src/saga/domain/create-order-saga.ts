@@ -631,13 +631,24 @@ export function defineCreateOrderSaga(
     return steps[step].awaits.includes(input.eventType) ? compensate(known, context) : []
   }
 
-  /** A late answer to a completed saga: only a cancelled one has something left to put right. */
+  /**
+   * A late answer to a completed saga. A delivered one has something to put right only when the
+   * order was cancelled after all: the order service accepts a cancel until it has applied
+   * DISPATCHED, which the saga sends on OrderDispatched, so a cancel can land between the shipment
+   * and that status change, and even after the delivery when the order's commands are slow. The
+   * cancellation stands (the customer was told): the money is refunded and the saga parks, goods
+   * out, as it does for a cancel on DELIVERY.
+   */
   const afterCompletion = (
     state: CreateOrderSagaState,
     known: CreateOrderSagaState,
     input: SagaEventInput,
     context: DecideContext,
   ): CreateOrderSagaOutput[] => {
+    if (state.outcome === 'DELIVERED') {
+      if (input.eventType !== 'OrderCancelled' || known.settledByOperator) return []
+      return startCompensation(known, input.reason, context)
+    }
     if (state.outcome !== 'CANCELLED') return []
     if (input.eventType === 'PaymentProcessed' && nextCompensation(known) === 'REFUND_PAYMENT') {
       return compensate(known, context)

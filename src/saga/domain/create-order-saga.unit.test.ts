@@ -238,7 +238,7 @@ describe('Create-Order saga: the order journey', () => {
     spec.given().when(processed).thenNothingHappened()
     spec
       .given(...happyPath)
-      .when(cancelled('too late'))
+      .when({ ...confirmed, eventId: 'event-confirmed-again' })
       .thenNothingHappened()
     spec
       .given(...happyPath)
@@ -625,6 +625,20 @@ describe('Create-Order saga: late answers', () => {
     spec
       .given(...done)
       .when(delivered)
+      .thenOutputs([park(goodsOut('delivered', reason))])
+  })
+
+  it('refunds a delivered order whose cancel the order service took before it applied DISPATCHED, then parks', () => {
+    const reason = 'customer changed their mind'
+    assert.equal(spec.given(...happyPath).state.outcome, 'DELIVERED')
+    spec
+      .given(...happyPath)
+      .when(cancelled(reason))
+      .thenOutputs([refundPayment(reason), deadline('REFUND_PAYMENT', 1)])
+    assert.equal(spec.given(...happyPath, cancelled(reason)).state.status, 'COMPENSATING')
+    spec
+      .given(...happyPath, cancelled(reason))
+      .when(refunded(reason))
       .thenOutputs([park(goodsOut('delivered', reason))])
   })
 
