@@ -4,6 +4,7 @@ import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/platform/config.ts'
 import { createLogger } from '../src/platform/logger.ts'
 import { createMetrics } from '../src/platform/metrics.ts'
+import { openPersonalData } from '../src/platform/runtime.ts'
 import { openPglite } from '../src/platform/sql/pglite.ts'
 import { createEmbeddedTransport } from '../src/platform/transport/embedded.ts'
 import { instrumentTransport } from '../src/platform/transport/instrumented.ts'
@@ -48,6 +49,7 @@ async function metricsOfApp(mode: 'orchestration' | 'choreography'): Promise<Met
       metrics,
       db,
       transport: instrumentTransport(transport, { logger, metrics }),
+      personalData: openPersonalData(loadConfig({}), db),
       close: async () => {},
     },
     allModules(),

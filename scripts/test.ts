@@ -1,6 +1,6 @@
 /**
- * The whole test suite, as CI runs it: lint and typecheck, then every test file against a real
- * PostgreSQL and a real Kafka broker started for this run.
+ * The whole test suite, as CI runs it: lint, typecheck and the schema compatibility gate, then
+ * every test file against a real PostgreSQL and a real Kafka broker started for this run.
  *
  *   npm test                          everything
  *   npm test -- src/platform          only test files whose path contains `src/platform`
@@ -37,6 +37,10 @@ async function main(args: string[]): Promise<number> {
   }
   announce('typecheck: tsc --noEmit')
   if ((await run(bin('tsc'), ['--noEmit'])) !== 0) return failed('the typecheck failed')
+  announce('schema compatibility: npm run schemas -- check')
+  if ((await run(process.execPath, [join(repoRoot, 'scripts', 'schemas.ts'), 'check'])) !== 0) {
+    return failed('a message schema change would break its readers (see "Schema evolution" in src/contracts/README.md)')
+  }
 
   const files = globSync(testFilePatterns, { cwd: repoRoot, exclude: (path) => path.includes('node_modules') })
     .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))

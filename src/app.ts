@@ -249,6 +249,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
         metrics,
         db: batches.db,
         transport,
+        personalData: runtime.personalData,
         brokerProblem: () => runtime.brokerWatch?.problem(),
         clock,
         retry,

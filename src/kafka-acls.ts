@@ -7,6 +7,7 @@ import { DISPATCH_COMMANDS_TOPIC } from './contracts/dispatch/commands.ts'
 import { ORDER_COMMANDS_TOPIC } from './contracts/order/commands.ts'
 import { PAYMENT_COMMANDS_TOPIC } from './contracts/payment/commands.ts'
 import { SHOP_ORDER_EVENTS_TOPIC } from './contracts/shop/events.ts'
+import { customerModule } from './customer/index.ts'
 import { deliveryModule } from './delivery/index.ts'
 import { dispatchModule } from './dispatch/index.ts'
 import { orderModule } from './order/index.ts'
@@ -81,6 +82,7 @@ const services: readonly ServiceKafkaAccess[] = [
   declared(paymentModule()),
   declared(dispatchModule()),
   declared(deliveryModule()),
+  declared(customerModule()),
   {
     service: 'saga',
     writes: [PAYMENT_COMMANDS_TOPIC, ORDER_COMMANDS_TOPIC, DISPATCH_COMMANDS_TOPIC, DELIVERY_COMMANDS_TOPIC],

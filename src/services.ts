@@ -1,6 +1,7 @@
 import { auditModule } from './audit/index.ts'
 import { cartModule } from './cart/index.ts'
 import { coffeeModule } from './coffee/index.ts'
+import { customerModule } from './customer/index.ts'
 import { dashboardModule } from './dashboard/index.ts'
 import { deadLettersModule } from './dead-letters/index.ts'
 import { deliveryModule } from './delivery/index.ts'
@@ -31,6 +32,7 @@ export function allModules(): ServiceModule[] {
     shopModule(),
     orderDetailsModule(),
     coffeeModule(),
+    customerModule(),
   ]
 }
 

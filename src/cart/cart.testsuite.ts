@@ -104,6 +104,40 @@ export function cartSuite(name: string, setup: () => Promise<CartSetup>, timeout
       assert.equal(document.paths['/api/carts/{id}/items/{productId}']?.delete?.operationId, 'removeCartItem')
     })
 
+    it('carries the delivery address and contact given at checkout to the order, sealed on cart-events', async () => {
+      const checkouts = await follow(context.transport, CART_EVENTS_TOPIC, 'cart-address-reader')
+      try {
+        const address = { name: 'Cy Cart', street: '3 Basket Road', city: 'Lyon', postalCode: '69001', country: 'FR' }
+        const contact = { phone: '+33 4 00 00 00 00' }
+        const opened = await call('POST', '/api/carts', { customerId: 'customer-3' })
+        const cartId = String(opened.body.id)
+        await call('POST', `/api/carts/${cartId}/items`, { productId: 'mug', price: 8, quantity: 2 })
+        const refused = await call('POST', `/api/carts/${cartId}/checkout`, {
+          deliveryAddress: { ...address, city: '' },
+        })
+        assert.equal(refused.status, 400)
+        const checkedOut = await call('POST', `/api/carts/${cartId}/checkout`, { deliveryAddress: address, contact })
+        assert.equal(checkedOut.status, 200, JSON.stringify(checkedOut.body))
+        const orderId = String(checkedOut.body.orderId)
+        const order = await waitFor(
+          async () => {
+            const current = await call('GET', `/api/orders/${orderId}`)
+            return current.status === 200 ? current.body : undefined
+          },
+          { timeoutMs, message: () => `order ${orderId} was not created` },
+        )
+        assert.deepEqual(order.deliveryAddress, address)
+        assert.deepEqual(order.contact, contact)
+        const event = await waitFor(
+          () => checkouts.seen.find((m) => m.key === cartId && m.value.includes('"CartCheckedOut"')),
+          { timeoutMs, message: 'CartCheckedOut was not on cart-events' },
+        )
+        assert.ok(!event.value.includes('Basket Road') && event.value.includes('"$enc":1'), event.value)
+      } finally {
+        await checkouts.sub.close()
+      }
+    })
+
     it('turns a checked-out cart into an order that reaches its terminal state, once even when redelivered', async () => {
       const checkouts = await follow(context.transport, CART_EVENTS_TOPIC, 'cart-events-reader')
       try {

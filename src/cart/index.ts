@@ -18,7 +18,12 @@ export function cartModule(): ServiceModule<CartModule> {
     migrations: migrationsBeside(import.meta.url),
     topics: [cartEventsTopic],
     async start(context) {
-      const store = createCartStore({ db: context.db, onCommitted: context.committed, clock: context.clock })
+      const store = createCartStore({
+        db: context.db,
+        onCommitted: context.committed,
+        clock: context.clock,
+        personalData: context.personalData,
+      })
       return { store, routes: cartRoutes({ store }) }
     },
   }

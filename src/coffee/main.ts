@@ -3,7 +3,7 @@ import { buildApp } from '../app.ts'
 import { loadConfig } from '../platform/config.ts'
 import { createLogger } from '../platform/logger.ts'
 import { createMetrics } from '../platform/metrics.ts'
-import type { Runtime } from '../platform/runtime.ts'
+import { openPersonalData, type Runtime } from '../platform/runtime.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
 import { watchBrokers } from '../platform/transport/broker-watch.ts'
 import { createKafkaTransport } from '../platform/transport/kafka.ts'
@@ -76,6 +76,7 @@ async function main(): Promise<void> {
     metrics: createMetrics({ defaultMetrics: true }),
     db,
     transport,
+    personalData: openPersonalData(config, db),
     brokerWatch,
     async close() {
       brokerWatch.stop()

@@ -24,7 +24,13 @@ const parcelEvents: TopicContract<'eventType'> = {
   description: 'parcels',
   key: 'the parcel id',
   discriminator: 'eventType',
-  messages: [{ eventType: 'ParcelShipped', versions: { 1: parcelShipped, 2: parcelShippedV2 } }],
+  messages: [
+    {
+      eventType: 'ParcelShipped',
+      versions: { 1: parcelShipped, 2: parcelShippedV2 },
+      upcasters: { 1: ({ carrier, ...rest }) => ({ ...rest, carrier: { name: carrier } }) },
+    },
+  ],
 }
 
 const parcelCommands: TopicContract<'commandType'> = {
@@ -59,13 +65,14 @@ const failure = <D extends Discriminator>(result: DecodeResult<D>): DecodeFailur
 describe('the registry on an event topic', () => {
   const registry = createRegistry(parcelEvents)
 
-  it('decodes an event with its envelope, at its schema version', () => {
-    const v1 = registry.decode(JSON.stringify(event))
-    assert.ok(v1.ok, JSON.stringify(v1))
-    assert.deepEqual(v1.event, { ...event, schemaVersion: 1 })
+  it('decodes an event with its envelope, at the newest schema version', () => {
     const v2 = registry.decode(JSON.stringify({ ...event, schemaVersion: 2, carrier: { name: 'DHL' } }))
     assert.ok(v2.ok, JSON.stringify(v2))
-    assert.deepEqual(v2.event.carrier, { name: 'DHL' })
+    assert.deepEqual(v2.event, { ...event, schemaVersion: 2, carrier: { name: 'DHL' } })
+    // No schemaVersion is version 1, which its upcaster brings to version 2.
+    const v1 = registry.decode(JSON.stringify(event))
+    assert.ok(v1.ok, JSON.stringify(v1))
+    assert.deepEqual(v1.event, v2.event)
   })
 
   it('gives the same answers when built from the list of contracts (the older form)', () => {
@@ -85,7 +92,11 @@ describe('the registry on an event topic', () => {
     assert.equal(invalid.reason, 'INVALID_EVENT')
     assert.match(invalid.message, /carrier/)
     const version = failure(registry.decode(JSON.stringify({ ...event, schemaVersion: 3 })))
-    assert.deepEqual(version, { ok: false, reason: 'INVALID_EVENT', message: 'ParcelShipped has no schemaVersion 3' })
+    assert.deepEqual(version, {
+      ok: false,
+      reason: 'UNKNOWN_SCHEMA_VERSION',
+      message: 'ParcelShipped schemaVersion 3 is newer than this reader knows (2): upgrade the consumer',
+    })
   })
 })
 
@@ -127,7 +138,21 @@ describe('the registry on a command topic', () => {
     const invalid = failure(registry.decode(JSON.stringify({ ...command, commandType: 'SendParcel', carrier: 1 })))
     assert.equal(invalid.reason, 'INVALID_COMMAND')
     assert.match(invalid.message, /carrier/)
-    assert.equal(failure(registry.decode(JSON.stringify({ ...command, schemaVersion: 2 }))).reason, 'INVALID_COMMAND')
+    const newer = failure(registry.decode(JSON.stringify({ ...command, schemaVersion: 2 })))
+    assert.equal(newer.reason, 'UNKNOWN_SCHEMA_VERSION')
+    assert.equal(failure(registry.decode(JSON.stringify({ ...command, schemaVersion: 0 }))).reason, 'INVALID_ENVELOPE')
+  })
+
+  it('keeps a schemaVersion below 1 that the envelope lets through an invalid command', () => {
+    const lenient = createRegistry({
+      ...parcelCommands,
+      envelope: commandEnvelopeSchema.extend({ schemaVersion: z.number().int().optional() }),
+    })
+    assert.deepEqual(failure(lenient.decode(JSON.stringify({ ...command, schemaVersion: 0 }))), {
+      ok: false,
+      reason: 'INVALID_COMMAND',
+      message: 'ShipParcel has no schemaVersion 0',
+    })
   })
 
   it('checks a topic’s own envelope when it has one', () => {

@@ -97,7 +97,7 @@ export function orderModule(
     },
     start: (context, { aggregate, execute }): StartedModule & { store: OrderStore } => {
       const store = orderStoreOver(aggregate, context.db)
-      const routes = orderRoutes({ store, db: context.db })
+      const routes = orderRoutes({ store, db: context.db, personalData: context.personalData })
       if (context.config.sagaMode !== 'choreography') return { store, routes }
       const { parked } = journeyMetrics(context)
       const broker = trackBrokerHealth(context.transport)

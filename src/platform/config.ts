@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { z } from 'zod'
 
 /**
@@ -239,6 +240,10 @@ const environmentSchema = z.object({
   SAGA_COMPENSATION_TIMEOUT_MS: wholeNumber('SAGA_COMPENSATION_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
   SCHEDULER_POLL_INTERVAL_MS: wholeNumber('SCHEDULER_POLL_INTERVAL_MS', 10, 600_000, 1_000),
   CONSUMER_BATCH_MAX: wholeNumber('CONSUMER_BATCH_MAX', 1, 1_000, 50),
+  PERSONAL_DATA_KEY_FILE: optionalText,
+  PERSONAL_DATA_KEY_FILE_CREATE: onOff('PERSONAL_DATA_KEY_FILE_CREATE'),
+  PERSONAL_DATA_KEY_CACHE_SIZE: wholeNumber('PERSONAL_DATA_KEY_CACHE_SIZE', 1, 10_000_000, 10_000),
+  PERSONAL_DATA_KEY_CACHE_TTL_MS: wholeNumber('PERSONAL_DATA_KEY_CACHE_TTL_MS', 0, 24 * HOUR_MS, 60_000),
   OUTBOX_RELAY_SHARDS: wholeNumber('OUTBOX_RELAY_SHARDS', 1, 256, 8),
   GROUP_COMMIT_MAX: wholeNumber('GROUP_COMMIT_MAX', 1, 1_000, 64),
   AUDIT_STUCK_AFTER_MS: wholeNumber('AUDIT_STUCK_AFTER_MS', 0, 30 * 24 * HOUR_MS, 15 * 60_000),
@@ -416,6 +421,11 @@ export interface Config {
   /** The most messages of a partition's backlog a consumer handles in one transaction (1: one at a time). */
   consumerBatchMax: number
   /**
+   * Personal fields are sealed with per-customer data keys, wrapped by the key-encryption key in
+   * `keyFile` (created at first start when `createKeyFile`); see platform/personal-data.
+   */
+  personalData: { keyFile: string; createKeyFile: boolean; cacheSize: number; cacheTtlMs: number }
+  /**
    * Shards of the outbox relay's lease: at most this many processes publish side by side, each
    * key's messages in order. One value for every process of a database (a different one refuses to start).
    */
@@ -523,6 +533,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     schedulerPollIntervalMs: e.SCHEDULER_POLL_INTERVAL_MS,
     consumerBatchMax: e.CONSUMER_BATCH_MAX,
+    personalData: {
+      // Beside the embedded database's directory, not in it: a copy of the data is not a copy of the key.
+      keyFile: e.PERSONAL_DATA_KEY_FILE ?? join(dirname(resolve(e.DATA_DIR)), 'personal-data.key'),
+      createKeyFile: e.PERSONAL_DATA_KEY_FILE_CREATE ?? true,
+      cacheSize: e.PERSONAL_DATA_KEY_CACHE_SIZE,
+      cacheTtlMs: e.PERSONAL_DATA_KEY_CACHE_TTL_MS,
+    },
     outboxRelayShards: e.OUTBOX_RELAY_SHARDS,
     groupCommitMax: e.GROUP_COMMIT_MAX,
     audit: { stuckAfterMs: e.AUDIT_STUCK_AFTER_MS },

@@ -29,6 +29,8 @@ export const ErrorCodes = {
   /** A known caller whose role does not allow this route. */
   FORBIDDEN: 'FORBIDDEN',
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  /** A sealed personal field that does not authenticate (changed, moved), or whose key is lost (never erased). */
+  PERSONAL_DATA_UNREADABLE: 'PERSONAL_DATA_UNREADABLE',
   INTERNAL: 'INTERNAL',
 } as const
 

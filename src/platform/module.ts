@@ -6,6 +6,7 @@ import type { ProjectionDefinition } from './es/projections.ts'
 import type { HealthCheck } from './http/server.ts'
 import type { Logger } from './logger.ts'
 import type { Metrics } from './metrics.ts'
+import type { PersonalData } from './personal-data/personal-data.ts'
 import type { SqlDatabase } from './sql/port.ts'
 import type { Subscription, Transport } from './transport/port.ts'
 import type { ReliableConsumerOptions, RetryPolicy } from './transport/reliable-consumer.ts'
@@ -57,6 +58,8 @@ export interface ModuleContext {
   metrics: Metrics
   db: SqlDatabase
   transport: Transport
+  /** Seals and opens personal fields (platform/personal-data). */
+  personalData: PersonalData
   /** On Kafka: why no broker of KAFKA_BROKERS can be reached, or undefined when one answers (or not on Kafka). */
   brokerProblem: () => string | undefined
   clock: () => Date

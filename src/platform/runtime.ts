@@ -2,6 +2,8 @@ import { mkdir } from 'node:fs/promises'
 import type { Config } from './config.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics, type Metrics } from './metrics.ts'
+import { type KeyEncryptionKey, localKeyFile } from './personal-data/kek.ts'
+import { createPersonalData, type PersonalData } from './personal-data/personal-data.ts'
 import { lockDataDir } from './sql/data-dir-lock.ts'
 import { openPglite } from './sql/pglite.ts'
 import type { SqlDatabase } from './sql/port.ts'
@@ -20,6 +22,8 @@ export interface Runtime {
   metrics: Metrics
   db: SqlDatabase
   transport: Transport
+  /** Seals and opens personal fields with each customer's data key; erases a customer's keys. */
+  personalData: PersonalData
   /** On Kafka: whether any broker of KAFKA_BROKERS can be reached (said once in the log, and in readiness). */
   brokerWatch?: BrokerWatch
   close(): Promise<void>
@@ -28,6 +32,8 @@ export interface Runtime {
 export async function openRuntime(config: Config, overrides: { logger?: Logger } = {}): Promise<Runtime> {
   const logger = overrides.logger ?? createLogger({ level: config.logLevel })
   const metrics = createMetrics({ defaultMetrics: true })
+  // Read (or created) before anything opens: a key file that cannot be used stops start-up with why.
+  const kek = keyEncryptionKeyOf(config)
   let db: SqlDatabase
   let unlock = () => {}
   if (config.database.kind === 'pglite') {
@@ -81,12 +87,14 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
             'Orders are still accepted: their events wait in the outbox and are published once a broker answers. /health/ready reports the broker down until then. Check KAFKA_BROKERS (host:port of a broker this machine can reach).',
         })
       : undefined
+  const personalData = openPersonalData(config, db, kek)
   return {
     config,
     logger,
     metrics,
     db,
     transport,
+    personalData,
     ...(brokerWatch ? { brokerWatch } : {}),
     async close() {
       brokerWatch?.stop()
@@ -95,4 +103,23 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
       unlock()
     },
   }
+}
+
+/** The key-encryption key the configuration names (PERSONAL_DATA_KEY_FILE). */
+export function keyEncryptionKeyOf(config: Config): KeyEncryptionKey {
+  return localKeyFile(config.personalData.keyFile, { create: config.personalData.createKeyFile })
+}
+
+/** Personal data over `db`, with the configuration's key-encryption key and cache bounds. */
+export function openPersonalData(
+  config: Config,
+  db: SqlDatabase,
+  kek: KeyEncryptionKey = keyEncryptionKeyOf(config),
+): PersonalData {
+  return createPersonalData({
+    db,
+    kek,
+    cacheSize: config.personalData.cacheSize,
+    cacheTtlMs: config.personalData.cacheTtlMs,
+  })
 }

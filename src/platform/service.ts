@@ -17,6 +17,8 @@ import { eventMessage } from './es/messages.ts'
 import type { ProjectionDefinition } from './es/projections.ts'
 import { type TimerChange, writeTimerChanges } from './es/scheduler.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './module.ts'
+import type { PersonalData } from './personal-data/personal-data.ts'
+import { type PersonalFields, personalSealer } from './personal-data/sealer.ts'
 import type { SqlExecutor } from './sql/port.ts'
 import type { IncomingMessage, Subscription } from './transport/port.ts'
 import type { Decoded } from './transport/reliable-consumer.ts'
@@ -53,7 +55,14 @@ export interface AggregateDefinition<Command, Event extends TypedEvent, State> {
   /** Where the current state of each stream lives (one row per stream). */
   state: StateStore<State>
   /** The topic its events go out on: each event is one message there, keyed as the topic says. */
-  publishes: Pick<EventTopic<DomainEvent<Event>>, 'topic' | 'contract' | 'encode' | 'keyOf'>
+  publishes: Pick<EventTopic<DomainEvent<Event>>, 'topic' | 'contract' | 'encode' | 'keyOf'> &
+    Partial<Pick<EventTopic<DomainEvent<Event>>, 'latestVersion'>>
+  /**
+   * The personal fields of its events, sealed with their data subject's key before anything stores
+   * or publishes them (platform/personal-data): the store, the state table, the outbox, every topic
+   * and the read models hold only ciphertext.
+   */
+  personal?: PersonalFields<State>
 }
 
 /** An aggregate at work: commands in, one transaction each (or a share of a consumer's batch). */
@@ -87,15 +96,20 @@ export type Within<Command, Event, State> = (
   metadata: CommandMetadata,
 ) => readonly TimerChange[]
 
+export type { PersonalFields }
+
 export function createAggregate<Command, Event extends TypedEvent, State>(
   definition: AggregateDefinition<Command, Event, State>,
   context: Pick<ModuleContext, 'db' | 'committed' | 'clock'> & {
     newEventId?: () => string
     within?: Within<Command, Event, State>
+    /** Needed when the aggregate has personal fields. */
+    personalData?: PersonalData
   },
 ): Aggregate<Command, Event, State> {
-  const { publishes, streamOf } = definition
-  const { within } = context
+  const { publishes, streamOf, personal } = definition
+  const { within, personalData } = context
+  const seal = personal ? personalSealer(definition.streamType, personal, personalData) : undefined
   const handler: CommandHandler<Command, Event, State> = createCommandHandler({
     db: context.db,
     onCommitted: context.committed,
@@ -113,6 +127,9 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
     ],
     clock: context.clock,
     ...(context.newEventId ? { newEventId: context.newEventId } : {}),
+    ...(seal ? { seal } : {}),
+    // Writers write the newest version of every type (readers upcast the older ones).
+    ...(publishes.latestVersion ? { schemaVersion: (type: string) => publishes.latestVersion?.(type) ?? 1 } : {}),
   })
   const executeWith: Aggregate<Command, Event, State>['executeWith'] = (command, metadata, after) =>
     handler.handleWith(

@@ -1,5 +1,5 @@
 import type { App, AppOptions } from '../../src/app.ts'
-import { createLogger } from '../../src/platform/logger.ts'
+import { createLogger, type Logger } from '../../src/platform/logger.ts'
 import type { ServiceModule } from '../../src/platform/module.ts'
 import { createEmbeddedTransport } from '../../src/platform/transport/embedded.ts'
 import { createKafkaTransport } from '../../src/platform/transport/kafka.ts'
@@ -65,8 +65,10 @@ export async function startJourneyApp(options: {
   wrapTransport?: (transport: Transport) => Transport
   /** App options (an authenticator, for tests with tokens). */
   app?: AppOptions
+  /** Where the app logs (silent unless LOG_LEVEL says otherwise). */
+  logger?: Logger
 }): Promise<JourneyApp> {
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
+  const logger = options.logger ?? createLogger({ level: process.env.LOG_LEVEL ?? 'silent' })
   let db: TestDatabase
   let raw: Transport
   let prefix = ''

@@ -7,7 +7,7 @@ import { createDevelopmentTokens, type DevelopmentTokens } from '../../src/platf
 import { createLogger, type Logger } from '../../src/platform/logger.ts'
 import { createMetrics } from '../../src/platform/metrics.ts'
 import type { ServiceModule } from '../../src/platform/module.ts'
-import type { Runtime } from '../../src/platform/runtime.ts'
+import { openPersonalData, type Runtime } from '../../src/platform/runtime.ts'
 import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { instrumentTransport } from '../../src/platform/transport/instrumented.ts'
 import type { Transport } from '../../src/platform/transport/port.ts'
@@ -38,6 +38,7 @@ export async function startTestApp(options: TestAppOptions): Promise<App> {
     metrics,
     db: options.db,
     transport: instrumentTransport(options.transport, { logger, metrics }),
+    personalData: openPersonalData(config, options.db),
     // The test owns the database and the transport.
     close: async () => {},
   }

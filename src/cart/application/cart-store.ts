@@ -1,7 +1,10 @@
-import { CART_EVENTS_TOPIC, type CartEvent, encodeCartEvent } from '../../contracts/cart/events.ts'
+import { CART_EVENTS_TOPIC, type CartEvent, cartEvents, encodeCartEvent } from '../../contracts/cart/events.ts'
+import { PERSONAL_FIELDS } from '../../contracts/personal.ts'
 import { notFound } from '../../platform/errors.ts'
 import { type CommandMetadata, createCommandHandler, jsonStateTable } from '../../platform/es/command-handler.ts'
 import { eventMessage } from '../../platform/es/messages.ts'
+import type { PersonalData } from '../../platform/personal-data/personal-data.ts'
+import { personalSealer } from '../../platform/personal-data/sealer.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import { type Cart, type CartCommand, type CartState, cartDecider } from '../domain/cart.ts'
 
@@ -17,7 +20,13 @@ export interface CartStore {
   get(cartId: string): Promise<Cart | null>
 }
 
-export function createCartStore(deps: { db: SqlDatabase; onCommitted: () => void; clock?: () => Date }): CartStore {
+export function createCartStore(deps: {
+  db: SqlDatabase
+  onCommitted: () => void
+  clock?: () => Date
+  /** Seals the delivery address and contact a checkout carries. */
+  personalData?: PersonalData
+}): CartStore {
   const table = jsonStateTable<CartState>('carts', () => null)
   const handler = createCommandHandler({
     db: deps.db,
@@ -35,6 +44,12 @@ export function createCartStore(deps: { db: SqlDatabase; onCommitted: () => void
       }),
     ],
     ...(deps.clock ? { clock: deps.clock } : {}),
+    schemaVersion: (type) => cartEvents.latestVersion(type),
+    seal: personalSealer(
+      CART_STREAM_TYPE,
+      { fields: { CartCheckedOut: PERSONAL_FIELDS }, subjectOf: (data) => String(data.customerId) },
+      deps.personalData,
+    ),
   })
   return {
     async execute(command, metadata = {}) {

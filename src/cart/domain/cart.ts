@@ -1,5 +1,6 @@
 import { type CartEventData, type CartItem, type CartStatus, CartStatuses } from '../../contracts/cart/events.ts'
 import { formatAmount } from '../../contracts/money.ts'
+import type { Contact, DeliveryAddress } from '../../contracts/personal.ts'
 import { ErrorCodes } from '../../platform/errors.ts'
 import {
   accept,
@@ -50,6 +51,9 @@ export interface CheckOutCart {
   cartId: string
   /** The order the cart becomes, chosen by the caller. */
   orderId: string
+  /** Personal: sealed with the customer's key before the event is stored, and carried on to the order. */
+  deliveryAddress?: DeliveryAddress | undefined
+  contact?: Contact | undefined
 }
 
 export type CartCommand = CreateCart | AddCartItem | ChangeCartItemQuantity | RemoveCartItem | CheckOutCart
@@ -192,6 +196,8 @@ export function decide(command: CartCommand, state: CartState, _context: DecideC
         items: state.items,
         totalAmount: state.totalAmount,
         currency: state.currency,
+        deliveryAddress: command.deliveryAddress ?? null,
+        contact: command.contact ?? null,
       })
     default:
       return assertNever(command)

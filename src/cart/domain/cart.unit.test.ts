@@ -101,6 +101,8 @@ describe('cart decider', () => {
           ],
           totalAmount: 3300,
           currency: 'USD',
+          deliveryAddress: null,
+          contact: null,
         },
       ])
   })

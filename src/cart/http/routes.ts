@@ -4,6 +4,7 @@ import { v7 as uuidv7 } from 'uuid'
 import { z } from 'zod'
 import { addCartItemBody, CartStatuses, changeCartItemBody, createCartBody } from '../../contracts/cart/events.ts'
 import { toDecimal } from '../../contracts/money.ts'
+import { contactSchema, deliveryAddressSchema } from '../../contracts/personal.ts'
 import { notFound } from '../../platform/errors.ts'
 import { customerScope, mayAccess } from '../../platform/http/auth.ts'
 import { documentRoute, problemResponses, responseHeaders } from '../../platform/http/openapi.ts'
@@ -58,6 +59,18 @@ export function toCartView(cart: Cart): z.output<typeof cartView> {
 const idPattern = z.string().min(1).max(200, 'must be at most 200 characters')
 const cartParams = z.object({ id: idPattern })
 const itemParams = z.object({ id: idPattern, productId: idPattern })
+
+/**
+ * `POST /api/carts/:id/checkout` may say where the order goes and how to reach the customer; both
+ * personal (sealed with the customer's key before they are stored), both optional, and so is the body.
+ */
+const checkoutBody = z
+  .strictObject({
+    deliveryAddress: deliveryAddressSchema.optional(),
+    contact: contactSchema.optional(),
+  })
+  // No body at all (seed 004's checkout) arrives as null.
+  .nullish()
 
 export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
   return async (plugin) => {
@@ -212,6 +225,7 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
           tags,
           headers: commandHeaders,
           params: cartParams,
+          body: checkoutBody,
           response: changeResponses,
         },
         config: {
@@ -222,7 +236,13 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
       async (request, reply) => {
         await requireVisible(request, request.params.id)
         const cart = await deps.store.execute(
-          { commandType: 'CheckOutCart', cartId: request.params.id, orderId: `order-${uuidv7()}` },
+          {
+            commandType: 'CheckOutCart',
+            cartId: request.params.id,
+            orderId: `order-${uuidv7()}`,
+            ...(request.body?.deliveryAddress ? { deliveryAddress: request.body.deliveryAddress } : {}),
+            ...(request.body?.contact ? { contact: request.body.contact } : {}),
+          },
           commandMetadata(request),
         )
         if (cart.orderId) reply.header('location', `/api/orders/${encodeURIComponent(cart.orderId)}`)

@@ -1,8 +1,9 @@
 import { z } from 'zod'
-import { defineEventTopic, type TopicWire } from '../define.ts'
+import { defineEventTopic, type TopicMessage, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
+import { type Contact, type DeliveryAddress, type Personal, sealedField, withPersonalFields } from '../personal.ts'
 import type { TopicContract } from '../registry.ts'
 
 /**
@@ -62,7 +63,8 @@ export const cartItemRemovedData = z.object({
   productId: id('productId'),
 })
 
-export const cartCheckedOutData = z.object({
+/** CartCheckedOut as version 1 wrote it: no delivery address, no contact. */
+export const cartCheckedOutDataV1 = z.object({
   eventType: z.literal('CartCheckedOut'),
   orderId: id('orderId'),
   customerId: id('customerId'),
@@ -71,11 +73,24 @@ export const cartCheckedOutData = z.object({
   currency: currencyCode,
 })
 
+/**
+ * CartCheckedOut, version 2: the delivery address and contact given at checkout, sealed with the
+ * customer's key (or null), which the order service carries on to the order as they are.
+ */
+export const cartCheckedOutData = cartCheckedOutDataV1.extend({
+  deliveryAddress: sealedField,
+  contact: sealedField,
+})
+
 export type CartCreated = z.output<typeof cartCreatedData>
 export type CartItemAdded = z.output<typeof cartItemAddedData>
 export type CartItemQuantityChanged = z.output<typeof cartItemQuantityChangedData>
 export type CartItemRemoved = z.output<typeof cartItemRemovedData>
-export type CartCheckedOut = z.output<typeof cartCheckedOutData>
+/** As the domain decides it: the personal fields in clear until the platform seals them. */
+export type CartCheckedOut = Omit<z.output<typeof cartCheckedOutData>, 'deliveryAddress' | 'contact'> & {
+  deliveryAddress?: Personal<DeliveryAddress> | undefined
+  contact?: Personal<Contact> | undefined
+}
 
 export type CartEventData = CartCreated | CartItemAdded | CartItemQuantityChanged | CartItemRemoved | CartCheckedOut
 export type CartEvent = CartEventData & Envelope
@@ -85,6 +100,7 @@ export const cartItemAddedEvent = eventSchema(cartItemAddedData)
 export const cartItemQuantityChangedEvent = eventSchema(cartItemQuantityChangedData)
 export const cartItemRemovedEvent = eventSchema(cartItemRemovedData)
 export const cartCheckedOutEvent = eventSchema(cartCheckedOutData)
+export const cartCheckedOutEventV1 = eventSchema(cartCheckedOutDataV1)
 
 /** `cart-events`: everything that happens to a cart, in order per cart. */
 export const cartEvents = defineEventTopic({
@@ -108,7 +124,16 @@ export const cartEvents = defineEventTopic({
     CartItemRemoved: { schema: cartItemRemovedEvent, description: 'A product left the cart.' },
     CartCheckedOut: {
       schema: cartCheckedOutEvent,
-      description: 'The cart was checked out: the order to create (orderId, customer, items, total, currency).',
+      version: 2,
+      earlier: {
+        // v1 had no delivery address and no contact: it reads as a checkout without them.
+        1: {
+          schema: cartCheckedOutEventV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null, contact: null }),
+        },
+      },
+      description:
+        'The cart was checked out: the order to create (orderId, customer, items, total, currency), with the delivery address and contact, sealed.',
     },
   },
 })
@@ -121,8 +146,9 @@ export const cartEventsTopic: TopicContract<'eventType'> = cartEvents.contract
 /** Decodes a `cart-events` message into a typed event (amounts in minor units). */
 export const decodeCartEvent = cartEvents.decode
 
-/** The wire form of a cart event: decimal amounts, ready for `JSON.stringify`. */
-export const encodeCartEvent = cartEvents.encode
+/** The wire form of a recorded cart event (personal fields sealed): decimal amounts, ready for `JSON.stringify`. */
+export const encodeCartEvent = (event: CartEvent): CartEventWire =>
+  cartEvents.encode(withPersonalFields(event) as TopicMessage<typeof cartEvents>)
 
 // ---------------------------------------------------------------------------------------------
 // HTTP request bodies

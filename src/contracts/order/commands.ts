@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { defineCommandTopic, type TopicMessage } from '../define.ts'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
+import { contactSchema, deliveryAddressSchema } from '../personal.ts'
 import type { ContractRegistry, TopicContract } from '../registry.ts'
 import { id, notes, orderEventsTopic, orderItems, reason, requestedOrderStatus } from './events.ts'
 
@@ -109,6 +110,10 @@ export const createOrderBody = z.object({
   totalAmount: decimalAmount.optional(),
   currency: currencyCode.default(DEFAULT_CURRENCY),
   notes: notes.optional(),
+  /** Personal: sealed with the customer's key before it is stored or sent (contracts/personal.ts). */
+  deliveryAddress: deliveryAddressSchema.optional(),
+  /** Personal, as the address. */
+  contact: contactSchema.optional(),
 })
 
 /**

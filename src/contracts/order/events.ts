@@ -1,7 +1,8 @@
 import { z } from 'zod'
-import { defineEventTopic, type TopicWire } from '../define.ts'
+import { defineEventTopic, type TopicMessage, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
+import { type Contact, type DeliveryAddress, type Personal, sealedField, withPersonalFields } from '../personal.ts'
 import type { ContractRegistry, TopicContract } from '../registry.ts'
 
 /**
@@ -97,7 +98,8 @@ export const reason = z
 // envelope (which the application layer adds: ids and time come from outside the domain).
 // ---------------------------------------------------------------------------------------------
 
-export const orderCreatedData = z.object({
+/** OrderCreated as version 1 wrote it: no delivery address, no contact. */
+export const orderCreatedDataV1 = z.object({
   eventType: z.literal('OrderCreated'),
   customerId: id('customerId'),
   restaurantId: id('restaurantId').optional(),
@@ -106,6 +108,16 @@ export const orderCreatedData = z.object({
   totalAmount: decimalAmount,
   currency: currencyCode,
   notes: notes.optional(),
+})
+
+/**
+ * OrderCreated, version 2: where the order goes and how to reach the customer, both personal, so
+ * sealed with the customer's key (`{ "$enc": 1, … }`), or null when the customer gave none. A v1
+ * event reads as v2 with both null.
+ */
+export const orderCreatedData = orderCreatedDataV1.extend({
+  deliveryAddress: sealedField,
+  contact: sealedField,
 })
 
 export const orderUpdatedData = z.object({
@@ -132,7 +144,12 @@ export const orderStatusChangedData = z.object({
   to: orderStatus,
 })
 
-export type OrderCreated = z.output<typeof orderCreatedData>
+/** As the domain decides it: the personal fields in clear until the platform seals them, sealed once recorded. */
+export type OrderCreated = Omit<z.output<typeof orderCreatedData>, 'deliveryAddress' | 'contact'> & {
+  // Optional in the type, so that fixtures and v1-era code need not name them; written always.
+  deliveryAddress?: Personal<DeliveryAddress> | undefined
+  contact?: Personal<Contact> | undefined
+}
 export type OrderUpdated = z.output<typeof orderUpdatedData>
 export type OrderConfirmed = z.output<typeof orderConfirmedData>
 export type OrderCancelled = z.output<typeof orderCancelledData>
@@ -146,6 +163,7 @@ export type OrderEventType = OrderEventData['eventType']
 export type OrderEvent = OrderEventData & Envelope
 
 export const orderCreatedEvent = eventSchema(orderCreatedData)
+export const orderCreatedEventV1 = eventSchema(orderCreatedDataV1)
 export const orderUpdatedEvent = eventSchema(orderUpdatedData)
 export const orderConfirmedEvent = eventSchema(orderConfirmedData)
 export const orderCancelledEvent = eventSchema(orderCancelledData)
@@ -163,7 +181,16 @@ export const orderEvents = defineEventTopic({
   messages: {
     OrderCreated: {
       schema: orderCreatedEvent,
-      description: 'An order was placed (status PENDING), with its items and what the customer is charged.',
+      version: 2,
+      earlier: {
+        // v1 had no delivery address and no contact: it reads as an order placed without them.
+        1: {
+          schema: orderCreatedEventV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null, contact: null }),
+        },
+      },
+      description:
+        'An order was placed (status PENDING), with its items, what the customer is charged, and its delivery address and contact, sealed.',
     },
     OrderUpdated: {
       schema: orderUpdatedEvent,
@@ -192,5 +219,10 @@ export const orderEventRegistry: ContractRegistry = orderEvents.registry
 /** Decodes an `order-events` message into a typed event (amounts in minor units). */
 export const decodeOrderEvent = orderEvents.decode
 
-/** The wire form of an order event: decimal amounts, ready for `JSON.stringify`. */
-export const encodeOrderEvent = orderEvents.encode
+/**
+ * The wire form of a recorded order event: decimal amounts, ready for `JSON.stringify`. Recorded
+ * events hold their personal fields sealed (the platform sealed them before storing), which is the
+ * only form the wire schema takes: a plaintext address fails here rather than leave the service.
+ */
+export const encodeOrderEvent = (event: OrderEvent): OrderEventWire =>
+  orderEvents.encode(withPersonalFields(event) as TopicMessage<typeof orderEvents>)

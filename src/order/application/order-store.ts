@@ -5,6 +5,7 @@ import {
   type OrderEventData,
   orderEvents,
 } from '../../contracts/order/events.ts'
+import { PERSONAL_FIELDS } from '../../contracts/personal.ts'
 import { notFound } from '../../platform/errors.ts'
 import {
   type CommandMetadata,
@@ -14,7 +15,9 @@ import {
 } from '../../platform/es/command-handler.ts'
 import { eventMessage } from '../../platform/es/messages.ts'
 import { stateTable } from '../../platform/es/state-table.ts'
+import { upcastStored } from '../../platform/es/upcast-stored.ts'
 import { type EventMetadata, readStream, type StoredEvent } from '../../platform/eventstore/event-store.ts'
+import type { PersonalData } from '../../platform/personal-data/personal-data.ts'
 import { type Aggregate, type AggregateDefinition, createAggregate } from '../../platform/service.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
 import type { OutgoingMessage } from '../../platform/transport/port.ts'
@@ -39,6 +42,8 @@ export interface CommandResult {
 
 export interface OrderStoreDeps {
   db: SqlDatabase
+  /** Seals an order's personal fields (tools that only read may leave it out). */
+  personalData?: PersonalData
   /** Wakes the outbox relay and the projections after a commit. */
   onCommitted: () => void
   clock?: () => Date
@@ -58,7 +63,9 @@ export interface OrderStore {
   ): Promise<{ result: CommandResult; extra: T }>
 }
 
-export const toOrderEvent = (stored: StoredEvent): OrderEvent => toDomainEvent(stored) as OrderEvent
+/** A stored order event as the newest version of its type (an older one goes through its upcasters). */
+export const toOrderEvent = (stored: StoredEvent): OrderEvent =>
+  upcastStored(orderEvents, toDomainEvent(stored) as OrderEvent)
 
 /** The message an event becomes on `order-events`: keyed by order id, envelope at the top level. */
 export function toOrderEventMessage(event: OrderEvent, metadata: EventMetadata = {}): OutgoingMessage {
@@ -90,6 +97,12 @@ export const orderAggregate: AggregateDefinition<OrderCommand, OrderEventData, O
   decider: orderDecider,
   state: ordersTable,
   publishes: orderEvents,
+  // Sealed with the customer's data key before the event is stored, so the state, the read model,
+  // the outbox and order-events hold them encrypted only.
+  personal: {
+    fields: { OrderCreated: PERSONAL_FIELDS },
+    subjectOf: (data) => String(data.customerId),
+  },
 }
 
 export function createOrderStore(deps: OrderStoreDeps): OrderStore {
@@ -99,6 +112,7 @@ export function createOrderStore(deps: OrderStoreDeps): OrderStore {
       committed: deps.onCommitted,
       clock: deps.clock ?? (() => new Date()),
       ...(deps.newEventId ? { newEventId: deps.newEventId } : {}),
+      ...(deps.personalData ? { personalData: deps.personalData } : {}),
     }),
     deps.db,
   )

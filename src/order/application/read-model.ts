@@ -1,5 +1,8 @@
+import { CUSTOMER_STREAM_TYPE } from '../../contracts/customer/events.ts'
+import { ERASED } from '../../contracts/personal.ts'
 import { problemWithText } from '../../contracts/text.ts'
 import type { ProjectionDefinition } from '../../platform/es/projections.ts'
+import type { StoredEvent } from '../../platform/eventstore/event-store.ts'
 import type { SqlExecutor } from '../../platform/sql/port.ts'
 import { evolve, type Order, type OrderStatus } from '../domain/order.ts'
 import { STREAM_TYPE, toOrderEvent } from './order-store.ts'
@@ -12,32 +15,69 @@ import { STREAM_TYPE, toOrderEvent } from './order-store.ts'
  */
 export const orderReadModel: ProjectionDefinition = {
   name: 'order_read_model',
-  streamTypes: [STREAM_TYPE],
+  // The customer's stream too: when a customer's personal data is erased, the model drops the
+  // sealed fields it kept of their orders (they could no longer be opened anyway).
+  streamTypes: [STREAM_TYPE, CUSTOMER_STREAM_TYPE],
   // A batch is one read and one write, whatever its size: the rows of every order it touches are
   // read at once, its events folded in memory in store order, and the changed rows written back in
   // one statement (every statement is a round trip, and round trips are what the hot path pays for).
-  async handle(tx, events) {
-    const ids = [...new Set(events.map((e) => e.streamId))]
-    const { rows } = await tx.query<{ id: string; doc: Order; version: number }>(
-      'SELECT id, doc, version FROM order_read_model WHERE id = ANY($1::text[])',
-      [ids],
-    )
-    const current = new Map<string, Order | null>(rows.map((r) => [r.id, { ...r.doc, version: r.version }]))
-    const changed = new Map<string, Order>()
-    for (const stored of events) {
-      const event = toOrderEvent(stored)
-      const before = current.get(event.aggregateId) ?? null
-      if (before && before.version >= event.version) continue
-      const order = evolve(before, event)
-      if (!order) continue
-      current.set(event.aggregateId, order)
-      changed.set(event.aggregateId, order)
+  async handle(tx, all) {
+    // Runs of order events, each followed by the erasures after it, in store order.
+    let run: StoredEvent[] = []
+    for (const stored of all) {
+      if (stored.streamType === STREAM_TYPE) {
+        run.push(stored)
+        continue
+      }
+      if (stored.eventType !== 'CustomerDataErased') continue
+      await applyOrderEvents(tx, run)
+      run = []
+      await dropPersonalData(tx, String(stored.data.customerId))
     }
-    if (changed.size === 0) return
-    const orders = [...changed.values()]
-    // Guarded by version as well, so a row written meanwhile by a newer event is never set back.
-    await tx.query(
-      `INSERT INTO order_read_model (id, customer_id, status, total_amount, currency, version, created_at, updated_at, doc)
+    await applyOrderEvents(tx, run)
+  },
+  async truncate(tx) {
+    await tx.query('DELETE FROM order_read_model')
+  },
+}
+
+/** The read model's rows of a customer's orders keep ERASED where their personal fields were. */
+async function dropPersonalData(tx: SqlExecutor, customerId: string): Promise<void> {
+  await tx.query(
+    `UPDATE order_read_model
+        SET doc = doc || jsonb_build_object(
+              'deliveryAddress', CASE WHEN doc->'deliveryAddress' IS NULL OR doc->'deliveryAddress' = 'null'::jsonb
+                                      THEN 'null'::jsonb ELSE to_jsonb($2::text) END,
+              'contact', CASE WHEN doc->'contact' IS NULL OR doc->'contact' = 'null'::jsonb
+                              THEN 'null'::jsonb ELSE to_jsonb($2::text) END)
+      WHERE customer_id = $1`,
+    [customerId, ERASED],
+  )
+}
+
+async function applyOrderEvents(tx: SqlExecutor, events: readonly StoredEvent[]): Promise<void> {
+  if (events.length === 0) return
+  const ids = [...new Set(events.map((e) => e.streamId))]
+  const { rows } = await tx.query<{ id: string; doc: Order; version: number }>(
+    'SELECT id, doc, version FROM order_read_model WHERE id = ANY($1::text[])',
+    [ids],
+  )
+  const current = new Map<string, Order | null>(rows.map((r) => [r.id, { ...r.doc, version: r.version }]))
+  const changed = new Map<string, Order>()
+  for (const stored of events) {
+    const event = toOrderEvent(stored)
+    const before = current.get(event.aggregateId) ?? null
+    if (before && before.version >= event.version) continue
+    const order = evolve(before, event)
+    if (!order) continue
+    current.set(event.aggregateId, order)
+    changed.set(event.aggregateId, order)
+  }
+  if (changed.size === 0) return
+  const orders = [...changed.values()]
+  // Guarded by version as well, so a row written meanwhile by a newer event is never set back.
+  await tx.query(
+    `INSERT INTO order_read_model (id, customer_id, status, total_amount, currency, version, created_at, updated_at, doc)
        SELECT id, customer_id, status, total_amount, currency, version, created_at::timestamptz, updated_at::timestamptz,
               doc::jsonb
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::integer[], $7::text[], $8::text[],
@@ -46,22 +86,18 @@ export const orderReadModel: ProjectionDefinition = {
          total_amount = EXCLUDED.total_amount, currency = EXCLUDED.currency, version = EXCLUDED.version,
          updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc
        WHERE order_read_model.version < EXCLUDED.version`,
-      [
-        orders.map((o) => o.id),
-        orders.map((o) => o.customerId),
-        orders.map((o) => o.status),
-        orders.map((o) => o.totalAmount),
-        orders.map((o) => o.currency),
-        orders.map((o) => o.version),
-        orders.map((o) => o.createdAt),
-        orders.map((o) => o.updatedAt),
-        orders.map((o) => JSON.stringify(o)),
-      ],
-    )
-  },
-  async truncate(tx) {
-    await tx.query('DELETE FROM order_read_model')
-  },
+    [
+      orders.map((o) => o.id),
+      orders.map((o) => o.customerId),
+      orders.map((o) => o.status),
+      orders.map((o) => o.totalAmount),
+      orders.map((o) => o.currency),
+      orders.map((o) => o.version),
+      orders.map((o) => o.createdAt),
+      orders.map((o) => o.updatedAt),
+      orders.map((o) => JSON.stringify(o)),
+    ],
+  )
 }
 
 export interface OrderQuery {

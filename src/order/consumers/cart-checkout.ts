@@ -29,6 +29,9 @@ export function checkoutCommandFor(event: CartEvent): OrderCommand | null {
     })),
     totalAmount: event.totalAmount,
     currency: event.currency,
+    // Sealed by the cart with the same customer's key: carried on as they are.
+    ...(event.deliveryAddress ? { deliveryAddress: event.deliveryAddress } : {}),
+    ...(event.contact ? { contact: event.contact } : {}),
   }
 }
 

@@ -7,6 +7,7 @@ import {
   OrderStatuses,
   type OrderUpdated,
 } from '../../contracts/order/events.ts'
+import type { Contact, DeliveryAddress, Personal } from '../../contracts/personal.ts'
 import { type ErrorCode, ErrorCodes, type FieldError } from '../../platform/errors.ts'
 import type { DecideContext, Decider, Decision as PlatformDecision, Rejection } from '../../platform/es/decider.ts'
 
@@ -51,6 +52,13 @@ export interface CreateOrder {
   totalAmount?: number | undefined
   currency: string
   notes?: string | undefined
+  /**
+   * Personal: the platform seals it with the customer's key before the event is stored; one that
+   * arrives sealed (a cart's checkout) is carried on as it is.
+   */
+  deliveryAddress?: Personal<DeliveryAddress> | undefined
+  /** Personal, as the address. */
+  contact?: Personal<Contact> | undefined
 }
 
 export interface UpdateOrderDetails {
@@ -105,6 +113,9 @@ export interface Order {
   totalAmount: number
   currency: string
   notes: string | null
+  /** Sealed (as recorded), or null when the customer gave none; the API opens it for its reader. */
+  deliveryAddress: Personal<DeliveryAddress>
+  contact: Personal<Contact>
   status: OrderStatus
   paymentId: string | null
   cancellationReason: string | null
@@ -135,6 +146,9 @@ export function evolve(state: OrderState, event: RecordedOrderEvent): OrderState
       totalAmount: event.totalAmount,
       currency: event.currency,
       notes: event.notes ?? null,
+      // `?? null`: an OrderCreated of version 1 read without its upcaster has neither.
+      deliveryAddress: event.deliveryAddress ?? null,
+      contact: event.contact ?? null,
       status: OrderStatuses.PENDING,
       paymentId: null,
       cancellationReason: null,
@@ -215,6 +229,8 @@ function createOrder(command: CreateOrder, state: OrderState): Decision {
     totalAmount: amounts.totalAmount,
     currency: command.currency,
     ...(command.notes === undefined ? {} : { notes: command.notes }),
+    deliveryAddress: command.deliveryAddress ?? null,
+    contact: command.contact ?? null,
   })
 }
 

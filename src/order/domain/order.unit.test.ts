@@ -93,6 +93,8 @@ const created: OrderEventData = {
   subtotal: 2598,
   totalAmount: 4599,
   currency: 'USD',
+  deliveryAddress: null,
+  contact: null,
 }
 const confirmed: OrderEventData = { eventType: 'OrderConfirmed', paymentId: 'payment-1' }
 const dispatched: OrderEventData = { eventType: 'OrderStatusChanged', from: 'CONFIRMED', to: 'DISPATCHED' }
@@ -156,6 +158,8 @@ describe('CreateOrder', () => {
           subtotal: 10000,
           totalAmount: 10000,
           currency: 'USD',
+          deliveryAddress: null,
+          contact: null,
         },
       ])
   })
@@ -476,6 +480,8 @@ describe('evolve', () => {
         totalAmount: 4599,
         currency: 'USD',
         notes: 'ring twice',
+        deliveryAddress: null,
+        contact: null,
         status: 'DISPATCHED',
         paymentId: 'payment-1',
         cancellationReason: null,
@@ -635,12 +641,32 @@ const createdOnTheWire = {
 
 describe('order events on the wire', () => {
   it('decodes an OrderCreated to minor units and encodes it back unchanged', () => {
-    const decoded = decodeOrderEvent(JSON.stringify(createdOnTheWire))
+    const v2 = { ...createdOnTheWire, schemaVersion: 2, deliveryAddress: null, contact: null }
+    const decoded = decodeOrderEvent(JSON.stringify(v2))
     assert.ok(decoded.ok, JSON.stringify(decoded))
     assert.ok(decoded.event.eventType === 'OrderCreated')
     assert.equal(decoded.event.totalAmount, 4599)
     assert.deepEqual(decoded.event.items, [pizza])
-    assert.deepEqual(encodeOrderEvent(decoded.event), createdOnTheWire)
+    assert.deepEqual(encodeOrderEvent(decoded.event), v2)
+  })
+
+  it('reads an OrderCreated of version 1 (no address, no contact) as version 2', () => {
+    const decoded = decodeOrderEvent(JSON.stringify(createdOnTheWire))
+    assert.ok(decoded.ok, JSON.stringify(decoded))
+    assert.ok(decoded.event.eventType === 'OrderCreated')
+    assert.equal(decoded.event.schemaVersion, 2)
+    assert.equal(decoded.event.deliveryAddress, null)
+    assert.equal(decoded.event.contact, null)
+  })
+
+  it('refuses an address in clear on the wire: personal fields travel sealed only', () => {
+    const address = { name: 'A', street: 'S', city: 'C', postalCode: 'P', country: 'DE' }
+    const decoded = decodeOrderEvent(
+      JSON.stringify({ ...createdOnTheWire, schemaVersion: 2, deliveryAddress: address, contact: null }),
+    )
+    assert.ok(!decoded.ok)
+    assert.equal(decoded.reason, 'INVALID_EVENT')
+    assert.match(decoded.message, /deliveryAddress/)
   })
 
   it('decodes every event type', () => {

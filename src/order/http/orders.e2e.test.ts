@@ -210,6 +210,8 @@ function orderApiSuite(setup: DatabaseSetup) {
           notes: null,
           paymentId: null,
           cancellationReason: null,
+          deliveryAddress: null,
+          contact: null,
           createdAt: undefined,
           updatedAt: undefined,
         },
@@ -446,7 +448,7 @@ function orderApiSuite(setup: DatabaseSetup) {
       assert.deepEqual(
         events.map((e) => [e.eventType, e.version, e.aggregateId, e.schemaVersion]),
         [
-          ['OrderCreated', 1, order.id, 1],
+          ['OrderCreated', 1, order.id, 2],
           ['OrderConfirmed', 2, order.id, 1],
         ],
       )

@@ -11,6 +11,15 @@ import {
   updateOrderBody,
 } from '../../contracts/order/commands.ts'
 import { encodeOrderEvent, orderStatus, requestedOrderStatus } from '../../contracts/order/events.ts'
+import {
+  type Contact,
+  contactSchema,
+  type DeliveryAddress,
+  deliveryAddressSchema,
+  ERASED,
+  PERSONAL_FIELDS,
+  type Personal,
+} from '../../contracts/personal.ts'
 import { notFound } from '../../platform/errors.ts'
 import { type AuthRequirement, customerScope, mayAccess } from '../../platform/http/auth.ts'
 import { requestHash, respondOnce, type StoredResponse } from '../../platform/http/idempotency.ts'
@@ -22,6 +31,7 @@ import {
   createHeaders,
   etagOf as versionTag,
 } from '../../platform/http/request.ts'
+import type { PersonalData } from '../../platform/personal-data/personal-data.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import { type OrderStore, toOrderEvent } from '../application/order-store.ts'
 import { decodeCursor, queryOrders } from '../application/read-model.ts'
@@ -46,6 +56,8 @@ import type { Order, OrderCommand } from '../domain/order.ts'
 export interface OrderRoutesDeps {
   store: OrderStore
   db: SqlDatabase
+  /** Opens the order's personal fields for the reader (they are stored and kept sealed). */
+  personalData: Pick<PersonalData, 'openFields'>
 }
 
 export const DEFAULT_PAGE_SIZE = 20
@@ -75,13 +87,29 @@ export const orderView = z.object({
   notes: z.string().nullable(),
   paymentId: z.string().nullable(),
   cancellationReason: z.string().nullable(),
+  deliveryAddress: z
+    .union([deliveryAddressSchema, z.literal(ERASED)])
+    .nullable()
+    .describe(
+      `Personal: stored sealed, opened for the reader; "${ERASED}" once the customer's personal data was erased`,
+    ),
+  contact: z
+    .union([contactSchema, z.literal(ERASED)])
+    .nullable()
+    .describe(`Personal, as deliveryAddress; "${ERASED}" once erased`),
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),
 })
 
 export type OrderView = z.output<typeof orderView>
 
-export function toOrderView(order: Order): OrderView {
+/** An order's view as kept (an idempotent response): its personal fields still sealed. */
+export type SealedOrderView = Omit<OrderView, 'deliveryAddress' | 'contact'> & {
+  deliveryAddress: Personal<DeliveryAddress>
+  contact: Personal<Contact>
+}
+
+export function toOrderView(order: Order): SealedOrderView {
   return {
     id: order.id,
     version: order.version,
@@ -95,6 +123,8 @@ export function toOrderView(order: Order): OrderView {
     notes: order.notes,
     paymentId: order.paymentId,
     cancellationReason: order.cancellationReason,
+    deliveryAddress: order.deliveryAddress ?? null,
+    contact: order.contact ?? null,
     createdAt: order.createdAt,
     updatedAt: order.updatedAt,
   }
@@ -150,16 +180,6 @@ const listQuery = z.object({
 
 const etagOf = (order: Order) => versionTag(order.version)
 
-function sendOrder(reply: FastifyReply, order: Order) {
-  return reply.header('etag', etagOf(order)).send(toOrderView(order))
-}
-
-function sendStored(reply: FastifyReply, response: StoredResponse, replayed: boolean) {
-  reply.status(response.status).headers(response.headers)
-  if (replayed) reply.header('idempotent-replayed', 'true')
-  return reply.send(response.body)
-}
-
 function createdResponse(order: Order): StoredResponse {
   return {
     status: 201,
@@ -178,6 +198,17 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
     if (scope === undefined) return
     const order = await deps.store.get(orderId)
     if (!order || order.customerId !== scope) throw notFound('order', orderId)
+  }
+  /** The view its reader gets: personal fields opened (or ERASED), never kept so. */
+  const opened = (view: SealedOrderView) =>
+    deps.personalData.openFields(view as Record<string, unknown>, PERSONAL_FIELDS) as Promise<OrderView>
+  const sendOrder = async (reply: FastifyReply, order: Order) =>
+    reply.header('etag', etagOf(order)).send(await opened(toOrderView(order)))
+  const sendStored = async (reply: FastifyReply, response: StoredResponse, replayed: boolean) => {
+    reply.status(response.status).headers(response.headers)
+    if (replayed) reply.header('idempotent-replayed', 'true')
+    const body = response.status === 201 ? await opened(response.body as SealedOrderView) : response.body
+    return reply.send(body)
   }
   return async (plugin) => {
     const app = plugin.withTypeProvider<ZodTypeProvider>()
@@ -271,7 +302,10 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
           },
           cursor ?? null,
         )
-        return { orders: page.orders.map(toOrderView), nextCursor: page.nextCursor }
+        return {
+          orders: await Promise.all(page.orders.map((order) => opened(toOrderView(order)))),
+          nextCursor: page.nextCursor,
+        }
       },
     )
 
@@ -322,11 +356,12 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
         await requireVisible(request, request.params.id)
         const history = await deps.store.history(request.params.id)
         if (history.length === 0) throw notFound('order', request.params.id)
-        const events = history.map((stored) => ({
-          ...encodeOrderEvent(toOrderEvent(stored)),
-          // Always set on a stored event; the wire type has it optional because decoding defaults it.
-          schemaVersion: stored.schemaVersion,
-        }))
+        // Each as the newest version of its type, as a consumer of order-events reads it (an event
+        // stored by an older version goes through its upcasters).
+        const events = history.map((stored) => {
+          const event = toOrderEvent(stored)
+          return { ...encodeOrderEvent(event), schemaVersion: event.schemaVersion }
+        })
         return { orderId: request.params.id, events }
       },
     )

@@ -108,6 +108,12 @@ export interface CommandHandlerOptions<Command, Event extends TypedEvent, State>
   stateStore: StateStore<State>
   /** The messages an event becomes (topic, key, encoded value, headers). */
   toMessages: (event: DomainEvent<Event>, metadata: EventMetadata) => OutgoingMessage[]
+  /**
+   * Seals an event's personal fields before it is stored (platform/personal-data), in the command's
+   * transaction, given the stream's state before the command: the store, the state, the outbox and
+   * so every topic get the sealed event, never the plaintext.
+   */
+  seal?: (tx: SqlExecutor, event: NewEvent, state: State) => Promise<NewEvent>
   /** The schema version events are written with (default 1). */
   schemaVersion?: (eventType: string) => number
   clock?: () => Date
@@ -218,6 +224,12 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   const schemaVersion = options.schemaVersion ?? (() => 1)
   const maxConflictRetries = options.maxConflictRetries ?? 10
   const maxDeadlockRetries = options.maxDeadlockRetries ?? 4
+  const { seal } = options
+  const sealEach = async (tx: SqlExecutor, events: NewEvent[], state: State) => {
+    const sealed: NewEvent[] = []
+    for (const event of events) sealed.push(seal ? await seal(tx, event, state) : event)
+    return sealed
+  }
   /** A decided event as the store keeps it: its id, schema version, time and envelope. */
   const newEvent = ({ eventType, ...data }: Event, now: string, metadata: EventMetadata): NewEvent => ({
     eventId: newEventId(),
@@ -278,10 +290,11 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     const eventMetadata = eventMetadataOf(metadata)
     let stored: StoredEvent[]
     try {
+      const decided = decision.events.map((event) => newEvent(event, now, eventMetadata))
       const appended = await appendOnce(
         tx,
         { id: streamId, type: streamType, expectedVersion: version },
-        decision.events.map((event) => newEvent(event, now, eventMetadata)),
+        seal ? await sealEach(tx, decided, state) : decided,
         inbox,
       )
       if (appended.duplicate) return duplicate()
@@ -437,7 +450,13 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
         const before = messages.length
         for (const decided of decision.events) {
           version++
-          const event: NewStreamEvent = { streamId, streamType, version, ...newEvent(decided, now, eventMetadata) }
+          const made = newEvent(decided, now, eventMetadata)
+          const event: NewStreamEvent = {
+            streamId,
+            streamType,
+            version,
+            ...(seal ? await seal(tx, made, current.state) : made),
+          }
           const { eventType, data } = event
           appended.push(event)
           const domain = {

@@ -22,6 +22,7 @@ const statusByCode: Record<ErrorCode, number> = {
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
   TOO_MANY_REQUESTS: 429,
+  PERSONAL_DATA_UNREADABLE: 500,
   INTERNAL: 500,
 }
 
