@@ -33,6 +33,10 @@ replay — choose exactly one of:
   --all                               every order event
   --resume <job-id>                   continue an interrupted replay
   A replay covers the events stored when it starts; later ones reach consumers as usual.
+  --as-stored                         publish each event in the schema version it was stored with,
+                                      exactly as first published (default: the newest version, an
+                                      older event through its upcasters: what today's consumers read);
+                                      give it again with --resume
 
 rebuild-read-model [--resume]
   Empties the read model and projects every event again; order lists are incomplete until it
@@ -66,6 +70,8 @@ export type CliCommand =
       target: { selection: ReplaySelection } | { resume: string }
       batchSize: number
       json: boolean
+      /** Each event in the version it was stored with, instead of the newest. */
+      asStored?: boolean
     }
   | { name: 'rebuild-read-model'; resume: boolean; batchSize: number; json: boolean }
 
@@ -83,6 +89,7 @@ const replayOptions = {
   'after-position': { type: 'string' },
   all: { type: 'boolean' },
   resume: { type: 'string' },
+  'as-stored': { type: 'boolean' },
 } as const
 
 const rebuildOptions = { ...commonOptions, resume: { type: 'boolean' } } as const
@@ -154,7 +161,11 @@ function parseReplay(args: string[]): CliCommand {
   if (selectors.length > 1) {
     throw new UsageError(`replay: choose one of ${selectors.map((s) => `--${s}`).join(', ')}, not several`)
   }
-  const common = { batchSize: batchSize('replay', values), json: values.has('json') }
+  const common = {
+    batchSize: batchSize('replay', values),
+    json: values.has('json'),
+    ...(values.has('as-stored') ? { asStored: true } : {}),
+  }
   const resume = string('resume')
   if (resume !== undefined) return { name: 'replay', target: { resume }, ...common }
   let selection: ReplaySelection
@@ -270,12 +281,12 @@ async function replayCommand(
   signal: AbortSignal,
 ): Promise<number> {
   const { db, transport } = runtime
-  const [{ ORDER_EVENTS_TOPIC }, { createReplayJob, getReplayJob, runReplayJob }, { orderReplaySource: source }] =
-    await Promise.all([
-      import('../contracts/order/events.ts'),
-      import('../platform/es/replay.ts'),
-      import('./index.ts'),
-    ])
+  const [{ ORDER_EVENTS_TOPIC }, { createReplayJob, getReplayJob, runReplayJob }, sources] = await Promise.all([
+    import('../contracts/order/events.ts'),
+    import('../platform/es/replay.ts'),
+    import('./index.ts'),
+  ])
+  const source = command.asStored ? sources.orderReplaySourceAsStored : sources.orderReplaySource
   if (signal.aborted) return 130
   let job: ReplayJob
   if ('resume' in command.target) {
@@ -292,7 +303,7 @@ async function replayCommand(
   } else {
     job = await createReplayJob(db, source, command.target.selection)
   }
-  const resumeWith = `npm run orders -- replay --resume ${job.id}`
+  const resumeWith = `npm run orders -- replay --resume ${job.id}${command.asStored ? ' --as-stored' : ''}`
   const reporter = progressReporter(io, {
     json: command.json,
     command: 'replay',

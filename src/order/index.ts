@@ -3,9 +3,13 @@ import { cartEvents } from '../contracts/cart/events.ts'
 import { deliveryEvents } from '../contracts/delivery/events.ts'
 import { dispatchEvents } from '../contracts/dispatch/events.ts'
 import { orderCommands } from '../contracts/order/commands.ts'
-import { ORDER_EVENTS_TOPIC, type OrderEventData } from '../contracts/order/events.ts'
+import { ORDER_EVENTS_TOPIC, type OrderEvent, type OrderEventData, orderEvents } from '../contracts/order/events.ts'
 import { paymentEvents } from '../contracts/payment/events.ts'
+import { withPersonalFields } from '../contracts/personal.ts'
+import { toDomainEvent } from '../platform/es/command-handler.ts'
+import { eventMessage } from '../platform/es/messages.ts'
 import type { ReplaySource } from '../platform/es/replay.ts'
+import { encodeAsStored } from '../platform/es/upcast-stored.ts'
 import type { ModuleContext, StartedModule } from '../platform/module.ts'
 import { accept, type DeclaredService, defineService, react, type ServiceParts } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
@@ -39,12 +43,41 @@ import { orderRoutes } from './http/routes.ts'
  * (consumers/journey.ts). What it takes in is declared; the platform runs the consumers.
  */
 
-/** Which stored events replay reads for orders, and the messages they become. */
+/**
+ * Which stored events replay reads for orders, and the messages they become: each event as the
+ * newest version of its type (an older one through its upcasters), the one shape today's consumers
+ * read.
+ */
 export const orderReplaySource: ReplaySource = {
   streamType: STREAM_TYPE,
   topics: [ORDER_EVENTS_TOPIC],
   toMessages: (event) => [toOrderEventMessage(toOrderEvent(event), event.metadata)],
 }
+
+/**
+ * The same events exactly as they were first published: each in the schema version it was stored
+ * with (`replay --as-stored`), for a consumer that reads only that version.
+ */
+export const orderReplaySourceAsStored: ReplaySource = {
+  streamType: STREAM_TYPE,
+  topics: [ORDER_EVENTS_TOPIC],
+  toMessages: (stored) => {
+    const event = toDomainEvent(stored) as OrderEvent
+    return [
+      eventMessage({
+        topic: ORDER_EVENTS_TOPIC,
+        key: event.aggregateId,
+        body: encodeAsStored(orderEvents, withPersonalFieldsAsStored(event)),
+        event,
+        metadata: stored.metadata,
+      }),
+    ]
+  },
+}
+
+/** Version 1 of OrderCreated had no personal fields; a later version's need their null. */
+const withPersonalFieldsAsStored = (event: OrderEvent): OrderEvent =>
+  event.schemaVersion >= 2 ? (withPersonalFields(event) as OrderEvent) : event
 
 export function orderModule(
   options: { commandsGroupId?: string; journeyGroupId?: string; cartCheckoutGroupId?: string } = {},
@@ -72,8 +105,6 @@ export function orderModule(
       react<JourneyEvent, OrderCommand, OrderState>([paymentEvents, dispatchEvents, deliveryEvents], {
         group: options.journeyGroupId ?? ORDER_JOURNEY_GROUP,
         mode: 'choreography',
-        // A delivery that overtook its dispatch waits for it through retries: give them room.
-        minRetries: 8,
         // A capture is checked against the order's total, so that one is read first.
         commandFor: async (event, { load }) =>
           orderCommandFor(

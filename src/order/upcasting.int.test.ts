@@ -11,7 +11,7 @@ import { createLogger } from '../platform/logger.ts'
 import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
 import type { Transport } from '../platform/transport/port.ts'
 import { toOrderEvent } from './application/order-store.ts'
-import { orderReplaySource } from './index.ts'
+import { orderReplaySource, orderReplaySourceAsStored } from './index.ts'
 
 /**
  * An OrderCreated written by version 1 of its schema (before orders had a delivery address and a
@@ -95,6 +95,24 @@ describe('an OrderCreated of schema version 1 in the store', () => {
       const decoded = decodeOrderEvent(replayed.value)
       assert.ok(decoded.ok, JSON.stringify(decoded))
       assert.equal(decoded.event.schemaVersion, 2)
+    } finally {
+      await reader.sub.close()
+    }
+  })
+
+  it('is replayed as it was stored (version 1) with --as-stored, for a consumer pinned to it', async () => {
+    const reader = await follow(transport, ORDER_EVENTS_TOPIC, 'as_stored_reader')
+    try {
+      const job = await createReplayJob(database.db, orderReplaySourceAsStored, { kind: 'stream', streamId: orderId })
+      await runReplayJob({ db: database.db, transport, source: orderReplaySourceAsStored }, job.id)
+      const replayed = await waitFor(() => reader.seen.find((m) => m.headers[REPLAY_JOB_HEADER] === job.id), {
+        message: 'the replayed event to arrive',
+      })
+      assert.equal(replayed.headers[HeaderNames.schemaVersion], '1')
+      const body = JSON.parse(replayed.value) as Record<string, unknown>
+      assert.equal(body.schemaVersion, 1)
+      assert.equal('deliveryAddress' in body, false)
+      assert.equal(body.totalAmount, 25)
     } finally {
       await reader.sub.close()
     }

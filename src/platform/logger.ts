@@ -5,9 +5,22 @@ export type Logger = pino.Logger
 /**
  * What never reaches a log line, wherever it sits in a logged object (up to three levels deep,
  * which covers `{ req: { headers: { authorization } } }` and `{ config: { sasl: { password } } }`):
- * credentials in headers, passwords, secrets and tokens. pino replaces them with `[Redacted]`.
+ * credentials in headers, passwords, secrets and tokens, and personal fields. pino replaces them
+ * with `[Redacted]`.
  */
-const SECRET_KEYS = ['authorization', 'cookie', 'set-cookie', 'password', 'secret', 'token', 'accessToken'] as const
+const SECRET_KEYS = [
+  'authorization',
+  'cookie',
+  'set-cookie',
+  'password',
+  'secret',
+  'token',
+  'accessToken',
+  // Personal fields (contracts/personal.ts): sealed wherever they are kept, and never logged in
+  // clear either, should a request body or an opened order ever be logged.
+  'deliveryAddress',
+  'contact',
+] as const
 export const REDACTED_PATHS = SECRET_KEYS.flatMap((key) => {
   const field = /^[A-Za-z_$][\w$]*$/.test(key) ? key : `["${key}"]`
   const nested = field.startsWith('[') ? field : `.${field}`

@@ -21,11 +21,12 @@ import type { Order, OrderCommand, OrderState, OrderStatus } from '../domain/ord
  *
  * Two cases are expected traffic, not errors:
  * - OrderDelivered before OrderDispatched: they travel on different topics, so the delivery can
- *   overtake the dispatch. The order is left CONFIRMED and the event is retried (a retryable
- *   error, with this consumer's longer retry budget) until the dispatch has been applied; the
- *   domain keeps its one rule (only a DISPATCHED order is delivered) and nothing is dead-lettered.
- *   Chosen over letting the domain jump CONFIRMED → DELIVERED because the order's history then
- *   always shows the dispatch before the delivery, as the customer saw them.
+ *   overtake the dispatch. The delivery records the dispatch first (`recordsDispatch`: two
+ *   OrderStatusChanged, CONFIRMED → DISPATCHED → DELIVERED, so the history shows them in the order
+ *   they happened), and the late dispatch event changes nothing. It used to wait for the dispatch
+ *   through retries, which held the consumer: under load a retrying partition kept its buffered
+ *   messages, the consumer stopped fetching at its buffer bound, and the dispatch it waited for was
+ *   never read (choreography at saturation cancelled most orders for want of their payment).
  * - A payment outcome for an order the customer cancelled meanwhile (PaymentProcessed →
  *   ConfirmOrder, PaymentFailed → CancelOrder on a CANCELLED order): the order stays cancelled and
  *   the event is skipped; the payment service refunds a capture from the OrderCancelled it reads.
@@ -65,7 +66,7 @@ export function orderCommandFor(
     case 'OrderDispatched':
       return { commandType: 'ChangeOrderStatus', orderId: event.orderId, status: 'DISPATCHED' }
     case 'OrderDelivered':
-      return { commandType: 'ChangeOrderStatus', orderId: event.orderId, status: 'DELIVERED' }
+      return { commandType: 'ChangeOrderStatus', orderId: event.orderId, status: 'DELIVERED', recordsDispatch: true }
     case 'PaymentRefunded':
     case 'PaymentVoided':
     case 'ShipmentQuoted':
@@ -84,10 +85,7 @@ export function orderCommandFor(
 export function whenRefused(
   command: OrderCommand,
   status: OrderStatus | null,
-): { action: 'retry' } | { action: 'skip'; why: string; warn: boolean } | { action: 'dead-letter' } {
-  if (command.commandType === 'ChangeOrderStatus' && command.status === 'DELIVERED' && status === 'CONFIRMED') {
-    return { action: 'retry' }
-  }
+): { action: 'skip'; why: string; warn: boolean } | { action: 'dead-letter' } {
   if (status !== 'CANCELLED') return { action: 'dead-letter' }
   if (command.commandType === 'ConfirmOrder' || command.commandType === 'CancelOrder') {
     return {

@@ -92,6 +92,13 @@ export interface ChangeOrderStatus {
   status: OrderStatus
   paymentId?: string | undefined
   reason?: string | undefined
+  /**
+   * DELIVERED only, from the delivery service's own report (choreography): a CONFIRMED order, whose
+   * dispatch event has not been applied yet (it travels on another topic and can be overtaken),
+   * records its dispatch first, then its delivery, so the history keeps them in the order they
+   * happened. The dispatch event that follows changes nothing (the order is past it).
+   */
+  recordsDispatch?: boolean | undefined
 }
 
 export type OrderCommand = CreateOrder | UpdateOrderDetails | ConfirmOrder | CancelOrder | ChangeOrderStatus
@@ -356,6 +363,12 @@ function changeStatus(command: ChangeOrderStatus, state: OrderState): Decision {
       return cancel(command.orderId, command.reason ?? STATUS_CHANGE_CANCELLATION_REASON, state)
     case OrderStatuses.DISPATCHED:
     case OrderStatuses.DELIVERED: {
+      if (to === OrderStatuses.DELIVERED && command.recordsDispatch && state.status === OrderStatuses.CONFIRMED) {
+        return accept(
+          { eventType: 'OrderStatusChanged', from: OrderStatuses.CONFIRMED, to: OrderStatuses.DISPATCHED },
+          { eventType: 'OrderStatusChanged', from: OrderStatuses.DISPATCHED, to: OrderStatuses.DELIVERED },
+        )
+      }
       const from = to === OrderStatuses.DISPATCHED ? OrderStatuses.CONFIRMED : OrderStatuses.DISPATCHED
       if (state.status === from) return accept({ eventType: 'OrderStatusChanged', from, to })
       if (fulfilmentPath.indexOf(state.status) >= fulfilmentPath.indexOf(to)) return accept()

@@ -407,6 +407,27 @@ describe('ChangeOrderStatus', () => {
     })
   }
 
+  it('records the dispatch before the delivery when the delivery service reports one the order has not seen dispatched', () => {
+    const reported = { ...changeStatus('DELIVERED'), recordsDispatch: true }
+    given(...histories.CONFIRMED)
+      .when(reported)
+      .thenEmits([
+        { eventType: 'OrderStatusChanged', from: 'CONFIRMED', to: 'DISPATCHED' },
+        { eventType: 'OrderStatusChanged', from: 'DISPATCHED', to: 'DELIVERED' },
+      ])
+    given(...histories.DISPATCHED)
+      .when(reported)
+      .thenEmits([{ eventType: 'OrderStatusChanged', from: 'DISPATCHED', to: 'DELIVERED' }])
+    given(...histories.DELIVERED)
+      .when(reported)
+      .thenNothingHappens()
+    for (const status of ['PENDING', 'CANCELLED'] as const) {
+      given(...histories[status])
+        .when(reported)
+        .thenRejects({ code: 'INVALID_TRANSITION', message: `cannot deliver an order that is ${status}` })
+    }
+  })
+
   for (const status of ['PENDING', 'CONFIRMED', 'CANCELLED'] as const) {
     it(`rejects delivering an order that is ${status}`, () => {
       given(...histories[status])

@@ -13,6 +13,23 @@ import type { EventTopic } from '../../contracts/define.ts'
  * event that no longer reads (its upcaster fails, the result fails the newest schema) throws: a
  * broken upcaster must stop a rebuild, never skip an event silently.
  */
+/**
+ * A stored event's wire form in the version it was stored with (not upcast): what a replay that
+ * re-publishes events exactly as they were first published sends (`npm run orders -- replay
+ * --as-stored`), for consumers pinned to that version.
+ */
+export function encodeAsStored<Event extends { eventType: string; schemaVersion?: number; aggregateId: string }>(
+  topic: Pick<EventTopic<unknown>, 'topic' | 'contract'>,
+  event: Event,
+): Record<string, unknown> {
+  const stored = event.schemaVersion ?? 1
+  const schema = topic.contract.messages.find((m) => m.eventType === event.eventType)?.versions[stored]
+  if (!schema) {
+    throw new Error(`${event.eventType} ${event.aggregateId}: ${topic.topic} has no schemaVersion ${stored}`)
+  }
+  return z.encode(schema as z.ZodType, event as never) as Record<string, unknown>
+}
+
 export function upcastStored<Event extends { eventType: string; schemaVersion?: number; aggregateId: string }>(
   topic: Pick<EventTopic<unknown>, 'topic' | 'contract' | 'decode' | 'latestVersion'>,
   event: Event,
