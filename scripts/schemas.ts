@@ -357,8 +357,9 @@ const event = (eventType: string, aggregateId: string, version: number, fields: 
   causationId: 'c3b1d7e2-5a4f-4e0b-8c9d-2f6a1b3c4d5e',
   ...fields,
 })
-/** A command as the Create-Order saga sends it: no schemaVersion, which is version 1. */
-const command = (commandType: string, fields: object) => ({
+/** A command as the Create-Order saga sends it: no schemaVersion (version 1), or the version written. */
+const command = (commandType: string, fields: object, schemaVersion?: number) => ({
+  ...(schemaVersion === undefined ? {} : { schemaVersion }),
   commandId: '5f0c6a8e-2a7b-4c1d-9e3f-0a1b2c3d4e5f',
   commandType,
   orderId: ORDER,
@@ -490,10 +491,38 @@ export const SAMPLES: Readonly<Record<string, readonly Record<string, unknown>[]
       shippingCost: 4.99,
       currency: 'EUR',
     }),
+    event(
+      'ShipmentQuoted',
+      `dispatch-${ORDER}`,
+      1,
+      {
+        orderId: ORDER,
+        orderAmount: 41.99,
+        shippingCost: 4.99,
+        currency: 'EUR',
+        deliveryAddress: sealed('deliveryAddress'),
+      },
+      2,
+    ),
+    event(
+      'OrderDispatched',
+      `dispatch-${ORDER}`,
+      2,
+      {
+        orderId: ORDER,
+        shipmentId: `shipment-${ORDER}`,
+        shippingCost: 4.99,
+        currency: 'EUR',
+        deliveryAddress: sealed('deliveryAddress'),
+      },
+      2,
+    ),
   ],
   dispatch_commands: [
     command('QuoteShipment', { orderAmount: 41.99, currency: 'EUR' }),
     command('DispatchOrder', { orderAmount: 41.99, currency: 'EUR' }),
+    command('QuoteShipment', { orderAmount: 41.99, currency: 'EUR', deliveryAddress: sealed('deliveryAddress') }, 2),
+    command('DispatchOrder', { orderAmount: 41.99, currency: 'EUR', deliveryAddress: null }, 2),
   ],
   'delivery-events': [
     event('DeliveryScheduled', `delivery-${ORDER}`, 1, {
@@ -502,8 +531,24 @@ export const SAMPLES: Readonly<Record<string, readonly Record<string, unknown>[]
       dueAt: '2026-11-30T19:30:00.000Z',
     }),
     event('OrderDelivered', `delivery-${ORDER}`, 2, { orderId: ORDER, shipmentId: `shipment-${ORDER}` }),
+    event(
+      'DeliveryScheduled',
+      `delivery-${ORDER}`,
+      1,
+      {
+        orderId: ORDER,
+        shipmentId: `shipment-${ORDER}`,
+        dueAt: '2026-11-30T19:30:00.000Z',
+        deliveryAddress: sealed('deliveryAddress'),
+      },
+      2,
+    ),
   ],
-  delivery_commands: [command('ScheduleDelivery', { shipmentId: `shipment-${ORDER}` }), command('DeliverOrder', {})],
+  delivery_commands: [
+    command('ScheduleDelivery', { shipmentId: `shipment-${ORDER}` }),
+    command('DeliverOrder', {}),
+    command('ScheduleDelivery', { shipmentId: `shipment-${ORDER}`, deliveryAddress: sealed('deliveryAddress') }, 2),
+  ],
   'orders.events': [
     {
       eventType: 'ORDER_CREATED',

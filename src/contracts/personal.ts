@@ -64,11 +64,10 @@ export type DeliveryAddress = z.output<typeof deliveryAddressSchema>
 export type Contact = z.output<typeof contactSchema>
 
 /**
- * A personal field as a message or stored event carries it: sealed, or null when the customer gave
- * none (also when a writer leaves it out). A plaintext value is refused at the boundary
- * (INVALID_EVENT / INVALID_COMMAND).
+ * A personal field as a message or stored event carries it: sealed, or null (or left out) when the
+ * customer gave none. A plaintext value is refused at the boundary (INVALID_EVENT / INVALID_COMMAND).
  */
-export const sealedField = sealedSchema.nullable().default(null)
+export const sealedField = sealedSchema.nullable().optional()
 
 /** A personal field as the domain handles it: clear on the way in, sealed once recorded. */
 export type Personal<T> = T | Sealed | null

@@ -1,5 +1,6 @@
 import { type DeliveryCommandMessage, deliveryCommands } from '../contracts/delivery/commands.ts'
 import { dispatchEvents } from '../contracts/dispatch/events.ts'
+import type { Sealed } from '../contracts/personal.ts'
 import { startTimerPoller } from '../platform/es/scheduler.ts'
 import { accept, defineService, type IntakeContext, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
@@ -19,7 +20,10 @@ export const DELIVERY_DISPATCH_EVENTS_GROUP = 'delivery-service'
 
 /** A command off the wire; a schedule gets the configured travel time. */
 const toCommand = (
-  body: Pick<DeliveryCommandMessage, 'commandType' | 'orderId'> & { shipmentId?: string },
+  body: Pick<DeliveryCommandMessage, 'commandType' | 'orderId'> & {
+    shipmentId?: string
+    deliveryAddress?: Sealed | null | undefined
+  },
   { config }: IntakeContext,
 ): DeliveryCommand | null =>
   body.commandType === 'ScheduleDelivery'
@@ -30,6 +34,7 @@ const toCommand = (
           orderId: body.orderId,
           shipmentId: body.shipmentId,
           delayMs: config.delivery.delayMs,
+          ...(body.deliveryAddress ? { deliveryAddress: body.deliveryAddress } : {}),
         }
     : { commandType: 'DeliverOrder', orderId: body.orderId }
 

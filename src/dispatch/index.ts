@@ -1,9 +1,10 @@
 import { type DispatchCommandMessage, dispatchCommands } from '../contracts/dispatch/commands.ts'
-import { dispatchEvents, dispatchStreamId } from '../contracts/dispatch/events.ts'
+import { dispatchEvents, dispatchStreamId, shipmentIdFor } from '../contracts/dispatch/events.ts'
 import { orderEvents } from '../contracts/order/events.ts'
 import { stateTable } from '../platform/es/state-table.ts'
 import { accept, defineService, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { type Carrier, type CarrierLabel, simulatedCarrier } from './carrier.ts'
 import {
   DISPATCH_STREAM_TYPE,
   type DispatchCommand,
@@ -46,17 +47,33 @@ const toCommand = (message: DispatchCommandMessage): DispatchCommand =>
         orderId: message.orderId,
         orderAmount: message.orderAmount,
         currency: message.currency,
+        deliveryAddress: message.deliveryAddress,
       }
     : {
         commandType: 'DispatchOrder',
         orderId: message.orderId,
         orderAmount: message.orderAmount,
         currency: message.currency,
+        deliveryAddress: message.deliveryAddress,
       }
 
 export const dispatchService = defineService({
   name: 'dispatch',
   migrations: migrationsBeside(import.meta.url),
+  setup: () => ({ carrier: simulatedCarrier() as Carrier & { labels?: ReadonlyMap<string, CarrierLabel> } }),
+  // The order goes to the carrier with its address opened here, before the command's transaction
+  // (a call out never holds one open); the address stays sealed in the shipment and its events.
+  prepare: async (command, { carrier, context, load }) => {
+    if (command.commandType !== 'DispatchOrder') return command
+    const shipment = await load(dispatchStreamId(command.orderId))
+    if (shipment?.dispatched) return command
+    const sealed = command.deliveryAddress ?? shipment?.deliveryAddress
+    if (sealed) {
+      const address = (await context.personalData.open(sealed, 'deliveryAddress')) as CarrierLabel['address']
+      await carrier.book({ orderId: command.orderId, shipmentId: shipmentIdFor(command.orderId), address })
+    }
+    return command
+  },
   aggregate: {
     streamType: DISPATCH_STREAM_TYPE,
     streamOf: (command: DispatchCommand) => dispatchStreamId(command.orderId),

@@ -1,3 +1,4 @@
 import { personalDataSuite } from './personal-data.suite.ts'
 
-personalDataSuite('embedded')
+personalDataSuite('embedded', 'orchestration')
+personalDataSuite('embedded', 'choreography')

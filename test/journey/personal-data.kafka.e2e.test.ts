@@ -1,3 +1,4 @@
 import { personalDataSuite } from './personal-data.suite.ts'
 
-personalDataSuite('kafka')
+personalDataSuite('kafka', 'orchestration')
+personalDataSuite('kafka', 'choreography')

@@ -13,7 +13,14 @@ import { createReplayJob, runReplayJob } from '../../src/platform/es/replay.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { embeddedTopicReader, kafkaTopicReader } from '../../src/platform/transport/topic-reader.ts'
 import { kafkaBrokers, testDatabaseUrl, uniqueName, waitFor } from '../support/index.ts'
-import { getOrder, type Infrastructure, type JourneyApp, orderReaches, startJourneyApp } from './support.ts'
+import {
+  getOrder,
+  type Infrastructure,
+  type JourneyApp,
+  orderReaches,
+  type SagaMode,
+  startJourneyApp,
+} from './support.ts'
 
 /**
  * Issue 17's proof: an order whose address carries a unique marker goes the whole journey, and the
@@ -29,8 +36,8 @@ const PG_DUMP = ['/usr/lib/postgresql/15/bin/pg_dump', '/usr/lib/postgresql/16/b
   (path) => existsSync(path),
 )
 
-export function personalDataSuite(infra: Infrastructure): void {
-  describe(`personal data is never in clear (${infra})`, () => {
+export function personalDataSuite(infra: Infrastructure, mode: SagaMode): void {
+  describe(`personal data is never in clear (${mode}, ${infra})`, () => {
     const marker = uniqueName('PIImark').replaceAll('_', '')
     const address = {
       name: `Erin ${marker}`,
@@ -54,7 +61,7 @@ export function personalDataSuite(infra: Infrastructure): void {
       })
       j = await startJourneyApp({
         infra,
-        mode: 'orchestration',
+        mode,
         logger: createLogger({ level: 'debug', destination: sink }),
       })
       const response = await j.app.http.inject({
@@ -144,6 +151,21 @@ export function personalDataSuite(infra: Infrastructure): void {
       )
       assert.ok(text.includes(orderId) && text.includes('"$enc":1'), 'the topics carry the order, its fields sealed')
       assert.ok(!inClear(text), `no topic carries them in clear (${topics.join(', ')})`)
+      // Dispatch and delivery got the address (sealed) and the carrier was handed it in clear.
+      const shipmentOf = (prefix: string) =>
+        text.split('\n').filter((line) => line.includes(`"${prefix}`) && line.includes(orderId))
+      assert.ok(
+        shipmentOf('eventType":"OrderDispatched').some((line) => line.includes('"deliveryAddress":{"$enc":1')),
+        'OrderDispatched carries the address, sealed',
+      )
+      assert.ok(
+        shipmentOf('eventType":"DeliveryScheduled').some((line) => line.includes('"deliveryAddress":{"$enc":1')),
+        'DeliveryScheduled carries the address, sealed',
+      )
+      const carrier = j.app.module<{ carrier: { labels: ReadonlyMap<string, { address: unknown }> } }>(
+        'dispatch',
+      ).carrier
+      assert.deepEqual(carrier.labels.get(`shipment-${orderId}`)?.address, address, 'the carrier got the label')
       assert.ok(logged.includes(orderId), 'the logs speak of the order')
       assert.ok(!inClear(logged), 'the logs never print them')
       // The one who placed it sees them.

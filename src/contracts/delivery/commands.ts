@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { defineCommandTopic, type TopicMessage, type TopicWire } from '../define.ts'
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { id } from '../order/events.ts'
+import { sealedField } from '../personal.ts'
 import type { TopicContract } from '../registry.ts'
 import { deliveryEventsTopic } from './events.ts'
 
@@ -17,11 +18,14 @@ export const DELIVERY_COMMANDS_TOPIC = 'delivery_commands'
 const deliveryCommandEnvelope = commandEnvelopeSchema.extend({ orderId: id('orderId') })
 
 /** Start delivering a dispatched order; the delay is the delivery service's configuration. */
-export const scheduleDeliveryBody = z.object({
+export const scheduleDeliveryBodyV1 = z.object({
   commandType: z.literal('ScheduleDelivery'),
   orderId: id('orderId'),
   shipmentId: id('shipmentId'),
 })
+
+/** Version 2: where to deliver, sealed as the order service sealed it (or null). */
+export const scheduleDeliveryBody = scheduleDeliveryBodyV1.extend({ deliveryAddress: sealedField })
 
 /** Hand a scheduled delivery to the customer. */
 export const deliverOrderBody = z.object({
@@ -30,6 +34,7 @@ export const deliverOrderBody = z.object({
 })
 
 export const scheduleDeliveryCommand = deliveryCommandEnvelope.extend(scheduleDeliveryBody.shape)
+export const scheduleDeliveryCommandV1 = deliveryCommandEnvelope.extend(scheduleDeliveryBodyV1.shape)
 export const deliverOrderCommand = deliveryCommandEnvelope.extend(deliverOrderBody.shape)
 
 /** `delivery_commands`: what the delivery service is asked to do, per order. */
@@ -45,6 +50,8 @@ export const deliveryCommands = defineCommandTopic({
   messages: {
     ScheduleDelivery: {
       schema: scheduleDeliveryCommand,
+      version: 2,
+      earlier: { 1: { schema: scheduleDeliveryCommandV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
       description:
         'Start delivering a dispatched order (DeliveryScheduled, once): it is due after the configured delay.',
     },

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { id } from '../order/events.ts'
+import { sealedField } from '../personal.ts'
 import type { TopicContract } from '../registry.ts'
 import { timestamp } from '../timestamp.ts'
 
@@ -19,13 +20,16 @@ export const DELIVERY_EVENTS_TOPIC = 'delivery-events'
 /** The delivery stream of an order; the prefix keeps it apart from the order's own stream. */
 export const deliveryStreamId = (orderId: string): string => `delivery-${orderId}`
 
-export const deliveryScheduledData = z.object({
+export const deliveryScheduledDataV1 = z.object({
   eventType: z.literal('DeliveryScheduled'),
   orderId: id('orderId'),
   shipmentId: id('shipmentId'),
   /** When the simulated courier arrives: the delivery service delivers the order then. */
   dueAt: timestamp,
 })
+
+/** Version 2: where the courier goes, sealed as the order service sealed it (or null). */
+export const deliveryScheduledData = deliveryScheduledDataV1.extend({ deliveryAddress: sealedField })
 
 export const orderDeliveredData = z.object({
   eventType: z.literal('OrderDelivered'),
@@ -43,6 +47,7 @@ export type DeliveryEventType = DeliveryEventData['eventType']
 export type DeliveryEvent = DeliveryEventData & Envelope
 
 export const deliveryScheduledEvent = eventSchema(deliveryScheduledData)
+export const deliveryScheduledEventV1 = eventSchema(deliveryScheduledDataV1)
 export const orderDeliveredEvent = eventSchema(orderDeliveredData)
 
 /** `delivery-events`: the delivery of every order. */
@@ -57,6 +62,8 @@ export const deliveryEvents = defineEventTopic({
   messages: {
     DeliveryScheduled: {
       schema: deliveryScheduledEvent,
+      version: 2,
+      earlier: { 1: { schema: deliveryScheduledEventV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
       description: 'A dispatched order is on its way; dueAt is when the (simulated) courier arrives.',
     },
     OrderDelivered: {

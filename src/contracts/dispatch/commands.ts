@@ -3,6 +3,7 @@ import { defineCommandTopic, type TopicMessage, type TopicWire } from '../define
 import { commandEnvelopeSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
+import { sealedField } from '../personal.ts'
 import type { TopicContract } from '../registry.ts'
 import { dispatchEventsTopic } from './events.ts'
 
@@ -17,7 +18,7 @@ export const DISPATCH_COMMANDS_TOPIC = 'dispatch_commands'
 const dispatchCommandEnvelope = commandEnvelopeSchema.extend({ orderId: id('orderId') })
 
 /** Price an order's shipping from its total (choreography: from OrderCreated and OrderUpdated). */
-export const quoteShipmentBody = z.object({
+export const quoteShipmentBodyV1 = z.object({
   commandType: z.literal('QuoteShipment'),
   orderId: id('orderId'),
   orderAmount: decimalAmount,
@@ -29,13 +30,19 @@ export const quoteShipmentBody = z.object({
  * Dispatch a paid and confirmed order. The saga gives the order's total and currency; without
  * them (choreography, from OrderConfirmed) the shipment's earlier quote is used.
  */
-export const dispatchOrderBody = z.object({
+export const dispatchOrderBodyV1 = z.object({
   commandType: z.literal('DispatchOrder'),
   orderId: id('orderId'),
   orderAmount: decimalAmount.optional(),
   currency: currencyCode.optional(),
 })
 
+/** Version 2 of both: the order's delivery address, sealed (or null), for the carrier. */
+export const quoteShipmentBody = quoteShipmentBodyV1.extend({ deliveryAddress: sealedField })
+export const dispatchOrderBody = dispatchOrderBodyV1.extend({ deliveryAddress: sealedField })
+
+export const quoteShipmentCommandV1 = dispatchCommandEnvelope.extend(quoteShipmentBodyV1.shape)
+export const dispatchOrderCommandV1 = dispatchCommandEnvelope.extend(dispatchOrderBodyV1.shape)
 export const quoteShipmentCommand = dispatchCommandEnvelope.extend(quoteShipmentBody.shape)
 export const dispatchOrderCommand = dispatchCommandEnvelope.extend(dispatchOrderBody.shape)
 
@@ -51,10 +58,14 @@ export const dispatchCommands = defineCommandTopic({
   messages: {
     QuoteShipment: {
       schema: quoteShipmentCommand,
+      version: 2,
+      earlier: { 1: { schema: quoteShipmentCommandV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
       description: 'Work out an order’s shipping cost from its total (ShipmentQuoted when it changes).',
     },
     DispatchOrder: {
       schema: dispatchOrderCommand,
+      version: 2,
+      earlier: { 1: { schema: dispatchOrderCommandV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
       description:
         'Dispatch a paid and confirmed order (OrderDispatched, once). The amount may be left out when the shipment was quoted.',
     },

@@ -3,6 +3,7 @@ import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
+import { sealedField } from '../personal.ts'
 import type { TopicContract } from '../registry.ts'
 
 /**
@@ -27,7 +28,7 @@ export const shipmentIdFor = (orderId: string): string => `shipment-${orderId}`
  * choreography the order's total arrives on OrderCreated and the go-ahead on OrderConfirmed, which
  * carries no amount; the quote is how dispatch remembers the first until the second.
  */
-export const shipmentQuotedData = z.object({
+export const shipmentQuotedDataV1 = z.object({
   eventType: z.literal('ShipmentQuoted'),
   orderId: id('orderId'),
   orderAmount: decimalAmount,
@@ -35,13 +36,21 @@ export const shipmentQuotedData = z.object({
   currency: currencyCode,
 })
 
-export const orderDispatchedData = z.object({
+export const orderDispatchedDataV1 = z.object({
   eventType: z.literal('OrderDispatched'),
   orderId: id('orderId'),
   shipmentId: id('shipmentId'),
   shippingCost: decimalAmount,
   currency: currencyCode,
 })
+
+/**
+ * Version 2 of both: the order's delivery address, sealed with the customer's key as the order
+ * service sealed it (or null), carried on to delivery. Dispatch opens it only to hand it to its
+ * carrier, and never keeps it in clear.
+ */
+export const shipmentQuotedData = shipmentQuotedDataV1.extend({ deliveryAddress: sealedField })
+export const orderDispatchedData = orderDispatchedDataV1.extend({ deliveryAddress: sealedField })
 
 export type ShipmentQuoted = z.output<typeof shipmentQuotedData>
 export type OrderDispatched = z.output<typeof orderDispatchedData>
@@ -54,6 +63,8 @@ export type DispatchEvent = DispatchEventData & Envelope
 
 export const shipmentQuotedEvent = eventSchema(shipmentQuotedData)
 export const orderDispatchedEvent = eventSchema(orderDispatchedData)
+export const shipmentQuotedEventV1 = eventSchema(shipmentQuotedDataV1)
+export const orderDispatchedEventV1 = eventSchema(orderDispatchedDataV1)
 
 /** `dispatch-events`: the shipping of every order. */
 export const dispatchEvents = defineEventTopic({
@@ -67,10 +78,14 @@ export const dispatchEvents = defineEventTopic({
   messages: {
     ShipmentQuoted: {
       schema: shipmentQuotedEvent,
+      version: 2,
+      earlier: { 1: { schema: shipmentQuotedEventV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
       description: 'The shipping cost of an order was worked out from its total (before it is dispatched).',
     },
     OrderDispatched: {
       schema: orderDispatchedEvent,
+      version: 2,
+      earlier: { 1: { schema: orderDispatchedEventV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
       description: 'A paid and confirmed order left with a shipment id, and what its shipping cost.',
     },
   },

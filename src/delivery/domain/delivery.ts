@@ -1,6 +1,7 @@
 import type { DeliveryCommandBody } from '../../contracts/delivery/commands.ts'
 import { type DeliveryEventData, deliveryStreamId } from '../../contracts/delivery/events.ts'
 import type { DispatchEvent } from '../../contracts/dispatch/events.ts'
+import type { Sealed } from '../../contracts/personal.ts'
 import { ErrorCodes } from '../../platform/errors.ts'
 import {
   accept,
@@ -41,6 +42,8 @@ export interface ScheduleDelivery {
   shipmentId: string
   /** The simulated travel time, from the delivery service's configuration. */
   delayMs: number
+  /** Where the courier goes, sealed as the order service sealed it. */
+  deliveryAddress?: Sealed | null | undefined
 }
 
 export interface DeliverOrder {
@@ -60,6 +63,8 @@ export interface Delivery {
   status: 'SCHEDULED' | 'DELIVERED'
   dueAt: string
   deliveredAt: string | null
+  /** Sealed (never in clear here); the courier's to open. */
+  deliveryAddress?: Sealed | null
   version: number
 }
 
@@ -78,6 +83,7 @@ export function evolve(state: DeliveryState, event: Recorded<DeliveryEventData>)
         status: 'SCHEDULED',
         dueAt: event.dueAt,
         deliveredAt: null,
+        ...(event.deliveryAddress ? { deliveryAddress: event.deliveryAddress } : {}),
         version: event.version,
       }
     case 'OrderDelivered':
@@ -87,6 +93,7 @@ export function evolve(state: DeliveryState, event: Recorded<DeliveryEventData>)
         dueAt: state?.dueAt ?? event.occurredOn,
         status: 'DELIVERED',
         deliveredAt: event.occurredOn,
+        ...(state?.deliveryAddress ? { deliveryAddress: state.deliveryAddress } : {}),
         version: event.version,
       }
     default:
@@ -116,6 +123,7 @@ export function decide(
         orderId: command.orderId,
         shipmentId: command.shipmentId,
         dueAt: new Date(Date.parse(context.now) + command.delayMs).toISOString(),
+        ...(command.deliveryAddress ? { deliveryAddress: command.deliveryAddress } : {}),
       })
     }
     case 'DeliverOrder':
@@ -154,7 +162,12 @@ export { deliveryStreamId }
 export function deliveryCommandFor(event: DispatchEvent): DeliveryCommandBody | null {
   switch (event.eventType) {
     case 'OrderDispatched':
-      return { commandType: 'ScheduleDelivery', orderId: event.orderId, shipmentId: event.shipmentId }
+      return {
+        commandType: 'ScheduleDelivery',
+        orderId: event.orderId,
+        shipmentId: event.shipmentId,
+        ...(event.deliveryAddress ? { deliveryAddress: event.deliveryAddress } : {}),
+      }
     case 'ShipmentQuoted':
       return null
     default:

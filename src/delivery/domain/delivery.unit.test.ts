@@ -119,7 +119,7 @@ describe('delivery contracts', () => {
       aggregateId: deliveryStreamId(ORDER_ID),
       occurredOn: NOW,
       version: 1,
-      schemaVersion: 1,
+      schemaVersion: 2,
     } as DeliveryEvent
     const decoded = decodeDeliveryEvent(JSON.stringify(encodeDeliveryEvent(event)))
     assert.ok(decoded.ok, JSON.stringify(decoded))

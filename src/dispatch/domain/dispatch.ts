@@ -1,6 +1,7 @@
 import type { DispatchCommandBody } from '../../contracts/dispatch/commands.ts'
 import { type DispatchEventData, dispatchStreamId, shipmentIdFor } from '../../contracts/dispatch/events.ts'
 import type { OrderEvent } from '../../contracts/order/events.ts'
+import type { Sealed } from '../../contracts/personal.ts'
 import { shippingCostFor } from '../../contracts/shipping.ts'
 import { ErrorCodes } from '../../platform/errors.ts'
 import { accept, assertNever, type Decider, type Decision, type Recorded, reject } from '../../platform/es/decider.ts'
@@ -42,6 +43,8 @@ export interface QuoteShipment {
   /** The order's total, minor units. */
   orderAmount: number
   currency?: string | undefined
+  /** Sealed with the customer's key (the order service sealed it): kept for the carrier. */
+  deliveryAddress?: Sealed | null | undefined
 }
 
 export interface DispatchOrder {
@@ -50,6 +53,8 @@ export interface DispatchOrder {
   /** The order's total, minor units; without it, the quote's. */
   orderAmount?: number | undefined
   currency?: string | undefined
+  /** Sealed; without it, the one the quote kept. */
+  deliveryAddress?: Sealed | null | undefined
 }
 
 export type DispatchCommand = QuoteShipment | DispatchOrder
@@ -62,6 +67,8 @@ export interface Shipment {
   orderId: string
   quote: { orderAmount: number; shippingCost: number; currency: string } | null
   dispatched: { shipmentId: string; shippingCost: number; currency: string; dispatchedAt: string } | null
+  /** Where it goes, sealed (never in clear here): dispatch opens it only for its carrier. */
+  deliveryAddress?: Sealed | null
   version: number
 }
 
@@ -77,12 +84,14 @@ export function evolve(state: DispatchState, event: Recorded<DispatchEventData>)
     case 'ShipmentQuoted':
       return {
         ...current,
+        ...(event.deliveryAddress ? { deliveryAddress: event.deliveryAddress } : {}),
         quote: { orderAmount: event.orderAmount, shippingCost: event.shippingCost, currency: event.currency },
         version: event.version,
       }
     case 'OrderDispatched':
       return {
         ...current,
+        ...(event.deliveryAddress ? { deliveryAddress: event.deliveryAddress } : {}),
         dispatched: {
           shipmentId: event.shipmentId,
           shippingCost: event.shippingCost,
@@ -124,12 +133,14 @@ function quote(command: QuoteShipment, state: DispatchState): Decision<DispatchE
   if (state?.quote && state.quote.orderAmount === command.orderAmount && state.quote.currency === currency) {
     return accept()
   }
+  const deliveryAddress = command.deliveryAddress ?? state?.deliveryAddress
   return accept({
     eventType: 'ShipmentQuoted',
     orderId: command.orderId,
     orderAmount: command.orderAmount,
     shippingCost: shippingCostFor(command.orderAmount),
     currency,
+    ...(deliveryAddress ? { deliveryAddress } : {}),
   })
 }
 
@@ -147,12 +158,14 @@ function dispatch(command: DispatchOrder, state: DispatchState): Decision<Dispat
       ],
     )
   }
+  const deliveryAddress = command.deliveryAddress ?? state?.deliveryAddress
   return accept({
     eventType: 'OrderDispatched',
     orderId: command.orderId,
     shipmentId: shipmentIdFor(command.orderId),
     shippingCost: shippingCostFor(orderAmount),
     currency,
+    ...(deliveryAddress ? { deliveryAddress } : {}),
   })
 }
 
@@ -183,6 +196,8 @@ export function dispatchCommandFor(event: OrderEvent): DispatchCommandBody | nul
         orderId: event.aggregateId,
         orderAmount: event.totalAmount,
         currency: event.currency,
+        // Recorded events hold it sealed (the order service sealed it before storing it).
+        ...(event.deliveryAddress ? { deliveryAddress: event.deliveryAddress as Sealed } : {}),
       }
     case 'OrderUpdated':
       return { commandType: 'QuoteShipment', orderId: event.aggregateId, orderAmount: event.totalAmount }

@@ -183,7 +183,7 @@ describe('dispatch contracts', () => {
       aggregateId: dispatchStreamId(ORDER_ID),
       occurredOn: '2026-01-01T12:00:00.000Z',
       version: 1,
-      schemaVersion: 1,
+      schemaVersion: 2,
     } as DispatchEvent
     const wire = encodeDispatchEvent(event)
     assert.equal((wire as { shippingCost: unknown }).shippingCost, 3)

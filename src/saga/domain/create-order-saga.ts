@@ -7,6 +7,7 @@ import { ORDER_COMMANDS_TOPIC } from '../../contracts/order/commands.ts'
 import type { OrderEvent } from '../../contracts/order/events.ts'
 import { PAYMENT_COMMANDS_TOPIC, type PaymentCommandBody } from '../../contracts/payment/commands.ts'
 import { cancellationReasonFor, type PaymentEvent } from '../../contracts/payment/events.ts'
+import type { Sealed } from '../../contracts/personal.ts'
 import type { DecideContext } from '../../platform/es/decider.ts'
 import { complete, park, schedule, send, type Workflow, type WorkflowOutput } from '../../platform/es/workflow.ts'
 
@@ -260,7 +261,11 @@ export interface CreateOrderSagaState {
   /** The current (or, once ended, the last) step, and how many times it has been sent. */
   step: SagaStep | null
   attempt: number
-  order: { customerId: string; totalAmount: number; currency: string } | null
+  /**
+   * What the saga needs of the order; `deliveryAddress` sealed as the order service sealed it
+   * (the saga never opens it: it carries it to dispatch and delivery).
+   */
+  order: { customerId: string; totalAmount: number; currency: string; deliveryAddress?: Sealed } | null
   orderCancelled: boolean
   orderConfirmed: boolean
   payment: SagaPaymentStatus
@@ -339,7 +344,12 @@ function learn(state: CreateOrderSagaState, input: CreateOrderSagaInput): Create
     case 'OrderCreated':
       return {
         ...known,
-        order: { customerId: input.customerId, totalAmount: input.totalAmount, currency: input.currency },
+        order: {
+          customerId: input.customerId,
+          totalAmount: input.totalAmount,
+          currency: input.currency,
+          ...(input.deliveryAddress ? { deliveryAddress: input.deliveryAddress as Sealed } : {}),
+        },
       }
     // The total is fixed at placement (the order service refuses to change it), and the payment was
     // requested for the placement total: a re-sent ProcessPayment must ask for that same amount.
@@ -490,6 +500,7 @@ export function defineCreateOrderSaga(
               orderId,
               orderAmount: order.totalAmount,
               currency: order.currency,
+              ...(order.deliveryAddress ? { deliveryAddress: order.deliveryAddress } : {}),
             },
           },
         ]
@@ -504,7 +515,12 @@ export function defineCreateOrderSaga(
           {
             topic: DELIVERY_COMMANDS_TOPIC,
             key,
-            message: { commandType: 'ScheduleDelivery', orderId, shipmentId: state.shipmentId ?? '' },
+            message: {
+              commandType: 'ScheduleDelivery',
+              orderId,
+              shipmentId: state.shipmentId ?? '',
+              ...(state.order?.deliveryAddress ? { deliveryAddress: state.order.deliveryAddress } : {}),
+            },
           },
         ]
       case 'REFUND_PAYMENT':
