@@ -51,7 +51,12 @@ export const deliveryCommands = defineCommandTopic({
     ScheduleDelivery: {
       schema: scheduleDeliveryCommand,
       version: 2,
-      earlier: { 1: { schema: scheduleDeliveryCommandV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
+      earlier: {
+        1: {
+          schema: scheduleDeliveryCommandV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }),
+        },
+      },
       description:
         'Start delivering a dispatched order (DeliveryScheduled, once): it is due after the configured delay.',
     },

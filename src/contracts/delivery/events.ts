@@ -63,7 +63,12 @@ export const deliveryEvents = defineEventTopic({
     DeliveryScheduled: {
       schema: deliveryScheduledEvent,
       version: 2,
-      earlier: { 1: { schema: deliveryScheduledEventV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
+      earlier: {
+        1: {
+          schema: deliveryScheduledEventV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }),
+        },
+      },
       description: 'A dispatched order is on its way; dueAt is when the (simulated) courier arrives.',
     },
     OrderDelivered: {

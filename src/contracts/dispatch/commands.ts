@@ -59,13 +59,23 @@ export const dispatchCommands = defineCommandTopic({
     QuoteShipment: {
       schema: quoteShipmentCommand,
       version: 2,
-      earlier: { 1: { schema: quoteShipmentCommandV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
+      earlier: {
+        1: {
+          schema: quoteShipmentCommandV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }),
+        },
+      },
       description: 'Work out an order’s shipping cost from its total (ShipmentQuoted when it changes).',
     },
     DispatchOrder: {
       schema: dispatchOrderCommand,
       version: 2,
-      earlier: { 1: { schema: dispatchOrderCommandV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
+      earlier: {
+        1: {
+          schema: dispatchOrderCommandV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }),
+        },
+      },
       description:
         'Dispatch a paid and confirmed order (OrderDispatched, once). The amount may be left out when the shipment was quoted.',
     },

@@ -79,13 +79,23 @@ export const dispatchEvents = defineEventTopic({
     ShipmentQuoted: {
       schema: shipmentQuotedEvent,
       version: 2,
-      earlier: { 1: { schema: shipmentQuotedEventV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
+      earlier: {
+        1: {
+          schema: shipmentQuotedEventV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }),
+        },
+      },
       description: 'The shipping cost of an order was worked out from its total (before it is dispatched).',
     },
     OrderDispatched: {
       schema: orderDispatchedEvent,
       version: 2,
-      earlier: { 1: { schema: orderDispatchedEventV1, upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }) } },
+      earlier: {
+        1: {
+          schema: orderDispatchedEventV1,
+          upcast: (v1: Record<string, unknown>) => ({ ...v1, deliveryAddress: null }),
+        },
+      },
       description: 'A paid and confirmed order left with a shipment id, and what its shipping cost.',
     },
   },
