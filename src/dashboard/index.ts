@@ -8,6 +8,7 @@ import { JOURNEY_GROUPS } from '../audit/lag.ts'
 import { notFound } from '../platform/errors.ts'
 import { documentRoute, problemResponses } from '../platform/http/openapi.ts'
 import type { ServiceModule } from '../platform/module.ts'
+import { maskSealed } from '../platform/personal-data/personal-data.ts'
 import { readJourney } from './journey.ts'
 import { type Overview, overviewSource } from './overview.ts'
 import { startRateSampler } from './rates.ts'
@@ -200,7 +201,8 @@ export function dashboardModule(): ServiceModule {
             const journey = await readJourney(context.db, request.params.id, await journeyGroups())
             if (!journey.found)
               throw notFound('order', request.params.id, `nothing is known about order ${request.params.id}`)
-            return journey as typeof journey & Record<string, unknown>
+            // Personal fields show as "[sealed]", or "[erased]" once their customer was erased.
+            return (await maskSealed(journey, context.personalData)) as typeof journey & Record<string, unknown>
           },
         )
 

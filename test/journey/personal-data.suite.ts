@@ -205,7 +205,10 @@ export function personalDataSuite(infra: Infrastructure, mode: SagaMode): void {
       assert.equal(again.orders[0]?.deliveryAddress, ERASED, 'the rebuilt model reads the same')
 
       const journey = await j.app.http.inject({ method: 'GET', url: `/api/dashboard/orders/${orderId}/journey` })
+      assert.equal(journey.statusCode, 200, journey.body)
       assert.ok(!inClear(journey.body), 'the dashboard shows no plaintext')
+      assert.ok(journey.body.includes('"deliveryAddress":"[erased]"'), 'the dashboard shows the placeholder')
+      assert.ok(!journey.body.includes('"$enc"'), 'the dashboard shows no ciphertext either')
       const { rows } = await j.db.db.query<{ live: number }>(
         'SELECT count(*)::int AS live FROM personal_data_keys WHERE subject = $1 AND wrapped IS NOT NULL',
         [customerId],

@@ -238,3 +238,27 @@ export function createPersonalData(options: PersonalDataOptions): PersonalData {
     },
   }
 }
+
+/** What an operator's view shows for a sealed field: never its value, only whether it can still be read. */
+export const SEALED_PLACEHOLDER = '[sealed]'
+
+/**
+ * A copy of `value` (any JSON) with every sealed field replaced by a placeholder: `ERASED` when its
+ * customer's key was erased, `[sealed]` otherwise. For operator views (the dashboard's journey) that
+ * show events as stored: ciphertext means nothing to an operator, and the personal value is not
+ * theirs to see.
+ */
+export async function maskSealed(value: unknown, personal: Pick<PersonalData, 'open'>): Promise<unknown> {
+  if (Array.isArray(value)) return Promise.all(value.map((each) => maskSealed(each, personal)))
+  if (value === null || typeof value !== 'object') return value
+  const masked: Record<string, unknown> = {}
+  for (const [key, each] of Object.entries(value)) {
+    if (isSealed(each)) {
+      const opened = await personal.open(each, key).catch(() => SEALED_PLACEHOLDER)
+      masked[key] = opened === ERASED ? ERASED : SEALED_PLACEHOLDER
+    } else {
+      masked[key] = await maskSealed(each, personal)
+    }
+  }
+  return masked
+}
