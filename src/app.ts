@@ -4,6 +4,7 @@ import { sqlDeadLetterStore } from './platform/dead-letters/store.ts'
 import { toError } from './platform/errors.ts'
 import { type ProjectionRunner, startProjections } from './platform/es/projections.ts'
 import type { Authenticator } from './platform/http/auth.ts'
+import { databaseRateLimitStore } from './platform/http/rate-limit.ts'
 import { createHttpServer, type HealthCheck, registerApi } from './platform/http/server.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './platform/module.ts'
 import {
@@ -173,6 +174,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   const http = createHttpServer({
     logger,
     metrics,
+    trustProxy: config.http.trustProxy,
     checks: healthChecks,
     // Built once, on first request: the document is a pure function of the modules' contracts.
     asyncApi: once(() =>
@@ -187,6 +189,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     ...((config.rateLimit.enabled ?? options.authenticate !== undefined)
       ? {
           rateLimits: {
+            ...(config.rateLimit.store === 'database' ? { store: databaseRateLimitStore(db) } : {}),
             windowMs: config.rateLimit.windowMs,
             perClient: config.rateLimit.perClient,
             perIp: config.rateLimit.perIp,

@@ -266,6 +266,23 @@ const environmentSchema = z.object({
   RATE_LIMIT_WINDOW_MS: wholeNumber('RATE_LIMIT_WINDOW_MS', 1000, 24 * HOUR_MS, 60_000),
   RATE_LIMIT_PER_CLIENT: wholeNumber('RATE_LIMIT_PER_CLIENT', 1, 1_000_000, 600),
   RATE_LIMIT_PER_IP: wholeNumber('RATE_LIMIT_PER_IP', 1, 1_000_000, 1200),
+  RATE_LIMIT_STORE: z
+    .enum(['memory', 'database'], {
+      error: (issue) => `RATE_LIMIT_STORE must be 'memory' or 'database' (got '${issue.input}')`,
+    })
+    .optional(),
+  TRUST_PROXY: optionalText.transform((raw, ctx) => {
+    if (raw === undefined || raw === 'false') return false
+    if (raw === 'true') return true
+    if (/^\d+$/.test(raw)) return Number(raw)
+    const addresses = raw.split(',').map((a) => a.trim())
+    if (addresses.every((a) => /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a))) return addresses
+    ctx.addIssue({
+      code: 'custom',
+      message: `TRUST_PROXY must be 'true', 'false', the number of proxies in front, or a comma-separated list of proxy addresses or CIDRs such as 10.0.0.0/8 (got '${raw}')`,
+    })
+    return z.NEVER
+  }),
   KAFKA_SASL_MECHANISM: z
     .enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'], {
       error: (issue) =>
@@ -373,7 +390,16 @@ export interface Config {
     security: KafkaSecurity
   }
   database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string }
-  http: { port: number; host: string }
+  http: {
+    port: number
+    host: string
+    /**
+     * Which proxies' `X-Forwarded-For` to believe for the client's address (Fastify's trustProxy):
+     * false (the default: the peer is the client), true (any), a hop count, or their addresses.
+     * Rate limits per address need it behind a load balancer, else every client is the balancer.
+     */
+    trustProxy: boolean | number | string[]
+  }
   logLevel: string
   /** The service modules this process runs, by name; `undefined` means every module. */
   services: string[] | undefined
@@ -455,6 +481,11 @@ export interface Config {
     windowMs: number
     perClient: number
     perIp: number
+    /**
+     * Where the counters are: `database` (shared by every process of the deployment, the default on
+     * PostgreSQL) or `memory` (per process, the default on the embedded database).
+     */
+    store: 'memory' | 'database'
   }
 }
 
@@ -500,7 +531,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       security,
     },
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: e.DATA_DIR },
-    http: { port: e.PORT, host: e.HOST },
+    http: { port: e.PORT, host: e.HOST, trustProxy: e.TRUST_PROXY },
     logLevel: e.LOG_LEVEL,
     services: parseServiceList(e.SERVICES),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
@@ -550,6 +581,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowMs: e.RATE_LIMIT_WINDOW_MS,
       perClient: e.RATE_LIMIT_PER_CLIENT,
       perIp: e.RATE_LIMIT_PER_IP,
+      store: e.RATE_LIMIT_STORE ?? (e.DATABASE_URL ? 'database' : 'memory'),
     },
   }
 }

@@ -139,6 +139,8 @@ export interface HttpServerOptions {
   authenticate?: Authenticator
   /** Per-IP and per-client request limits; none when omitted. */
   rateLimits?: RateLimits
+  /** Fastify's trustProxy: whose X-Forwarded-For gives the client's address (TRUST_PROXY). */
+  trustProxy?: boolean | number | string[]
   /** The AsyncAPI document served at `/asyncapi.json`. */
   asyncApi?: () => unknown
 }
@@ -156,6 +158,14 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     // Request ids double as default correlation ids: they must be unique across restarts and instances.
     genReqId: () => randomUUID(),
+    // A hop count as a function: Fastify's types take none.
+    trustProxy:
+      typeof deps.trustProxy === 'number'
+        ? (() => {
+            const hops = deps.trustProxy
+            return (_address: string, hop: number) => hop < hops
+          })()
+        : (deps.trustProxy ?? false),
     // While the server drains (SIGTERM), a request that still reaches it on a kept-alive connection
     // is served, with `Connection: close`, rather than answered 503: what a client sent before the
     // server stopped listening is not refused, and every connection closes after its last answer.
