@@ -33,6 +33,8 @@ replay — choose exactly one of:
   --all                               every order event
   --resume <job-id>                   continue an interrupted replay
   A replay covers the events stored when it starts; later ones reach consumers as usual.
+  --stream-type <type>                whose events: order (the default), payment, dispatch, delivery,
+                                      customer…: every declared service's stream type, to its topic
   --as-stored                         publish each event in the schema version it was stored with,
                                       exactly as first published (default: the newest version, an
                                       older event through its upcasters: what today's consumers read);
@@ -41,6 +43,9 @@ replay — choose exactly one of:
 rebuild-read-model [--resume]
   Empties the read model and projects every event again; order lists are incomplete until it
   ends. --resume continues an interrupted rebuild instead of starting over.
+
+rebuild --projection <name> [--resume]
+  The same for any projection of any service (order_read_model is rebuild-read-model's).
 
 Options of both:
   --batch-size <n>   events per batch, 1 to 10000 (default 500)
@@ -72,8 +77,10 @@ export type CliCommand =
       json: boolean
       /** Each event in the version it was stored with, instead of the newest. */
       asStored?: boolean
+      /** Whose events (default order). */
+      streamType?: string
     }
-  | { name: 'rebuild-read-model'; resume: boolean; batchSize: number; json: boolean }
+  | { name: 'rebuild-read-model'; resume: boolean; batchSize: number; json: boolean; projection?: string }
 
 const commonOptions = {
   'batch-size': { type: 'string' },
@@ -90,6 +97,7 @@ const replayOptions = {
   all: { type: 'boolean' },
   resume: { type: 'string' },
   'as-stored': { type: 'boolean' },
+  'stream-type': { type: 'string' },
 } as const
 
 const rebuildOptions = { ...commonOptions, resume: { type: 'boolean' } } as const
@@ -165,6 +173,7 @@ function parseReplay(args: string[]): CliCommand {
     batchSize: batchSize('replay', values),
     json: values.has('json'),
     ...(values.has('as-stored') ? { asStored: true } : {}),
+    ...(typeof values.get('stream-type') === 'string' ? { streamType: values.get('stream-type') as string } : {}),
   }
   const resume = string('resume')
   if (resume !== undefined) return { name: 'replay', target: { resume }, ...common }
@@ -210,6 +219,19 @@ export function parseCommand(argv: string[]): CliCommand {
       if (values.has('help')) return { name: 'help' }
       return {
         name: command,
+        resume: values.has('resume'),
+        batchSize: batchSize(command, values),
+        json: values.has('json'),
+      }
+    }
+    case 'rebuild': {
+      const values = parseOptions(command, args, { ...rebuildOptions, projection: { type: 'string' } })
+      if (values.has('help')) return { name: 'help' }
+      const projection = values.get('projection')
+      if (typeof projection !== 'string') throw new UsageError('rebuild: name the projection with --projection <name>')
+      return {
+        name: 'rebuild-read-model',
+        projection,
         resume: values.has('resume'),
         batchSize: batchSize(command, values),
         json: values.has('json'),
@@ -281,12 +303,25 @@ async function replayCommand(
   signal: AbortSignal,
 ): Promise<number> {
   const { db, transport } = runtime
-  const [{ ORDER_EVENTS_TOPIC }, { createReplayJob, getReplayJob, runReplayJob }, sources] = await Promise.all([
-    import('../contracts/order/events.ts'),
+  const [{ createReplayJob, getReplayJob, runReplayJob }, sources, { allModules }] = await Promise.all([
     import('../platform/es/replay.ts'),
     import('./index.ts'),
+    import('../services.ts'),
   ])
-  const source = command.asStored ? sources.orderReplaySourceAsStored : sources.orderReplaySource
+  const streamType = command.streamType ?? 'order'
+  const declared = allModules().flatMap((m) => (m.replay ? [m.replay] : []))
+  const found =
+    streamType === 'order'
+      ? { newest: sources.orderReplaySource, asStored: sources.orderReplaySourceAsStored }
+      : declared.find((r) => r.newest.streamType === streamType)
+  if (!found) {
+    io.stderr.write(
+      `orders: no service keeps streams of type '${streamType}'; choose from ${declared.map((r) => r.newest.streamType).join(', ')}\n`,
+    )
+    return 2
+  }
+  const source = command.asStored ? found.asStored : found.newest
+  const ORDER_EVENTS_TOPIC = source.topics.join(', ')
   if (signal.aborted) return 130
   let job: ReplayJob
   if ('resume' in command.target) {
@@ -303,7 +338,7 @@ async function replayCommand(
   } else {
     job = await createReplayJob(db, source, command.target.selection)
   }
-  const resumeWith = `npm run orders -- replay --resume ${job.id}${command.asStored ? ' --as-stored' : ''}`
+  const resumeWith = `npm run orders -- replay --resume ${job.id}${streamType === 'order' ? '' : ` --stream-type ${streamType}`}${command.asStored ? ' --as-stored' : ''}`
   const reporter = progressReporter(io, {
     json: command.json,
     command: 'replay',
@@ -366,28 +401,42 @@ async function rebuildCommand(
   io: Io,
   signal: AbortSignal,
 ): Promise<number> {
-  const resumeWith = 'npm run orders -- rebuild-read-model --resume'
+  const named = command.projection !== undefined && command.projection !== 'order_read_model'
+  const resumeWith = named
+    ? `npm run orders -- rebuild --projection ${command.projection} --resume`
+    : 'npm run orders -- rebuild-read-model --resume'
   const reporter = progressReporter(io, {
     json: command.json,
-    command: 'rebuild-read-model',
+    command: named ? 'rebuild' : 'rebuild-read-model',
     verb: 'projected',
     // rebuildReadModel counts from 0 even when it resumes.
     doneBefore: 0,
   })
+  const [{ orderReadModel }, { rebuildProjection }, { allModules }] = await Promise.all([
+    import('./application/read-model.ts'),
+    import('../platform/es/projections.ts'),
+    import('../services.ts'),
+  ])
+  const projections = allModules().flatMap((m) => m.projections ?? [])
+  const projection = named ? projections.find((p) => p.name === command.projection) : orderReadModel
+  if (!projection) {
+    io.stderr.write(
+      `orders: there is no projection '${command.projection}'; choose from ${[...new Set(projections.map((p) => p.name))].join(', ')}\n`,
+    )
+    return 2
+  }
   if (!command.json) {
     io.stderr.write(
       command.resume
-        ? 'resuming the read-model rebuild from its checkpoint\n'
-        : 'rebuilding the order read model from the event store (order lists are incomplete until it ends)\n',
+        ? `resuming the rebuild of ${projection.name} from its checkpoint\n`
+        : named
+          ? `rebuilding ${projection.name} from the event store (it is incomplete until the rebuild ends)\n`
+          : 'rebuilding the order read model from the event store (order lists are incomplete until it ends)\n',
     )
   }
-  const [{ orderReadModel }, { rebuildProjection }] = await Promise.all([
-    import('./application/read-model.ts'),
-    import('../platform/es/projections.ts'),
-  ])
   let result: { done: number; total: number }
   try {
-    result = await rebuildProjection(runtime.db, orderReadModel, {
+    result = await rebuildProjection(runtime.db, projection, {
       resume: command.resume,
       batchSize: command.batchSize,
       signal,
@@ -471,15 +520,40 @@ export async function main(
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 
+  // A name that matches nothing is said before the database is opened (which takes seconds).
+  if (
+    (command.name === 'replay' && command.streamType) ||
+    (command.name === 'rebuild-read-model' && command.projection)
+  ) {
+    const { allModules } = await import('../services.ts')
+    const modules = allModules()
+    if (command.name === 'replay' && command.streamType && command.streamType !== 'order') {
+      const types = modules.flatMap((m) => (m.replay ? [m.replay.newest.streamType] : []))
+      if (!types.includes(command.streamType)) {
+        io.stderr.write(
+          `orders: no service keeps streams of type '${command.streamType}'; choose from ${types.join(', ')}\n`,
+        )
+        return 2
+      }
+    }
+    if (command.name === 'rebuild-read-model' && command.projection) {
+      const names = [...new Set(modules.flatMap((m) => m.projections ?? []).map((p) => p.name))]
+      if (!names.includes(command.projection)) {
+        io.stderr.write(`orders: there is no projection '${command.projection}'; choose from ${names.join(', ')}\n`)
+        return 2
+      }
+    }
+  }
   let runtime: Runtime | undefined
   try {
-    const [{ openRuntime }, { migrateModules }, { orderModule }] = await Promise.all([
+    const [{ openRuntime }, { migrateModules }, { allModules }] = await Promise.all([
       import('../platform/runtime.ts'),
       import('../app.ts'),
-      import('./index.ts'),
+      import('../services.ts'),
     ])
     runtime = await openRuntime(config, { logger: await cliLogger(env, config) })
-    await migrateModules(runtime.db, [orderModule()])
+    // Every service's tables: a replay or rebuild may be of any of them.
+    await migrateModules(runtime.db, allModules())
     return command.name === 'replay'
       ? await replayCommand(runtime, command, io, controller.signal)
       : await rebuildCommand(runtime, command, io, controller.signal)

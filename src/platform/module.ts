@@ -3,6 +3,7 @@ import type { PlainTopicContract } from '../contracts/asyncapi.ts'
 import type { TopicContract } from '../contracts/registry.ts'
 import type { Config } from './config.ts'
 import type { ProjectionDefinition } from './es/projections.ts'
+import type { ReplaySource } from './es/replay.ts'
 import type { HealthCheck } from './http/server.ts'
 import type { Logger } from './logger.ts'
 import type { Metrics } from './metrics.ts'
@@ -27,6 +28,12 @@ export interface ServiceModule<Handle extends object = object> {
   plainTopics?: readonly PlainTopicContract[]
   /** Its projections, run by the process's one projection runner. */
   projections?: readonly ProjectionDefinition[]
+  /**
+   * What a replay of its stream type re-publishes (`npm run orderflow -- replay --stream-type …`):
+   * `newest` each event as the newest version of its type (through the upcasters), `asStored` each in
+   * the version it was stored with.
+   */
+  replay?: { newest: ReplaySource; asStored: ReplaySource }
   start(context: ModuleContext): Promise<StartedModule & Handle>
 }
 

@@ -10,12 +10,15 @@ import {
   createCommandHandler,
   type DomainEvent,
   type StateStore,
+  toDomainEvent,
 } from './es/command-handler.ts'
 import { causedBy } from './es/consumed.ts'
 import type { Decider, TypedEvent } from './es/decider.ts'
 import { eventMessage } from './es/messages.ts'
 import type { ProjectionDefinition } from './es/projections.ts'
+import type { ReplaySource } from './es/replay.ts'
 import { type TimerChange, writeTimerChanges } from './es/scheduler.ts'
+import { encodeAsStored, upcastStored } from './es/upcast-stored.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './module.ts'
 import type { PersonalData } from './personal-data/personal-data.ts'
 import { type PersonalFields, personalSealer } from './personal-data/sealer.ts'
@@ -56,7 +59,7 @@ export interface AggregateDefinition<Command, Event extends TypedEvent, State> {
   state: StateStore<State>
   /** The topic its events go out on: each event is one message there, keyed as the topic says. */
   publishes: Pick<EventTopic<DomainEvent<Event>>, 'topic' | 'contract' | 'encode' | 'keyOf'> &
-    Partial<Pick<EventTopic<DomainEvent<Event>>, 'latestVersion'>>
+    Partial<Pick<EventTopic<DomainEvent<Event>>, 'latestVersion' | 'decode'>>
   /**
    * The personal fields of its events, sealed with their data subject's key before anything stores
    * or publishes them (platform/personal-data): the store, the state table, the outbox, every topic
@@ -369,6 +372,7 @@ export function defineService<
     name: service.name,
     intake,
     publishes: service.aggregate.publishes.topic,
+    replay: replaySourcesOf(service.aggregate.streamType, service.aggregate.publishes),
     ...(service.migrations ? { migrations: service.migrations } : {}),
     ...(service.projections ? { projections: service.projections } : {}),
     topics: [...topics.values()],
@@ -589,4 +593,44 @@ function decodeIntake(
 const describe = (command: unknown): string => {
   const fields = command as { commandType?: string; orderId?: string }
   return `${fields.commandType ?? 'a command'}${fields.orderId ? ` for order ${fields.orderId}` : ''}`
+}
+
+/**
+ * The replay sources of an aggregate: its stored events as the messages the outbox relay published
+ * for them (same topic, key and headers), as the newest version of each type (through the
+ * upcasters), or each in the version it was stored with.
+ */
+export function replaySourcesOf(
+  streamType: string,
+  publishes: AggregateDefinition<unknown, TypedEvent, unknown>['publishes'],
+): { newest: ReplaySource; asStored: ReplaySource } {
+  type Stored = DomainEvent<TypedEvent>
+  const source = (body: (event: Stored) => unknown, read: (event: Stored) => Stored): ReplaySource => ({
+    streamType,
+    topics: [publishes.topic],
+    toMessages: (stored) => {
+      const event = read(toDomainEvent<TypedEvent>(stored))
+      return [
+        eventMessage({
+          topic: publishes.topic,
+          key: publishes.keyOf(event),
+          body: body(event),
+          event,
+          metadata: stored.metadata,
+        }),
+      ]
+    },
+  })
+  const { latestVersion, decode } = publishes
+  const upcasting = (event: Stored): Stored =>
+    latestVersion && decode
+      ? upcastStored({ topic: publishes.topic, contract: publishes.contract, latestVersion, decode }, event)
+      : event
+  return {
+    newest: source((event) => publishes.encode(event), upcasting),
+    asStored: source(
+      (event) => encodeAsStored(publishes, event),
+      (event) => event,
+    ),
+  }
 }
