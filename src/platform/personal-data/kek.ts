@@ -125,16 +125,25 @@ export function localKeyFile(path: string, options: { create: boolean; clock?: (
       file = readKeyFile(path) as KeyFile
     }
   }
-  const held = file
+  let held = file
   const keyOf = (kekId: string): Buffer => {
-    const entry = held.keys.find((k) => k.id === kekId)
+    let entry = held.keys.find((k) => k.id === kekId)
+    if (!entry) {
+      // Another process rotated the KEK (`npm run keys -- rotate-kek`) and rewrapped keys with the
+      // new one: read the file again rather than fail until this process restarts.
+      held = readKeyFile(path) ?? held
+      entry = held.keys.find((k) => k.id === kekId)
+    }
     if (!entry) throw new KeyFileError(path, `does not hold KEK ${kekId}, which wrapped stored keys`)
     return Buffer.from(entry.key, 'base64url')
   }
   return {
-    currentId: held.current,
+    get currentId() {
+      return held.current
+    },
     async wrap(dataKey) {
-      return { kekId: held.current, wrapped: aesWrap(keyOf(held.current), held.current, dataKey) }
+      const kekId = held.current
+      return { kekId, wrapped: aesWrap(keyOf(kekId), kekId, dataKey) }
     },
     async unwrap(wrapped, kekId) {
       return aesUnwrap(keyOf(kekId), kekId, wrapped)

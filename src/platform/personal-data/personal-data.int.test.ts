@@ -172,6 +172,9 @@ for (const kind of ['postgres', 'pglite'] as const) {
       )
       assert.equal(rows[0]?.n, 0)
       assert.deepEqual(await rotated.open(sealed.deliveryAddress as Sealed, 'deliveryAddress'), address)
+      // A process started before the rotation reads the file again for the KEK it does not know.
+      personal.clearCache()
+      assert.deepEqual(await personal.open(sealed.deliveryAddress as Sealed, 'deliveryAddress'), address)
     })
   })
 }
