@@ -23,6 +23,11 @@ const commands = {
   audit: { file: 'audit/cli.ts', prefix: [], what: "check the journey's invariants (or ask a server: --url)" },
   dlq: { file: 'dead-letters/cli.ts', prefix: [], what: 'list, show, redrive and discard dead letters' },
   keys: { file: 'customer/cli.ts', prefix: [], what: 'personal-data keys: status, rotation, rewrap' },
+  topics: {
+    file: 'platform/transport/topics-cli.ts',
+    prefix: [],
+    what: 'plan or apply the Kafka topics: partitions, replication, retention, min.insync.replicas',
+  },
   schemas: {
     file: '../scripts/schemas.ts',
     prefix: [],

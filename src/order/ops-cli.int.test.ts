@@ -67,7 +67,7 @@ describe('npm run orderflow', () => {
   it('lists its commands, and refuses an unknown one with exit 2', async () => {
     const help = await run(['help'], dataDir)
     assert.equal(help.code, 0)
-    for (const command of ['replay', 'rebuild', 'audit', 'dlq', 'keys', 'schemas']) {
+    for (const command of ['replay', 'rebuild', 'audit', 'dlq', 'keys', 'schemas', 'topics']) {
       assert.match(help.stdout, new RegExp(`^ {2}${command} `, 'm'))
     }
     const unknown = await run(['frobnicate'], dataDir)

@@ -8,7 +8,7 @@ import { z } from 'zod'
  * A bad value stops start-up with a `ConfigError` naming every wrong variable and what is allowed.
  */
 
-const wholeNumber = (name: string, min: number, max: number, fallback: number) =>
+const wholeNumber = <Fallback extends number | undefined>(name: string, min: number, max: number, fallback: Fallback) =>
   z
     .string()
     .optional()
@@ -204,6 +204,9 @@ const environmentSchema = z.object({
     .transform((acks) => (acks === '-1' ? 'all' : acks)),
   KAFKA_PARTITIONS: wholeNumber('KAFKA_PARTITIONS', 1, 1000, 3),
   KAFKA_REPLICATION_FACTOR: wholeNumber('KAFKA_REPLICATION_FACTOR', 1, 10, 1),
+  // Unset: not managed (`topics apply` leaves the broker's default or the topic's own value alone).
+  KAFKA_TOPIC_RETENTION_MS: wholeNumber('KAFKA_TOPIC_RETENTION_MS', -1, Number.MAX_SAFE_INTEGER, undefined),
+  KAFKA_MIN_INSYNC_REPLICAS: wholeNumber('KAFKA_MIN_INSYNC_REPLICAS', 1, 10, undefined),
   DATABASE_URL: z
     .string()
     .optional()
@@ -387,6 +390,10 @@ export interface Config {
     requiredAcks: RequiredAcks
     partitions: number
     replicationFactor: number
+    /** Topics' `retention.ms` that `topics apply` sets (-1: kept forever); undefined leaves it alone. */
+    topicRetentionMs: number | undefined
+    /** Topics' `min.insync.replicas` that `topics apply` sets; undefined leaves it alone. */
+    minInsyncReplicas: number | undefined
     security: KafkaSecurity
   }
   database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string }
@@ -514,6 +521,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ])
   }
   const problems: string[] = []
+  if (e.KAFKA_MIN_INSYNC_REPLICAS !== undefined && e.KAFKA_MIN_INSYNC_REPLICAS > e.KAFKA_REPLICATION_FACTOR) {
+    problems.push(
+      `KAFKA_MIN_INSYNC_REPLICAS (${e.KAFKA_MIN_INSYNC_REPLICAS}) must not exceed KAFKA_REPLICATION_FACTOR (${e.KAFKA_REPLICATION_FACTOR}): no partition could have that many replicas in sync, so every write with acks=all would fail`,
+    )
+  }
   const jwt = jwtSettings(e, problems)
   const security = kafkaSecurity(e, problems)
   if (problems.length > 0) throw new ConfigError(problems)
@@ -528,6 +540,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       requiredAcks: e.KAFKA_REQUIRED_ACKS,
       partitions: e.KAFKA_PARTITIONS,
       replicationFactor: e.KAFKA_REPLICATION_FACTOR,
+      topicRetentionMs: e.KAFKA_TOPIC_RETENTION_MS,
+      minInsyncReplicas: e.KAFKA_MIN_INSYNC_REPLICAS,
       security,
     },
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: e.DATA_DIR },
