@@ -120,7 +120,24 @@ describe('access policy', () => {
   })
 
   it('reads rate limits, on with authentication unless RATE_LIMIT says otherwise', () => {
-    assert.deepEqual(loadConfig({}).rateLimit, { enabled: undefined, windowMs: 60_000, perClient: 600, perIp: 1200 })
+    assert.deepEqual(loadConfig({}).rateLimit, {
+      enabled: undefined,
+      windowMs: 60_000,
+      perClient: 600,
+      perIp: 1200,
+      store: 'memory',
+    })
+    // Shared by every process on PostgreSQL, unless told otherwise.
+    const url = 'postgres://app@127.0.0.1:5432/orderflow'
+    assert.equal(loadConfig({ DATABASE_URL: url }).rateLimit.store, 'database')
+    assert.equal(loadConfig({ DATABASE_URL: url, RATE_LIMIT_STORE: 'memory' }).rateLimit.store, 'memory')
+    assert.throws(() => loadConfig({ RATE_LIMIT_STORE: 'redis' }), /RATE_LIMIT_STORE must be 'memory' or 'database'/)
+    assert.throws(() => loadConfig({ TRUST_PROXY: 'the load balancer' }), /TRUST_PROXY must be/)
+    assert.deepEqual(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.7' }).http.trustProxy, [
+      '10.0.0.0/8',
+      '192.168.1.7',
+    ])
+    assert.equal(loadConfig({ TRUST_PROXY: '2' }).http.trustProxy, 2)
     assert.equal(loadConfig({ RATE_LIMIT: 'off' }).rateLimit.enabled, false)
     assert.throws(() => loadConfig({ RATE_LIMIT_PER_CLIENT: '0' }), /RATE_LIMIT_PER_CLIENT must be a whole number/)
   })
