@@ -18,7 +18,11 @@ describe('a sealed personal field', () => {
     assert.ok(isSealed(sealed))
     assert.deepEqual(open(key, sealed, 'deliveryAddress'), address)
     const text = JSON.stringify(sealed)
-    for (const part of Object.values(address)) assert.ok(!text.includes(part), `${part} is not in ${text}`)
+    // Parts of 5 characters or more: a two-letter country code turns up in random base64 by chance.
+    for (const part of Object.values(address).filter((p) => p.length >= 5)) {
+      assert.ok(!text.includes(part), `${part} is not in ${text}`)
+    }
+    assert.ok(!text.includes(JSON.stringify(address)))
     assert.deepEqual(Object.keys(sealed).sort(), ['$enc', 'ct', 'eid', 'iv', 'kid', 'sub', 'tag'])
   })
 
