@@ -340,7 +340,17 @@ class KafkaSubscription implements Subscription {
     consumer.on('error', (error: Error) => {
       if (this.#consumer === consumer) this.#onTransportError(error)
     })
-    consumer.on('consumer:group:join', () => this.#onAssigned(consumer))
+    consumer.on('consumer:group:join', () => {
+      // What an operator watches while scaling or restarting: which partitions this member holds now.
+      const held = (consumer.assignments ?? []).map((a) => `${a.topic}[${a.partitions.join(',')}]`)
+      this.#transportOptions.logger?.info(
+        { groupId: this.groupId, memberId: consumer.memberId, partitions: held },
+        held.length > 0
+          ? `joined ${this.groupId}: holds ${held.join(' ')}`
+          : `joined ${this.groupId}: holds no partition`,
+      )
+      this.#onAssigned(consumer)
+    })
     try {
       await this.#ensureTopics()
       // The subscription holds its topics itself: its streams come and go with every rebalance,
