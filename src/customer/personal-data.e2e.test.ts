@@ -156,7 +156,16 @@ for (const kind of ['postgres', 'pglite'] as const) {
       assert.deepEqual((await listOf('linus'))[0]?.deliveryAddress, address)
 
       const events = await app.http.inject({ method: 'GET', url: `/api/orders/${mine.id}/events` })
-      assert.equal(events.statusCode, 200, 'the history still reads (sealed, as published)')
+      assert.equal(events.statusCode, 200, events.body)
+      const [createdEvent] = events.json<{ events: { deliveryAddress?: unknown; contact?: unknown }[] }>().events
+      assert.equal(createdEvent?.deliveryAddress, ERASED, 'the history reads it erased too')
+      assert.equal(createdEvent?.contact, ERASED)
+      const theirEvents = await app.http.inject({ method: 'GET', url: `/api/orders/${theirs.id}/events` })
+      assert.deepEqual(
+        theirEvents.json<{ events: { deliveryAddress?: unknown }[] }>().events[0]?.deliveryAddress,
+        address,
+        'the history opens it for its reader, as GET does',
+      )
     })
 
     it('lets a customer come back: a new order is sealed with a new key and reads in clear', async () => {

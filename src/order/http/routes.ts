@@ -339,7 +339,8 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
       {
         schema: {
           summary: "An order's history",
-          description: 'Every event of the order, oldest first, in the shape published on order-events.',
+          description:
+            'Every event of the order, oldest first, in the shape published on order-events, with its personal fields opened for the reader ("[erased]" once erased).',
           operationId: 'getOrderEvents',
           tags,
           params: orderParams,
@@ -358,10 +359,17 @@ export function orderRoutes(deps: OrderRoutesDeps): FastifyPluginAsync {
         if (history.length === 0) throw notFound('order', request.params.id)
         // Each as the newest version of its type, as a consumer of order-events reads it (an event
         // stored by an older version goes through its upcasters).
-        const events = history.map((stored) => {
-          const event = toOrderEvent(stored)
-          return { ...encodeOrderEvent(event), schemaVersion: event.schemaVersion }
-        })
+        // Personal fields are opened for the reader as GET /api/orders/:id opens them ("[erased]"
+        // once the customer was erased); on the topic they stay sealed.
+        const events = await Promise.all(
+          history.map((stored) => {
+            const event = toOrderEvent(stored)
+            const wire = { ...encodeOrderEvent(event), schemaVersion: event.schemaVersion }
+            return deps.personalData.openFields(wire as Record<string, unknown>, PERSONAL_FIELDS) as Promise<
+              typeof wire
+            >
+          }),
+        )
         return { orderId: request.params.id, events }
       },
     )
