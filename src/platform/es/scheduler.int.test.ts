@@ -112,6 +112,43 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       )
     })
 
+    it('arms the timers no other transaction holds, and the held one once it is let go', async (t) => {
+      if (db.dialect === 'pglite') return t.skip('one connection: no second transaction can hold a row meanwhile')
+      const row = await outboxRow()
+      await db.query('UPDATE outbox SET published_at = now() WHERE id = $1', [row])
+      for (const id of ['held-by-another', 'free-to-arm']) {
+        await scheduleTimer(db, { id, kind: KIND, delayMs: 1, payload: null, startsWhenPublished: row })
+      }
+      // Another process's transaction holds one timer's row (a service's batch writing it).
+      const other = database.reopen()
+      let letGo = () => {}
+      const holding = new Promise<void>((resolve) => {
+        letGo = resolve
+      })
+      let locked = () => {}
+      const isLocked = new Promise<void>((resolve) => {
+        locked = resolve
+      })
+      const held = other.transaction(async (tx) => {
+        await tx.query("SELECT id FROM scheduled_timers WHERE id = 'held-by-another' FOR UPDATE")
+        locked()
+        await holding
+      })
+      try {
+        await isLocked
+        await waitFor(() => fired.has('free-to-arm'), {
+          timeoutMs: 5_000,
+          message: 'the free timer armed and fired while the other is held (arming did not wait for the lock)',
+        })
+        assert.equal(fired.has('held-by-another'), false)
+      } finally {
+        letGo()
+        await held
+        await other.close()
+      }
+      await waitFor(() => fired.has('held-by-another'), { message: 'the held timer fires once let go' })
+    })
+
     it('writes a batch of timer changes in one statement per kind, the last change of a timer holding', async () => {
       const unarmed = await outboxRow()
       await scheduleTimer(db, { id: 'batch-gone', kind: 'batch-test', delayMs: 60_000, payload: null })

@@ -188,15 +188,22 @@ export interface TimerPoller {
 const MAX_BACKOFF_MS = 60_000
 
 // Timers whose outbox row is published (or gone: pruned long after it was published) start their
-// clock at the publish. A concurrent second poller re-checks `due_at IS NULL` after the row lock
-// and skips what the first armed.
+// clock at the publish. The timers to arm are locked in id order, skipping those another
+// transaction holds (a service's batch writing its timers, another poller arming them): those are
+// armed by a later pass. Waiting for them instead deadlocked with a saga's batch in another process
+// (40P01, seen by the scale-out test). A concurrent second poller re-checks `due_at IS NULL`.
 const ARM_PUBLISHED = `
 UPDATE scheduled_timers AS t
    SET due_at = date_trunc('milliseconds',
          coalesce((SELECT o.published_at FROM outbox o WHERE o.id = t.starts_after_outbox_id), now())
          + t.delay_ms * interval '1 millisecond')
- WHERE t.kind = $1 AND t.due_at IS NULL
-   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = t.starts_after_outbox_id AND o.published_at IS NULL)`
+ WHERE t.id IN (
+         SELECT s.id FROM scheduled_timers s
+          WHERE s.kind = $1 AND s.due_at IS NULL
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = s.starts_after_outbox_id AND o.published_at IS NULL)
+          ORDER BY s.id
+          FOR UPDATE SKIP LOCKED)
+   AND t.due_at IS NULL`
 
 const CLAIM_DUE = `
 UPDATE scheduled_timers SET claimed_until = now() + $2::float8 * interval '1 millisecond', attempts = attempts + 1
