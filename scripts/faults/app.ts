@@ -137,7 +137,14 @@ function fatalLine(path: string): string | undefined {
   return undefined
 }
 
-async function ready(child: ChildProcess, url: string, timeoutMs: number, logFile: string, name: string) {
+/** Waits until the process answers 200 on /health/ready; throws with its log's tail if it exits or never does. */
+export async function ready(
+  child: ChildProcess,
+  url: string,
+  timeoutMs: number,
+  logFile: string,
+  name: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let last = ''
   while (Date.now() < deadline) {
@@ -147,7 +154,7 @@ async function ready(child: ChildProcess, url: string, timeoutMs: number, logFil
     try {
       const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(5_000) })
       if (response.status === 200) return
-      last = `${response.status} ${await response.text()}`
+      last = `${response.status} ${(await response.text()).slice(0, 300)}`
     } catch (error) {
       last = (error as Error).message
     }

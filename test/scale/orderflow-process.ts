@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { closeSync, openSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { tail } from '../../scripts/faults/app.ts'
+import { ready, tail } from '../../scripts/faults/app.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..', '..')
 
@@ -112,25 +112,4 @@ export function orderflowProcess(options: OrderflowProcessOptions): OrderflowPro
     },
     logTail: (lines = 20) => tail(logFile, lines),
   }
-}
-
-async function ready(child: ChildProcess, url: string, timeoutMs: number, logFile: string, name: string) {
-  const deadline = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) while starting:\n${tail(logFile)}`)
-    }
-    try {
-      const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(5_000) })
-      if (response.status === 200) return
-      last = `${response.status} ${(await response.text()).slice(0, 300)}`
-    } catch (error) {
-      last = (error as Error).message
-    }
-    await sleep(200)
-  }
-  throw new Error(
-    `Timed out after ${timeoutMs} ms: ${name} to answer 200 on /health/ready (last answer: ${last}):\n${tail(logFile)}`,
-  )
 }
