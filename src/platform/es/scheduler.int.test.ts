@@ -114,8 +114,9 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
 
     it('arms the timers no other transaction holds, and the held one once it is let go', async (t) => {
       if (db.dialect === 'pglite') return t.skip('one connection: no second transaction can hold a row meanwhile')
+      // The row is published only once the other transaction holds its timer: published first, the
+      // poller could arm and fire both timers before the lock was taken.
       const row = await outboxRow()
-      await db.query('UPDATE outbox SET published_at = now() WHERE id = $1', [row])
       for (const id of ['held-by-another', 'free-to-arm']) {
         await scheduleTimer(db, { id, kind: KIND, delayMs: 1, payload: null, startsWhenPublished: row })
       }
@@ -136,6 +137,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
       })
       try {
         await isLocked
+        await db.query('UPDATE outbox SET published_at = now() WHERE id = $1', [row])
         await waitFor(() => fired.has('free-to-arm'), {
           timeoutMs: 5_000,
           message: 'the free timer armed and fired while the other is held (arming did not wait for the lock)',
