@@ -15,6 +15,7 @@ import {
 } from './platform/outbox/outbox.ts'
 import { startHousekeeping } from './platform/retention.ts'
 import type { Runtime } from './platform/runtime.ts'
+import { moduleSettings } from './platform/settings.ts'
 import { batchScope } from './platform/sql/batch.ts'
 import { type AppliedMigration, platformMigrations, runMigrations } from './platform/sql/migrations.ts'
 import type { SqlDatabase } from './platform/sql/port.ts'
@@ -248,6 +249,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       const moduleLogger = logger.child({ service: module.name })
       const context: ModuleContext = {
         config,
+        settings: moduleSettings(module.name, module.settings ?? [], config.environment),
         logger: moduleLogger,
         metrics,
         db: batches.db,

@@ -13,10 +13,11 @@ import { dispatchModule } from './dispatch/index.ts'
 import { orderModule } from './order/index.ts'
 import { ORDER_DETAILS_GROUP } from './order-details/consumers/order-events.ts'
 import { paymentModule } from './payment/index.ts'
-import type { Config } from './platform/config.ts'
 import type { DeclaredService } from './platform/service.ts'
+import { moduleSettings } from './platform/settings.ts'
 import { deadLetterTopic } from './platform/transport/reliable-consumer.ts'
 import { SAGA_GROUP, SAGA_INPUT_TOPICS } from './saga/consumers/saga-inputs.ts'
+import type { SagaMode } from './saga/settings.ts'
 
 /**
  * Who may do what on Kafka: per service, the topics it writes (through its outbox), the consumer
@@ -35,7 +36,9 @@ import { SAGA_GROUP, SAGA_INPUT_TOPICS } from './saga/consumers/saga-inputs.ts'
  * authorizer (the journey runs with nothing more than these ACLs).
  */
 
-export type SagaMode = Config['sagaMode']
+export type { SagaMode }
+
+const SAGA_MODES: readonly SagaMode[] = ['orchestration', 'choreography']
 
 export interface ConsumerAccess {
   group: string
@@ -65,14 +68,18 @@ export interface ServiceKafkaAccess {
 
 /** A declared service's access, from its declaration: the topic it publishes and one group per intake. */
 function declared(service: DeclaredService<object>): ServiceKafkaAccess {
+  /** The modes an intake runs in: its `when` asked of the service's settings in each mode. */
+  const modesOf = (when: ((settings: ReturnType<typeof moduleSettings>) => boolean) | undefined) =>
+    when === undefined
+      ? undefined
+      : SAGA_MODES.filter((mode) => when(moduleSettings(service.name, service.settings ?? [], { SAGA_MODE: mode })))
   return {
     service: service.name,
     writes: [service.publishes],
-    reads: service.intake.map(({ group, topics, mode }) => ({
-      group,
-      topics: topics.map((each) => each.topic),
-      ...(mode ? { modes: [mode] } : {}),
-    })),
+    reads: service.intake.map(({ group, topics, when }) => {
+      const modes = modesOf(when)
+      return { group, topics: topics.map((each) => each.topic), ...(modes ? { modes } : {}) }
+    }),
   }
 }
 

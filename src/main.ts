@@ -7,10 +7,13 @@ import { createDevelopmentTokens, type DevelopmentTokens, developmentTokenNotice
 import { createJwtAuthenticator } from './platform/http/jwt.ts'
 import type { Logger } from './platform/logger.ts'
 import { openRuntime } from './platform/runtime.ts'
+import { loadSettings } from './platform/settings.ts'
 import { explainStartupFailure } from './platform/startup-errors.ts'
 import { startTracing } from './platform/tracing.ts'
 import { unknownVariableWarnings } from './platform/unknown-variables.ts'
+import { journeySettings } from './saga/settings.ts'
 import { selectModules, UnknownServiceError } from './services.ts'
+import { allVariables, modulesSettingsProblems } from './settings.ts'
 
 /**
  * Starts orderflow: the service modules `SERVICES` names (all by default) in this process. Without
@@ -32,6 +35,9 @@ async function main(): Promise<void> {
   try {
     config = loadConfig()
     modules = selectModules(config.services)
+    // Every module's settings, run here or not: a wrong value stops every process alike.
+    const problems = modulesSettingsProblems(process.env)
+    if (problems.length > 0) throw new ConfigError(problems)
     access = accessPolicy(config)
   } catch (error) {
     if (error instanceof ConfigError || error instanceof UnknownServiceError) {
@@ -40,7 +46,7 @@ async function main(): Promise<void> {
     }
     throw error
   }
-  const warnings = unknownVariableWarnings(process.env)
+  const warnings = unknownVariableWarnings(process.env, allVariables())
   // Configuration mistakes end start-up with one line naming the variable, not a stack.
   const cannotStart = (error: unknown): never => {
     const explained = explainStartupFailure(error, config)
@@ -98,15 +104,16 @@ async function main(): Promise<void> {
       `tracing is on: spans of ${serviceName} go to ${exporter.kind === 'otlp' ? exporter.url : 'the console'}`,
     )
   }
+  const sagaMode = loadSettings(journeySettings).mode
   logger.info(
     {
       address,
       services: modules.map((m) => m.name),
       transport: runtime.transport.kind,
-      sagaMode: config.sagaMode,
+      sagaMode,
       database: config.database.kind === 'pglite' ? `pglite:${config.database.dataDir}` : 'postgres',
     },
-    `orderflow listening on ${address} (${runtime.transport.kind} transport, ${config.database.kind === 'pglite' ? 'embedded PGlite' : 'PostgreSQL'}, saga mode ${config.sagaMode})`,
+    `orderflow listening on ${address} (${runtime.transport.kind} transport, ${config.database.kind === 'pglite' ? 'embedded PGlite' : 'PostgreSQL'}, saga mode ${sagaMode})`,
   )
   if (modules.some((m) => m.name === 'dashboard')) {
     logger.info({ dashboard: `${address}/dashboard` }, `the dashboard: ${address}/dashboard`)

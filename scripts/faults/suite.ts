@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { JOURNEY_GROUPS, kafkaLag } from '../../src/audit/lag.ts'
+import { JOURNEY_GROUPS } from '../../src/audit/lag.ts'
 import { openPglite } from '../../src/platform/sql/pglite.ts'
 import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { openPostgres } from '../../src/platform/sql/postgres.ts'
@@ -20,7 +20,7 @@ import { injectPoison, type PoisonMessage } from './poison.ts'
 import { freePort } from './ports.ts'
 import { type PostgresInstance, startPostgres } from './postgres.ts'
 import type { Fault, FaultContext, Scale } from './scenarios.ts'
-import { consumedTopics, type Verification, verify, waitForDrain, waitForDrainHttp } from './verify.ts'
+import { consumedTopics, deploymentLag, type Verification, verify, waitForDrain, waitForDrainHttp } from './verify.ts'
 
 export const SAGA_MODES = ['orchestration', 'choreography'] as const
 export type SagaMode = (typeof SAGA_MODES)[number]
@@ -336,7 +336,7 @@ async function runOne(options: {
       return poison
     },
     async consumerLag() {
-      const lag = await kafkaLag({ brokers, clientId: 'orderflow-faults', prefix })(JOURNEY_GROUPS)
+      const lag = await deploymentLag(brokers, prefix)(JOURNEY_GROUPS)
       return lag.reduce((sum, l) => sum + l.lag, 0)
     },
   }

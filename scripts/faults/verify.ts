@@ -13,8 +13,10 @@
  */
 import { Admin } from '@platformatic/kafka'
 import { type AuditReport, runAudit } from '../../src/audit/audit.ts'
-import { kafkaLag } from '../../src/audit/lag.ts'
+import type { LagSource } from '../../src/audit/lag.ts'
 import type { SqlDatabase } from '../../src/platform/sql/port.ts'
+import { createKafkaTransport } from '../../src/platform/transport/kafka.ts'
+import { namespaceTransport } from '../../src/platform/transport/namespaced.ts'
 import type { IncomingMessage } from '../../src/platform/transport/port.ts'
 import type { DeadLetterRecord } from '../../src/platform/transport/reliable-consumer.ts'
 import { kafkaTopicReader } from '../../src/platform/transport/topic-reader.ts'
@@ -97,8 +99,34 @@ export async function consumedTopics(brokers: string[], prefix: string): Promise
   }
 }
 
+/**
+ * Consumer lag of the deployment (by prefix), as a Kafka transport reports it. A transport per call:
+ * the callers (drain polls, one-off checks) have no lifetime to close a shared one at.
+ */
+export function deploymentLag(brokers: string[], prefix: string): LagSource {
+  return async (groups) => {
+    const transport = namespaceTransport(
+      await createKafkaTransport({
+        brokers,
+        clientId: 'orderflow-faults',
+        partitions: 3,
+        replicationFactor: 1,
+        requiredAcks: 'all',
+        retries: 3,
+        retryBackoffMs: 200,
+      }),
+      prefix,
+    )
+    try {
+      return await transport.groupLag(groups)
+    } finally {
+      await transport.close()
+    }
+  }
+}
+
 export async function auditNow(db: SqlDatabase, brokers: string[], prefix: string): Promise<AuditReport> {
-  return runAudit(db, { stuckAfterMs: 0, lag: kafkaLag({ brokers, clientId: 'orderflow-faults', prefix }) })
+  return runAudit(db, { stuckAfterMs: 0, lag: deploymentLag(brokers, prefix) })
 }
 
 /** The failed checks of an audit, in one line. */

@@ -1,14 +1,19 @@
 import { mkdir } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { argumentProblem, dataDirBusy, localServerUrl, TOKEN_VARIABLE } from '../platform/cli.ts'
-import { ConfigError, loadConfig } from '../platform/config.ts'
+import { type Config, ConfigError, loadConfig } from '../platform/config.ts'
+import { loadSettings } from '../platform/settings.ts'
 import { DataDirInUseError, lockDataDir } from '../platform/sql/data-dir-lock.ts'
 import { openPglite } from '../platform/sql/pglite.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
 import { openPostgres } from '../platform/sql/postgres.ts'
+import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
+import { createKafkaTransport } from '../platform/transport/kafka.ts'
+import { namespaceTransport } from '../platform/transport/namespaced.ts'
+import type { Transport } from '../platform/transport/port.ts'
 import { type AuditReport, formatAuditReport, runAudit } from './audit.ts'
 import { indexedDeadLetters } from './dead-letters.ts'
-import { lagSourceFor } from './index.ts'
+import { auditSettings } from './settings.ts'
 
 /**
  * `npm run audit`: runs the invariant auditor against the deployment the environment describes
@@ -66,6 +71,27 @@ async function fromServer(base: string, token: string | undefined, stuckAfter: s
     return 2
   }
   return (await response.json()) as AuditReport
+}
+
+/**
+ * The deployment's transport as the server opens it (platform/runtime.ts), for the journey groups'
+ * lag. Not the whole runtime: the audit needs no personal-data key, broker watch or metrics.
+ */
+async function openTransport(config: Config, db: SqlDatabase): Promise<Transport> {
+  const raw =
+    config.transport === 'kafka'
+      ? await createKafkaTransport({
+          brokers: config.kafka.brokers,
+          clientId: `${config.kafka.clientId}-audit`,
+          partitions: config.kafka.partitions,
+          replicationFactor: config.kafka.replicationFactor,
+          requiredAcks: config.kafka.requiredAcks,
+          retries: config.kafka.retryMax,
+          retryBackoffMs: config.kafka.retryBackoffMs,
+          security: config.kafka.security,
+        })
+      : await createEmbeddedTransport({ db, partitions: config.kafka.partitions })
+  return namespaceTransport(raw, config.kafka.topicPrefix)
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -128,11 +154,16 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     try {
-      report = await runAudit(db, {
-        stuckAfterMs: stuckAfter === undefined ? config.audit.stuckAfterMs : Number(stuckAfter),
-        lag: lagSourceFor(config, db),
-        deadLetters: indexedDeadLetters(db),
-      })
+      const transport = await openTransport(config, db)
+      try {
+        report = await runAudit(db, {
+          stuckAfterMs: stuckAfter === undefined ? loadSettings(auditSettings).stuckAfterMs : Number(stuckAfter),
+          lag: (groups) => transport.groupLag(groups),
+          deadLetters: indexedDeadLetters(db),
+        })
+      } finally {
+        await transport.close()
+      }
     } finally {
       await db.close()
       unlock()

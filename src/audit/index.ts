@@ -1,31 +1,18 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import type { Config } from '../platform/config.ts'
 import { documentRoute, problemResponses } from '../platform/http/openapi.ts'
 import type { HealthCheck, HealthNote } from '../platform/http/server.ts'
 import type { ServiceModule } from '../platform/module.ts'
-import type { SqlExecutor } from '../platform/sql/port.ts'
 import { type AuditReport, formatAuditReport, runAudit } from './audit.ts'
 import { type DeadLetterSource, describeDeadLetters, indexedDeadLetters } from './dead-letters.ts'
-import { embeddedLag, kafkaLag, type LagSource } from './lag.ts'
+import type { LagSource } from './lag.ts'
+import { auditSettings } from './settings.ts'
 
 /**
  * The invariant auditor in the product: `GET /api/audit` (JSON, or `?format=table` for people) and
  * `npm run audit` (src/audit/cli.ts). See audit.ts for what it checks.
  */
-
-/** Where this deployment's consumer lag is read: the embedded log's tables or the Kafka brokers. */
-export function lagSourceFor(config: Config, db: SqlExecutor): LagSource {
-  return config.transport === 'kafka'
-    ? kafkaLag({
-        brokers: config.kafka.brokers,
-        clientId: config.kafka.clientId,
-        prefix: config.kafka.topicPrefix,
-        security: config.kafka.security,
-      })
-    : embeddedLag(db, config.kafka.topicPrefix)
-}
 
 /** How long readiness reuses a dead-letter count: probes come every few seconds. */
 const DEAD_LETTER_HEALTH_TTL_MS = 10_000
@@ -92,8 +79,9 @@ const auditReportView = z.looseObject({
 export function auditModule(): ServiceModule {
   return {
     name: 'audit',
+    settings: [auditSettings],
     async start(context) {
-      const lag = lagSourceFor(context.config, context.db)
+      const lag: LagSource = (groups) => context.transport.groupLag(groups)
       const deadLetters = indexedDeadLetters(context.db)
       const routes: FastifyPluginAsync = async (plugin) => {
         const app = plugin.withTypeProvider<ZodTypeProvider>()
@@ -113,7 +101,7 @@ export function auditModule(): ServiceModule {
           },
           async (request, reply) => {
             const report = await runAudit(context.db, {
-              stuckAfterMs: request.query.stuckAfterMs ?? context.config.audit.stuckAfterMs,
+              stuckAfterMs: request.query.stuckAfterMs ?? context.settings.get(auditSettings).stuckAfterMs,
               lag,
               deadLetters,
               now: context.clock(),

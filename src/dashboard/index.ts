@@ -5,6 +5,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { JOURNEY_GROUPS } from '../audit/lag.ts'
+import { auditSettings } from '../audit/settings.ts'
 import { notFound } from '../platform/errors.ts'
 import { documentRoute, problemResponses } from '../platform/http/openapi.ts'
 import type { ServiceModule } from '../platform/module.ts'
@@ -57,6 +58,7 @@ const STREAM_INTERVAL_MS = 1_000
 export function dashboardModule(): ServiceModule {
   return {
     name: 'dashboard',
+    settings: [auditSettings],
     async start(context) {
       const transport = context.config.transport === 'kafka' ? 'kafka' : 'embedded'
       const topics = topicsSourceFor(context.config, context.db)
@@ -66,7 +68,7 @@ export function dashboardModule(): ServiceModule {
         topics,
         rates,
         transport,
-        stuckAfterMs: context.config.audit.stuckAfterMs,
+        stuckAfterMs: context.settings.get(auditSettings).stuckAfterMs,
         clock: context.clock,
       })
       const streams = new Set<() => void>()

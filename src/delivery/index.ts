@@ -4,8 +4,10 @@ import type { Sealed } from '../contracts/personal.ts'
 import { startTimerPoller } from '../platform/es/scheduler.ts'
 import { accept, defineService, type IntakeContext, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { inChoreography, journeySettings } from '../saga/settings.ts'
 import { DELIVERY_DUE_TIMER, deliveryAggregate, deliveryTimerFor } from './application/delivery-store.ts'
 import { type DeliveryCommand, deliveryCommandFor } from './domain/delivery.ts'
+import { deliverySettings } from './settings.ts'
 
 /**
  * The delivery service (seed 004): a dispatched order is scheduled for DELIVERY_DELAY_MS and
@@ -24,7 +26,7 @@ const toCommand = (
     shipmentId?: string
     deliveryAddress?: Sealed | null | undefined
   },
-  { config }: IntakeContext,
+  { settings }: IntakeContext,
 ): DeliveryCommand | null =>
   body.commandType === 'ScheduleDelivery'
     ? body.shipmentId === undefined
@@ -33,7 +35,7 @@ const toCommand = (
           commandType: 'ScheduleDelivery',
           orderId: body.orderId,
           shipmentId: body.shipmentId,
-          delayMs: config.delivery.delayMs,
+          delayMs: settings.get(deliverySettings).delayMs,
           ...(body.deliveryAddress ? { deliveryAddress: body.deliveryAddress } : {}),
         }
     : { commandType: 'DeliverOrder', orderId: body.orderId }
@@ -41,6 +43,7 @@ const toCommand = (
 export const deliveryService = defineService({
   name: 'delivery',
   migrations: migrationsBeside(import.meta.url),
+  settings: [deliverySettings, journeySettings],
   /** The due-delivery timer, woken once a schedule committed; started with the module. */
   setup: () => ({ timer: { wake: (_inMs: number) => {} } }),
   aggregate: deliveryAggregate,
@@ -48,7 +51,7 @@ export const deliveryService = defineService({
     accept(deliveryCommands, { group: DELIVERY_COMMANDS_GROUP, toCommand }),
     react(dispatchEvents, {
       group: DELIVERY_DISPATCH_EVENTS_GROUP,
-      mode: 'choreography',
+      when: inChoreography,
       commandFor: (event, context) => {
         const body = deliveryCommandFor(event)
         return body && toCommand(body, context)

@@ -4,6 +4,7 @@ import { orderEvents } from '../contracts/order/events.ts'
 import { stateTable } from '../platform/es/state-table.ts'
 import { accept, defineService, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { inChoreography, journeySettings } from '../saga/settings.ts'
 import { type Carrier, type CarrierLabel, simulatedCarrier } from './carrier.ts'
 import {
   DISPATCH_STREAM_TYPE,
@@ -60,6 +61,7 @@ const toCommand = (message: DispatchCommandMessage): DispatchCommand =>
 export const dispatchService = defineService({
   name: 'dispatch',
   migrations: migrationsBeside(import.meta.url),
+  settings: [journeySettings],
   setup: () => ({ carrier: simulatedCarrier() as Carrier & { labels?: ReadonlyMap<string, CarrierLabel> } }),
   // The order goes to the carrier with its address opened here, before the command's transaction
   // (a call out never holds one open); the address stays sealed in the shipment and its events.
@@ -83,7 +85,7 @@ export const dispatchService = defineService({
   },
   intake: [
     accept(dispatchCommands, { group: DISPATCH_COMMANDS_GROUP, toCommand }),
-    react(orderEvents, { group: DISPATCH_ORDER_EVENTS_GROUP, mode: 'choreography', commandFor: dispatchCommandFor }),
+    react(orderEvents, { group: DISPATCH_ORDER_EVENTS_GROUP, when: inChoreography, commandFor: dispatchCommandFor }),
   ],
 })
 

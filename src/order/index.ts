@@ -14,6 +14,7 @@ import type { ModuleContext, StartedModule } from '../platform/module.ts'
 import { accept, type DeclaredService, defineService, react, type ServiceParts } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
 import { trackBrokerHealth } from '../platform/transport/broker-health.ts'
+import { inChoreography, journeySettings } from '../saga/settings.ts'
 import {
   journeyDeadlines,
   PARKED_JOURNEYS,
@@ -85,6 +86,7 @@ export function orderModule(
   return defineService({
     name: 'order',
     migrations: migrationsBeside(import.meta.url),
+    settings: [journeySettings],
     aggregate: orderAggregate,
     // An order's commands and events are handled in order: one that fails for good holds the
     // order's later ones until an operator redrives or discards it.
@@ -104,7 +106,7 @@ export function orderModule(
       // orchestration the Create-Order saga tells it what to do on order_commands instead.
       react<JourneyEvent, OrderCommand, OrderState>([paymentEvents, dispatchEvents, deliveryEvents], {
         group: options.journeyGroupId ?? ORDER_JOURNEY_GROUP,
-        mode: 'choreography',
+        when: inChoreography,
         // A capture is checked against the order's total, so that one is read first.
         commandFor: async (event, { load }) =>
           orderCommandFor(
@@ -118,8 +120,8 @@ export function orderModule(
     // Choreography: every step the order waits for has the saga's timeout (domain/journey-deadlines.ts).
     // In both modes, a journey that ends is timed (orderflow_journey_duration_seconds).
     within: ({ context }) => {
-      const deadlines =
-        context.config.sagaMode === 'choreography' ? journeyDeadlines(stepTimeoutsFrom(context.config)) : undefined
+      const journey = context.settings.get(journeySettings)
+      const deadlines = journey.mode === 'choreography' ? journeyDeadlines(stepTimeoutsFrom(journey)) : undefined
       const timeJourney = journeyDurations(context)
       return (result, command, metadata) => {
         timeJourney(result)
@@ -129,14 +131,15 @@ export function orderModule(
     start: (context, { aggregate, execute }): StartedModule & { store: OrderStore } => {
       const store = orderStoreOver(aggregate, context.db)
       const routes = orderRoutes({ store, db: context.db, personalData: context.personalData })
-      if (context.config.sagaMode !== 'choreography') return { store, routes }
+      const journey = context.settings.get(journeySettings)
+      if (journey.mode !== 'choreography') return { store, routes }
       const { parked } = journeyMetrics(context)
       const broker = trackBrokerHealth(context.transport)
       const deadlines = startJourneyDeadlines({
         db: context.db,
         logger: context.logger,
         pollIntervalMs: context.config.schedulerPollIntervalMs,
-        timeoutsMs: stepTimeoutsFrom(context.config),
+        timeoutsMs: stepTimeoutsFrom(journey),
         lockOrder: async (tx, orderId) => (await orderAggregate.state.load(tx, orderId, { lock: true })).state,
         cancel: async (orderId, reason, metadata) => {
           await execute({ commandType: 'CancelOrder', orderId, reason }, metadata)

@@ -68,6 +68,7 @@ function dyingTransport(kind: Transport['kind']): Transport {
       throw new Error('process killed')
     },
     subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {}, lag: async () => [] }),
+    groupLag: async () => [],
     publish: async () => {
       throw new Error('process killed before publishing')
     },

@@ -5,10 +5,12 @@ import { type PaymentCommandMessage, paymentCommands } from '../contracts/paymen
 import type { ModuleContext } from '../platform/module.ts'
 import { accept, defineService, react } from '../platform/service.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
+import { inChoreography, journeySettings } from '../saga/settings.ts'
 import { authorizeWithRetries, seededRandom } from './application/authorize.ts'
 import { paymentAggregate, preparePayment } from './application/payment-store.ts'
 import { createSimulatedGateway, type PaymentGateway } from './domain/gateway.ts'
 import { type PaymentCommand, paymentCommandFor } from './domain/payment.ts'
+import { paymentSettings } from './settings.ts'
 
 /**
  * The payment service (seed 004): takes each order's payment at most once, through a gateway
@@ -50,8 +52,8 @@ const toCommand = (message: PaymentCommandMessage): PaymentCommand =>
 
 /** The gateway, its metrics and who this instance is: built from the settings at start. */
 function gatewayFor(context: ModuleContext, options: PaymentModuleOptions) {
-  const settings = context.config.paymentGateway
-  const instanceId = options.instanceId ?? process.env.PAYMENT_INSTANCE_ID ?? `${hostname()}:${process.pid}`
+  const settings = context.settings.get(paymentSettings)
+  const instanceId = options.instanceId ?? settings.instanceId ?? `${hostname()}:${process.pid}`
   const gateway =
     options.gateway ??
     createSimulatedGateway({
@@ -98,13 +100,14 @@ export function paymentModule(options: PaymentModuleOptions = {}) {
   return defineService({
     name: 'payment',
     migrations: migrationsBeside(import.meta.url),
+    settings: [paymentSettings, journeySettings],
     setup: (context) => gatewayFor(context, options),
     aggregate: paymentAggregate,
     intake: [
       accept(paymentCommands, { group: PAYMENT_COMMANDS_GROUP, toCommand }),
       react(orderEvents, {
         group: PAYMENT_ORDER_EVENTS_GROUP,
-        mode: 'choreography',
+        when: inChoreography,
         commandFor: paymentCommandFor,
       }),
     ],

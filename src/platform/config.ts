@@ -1,26 +1,22 @@
 import { readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { z } from 'zod'
+import {
+  ConfigError,
+  onOff,
+  optionalText,
+  type Environment as RawEnvironment,
+  type VariableDoc,
+  wholeNumber,
+} from './settings.ts'
+
+export { ConfigError } from './settings.ts'
 
 /**
  * Configuration from the environment. Names follow the seed documents where one names them
  * (`KAFKA_BROKERS`, `KAFKA_RETRY_MAX`, `KAFKA_REQUIRED_ACKS`, `DATABASE_URL`, `PORT`).
  * A bad value stops start-up with a `ConfigError` naming every wrong variable and what is allowed.
  */
-
-const wholeNumber = <Fallback extends number | undefined>(name: string, min: number, max: number, fallback: Fallback) =>
-  z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw.trim() === '') return fallback
-      const value = Number(raw)
-      if (!Number.isInteger(value) || value < min || value > max) {
-        ctx.addIssue({ code: 'custom', message: `${name} must be a whole number from ${min} to ${max} (got '${raw}')` })
-        return z.NEVER
-      }
-      return value
-    })
 
 const brokerList = z
   .string()
@@ -39,51 +35,6 @@ const brokerList = z
     }
     return brokers
   })
-
-/** A rate from 0 to 1, such as a share of calls that fail. */
-const rate = (name: string) =>
-  z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw.trim() === '') return 0
-      const value = Number(raw)
-      if (!Number.isFinite(value) || value < 0 || value > 1) {
-        ctx.addIssue({ code: 'custom', message: `${name} must be a number from 0 to 1 (got '${raw}')` })
-        return z.NEVER
-      }
-      return value
-    })
-
-/** A decimal amount (`1000` or `1000.00`) as minor units; unset means no limit. */
-const amountLimit = (name: string) =>
-  z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw.trim() === '') return undefined
-      const match = /^(\d{1,13})(?:\.(\d{1,2}))?$/.exec(raw.trim())
-      if (!match) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `${name} must be a decimal amount with at most 2 decimals, such as 1000.00 (got '${raw}')`,
-        })
-        return z.NEVER
-      }
-      return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'))
-    })
-
-const nameList = z
-  .string()
-  .optional()
-  .transform((raw) =>
-    raw === undefined
-      ? []
-      : raw
-          .split(',')
-          .map((name) => name.trim())
-          .filter((name) => name !== ''),
-  )
 
 /** OTEL_TRACES_SAMPLER's values (the OpenTelemetry specification's, less the Jaeger ones). */
 export const SAMPLER_NAMES = [
@@ -106,24 +57,6 @@ export interface TracingSettings {
 }
 
 const HOUR_MS = 3600 * 1000
-
-const optionalText = z
-  .string()
-  .optional()
-  .transform((raw) => (raw === undefined || raw.trim() === '' ? undefined : raw.trim()))
-
-const onOff = (name: string) =>
-  z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw.trim() === '') return undefined
-      const value = raw.trim().toLowerCase()
-      if (['on', 'true', '1', 'yes'].includes(value)) return true
-      if (['off', 'false', '0', 'no'].includes(value)) return false
-      ctx.addIssue({ code: 'custom', message: `${name} must be 'on' or 'off' (got '${raw}')` })
-      return z.NEVER
-    })
 
 /** OpenTelemetry's booleans (`OTEL_SDK_DISABLED`): `true` or `false`, any case. */
 const otelBoolean = (name: string) =>
@@ -222,25 +155,6 @@ const environmentSchema = z.object({
   LOG_RETENTION_BYTES: wholeNumber('LOG_RETENTION_BYTES', 0, Number.MAX_SAFE_INTEGER, 0),
   IDEMPOTENCY_KEY_TTL_MS: wholeNumber('IDEMPOTENCY_KEY_TTL_MS', 0, Number.MAX_SAFE_INTEGER, 24 * 3600 * 1000),
   INBOX_RETENTION_MS: wholeNumber('INBOX_RETENTION_MS', 0, Number.MAX_SAFE_INTEGER, 7 * 24 * 3600 * 1000),
-  SAGA_MODE: z
-    .enum(['orchestration', 'choreography'], {
-      error: (issue) => `SAGA_MODE must be 'orchestration' or 'choreography' (got '${issue.input}')`,
-    })
-    .default('orchestration'),
-  PAYMENT_GATEWAY_DECLINE_ABOVE: amountLimit('PAYMENT_GATEWAY_DECLINE_ABOVE'),
-  PAYMENT_GATEWAY_DECLINED_CUSTOMERS: nameList,
-  PAYMENT_GATEWAY_LATENCY_MS: wholeNumber('PAYMENT_GATEWAY_LATENCY_MS', 0, 600_000, 0),
-  PAYMENT_GATEWAY_TRANSIENT_FAILURE_RATE: rate('PAYMENT_GATEWAY_TRANSIENT_FAILURE_RATE'),
-  PAYMENT_GATEWAY_SEED: wholeNumber('PAYMENT_GATEWAY_SEED', 0, 2 ** 32 - 1, 1),
-  PAYMENT_GATEWAY_TIMEOUT_MS: wholeNumber('PAYMENT_GATEWAY_TIMEOUT_MS', 1, 600_000, 5_000),
-  PAYMENT_GATEWAY_ATTEMPTS: wholeNumber('PAYMENT_GATEWAY_ATTEMPTS', 1, 20, 4),
-  PAYMENT_GATEWAY_RETRY_BACKOFF_MS: wholeNumber('PAYMENT_GATEWAY_RETRY_BACKOFF_MS', 0, 60_000, 50),
-  DELIVERY_DELAY_MS: wholeNumber('DELIVERY_DELAY_MS', 0, 24 * HOUR_MS, 2_000),
-  SAGA_PAYMENT_TIMEOUT_MS: wholeNumber('SAGA_PAYMENT_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
-  SAGA_CONFIRM_TIMEOUT_MS: wholeNumber('SAGA_CONFIRM_TIMEOUT_MS', 1, 24 * HOUR_MS, 15_000),
-  SAGA_DISPATCH_TIMEOUT_MS: wholeNumber('SAGA_DISPATCH_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
-  SAGA_DELIVERY_TIMEOUT_MS: wholeNumber('SAGA_DELIVERY_TIMEOUT_MS', 1, 24 * HOUR_MS, 5 * 60_000),
-  SAGA_COMPENSATION_TIMEOUT_MS: wholeNumber('SAGA_COMPENSATION_TIMEOUT_MS', 1, 24 * HOUR_MS, 30_000),
   SCHEDULER_POLL_INTERVAL_MS: wholeNumber('SCHEDULER_POLL_INTERVAL_MS', 10, 600_000, 1_000),
   CONSUMER_BATCH_MAX: wholeNumber('CONSUMER_BATCH_MAX', 1, 1_000, 50),
   PERSONAL_DATA_KEY_FILE: optionalText,
@@ -249,7 +163,6 @@ const environmentSchema = z.object({
   PERSONAL_DATA_KEY_CACHE_TTL_MS: wholeNumber('PERSONAL_DATA_KEY_CACHE_TTL_MS', 0, 24 * HOUR_MS, 60_000),
   OUTBOX_RELAY_SHARDS: wholeNumber('OUTBOX_RELAY_SHARDS', 1, 256, 8),
   GROUP_COMMIT_MAX: wholeNumber('GROUP_COMMIT_MAX', 1, 1_000, 64),
-  AUDIT_STUCK_AFTER_MS: wholeNumber('AUDIT_STUCK_AFTER_MS', 0, 30 * 24 * HOUR_MS, 15 * 60_000),
   AUTH: z
     .enum(['off', 'jwt', 'dev'], { error: (issue) => `AUTH must be 'off', 'jwt' or 'dev' (got '${issue.input}')` })
     .optional(),
@@ -357,6 +270,134 @@ const environmentSchema = z.object({
     .default('info'),
 })
 
+/**
+ * What the README's configuration table says of each platform variable, in its order
+ * (`npm run docs:config`); the type makes every variable of the schema documented.
+ */
+export const platformVariables: { readonly [Name in keyof typeof environmentSchema.shape]: VariableDoc } = {
+  PORT: { default: '`3000`', meaning: 'HTTP port' },
+  HOST: { default: '`127.0.0.1`', meaning: 'HTTP listen address; beyond loopback, authentication must be configured' },
+  SERVICES: { default: '`all`', meaning: 'comma-separated service modules this process runs (`order`, …; see below)' },
+  KAFKA_BROKERS: { default: '(empty)', meaning: 'comma-separated `host:port`; set, it selects the Kafka transport' },
+  TRANSPORT: { default: '`kafka` if `KAFKA_BROKERS` is set, else `embedded`', meaning: 'force a transport' },
+  KAFKA_CLIENT_ID: { default: '`orderflow`', meaning: 'client id prefix' },
+  KAFKA_TOPIC_PREFIX: {
+    default: '(empty)',
+    meaning: 'prepended to every topic and consumer group (several deployments on one cluster)',
+  },
+  KAFKA_REQUIRED_ACKS: { default: '`all`', meaning: '`all` (idempotent producer), `1` or `0`' },
+  KAFKA_RETRY_MAX: {
+    default: '`3`',
+    meaning: 'retries of a failed handler (and of a failed publish) before the dead-letter topic',
+  },
+  KAFKA_RETRY_BACKOFF_MS: { default: '`1000`', meaning: 'first retry delay; doubles each retry (1 s, 2 s, 4 s)' },
+  KAFKA_PARTITIONS: { default: '`3`', meaning: 'partitions of the topics orderflow creates' },
+  KAFKA_REPLICATION_FACTOR: { default: '`1`', meaning: 'replication factor of the topics orderflow creates' },
+  KAFKA_TOPIC_RETENTION_MS: {
+    default: '(unmanaged)',
+    meaning: "topics' `retention.ms` that `orderflow topics apply` sets (`-1`: kept forever)",
+  },
+  KAFKA_MIN_INSYNC_REPLICAS: {
+    default: '(unmanaged)',
+    meaning: "topics' `min.insync.replicas` that `orderflow topics apply` sets (at most the replication factor)",
+  },
+  KAFKA_SASL_MECHANISM: { default: '—', meaning: '`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`' },
+  KAFKA_SASL_USERNAME: { default: '—', meaning: "SASL user: the process's one principal (see its ACLs below)" },
+  KAFKA_SASL_PASSWORD: { default: '—', meaning: 'SASL password' },
+  KAFKA_SASL_PASSWORD_FILE: { default: '—', meaning: 'a file holding the SASL password, instead of the variable' },
+  KAFKA_TLS: { default: 'off (on when a file is given)', meaning: 'TLS to the brokers' },
+  KAFKA_TLS_CA_FILE: { default: '—', meaning: "PEM of the brokers' certificate authority" },
+  KAFKA_TLS_CERT_FILE: { default: '—', meaning: "PEM of the client's certificate (with `KAFKA_TLS_KEY_FILE`)" },
+  KAFKA_TLS_KEY_FILE: { default: '—', meaning: "PEM of the client certificate's key" },
+  DATABASE_URL: { default: '(empty)', meaning: '`postgres://…`; set, it selects PostgreSQL instead of PGlite' },
+  DATA_DIR: { default: '`.orderflow/data`', meaning: "PGlite's directory on the embedded default" },
+  SHUTDOWN_TIMEOUT_MS: {
+    default: '`10000`',
+    meaning: 'how long a graceful stop may take before the process exits with code 1',
+  },
+  LOG_RETENTION_MS: {
+    default: '`604800000` (7 days)',
+    meaning: "embedded log: messages older than this are deleted (Kafka's `retention.ms`); 0 keeps all",
+  },
+  LOG_RETENTION_BYTES: {
+    default: '`0` (no limit)',
+    meaning: 'embedded log: per partition, the oldest messages beyond this size are deleted',
+  },
+  IDEMPOTENCY_KEY_TTL_MS: {
+    default: '`86400000` (24 h)',
+    meaning: 'how long an `Idempotency-Key` answers with its first response',
+  },
+  INBOX_RETENTION_MS: {
+    default: '`604800000` (7 days)',
+    meaning: 'how long consumers remember handled message ids (redelivery protection)',
+  },
+  CONSUMER_BATCH_MAX: {
+    default: '`50`',
+    meaning: "most messages of a partition's backlog handled in one transaction (`1`: one at a time)",
+  },
+  GROUP_COMMIT_MAX: {
+    default: '`64`',
+    meaning: 'most HTTP commands sharing one transaction while others commit (`1`: each its own)',
+  },
+  OUTBOX_RELAY_SHARDS: {
+    default: '`8`',
+    meaning: 'shards of the outbox relay (1–256): most processes publishing side by side; same for all',
+  },
+  SCHEDULER_POLL_INTERVAL_MS: {
+    default: '`1000`',
+    meaning: 'how often durable timers (saga timeouts, due deliveries) are looked for besides local wake-ups',
+  },
+  PERSONAL_DATA_KEY_FILE: {
+    default: '`personal-data.key` beside `DATA_DIR`',
+    meaning: "the key-encryption key that wraps customers' data keys (created at first start, mode 0600)",
+  },
+  PERSONAL_DATA_KEY_FILE_CREATE: {
+    default: '`on`',
+    meaning: '`off` refuses to start without the key file instead of creating one',
+  },
+  PERSONAL_DATA_KEY_CACHE_SIZE: { default: '`10000`', meaning: 'opened data keys kept in memory, at most' },
+  PERSONAL_DATA_KEY_CACHE_TTL_MS: {
+    default: '`60000`',
+    meaning: "how long an opened data key is kept (another process's erasure is seen within it)",
+  },
+  AUTH: { default: 'decided', meaning: '`off`, `jwt` (implied by the keys below) or `dev`' },
+  AUTH_JWKS_URL: { default: '—', meaning: "the identity provider's keys (with `AUTH_ISSUER` and `AUTH_AUDIENCE`)" },
+  AUTH_ISSUER: { default: '—', meaning: 'the `iss` tokens must carry (required with a JWKS)' },
+  AUTH_AUDIENCE: { default: '—', meaning: 'the `aud` tokens must carry (required with a JWKS)' },
+  AUTH_JWT_SECRET: { default: '—', meaning: 'shared secret (32 bytes or more) instead of a JWKS' },
+  AUTH_JWT_SECRET_FILE: { default: '—', meaning: 'a file holding the shared secret, instead of the variable' },
+  AUTH_ALGORITHMS: { default: '`RS256,ES256` / `HS256`', meaning: 'accepted `alg` values, nothing else' },
+  AUTH_CLOCK_TOLERANCE_S: { default: '`30`', meaning: 'clock skew allowed for `exp` and `nbf`' },
+  AUTH_ROLES_CLAIM: { default: '`roles`', meaning: 'the claim that holds the roles' },
+  ORDERFLOW_TOKEN: { default: '—', meaning: 'the bearer token the CLIs send with `--url`' },
+  RATE_LIMIT: { default: 'on when auth is on', meaning: '`on`/`off`; 429 problem+json with `Retry-After`' },
+  RATE_LIMIT_WINDOW_MS: { default: '`60000`', meaning: 'the window the limits count in' },
+  RATE_LIMIT_PER_CLIENT: { default: '`600`', meaning: 'requests per window per token subject' },
+  RATE_LIMIT_PER_IP: { default: '`1200`', meaning: 'requests per window per address' },
+  RATE_LIMIT_STORE: {
+    default: '`database` on PostgreSQL, else `memory`',
+    meaning: '`database` (one budget for every process) or `memory` (per process)',
+  },
+  TRUST_PROXY: {
+    default: '`false`',
+    meaning: '`true`, a hop count, or proxy addresses/CIDRs whose `X-Forwarded-For` counts',
+  },
+  OTEL_SDK_DISABLED: { default: '`false`', meaning: '`true` turns tracing off whatever else is set' },
+  OTEL_TRACES_EXPORTER: { default: '`otlp` once an endpoint is set', meaning: '`otlp`, `console` or `none`' },
+  OTEL_EXPORTER_OTLP_ENDPOINT: { default: '—', meaning: "the collector's base URL (traces go to its `/v1/traces`)" },
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: { default: '—', meaning: 'the full URL traces are sent to' },
+  OTEL_EXPORTER_OTLP_PROTOCOL: { default: '`http/json`', meaning: '`http/json` or `http/protobuf` (not `grpc`)' },
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: { default: '—', meaning: 'the same, for traces only' },
+  OTEL_EXPORTER_OTLP_HEADERS: { default: '—', meaning: 'headers sent to the collector, `key=value,…` URL-encoded' },
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: { default: '—', meaning: 'the same, for traces only' },
+  OTEL_SERVICE_NAME: { default: '`orderflow`', meaning: "the spans' `service.name`" },
+  OTEL_RESOURCE_ATTRIBUTES: { default: '—', meaning: '`deployment.environment=…,service.version=…`' },
+  OTEL_TRACES_SAMPLER: { default: '`parentbased_always_on`', meaning: "the OpenTelemetry specification's samplers" },
+  OTEL_TRACES_SAMPLER_ARG: { default: '`1`', meaning: 'the ratio of the `traceidratio` samplers, from 0 to 1' },
+  OTEL_PROPAGATORS: { default: '`tracecontext`', meaning: 'W3C `tracecontext` (and `baggage`) only' },
+  LOG_LEVEL: { default: '`info`', meaning: '`fatal` … `trace`, `silent`' },
+}
+
 export type RequiredAcks = 'all' | '1' | '0'
 
 /** How bearer JWTs are verified (`AUTH_*`). */
@@ -379,6 +420,11 @@ export interface KafkaSecurity {
 }
 
 export interface Config {
+  /**
+   * The variables this configuration was read from: the modules read their own slices of it
+   * (platform/settings.ts), validated with the rest at start-up.
+   */
+  environment: RawEnvironment
   transport: 'embedded' | 'kafka'
   kafka: {
     brokers: string[]
@@ -422,33 +468,6 @@ export interface Config {
     /** Inbox entries (handled message ids) are kept this long; redeliveries older than that are not expected. */
     inboxMs: number
   }
-  /**
-   * How the order journey is coordinated: `orchestration` (the Create-Order saga sends every
-   * command) or `choreography` (each service reacts to the previous one's events).
-   */
-  sagaMode: 'orchestration' | 'choreography'
-  /** The simulated payment gateway, and how the payment service treats its faults. */
-  paymentGateway: {
-    /** Amounts above this (minor units) are declined; undefined = no limit. */
-    declineAbove: number | undefined
-    declinedCustomers: string[]
-    latencyMs: number
-    /** Share of calls (0–1) that fail as if the gateway were away. */
-    transientFailureRate: number
-    /** Seed of the pseudo-random source of transient failures (deterministic runs). */
-    seed: number
-    /** A call that takes longer counts as a transient failure. */
-    timeoutMs: number
-    /** Calls per payment before it is recorded as failed with GATEWAY_UNAVAILABLE. */
-    attempts: number
-    retryBackoffMs: number
-  }
-  /** The simulated travel time from dispatch to delivery. */
-  delivery: { delayMs: number }
-  /** The Create-Order saga's step timeouts (retries per step are in the saga's step table). */
-  saga: {
-    timeoutsMs: { payment: number; confirm: number; dispatch: number; delivery: number; compensation: number }
-  }
   /** How often durable timers (saga timeouts, due deliveries) are looked for besides local wake-ups. */
   schedulerPollIntervalMs: number
   /** The most messages of a partition's backlog a consumer handles in one transaction (1: one at a time). */
@@ -468,8 +487,6 @@ export interface Config {
    * (1: each its own). A command that arrives when nothing is in flight starts at once.
    */
   groupCommitMax: number
-  /** Orders not terminal after this long are reported as stuck by the auditor. */
-  audit: { stuckAfterMs: number }
   auth: {
     /** `AUTH` as given; undefined lets `accessPolicy` decide from the rest of the configuration. */
     mode: AuthMode | undefined
@@ -496,16 +513,7 @@ export interface Config {
   }
 }
 
-export class ConfigError extends Error {
-  readonly problems: string[]
-  constructor(problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
-}
-
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+export function loadConfig(env: RawEnvironment = process.env): Config {
   const parsed = environmentSchema.safeParse(env)
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((issue) => issue.message))
@@ -514,11 +522,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const transport = e.TRANSPORT ?? (e.KAFKA_BROKERS.length > 0 ? 'kafka' : 'embedded')
   if (transport === 'kafka' && e.KAFKA_BROKERS.length === 0) {
     throw new ConfigError(["TRANSPORT is 'kafka' but KAFKA_BROKERS is empty: set KAFKA_BROKERS=host:port[,host:port]"])
-  }
-  if (e.SAGA_DELIVERY_TIMEOUT_MS <= e.DELIVERY_DELAY_MS) {
-    throw new ConfigError([
-      `SAGA_DELIVERY_TIMEOUT_MS (${e.SAGA_DELIVERY_TIMEOUT_MS}) must be longer than DELIVERY_DELAY_MS (${e.DELIVERY_DELAY_MS}), or every delivery would time out`,
-    ])
   }
   const problems: string[] = []
   if (e.KAFKA_MIN_INSYNC_REPLICAS !== undefined && e.KAFKA_MIN_INSYNC_REPLICAS > e.KAFKA_REPLICATION_FACTOR) {
@@ -530,6 +533,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const security = kafkaSecurity(e, problems)
   if (problems.length > 0) throw new ConfigError(problems)
   return {
+    environment: { ...env },
     transport,
     kafka: {
       brokers: e.KAFKA_BROKERS,
@@ -555,27 +559,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       idempotencyKeyMs: e.IDEMPOTENCY_KEY_TTL_MS,
       inboxMs: e.INBOX_RETENTION_MS,
     },
-    sagaMode: e.SAGA_MODE,
-    paymentGateway: {
-      declineAbove: e.PAYMENT_GATEWAY_DECLINE_ABOVE,
-      declinedCustomers: e.PAYMENT_GATEWAY_DECLINED_CUSTOMERS,
-      latencyMs: e.PAYMENT_GATEWAY_LATENCY_MS,
-      transientFailureRate: e.PAYMENT_GATEWAY_TRANSIENT_FAILURE_RATE,
-      seed: e.PAYMENT_GATEWAY_SEED,
-      timeoutMs: e.PAYMENT_GATEWAY_TIMEOUT_MS,
-      attempts: e.PAYMENT_GATEWAY_ATTEMPTS,
-      retryBackoffMs: e.PAYMENT_GATEWAY_RETRY_BACKOFF_MS,
-    },
-    delivery: { delayMs: e.DELIVERY_DELAY_MS },
-    saga: {
-      timeoutsMs: {
-        payment: e.SAGA_PAYMENT_TIMEOUT_MS,
-        confirm: e.SAGA_CONFIRM_TIMEOUT_MS,
-        dispatch: e.SAGA_DISPATCH_TIMEOUT_MS,
-        delivery: e.SAGA_DELIVERY_TIMEOUT_MS,
-        compensation: e.SAGA_COMPENSATION_TIMEOUT_MS,
-      },
-    },
     schedulerPollIntervalMs: e.SCHEDULER_POLL_INTERVAL_MS,
     consumerBatchMax: e.CONSUMER_BATCH_MAX,
     personalData: {
@@ -587,7 +570,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     outboxRelayShards: e.OUTBOX_RELAY_SHARDS,
     groupCommitMax: e.GROUP_COMMIT_MAX,
-    audit: { stuckAfterMs: e.AUDIT_STUCK_AFTER_MS },
     auth: { mode: e.AUTH, jwt },
     tracing: tracingSettings(e),
     rateLimit: {
@@ -793,13 +775,13 @@ function parseServiceList(raw: string | undefined): string[] | undefined {
 }
 
 /**
- * Every variable orderflow reads: the configuration above, and the few read elsewhere (the
- * payment service's instance name, the CLIs' token, the Kafka launcher's heap). A variable with one
+ * Every variable the platform reads: the configuration above, and the few read elsewhere (the
+ * CLIs' URL, the Kafka launcher's heap). The services' own are in their settings slices
+ * (`src/settings.ts` lists them all). A variable with one
  * of orderflow's prefixes that is not here is probably misspelled (`unknownVariableWarnings`).
  */
 export const knownVariables: readonly string[] = [
   ...Object.keys(environmentSchema.shape),
-  'PAYMENT_INSTANCE_ID',
   'ORDERFLOW_TOKEN',
   'ORDERFLOW_URL',
   'KAFKA_HEAP_OPTS',

@@ -8,6 +8,7 @@ import type { HealthCheck } from './http/server.ts'
 import type { Logger } from './logger.ts'
 import type { Metrics } from './metrics.ts'
 import type { PersonalData } from './personal-data/personal-data.ts'
+import type { ModuleSettings, SettingsSlice } from './settings.ts'
 import type { SqlDatabase } from './sql/port.ts'
 import type { Subscription, Transport } from './transport/port.ts'
 import type { ReliableConsumerOptions, RetryPolicy } from './transport/reliable-consumer.ts'
@@ -34,6 +35,11 @@ export interface ServiceModule<Handle extends object = object> {
    * the version it was stored with.
    */
   replay?: { newest: ReplaySource; asStored: ReplaySource }
+  /**
+   * The settings it reads (platform/settings.ts): read and checked with the rest of the
+   * configuration at start-up, handed to it as `context.settings`, and listed in the README.
+   */
+  settings?: readonly SettingsSlice<unknown>[]
   start(context: ModuleContext): Promise<StartedModule & Handle>
 }
 
@@ -60,7 +66,10 @@ export type ConsumeOptions<T> = Omit<
   }
 
 export interface ModuleContext {
+  /** The platform's configuration (transport, database, HTTP, consumers); a service's own are in `settings`. */
   config: Config
+  /** The settings slices the module declared: `context.settings.get(paymentSettings)`. */
+  settings: ModuleSettings
   logger: Logger
   metrics: Metrics
   db: SqlDatabase

@@ -1,6 +1,5 @@
 import type { CommandTopic, EventTopic } from '../contracts/define.ts'
 import type { TopicContract } from '../contracts/registry.ts'
-import type { Config } from './config.ts'
 import { AppError } from './errors.ts'
 import {
   type BatchCommand,
@@ -22,6 +21,7 @@ import { encodeAsStored, upcastStored } from './es/upcast-stored.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './module.ts'
 import type { PersonalData } from './personal-data/personal-data.ts'
 import { type PersonalFields, personalSealer } from './personal-data/sealer.ts'
+import type { ModuleSettings, SettingsSlice } from './settings.ts'
 import type { SqlExecutor } from './sql/port.ts'
 import type { IncomingMessage, Subscription } from './transport/port.ts'
 import type { Decoded } from './transport/reliable-consumer.ts'
@@ -33,7 +33,7 @@ import type { Decoded } from './transport/reliable-consumer.ts'
  * The platform does the rest, the same way for every service: one consumer per intake with the
  * service's group, decoding at the boundary (poison is dead-lettered with its reason), the inbox
  * (a redelivered message changes nothing), a partition's backlog in one transaction, retries,
- * dead letters, the saga mode an intake belongs to, logs, and the topics for the AsyncAPI document.
+ * dead letters, when an intake runs (choreography's reactions), logs, and the topics for the AsyncAPI document.
  *
  * ```ts
  * export const dispatchService = defineService({
@@ -42,7 +42,7 @@ import type { Decoded } from './transport/reliable-consumer.ts'
  *   aggregate: { streamType: 'dispatch', streamOf, decider: dispatchDecider, state: shipmentsTable, publishes: dispatchEvents },
  *   intake: [
  *     accept(dispatchCommands, { group: 'dispatch-service-commands', toCommand }),
- *     react(orderEvents, { group: 'dispatch-service', mode: 'choreography', commandFor: dispatchCommandFor }),
+ *     react(orderEvents, { group: 'dispatch-service', when: inChoreography, commandFor: dispatchCommandFor }),
  *   ],
  * })
  * ```
@@ -168,11 +168,10 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
   }
 }
 
-type SagaMode = Config['sagaMode']
-
 /** What turning a message into a command may read besides the message. */
 export interface IntakeContext<State = unknown> {
-  config: Config
+  /** The settings the service declared. */
+  settings: ModuleSettings
   /** The current state of one of the service's streams. */
   load(streamId: string): Promise<State>
 }
@@ -198,8 +197,8 @@ export interface Intake<Command, State = unknown> {
   whenRefused?(error: AppError, command: Command, state: State): Refusal
   /** At least this many retries (messages that may come early wait through them). */
   minRetries?: number
-  /** Runs only in this saga mode (choreography reactions); always when left out. */
-  mode?: SagaMode
+  /** Runs only when this says so of the service's settings (choreography's reactions); always when left out. */
+  when?: (settings: ModuleSettings) => boolean
   /** Whether a partition's backlog may run in one transaction (default true): false for a call out. */
   batch: boolean
   /** Per-key parking (reliable-consumer.ts `parkKeys`); the service's default when left out. */
@@ -208,7 +207,8 @@ export interface Intake<Command, State = unknown> {
 
 interface IntakeOptions<Command, State> {
   group: string
-  mode?: SagaMode
+  /** Whether it runs, from the service's settings (`inChoreography`); always when left out. */
+  when?: (settings: ModuleSettings) => boolean
   /** False when carrying a command out calls another system (a gateway): nothing slow may run in a batch. */
   batch?: boolean
   /** What a refused command's message is: a dead letter unless this says otherwise (`Refusal`). */
@@ -260,7 +260,7 @@ function intake<Message, Command, State>(
     group: options.group,
     topics: topics as Intake<Command, State>['topics'],
     toCommand: toCommand as Intake<Command, State>['toCommand'],
-    ...(options.mode ? { mode: options.mode } : {}),
+    ...(options.when ? { when: options.when } : {}),
     ...(options.whenRefused ? { whenRefused: options.whenRefused } : {}),
     ...(options.minRetries !== undefined ? { minRetries: options.minRetries } : {}),
     ...(options.parkKeys !== undefined ? { parkKeys: options.parkKeys } : {}),
@@ -283,6 +283,8 @@ export interface ServiceDefinition<
   /** What `SERVICES` names, and the prefix of the service's logs. */
   name: string
   migrations?: URL
+  /** The settings slices it reads (`context.settings.get(slice)`); see ServiceModule. */
+  settings?: readonly SettingsSlice<unknown>[]
   /**
    * What the service needs built before its aggregate (a gateway client, a timer poller): given to
    * `aggregate` when that is a function, to `execute` and to `start`, and part of the module's handle.
@@ -292,7 +294,7 @@ export interface ServiceDefinition<
   aggregate: Omit<AggregateDefinition<Command, Event, State>, 'state'> & {
     state: StateStore<State> | ((setup: Setup) => StateStore<State>)
   }
-  /** What the service consumes; the platform starts one consumer per intake (in its saga mode). */
+  /** What the service consumes; the platform starts one consumer per intake (those whose `when` holds). */
   intake?: readonly Intake<Command, NoInfer<State>>[]
   /**
    * Per-key parking for every intake that does not say otherwise (default false): on where the
@@ -346,8 +348,8 @@ export interface ServiceParts<Command, Event, State> {
 
 /** A declared service: a module, and what it reads and writes for those who ask (the ACL table). */
 export interface DeclaredService<Handle extends object> extends ServiceModule<Handle> {
-  /** What it consumes, each with its group and saga mode. */
-  intake: readonly Pick<Intake<unknown>, 'group' | 'topics' | 'mode'>[]
+  /** What it consumes, each with its group and when it runs. */
+  intake: readonly Pick<Intake<unknown>, 'group' | 'topics' | 'when'>[]
   /** The topic its events go out on. */
   publishes: string
 }
@@ -374,6 +376,7 @@ export function defineService<
     publishes: service.aggregate.publishes.topic,
     replay: replaySourcesOf(service.aggregate.streamType, service.aggregate.publishes),
     ...(service.migrations ? { migrations: service.migrations } : {}),
+    ...(service.settings ? { settings: service.settings } : {}),
     ...(service.projections ? { projections: service.projections } : {}),
     topics: [...topics.values()],
     async start(context) {
@@ -444,16 +447,16 @@ export function defineService<
         commitBatch(await prepareBatch(items))
       const parts = { ...setup, aggregate, execute, executeBatch }
       const started = (await service.start?.(context, parts)) ?? ({} as StartedModule & Handle)
-      const intakeContext: IntakeContext<State> = { config: context.config, load: aggregate.load }
+      const intakeContext: IntakeContext<State> = { settings: context.settings, load: aggregate.load }
       /** A mapping that reads a stream is left for the batch to run once it knows the batch's states. */
       const withoutState: IntakeContext<State> = {
-        config: context.config,
+        settings: context.settings,
         load: () => Promise.reject(new NeedsState()),
       }
       const subscriptions = new Map<string, Subscription>()
       try {
         for (const each of intake) {
-          if (each.mode && each.mode !== context.config.sagaMode) continue
+          if (each.when && !each.when(context.settings)) continue
           const decoders = new Map(each.topics.map((topic) => [topic.topic, topic.decode]))
           /** A refusal's answer: only a domain's non-retryable refusal may be anything but a dead letter. */
           const refused = async (error: unknown, command: Command): Promise<Refusal> => {
@@ -475,7 +478,7 @@ export function defineService<
                 if (!(error instanceof NeedsState)) throw error
                 commands.push({
                   metadata,
-                  resolve: (load) => Promise.resolve(each.toCommand(message, { config: context.config, load })),
+                  resolve: (load) => Promise.resolve(each.toCommand(message, { settings: context.settings, load })),
                 })
                 continue
               }

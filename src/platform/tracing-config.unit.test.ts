@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ConfigError, loadConfig } from './config.ts'
+import { ConfigError, knownVariables, loadConfig } from './config.ts'
 import { unknownVariables } from './unknown-variables.ts'
 
 /** OpenTelemetry's standard variables: off by default, on with an exporter, refused when wrong. */
@@ -77,12 +77,15 @@ describe('tracing configuration (OTEL_*)', () => {
 
   it('knows the OTEL_ variables it reads, and names the one a misspelling meant', () => {
     assert.deepEqual(
-      unknownVariables({
-        OTEL_SERVICE_NAME: 'a',
-        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318',
-        OTEL_BSP_SCHEDULE_DELAY: '500',
-        OTEL_SERVICE_NAM: 'b',
-      }),
+      unknownVariables(
+        {
+          OTEL_SERVICE_NAME: 'a',
+          OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318',
+          OTEL_BSP_SCHEDULE_DELAY: '500',
+          OTEL_SERVICE_NAM: 'b',
+        },
+        knownVariables,
+      ),
       [{ name: 'OTEL_SERVICE_NAM', closest: 'OTEL_SERVICE_NAME' }],
     )
   })

@@ -1,5 +1,3 @@
-import { knownVariables } from './config.ts'
-
 /**
  * A misspelled variable (`KAFKA_BROKER`, `SAGA_MOD`) is otherwise ignored without a word, and the
  * process runs on a default the user did not mean. Variables that start like orderflow's own (one
@@ -34,7 +32,8 @@ export interface UnknownVariable {
 
 export function unknownVariables(
   env: Record<string, string | undefined>,
-  known: readonly string[] = knownVariables,
+  /** Every variable orderflow reads: the platform's and the modules' (`allVariables()` in src/settings.ts). */
+  known: readonly string[],
 ): UnknownVariable[] {
   const knownSet = new Set(known)
   return Object.keys(env)
@@ -45,8 +44,8 @@ export function unknownVariables(
 }
 
 /** One line per unknown variable, for the start-up log. */
-export function unknownVariableWarnings(env: Record<string, string | undefined>): string[] {
-  return unknownVariables(env).map(
+export function unknownVariableWarnings(env: Record<string, string | undefined>, known: readonly string[]): string[] {
+  return unknownVariables(env, known).map(
     ({ name, closest }) =>
       `${name} is not a variable orderflow reads and is ignored${closest ? `; did you mean ${closest}?` : ''}`,
   )

@@ -2,34 +2,42 @@ import assert from 'node:assert/strict'
 import { globSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { describe, it } from 'node:test'
-import { knownVariables } from './config.ts'
+import { allVariables } from '../settings.ts'
 import { unknownVariables, unknownVariableWarnings } from './unknown-variables.ts'
+
+const known = allVariables()
 
 describe('unknown variables', () => {
   it('names the closest known variable for a misspelling', () => {
-    assert.deepEqual(unknownVariables({ KAFKA_BROKER: 'x:1', SAGA_MOD: 'choreography' }), [
+    assert.deepEqual(unknownVariables({ KAFKA_BROKER: 'x:1', SAGA_MOD: 'choreography' }, known), [
       { name: 'KAFKA_BROKER', closest: 'KAFKA_BROKERS' },
       { name: 'SAGA_MOD', closest: 'SAGA_MODE' },
     ])
-    assert.match(unknownVariableWarnings({ SAGA_MOD: 'x' })[0] ?? '', /SAGA_MOD .* ignored; did you mean SAGA_MODE\?/)
+    assert.match(
+      unknownVariableWarnings({ SAGA_MOD: 'x' }, known)[0] ?? '',
+      /SAGA_MOD .* ignored; did you mean SAGA_MODE\?/,
+    )
   })
 
   it('leaves known variables and other programs’ variables alone', () => {
     assert.deepEqual(
-      unknownVariables({
-        KAFKA_BROKERS: 'x:1',
-        PATH: '/bin',
-        HOME: '/root',
-        NODE_OPTIONS: '',
-        DATA_DIR: 'd',
-        PORT: '1',
-      }),
+      unknownVariables(
+        {
+          KAFKA_BROKERS: 'x:1',
+          PATH: '/bin',
+          HOME: '/root',
+          NODE_OPTIONS: '',
+          DATA_DIR: 'd',
+          PORT: '1',
+        },
+        known,
+      ),
       [],
     )
   })
 
   it('catches a variable one edit away from a known one even without a prefix', () => {
-    assert.deepEqual(unknownVariables({ PORTS: '3000' }), [{ name: 'PORTS', closest: 'PORT' }])
+    assert.deepEqual(unknownVariables({ PORTS: '3000' }, known), [{ name: 'PORTS', closest: 'PORT' }])
   })
 
   it('knows every variable the source reads', () => {
@@ -45,7 +53,7 @@ describe('unknown variables', () => {
         if (name) read.add(name)
       }
     }
-    const missing = [...read].filter((name) => !knownVariables.includes(name) && name !== 'PATH')
+    const missing = [...read].filter((name) => !known.includes(name) && name !== 'PATH')
     assert.deepEqual(missing, [])
   })
 })

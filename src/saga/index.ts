@@ -3,7 +3,6 @@ import { deliveryCommandsTopic } from '../contracts/delivery/commands.ts'
 import { dispatchCommandsTopic } from '../contracts/dispatch/commands.ts'
 import { orderCommandsTopic } from '../contracts/order/commands.ts'
 import { paymentCommandsTopic } from '../contracts/payment/commands.ts'
-import type { Config } from '../platform/config.ts'
 import { startTimerPoller } from '../platform/es/scheduler.ts'
 import type { ModuleContext, ServiceModule } from '../platform/module.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
@@ -18,6 +17,7 @@ import {
   type SagaStepTimedOut,
 } from './domain/create-order-saga.ts'
 import { sagaRoutes } from './http/routes.ts'
+import { type JourneySettings, journeySettings } from './settings.ts'
 
 /**
  * The Create-Order saga orchestrator (seed 000), run when SAGA_MODE=orchestration: it follows the
@@ -31,8 +31,8 @@ export interface SagaModule {
 }
 
 /** The step table with the timeouts from the configuration (retries and what to do stay as declared). */
-export function sagaStepsFrom(config: Config): SagaStepPolicies {
-  const t = config.saga.timeoutsMs
+export function sagaStepsFrom(journey: JourneySettings): SagaStepPolicies {
+  const t = journey.timeoutsMs
   const s = createOrderSagaSteps
   return {
     PAYMENT: { ...s.PAYMENT, timeoutMs: t.payment },
@@ -87,9 +87,11 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
   return {
     name: 'saga',
     migrations: migrationsBeside(import.meta.url),
+    settings: [journeySettings],
     topics: [paymentCommandsTopic, orderCommandsTopic, dispatchCommandsTopic, deliveryCommandsTopic],
     async start(context) {
-      const steps = options.steps ?? sagaStepsFrom(context.config)
+      const journey = context.settings.get(journeySettings)
+      const steps = options.steps ?? sagaStepsFrom(journey)
       const { ended } = sagaMetrics(context)
       const logger = context.logger
       let wake: (inMs: number) => void = () => {}
@@ -112,8 +114,8 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
             }
           }),
       })
-      const routes = sagaRoutes({ processor, db: context.db, mode: context.config.sagaMode, group: SAGA_GROUP })
-      if (context.config.sagaMode !== 'orchestration') return { processor, steps, routes }
+      const routes = sagaRoutes({ processor, db: context.db, mode: journey.mode, group: SAGA_GROUP })
+      if (journey.mode !== 'orchestration') return { processor, steps, routes }
 
       const broker = trackBrokerHealth(context.transport)
       const timers = startTimerPoller<SagaStepTimedOut>({

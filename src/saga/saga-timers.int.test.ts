@@ -38,6 +38,7 @@ function failingWhileDown(inner: Transport) {
     ensureTopics: (topics) => inner.ensureTopics(topics),
     ping: () => inner.ping(),
     subscribe: (options) => inner.subscribe(options),
+    groupLag: (groups) => inner.groupLag(groups),
     close: () => inner.close(),
     publish: async (messages, options) => {
       if (state.down) {

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse } from 'yaml'
 import { z } from 'zod'
-import { accessPolicy, ConfigError, knownVariables, loadConfig } from '../../src/platform/config.ts'
+import { accessPolicy, ConfigError, loadConfig } from '../../src/platform/config.ts'
+import { allVariables, modulesSettingsProblems } from '../../src/settings.ts'
 
 /**
  * What docker-compose.yml must keep true as the code moves, as a list of problems (empty: in step).
@@ -172,7 +173,7 @@ function withStandInFiles(env: Record<string, string>, directory: string): Recor
 
 function environmentProblems(compose: ComposeFile): string[] {
   const problems: string[] = []
-  const known = new Set(knownVariables)
+  const known = new Set(allVariables())
   const directory = mkdtempSync(join(tmpdir(), 'orderflow-compose-'))
   try {
     for (const [name, definition] of Object.entries(compose.services).filter(([, d]) => isOrderflow(d))) {
@@ -182,6 +183,8 @@ function environmentProblems(compose: ComposeFile): string[] {
       }
       try {
         const config = loadConfig(withStandInFiles(env, directory))
+        // What main.ts checks next: every module's settings.
+        problems.push(...modulesSettingsProblems(env).map((problem) => `${name}: ${problem}`))
         if (config.transport !== 'kafka') problems.push(`${name}: runs on the ${config.transport} transport, not Kafka`)
         if (config.database.kind !== 'postgres')
           problems.push(`${name}: runs on ${config.database.kind}, not PostgreSQL`)

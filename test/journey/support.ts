@@ -44,6 +44,7 @@ export function duplicatingTransport(transport: Transport): Transport {
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics),
     subscribe: (options) => transport.subscribe(options),
+    groupLag: (groups) => transport.groupLag(groups),
     close: () => transport.close(),
     async publish(messages, options) {
       const positions = await transport.publish(messages, options)
@@ -222,6 +223,7 @@ export function gatedGroup(groupId: string) {
         ensureTopics: (topics) => transport.ensureTopics(topics),
         publish: (messages, options) => transport.publish(messages, options),
         ping: () => transport.ping(),
+        groupLag: (groups) => transport.groupLag(groups),
         close: () => transport.close(),
         subscribe: (options) =>
           options.groupId !== groupId

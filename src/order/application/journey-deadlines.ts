@@ -4,7 +4,6 @@ import { dispatchCommands } from '../../contracts/dispatch/commands.ts'
 import { shipmentIdFor } from '../../contracts/dispatch/events.ts'
 import type { OrderEventData } from '../../contracts/order/events.ts'
 import { paymentCommands } from '../../contracts/payment/commands.ts'
-import type { Config } from '../../platform/config.ts'
 import { isAppError } from '../../platform/errors.ts'
 import type { CommandMetadata, CommandResult } from '../../platform/es/command-handler.ts'
 import { commandMessage } from '../../platform/es/messages.ts'
@@ -13,6 +12,7 @@ import type { Logger } from '../../platform/logger.ts'
 import { enqueue } from '../../platform/outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
 import type { OutgoingMessage } from '../../platform/transport/port.ts'
+import type { JourneySettings } from '../../saga/settings.ts'
 import {
   awaitedStep,
   JOURNEY_RETRIES,
@@ -43,8 +43,8 @@ const timerId = (orderId: string) => `${JOURNEY_DEADLINE_TIMER}:${orderId}`
 /** Fixed namespace of the re-sent commands' ids (uuid v5 of order, step and attempt). */
 const COMMAND_ID_NAMESPACE = '0f7d5c8e-5c2a-4f0b-9b3e-2d6a1f4c7e90'
 
-export function stepTimeoutsFrom(config: Config): Record<JourneyStep, number> {
-  const t = config.saga.timeoutsMs
+export function stepTimeoutsFrom(journey: JourneySettings): Record<JourneyStep, number> {
+  const t = journey.timeoutsMs
   return { PAYMENT: t.payment, DISPATCH: t.dispatch, DELIVERY: t.delivery }
 }
 

@@ -110,6 +110,9 @@ function recordingTransport() {
     subscribe: async () => {
       throw new Error('not used')
     },
+    groupLag: async () => {
+      throw new Error('not used')
+    },
     close: async () => {},
     publish: async (messages) => {
       if (state.down) throw new Error('broker unreachable')
@@ -276,6 +279,7 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
           ensureTopics: (topics) => embedded.ensureTopics(topics),
           ping: () => embedded.ping(),
           subscribe: (subscribeOptions) => embedded.subscribe(subscribeOptions),
+          groupLag: (groups) => embedded.groupLag(groups),
           close: async () => {},
           async publish(messages: OutgoingMessage[], publishOptions?: PublishOptions) {
             if (!gate.isOpen) {

@@ -121,6 +121,7 @@ export function crashingAfterBatchCommit(transport: Transport): Transport {
     ensureTopics: (topics) => transport.ensureTopics(topics),
     publish: (messages, options) => transport.publish(messages, options),
     ping: () => transport.ping(),
+    groupLag: (groups) => transport.groupLag(groups),
     close: () => transport.close(),
     subscribe(options) {
       const batch = options.batch

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it, type TestContext } from 'node:test'
+import { isDeepStrictEqual } from 'node:util'
 import { joined, uniqueName, waitFor } from '../../../test/support/index.ts'
+import { namespaceTransport } from './namespaced.ts'
 import type {
   HandlerContext,
   IncomingMessage,
@@ -705,6 +707,63 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       )
     })
 
+    it('groupLag: per group and topic, what the group has not committed; a group that never committed is absent', async (t) => {
+      const { transport, subscribe } = clients(t)
+      const client = await transport()
+      // Through the prefix wrapper, as a deployment with KAFKA_TOPIC_PREFIX asks: names go in and
+      // come back without the prefix, while the adapter underneath takes them as given.
+      const prefix = `${uniqueName('contract_ns')}.`
+      const namespaced = namespaceTransport(client, prefix)
+      const topic = uniqueName('contract_group_lag')
+      const groupId = uniqueName('contract_group_lag')
+      const idleGroupId = uniqueName('contract_group_lag_idle')
+      const neverGroupId = uniqueName('contract_group_lag_never')
+      const laterValues = new Set<string>()
+      const hold = latch()
+      const handled = recorder(async (message, { signal }) => {
+        if (laterValues.has(message.value)) await held(hold.promise, signal)
+      })
+      const idle = recorder((_, { signal }) => held(hold.promise, signal))
+      try {
+        // The first messages go to one partition; later ones land on others too, where the group
+        // never committed: those count from the log's start.
+        const first = sequence(topic, ['first'], 3)
+        await namespaced.publish(first)
+        await subscribe(namespaced, { groupId, topics: [topic], handler: handled.handler, onError: () => {} })
+        await subscribe(namespaced, { groupId: idleGroupId, topics: [topic], handler: idle.handler, onError: () => {} })
+        const groups = [groupId, idleGroupId, neverGroupId]
+        let answer: unknown
+        await waitFor(
+          async () => {
+            answer = await namespaced.groupLag(groups)
+            return idle.messages.length > 0 && isDeepStrictEqual(answer, [{ group: groupId, topic, lag: 0 }])
+          },
+          { timeoutMs: TIMEOUT_MS, message: () => `once caught up: ${JSON.stringify(answer)}` },
+        )
+
+        const later = sequence(topic, distinctKeys(6), 1).map((m) => ({ ...m, value: `later ${m.value}` }))
+        for (const m of later) laterValues.add(m.value)
+        await namespaced.publish(later)
+        await waitFor(
+          async () => {
+            answer = await namespaced.groupLag(groups)
+            return (
+              handled.messages.some((m) => laterValues.has(m.value)) &&
+              isDeepStrictEqual(answer, [{ group: groupId, topic, lag: later.length }])
+            )
+          },
+          { timeoutMs: TIMEOUT_MS, message: () => `while ${later.length} are held: ${JSON.stringify(answer)}` },
+        )
+        assert.deepEqual(
+          await client.groupLag([`${prefix}${groupId}`, `${prefix}${idleGroupId}`, groupId]),
+          [{ group: `${prefix}${groupId}`, topic: `${prefix}${topic}`, lag: later.length }],
+          'the adapter itself names the group and topic as they are on the log',
+        )
+      } finally {
+        hold.open()
+      }
+    })
+
     it('a member whose handler throws leaves the group and its message goes to the remaining member', async (t) => {
       const { transport, subscribe } = clients(t)
       const client = await transport()
@@ -795,6 +854,15 @@ function concurrencyProbe() {
     },
   }
   return probe
+}
+
+/** Waits for `promise`, or throws once `signal` aborts (the member gives the partition up). */
+function held(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason)
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true })
+    promise.then(resolve, reject)
+  })
 }
 
 /** A promise the test settles: `open()` lets waiting handlers go on, `fail()` makes them throw. */

@@ -4,6 +4,7 @@ import { runMigrations } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { partitionForKey } from './partitioner.ts'
 import type {
+  GroupLag,
   Headers,
   IncomingMessage,
   MessageHandler,
@@ -379,6 +380,27 @@ class EmbeddedTransport implements Transport {
     })
     this.#members.add(member)
     return member
+  }
+
+  async groupLag(groups: readonly string[]): Promise<GroupLag[]> {
+    this.#assertOpen()
+    if (groups.length === 0) return []
+    // Every partition of every topic a group has committed on. One it never committed on counts
+    // from the log's start, as the group would read it (retention may have deleted the first messages).
+    const { rows } = await this.#settings.db.query<{ group_id: string; topic: string; lag: string }>(
+      `WITH group_topics AS (
+         SELECT DISTINCT group_id, topic FROM log_group_offsets WHERE group_id = ANY($1::text[]))
+       SELECT gt.group_id, gt.topic, sum(p.next_offset - coalesce(g.next_offset,
+                (SELECT min(m."offset") FROM log_messages m WHERE m.topic = p.topic AND m.partition = p.partition),
+                p.next_offset))::text AS lag
+         FROM group_topics gt
+         JOIN log_partitions p ON p.topic = gt.topic
+         LEFT JOIN log_group_offsets g ON g.group_id = gt.group_id AND g.topic = p.topic AND g.partition = p.partition
+        GROUP BY gt.group_id, gt.topic
+        ORDER BY gt.group_id, gt.topic`,
+      [[...groups]],
+    )
+    return rows.map((r) => ({ group: r.group_id, topic: r.topic, lag: Number(r.lag) }))
   }
 
   close(): Promise<void> {

@@ -70,6 +70,7 @@ export function instrumentTransport(
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics),
     ping: () => transport.ping(),
+    groupLag: (groups) => transport.groupLag(groups),
     async subscribe(options) {
       const subscription = await transport.subscribe(
         tracingEnabled()

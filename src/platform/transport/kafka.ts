@@ -14,8 +14,10 @@ import {
 import type { KafkaSecurity } from '../config.ts'
 import { toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
+import { kafkaGroupLag } from './kafka-group-lag.ts'
 import { partitionForKey } from './partitioner.ts'
 import type {
+  GroupLag,
   Headers,
   IncomingMessage,
   OutgoingMessage,
@@ -63,7 +65,7 @@ export interface KafkaTransportOptions {
 
 /**
  * The connection options of @platformatic/kafka for `security`, for every Kafka client of the
- * process (this transport's, and the topic reader's and the auditor's own clients).
+ * process (this transport's, and the own clients of the topic reader, the topics plan and the dashboard).
  */
 export function kafkaSecurityOptions(security: KafkaSecurity | undefined): {
   sasl?: SASLOptions
@@ -219,6 +221,11 @@ class KafkaTransport implements Transport {
     this.#subscriptions.add(subscription)
     subscription.start()
     return subscription
+  }
+
+  async groupLag(groups: readonly string[]): Promise<GroupLag[]> {
+    if (this.#closed) throw new Error('transport is closed')
+    return kafkaGroupLag(this.#admin, groups)
   }
 
   async close(): Promise<void> {

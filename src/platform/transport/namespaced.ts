@@ -4,15 +4,13 @@ import type { IncomingMessage, SubscribeOptions, Transport } from './port.ts'
  * Prefixes every topic and consumer group with `prefix` (`KAFKA_TOPIC_PREFIX=staging.` →
  * `staging.<topic>`), so that several deployments, or several test files, share one cluster
  * without reading each other's messages. Services keep using the logical names: messages they
- * receive carry the topic without the prefix.
+ * receive, and lag, name topics and groups without the prefix.
  */
 export function namespaceTransport(transport: Transport, prefix: string): Transport {
   if (prefix === '') return transport
-  const outer = (topic: string) => `${prefix}${topic}`
-  const inner = (message: IncomingMessage): IncomingMessage => ({
-    ...message,
-    topic: message.topic.startsWith(prefix) ? message.topic.slice(prefix.length) : message.topic,
-  })
+  const outer = (name: string) => `${prefix}${name}`
+  const unprefixed = (name: string) => (name.startsWith(prefix) ? name.slice(prefix.length) : name)
+  const inner = (message: IncomingMessage): IncomingMessage => ({ ...message, topic: unprefixed(message.topic) })
   return {
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics.map(outer)),
@@ -22,10 +20,7 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
         messages.map((m) => ({ ...m, topic: outer(m.topic) })),
         options,
       )
-      return positions.map((p) => ({
-        ...p,
-        topic: p.topic.startsWith(prefix) ? p.topic.slice(prefix.length) : p.topic,
-      }))
+      return positions.map((p) => ({ ...p, topic: unprefixed(p.topic) }))
     },
     async subscribe(options) {
       const subscription = await transport.subscribe({
@@ -40,9 +35,13 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
         ready: subscription.ready,
         close: () => subscription.close(),
         async lag() {
-          return (await subscription.lag()).map((l) => ({ ...l, topic: l.topic.slice(prefix.length) }))
+          return (await subscription.lag()).map((l) => ({ ...l, topic: unprefixed(l.topic) }))
         },
       }
+    },
+    async groupLag(groups) {
+      const lags = await transport.groupLag(groups.map(outer))
+      return lags.map((l) => ({ ...l, group: unprefixed(l.group), topic: unprefixed(l.topic) }))
     },
     close: () => transport.close(),
   }

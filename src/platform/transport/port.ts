@@ -104,6 +104,13 @@ export interface PartitionLag {
   lag: number
 }
 
+/** Messages a consumer group has not committed yet on one topic, over all of its partitions. */
+export interface GroupLag {
+  group: string
+  topic: string
+  lag: number
+}
+
 export interface PublishOptions {
   /**
    * Aborted by a caller that gave up on the publish (the outbox relay at its publish timeout). A
@@ -138,6 +145,13 @@ export interface Transport {
   publish(messages: OutgoingMessage[], options?: PublishOptions): Promise<PublishedPosition[]>
   /** Joins `groupId`; a group with no committed position starts from the earliest message. */
   subscribe(options: SubscribeOptions): Promise<Subscription>
+  /**
+   * How far each of `groups` is behind on every topic it has committed on (names as given, without
+   * the deployment's prefix), whether or not a member runs: what an operator asks across services.
+   * A partition of such a topic that the group never committed on counts from the log's start; a
+   * group that never committed is left out.
+   */
+  groupLag(groups: readonly string[]): Promise<GroupLag[]>
   /** Resolves once the broker (or the log's database) answers; rejects when it cannot be reached. */
   ping(): Promise<void>
   close(): Promise<void>

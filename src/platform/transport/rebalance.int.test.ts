@@ -161,6 +161,7 @@ describe('a Kafka consumer group rebalancing under a steady stream', () => {
         ensureTopics: (topics) => transport.ensureTopics(topics),
         publish: (messages, options) => transport.publish(messages, options),
         ping: () => transport.ping(),
+        groupLag: (groups) => transport.groupLag(groups),
         close: () => transport.close(),
         subscribe: (options) =>
           transport.subscribe({

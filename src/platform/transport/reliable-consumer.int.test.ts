@@ -175,6 +175,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; cleanup
         kind: transport.kind,
         ensureTopics: (topics) => transport.ensureTopics(topics),
         subscribe: (options) => transport.subscribe(options),
+        groupLag: (groups) => transport.groupLag(groups),
         close: async () => {},
         publish: async (messages) => {
           if (deadLetterTopicDown && messages.some((m) => m.topic.endsWith('-dlq'))) {
