@@ -13,6 +13,7 @@ import {
   type OutboxRelayOptions,
   startOutboxRelay,
 } from './platform/outbox/outbox.ts'
+import { PUBLISHABLE, registerOutboxRefusedGauge } from './platform/outbox/refused.ts'
 import { startHousekeeping } from './platform/retention.ts'
 import type { Runtime } from './platform/runtime.ts'
 import { moduleSettings } from './platform/settings.ts'
@@ -143,6 +144,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   const outbox = sampleOutbox(db, metrics)
   // Dead letters open and keys parked, read from their tables at each scrape.
   registerTableGauges(metrics.registry, db)
+  registerOutboxRefusedGauge(metrics.registry, db)
   const healthChecks: HealthCheck[] = [
     { name: 'database', check: async () => void (await db.query('SELECT 1')) },
     {
@@ -335,7 +337,10 @@ const RELAY_STALL_MS = 60_000
 function sampleOutbox(db: SqlDatabase, metrics: Runtime['metrics']) {
   const sample = async () => {
     const { rows } = await db.query<{ backlog: string; age: number | null }>(
-      `SELECT count(*)::text AS backlog, extract(epoch FROM now() - min(created_at))::float8 AS age
+      // The age is of what the relay may publish: a row the broker refused for good, and the rows
+      // of its key held behind it, wait for an operator (orderflow_outbox_refused), not the relay.
+      `SELECT count(*)::text AS backlog,
+              extract(epoch FROM now() - min(created_at) FILTER (WHERE ${PUBLISHABLE}))::float8 AS age
          FROM outbox WHERE published_at IS NULL`,
     )
     const backlog = Number(rows[0]?.backlog ?? 0)

@@ -23,6 +23,11 @@ const commands = {
   audit: { file: 'audit/cli.ts', prefix: [], what: "check the journey's invariants (or ask a server: --url)" },
   dlq: { file: 'dead-letters/cli.ts', prefix: [], what: 'list, show, redrive and discard dead letters' },
   keys: { file: 'customer/cli.ts', prefix: [], what: 'personal-data keys: status, rotation, rewrap' },
+  outbox: {
+    file: 'platform/outbox/cli.ts',
+    prefix: [],
+    what: 'outbox rows the broker refused for good: list, retry, discard',
+  },
   topics: {
     file: 'platform/transport/topics-cli.ts',
     prefix: [],

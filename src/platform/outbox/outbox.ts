@@ -6,6 +6,8 @@ import type { Logger } from '../logger.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import { activeTraceHeaders } from '../tracing.ts'
 import type { Headers, OutgoingMessage, PublishedPosition, Transport } from '../transport/port.ts'
+import { findRefusal } from '../transport/refusal.ts'
+import { markRefused, PUBLISHABLE } from './refused.ts'
 import {
   type ClaimedShard,
   claimShards,
@@ -22,6 +24,12 @@ import {
  * as its events, so they are durable exactly when the events are; the relay then publishes them
  * in insertion order, at least once, and marks them published. With the broker unreachable the
  * rows wait; nothing is lost and nothing is reordered.
+ *
+ * Except a row the broker refuses for good (transport/refusal.ts: larger than its topic's
+ * max.message.bytes, an invalid record, a topic this principal may not write): retried, it would
+ * hold back every row behind it, and every order would stop. The relay sets it aside instead
+ * (refused.ts) and holds back only the later rows of its topic and key, which keep their order
+ * behind it until an operator retries or discards it; every other key flows.
  *
  * The lease is sharded by key (`relay-lease.ts`): the outbox's rows fall into N shards by a hash
  * of their key (`outbox_shard(message_key, N)`), each shard has a lease row of its own in
@@ -164,6 +172,7 @@ export interface OutboxRelay {
    */
   joined: Promise<void>
   stop(): Promise<void>
+  /** Rows not published yet: refused rows, and the rows of their keys held behind them, included. */
   pending(): Promise<number>
 }
 
@@ -352,48 +361,27 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       .filter(([, s]) => s.publishNotBefore <= performance.now())
       .map(([shard, s]) => ({ shard, epoch: s.epoch }))
 
-  const publishBatch = async (): Promise<number> => {
-    if (abandoned) {
-      throw new AppError(
-        ErrorCodes.TRANSPORT_UNAVAILABLE,
-        'an abandoned publish has not settled yet; the relay neither publishes nor renews its lease until it has',
-      )
-    }
-    let held = await holdLease()
-    if (!held) return 0
-    let ready = readyShards(held)
-    if (ready.length === 0) {
-      // Every shard held waits out a previous holder: the first one to be done.
-      const waitMs = Math.min(...[...held.shards.values()].map((s) => s.publishNotBefore)) - performance.now()
-      await pause(waitMs, stopping.signal)
-      if (stopped) return 0
-      held = await holdLease()
-      if (!held) return 0
-      ready = readyShards(held)
-      if (ready.length === 0) return 0
-    }
-    // Qualified: the select list turns id into text, and ordering by text would put 10 before 9.
-    // Holding every shard (one relay), the relay reads the outbox as a whole: no hash per row scanned.
-    const { rows } = await db.query<OutboxRow>(
-      `SELECT outbox.id::text, topic, message_key, value, headers,
-              (extract(epoch FROM now() - created_at) * 1000)::float8 AS age_ms,
-              outbox_shard(message_key, $2::int) AS shard
-         FROM outbox WHERE published_at IS NULL
-         ${ready.length === shards ? '' : 'AND outbox_shard(message_key, $2::int) = ANY($3::int[])'}
-        ORDER BY outbox.id LIMIT $1`,
-      ready.length === shards ? [batchSize, shards] : [batchSize, shards, ready.map((s) => s.shard)],
-    )
-    if (rows.length === 0) return 0
-    const selectedAt = performance.now()
+  /**
+   * Publishes `rows` as one send, within the lease: starts only if the lease outlasts the publish,
+   * and gives up on it (aborting it) at the publish timeout. Rejects with the rows' ids
+   * (`outboxIds`) once the publish started.
+   */
+  const publishWithinLease = async (
+    rows: OutboxRow[],
+    held: HeldLease,
+    ready: { shard: number }[],
+    selectedAt: number,
+  ): Promise<PublishedPosition[]> => {
     const ids = rows.map((r) => r.id)
     // Checked after the last await: a relay stalled since it confirmed its lease (a long GC pause,
     // a frozen VM) must not publish on a lease that has run out, or will before the publish ends.
-    if (lease !== held || selectedAt + publishWindowMs > held.deadline) {
+    const startAt = performance.now()
+    if (lease !== held || startAt + publishWindowMs > held.deadline) {
       if (lease === held) held.renewAfter = 0
       throw new AppError(
         ErrorCodes.TRANSPORT_UNAVAILABLE,
         'the lease ran short before the publish could start (was the process stalled?); it is renewed first',
-        { details: { leaseLeftMs: Math.round(held.deadline - selectedAt), neededMs: publishWindowMs } },
+        { details: { leaseLeftMs: Math.round(held.deadline - startAt), neededMs: publishWindowMs } },
       )
     }
     const controller = new AbortController()
@@ -453,8 +441,17 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     } finally {
       clearTimeout(timer)
     }
-    // A crash before this update republishes the batch: at least once, in order.
-    const marked = await markPublished(db, { ids, holder, shards, fence: ready, positions })
+    return positions
+  }
+
+  /** Marks `rows` published under the epochs of `ready`; resolves with how many the fence let through. */
+  const markRows = async (
+    rows: OutboxRow[],
+    ready: { shard: number; epoch: string }[],
+    positions: PublishedPosition[],
+  ): Promise<number> => {
+    // A crash before this update republishes the rows: at least once, in order.
+    const marked = await markPublished(db, { ids: rows.map((r) => r.id), holder, shards, fence: ready, positions })
     if (marked.size < rows.length) {
       const refused = rows.filter((r) => !marked.has(r.id))
       lostLease('marking published rows was refused', [...new Set(refused.map((r) => r.shard))], {
@@ -462,6 +459,112 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       })
     }
     return marked.size
+  }
+
+  /**
+   * A batch the broker refused for good: its rows go one at a time, in order, to find the refused
+   * ones, since the broker's answer names a partition, not a message (and a batch can be refused
+   * only as a whole, too large together). A row that lands is marked published; a refused row is
+   * set aside (`markRefused`) and the later rows of its topic and key are held, here and by the
+   * next selects, so that its key keeps its order while every other key flows. Any other failure
+   * ends this: the row that failed goes through the usual retry, with backoff, and the rows after
+   * it are selected again.
+   */
+  const publishOneByOne = async (rows: OutboxRow[], refusal: { reason: string }): Promise<number> => {
+    logger.warn(
+      { holder, batchSize: rows.length, reason: refusal.reason },
+      'the broker refused an outbox batch for good; its rows are published one at a time to find the refused ones',
+    )
+    const heldKeys = new Set<string>()
+    let published = 0
+    for (const row of rows) {
+      const topicKey = JSON.stringify([row.topic, row.message_key])
+      if (heldKeys.has(topicKey)) continue
+      // Renewed as in any batch; a shard lost meanwhile leaves its rows to its next holder.
+      const held = await holdLease()
+      const ready = held ? readyShards(held) : []
+      if (!held || !ready.some((s) => s.shard === row.shard)) break
+      try {
+        published += await markRows([row], ready, await publishWithinLease([row], held, ready, performance.now()))
+      } catch (error) {
+        const refused = findRefusal(error)
+        if (!refused) throw error
+        heldKeys.add(topicKey)
+        const marked = await markRefused(db, {
+          id: row.id,
+          holder,
+          shards,
+          fence: ready,
+          reason: refused.reason,
+          error: `${refused.reason}: ${refused.message}`,
+        })
+        if (!marked) {
+          lostLease('setting a refused row aside was refused', [row.shard])
+          break
+        }
+        logger.error(
+          {
+            holder,
+            id: row.id,
+            topic: row.topic,
+            key: row.message_key,
+            reason: refused.reason,
+            valueBytes: Buffer.byteLength(row.value),
+            err: error,
+          },
+          'the broker refused an outbox row for good: it is set aside, and the later rows of its key wait behind it ' +
+            'until an operator retries or discards it (src/platform/outbox/cli.ts)',
+        )
+      }
+    }
+    return published
+  }
+
+  /** One batch: how many rows it selected (a full batch means more may wait) and published. */
+  const publishBatch = async (): Promise<{ selected: number; published: number }> => {
+    if (abandoned) {
+      throw new AppError(
+        ErrorCodes.TRANSPORT_UNAVAILABLE,
+        'an abandoned publish has not settled yet; the relay neither publishes nor renews its lease until it has',
+      )
+    }
+    const none = { selected: 0, published: 0 }
+    let held = await holdLease()
+    if (!held) return none
+    let ready = readyShards(held)
+    if (ready.length === 0) {
+      // Every shard held waits out a previous holder: the first one to be done.
+      const waitMs = Math.min(...[...held.shards.values()].map((s) => s.publishNotBefore)) - performance.now()
+      await pause(waitMs, stopping.signal)
+      if (stopped) return none
+      held = await holdLease()
+      if (!held) return none
+      ready = readyShards(held)
+      if (ready.length === 0) return none
+    }
+    // Qualified: the select list turns id into text, and ordering by text would put 10 before 9.
+    // Holding every shard (one relay), the relay reads the outbox as a whole: no hash per row scanned.
+    // Refused rows wait for an operator, and so do the later rows of their topic and key (per-key
+    // order): PUBLISHABLE leaves them out, at no cost while none is refused.
+    const { rows } = await db.query<OutboxRow>(
+      `SELECT outbox.id::text, topic, message_key, value, headers,
+              (extract(epoch FROM now() - created_at) * 1000)::float8 AS age_ms,
+              outbox_shard(message_key, $2::int) AS shard
+         FROM outbox WHERE ${PUBLISHABLE}
+         ${ready.length === shards ? '' : 'AND outbox_shard(message_key, $2::int) = ANY($3::int[])'}
+        ORDER BY outbox.id LIMIT $1`,
+      ready.length === shards ? [batchSize, shards] : [batchSize, shards, ready.map((s) => s.shard)],
+    )
+    if (rows.length === 0) return none
+    let positions: PublishedPosition[]
+    try {
+      positions = await publishWithinLease(rows, held, ready, performance.now())
+    } catch (error) {
+      const refusal = findRefusal(error)
+      if (!refusal) throw error
+      return { selected: rows.length, published: await publishOneByOne(rows, refusal) }
+    }
+    return { selected: rows.length, published: await markRows(rows, ready, positions) }
   }
 
   const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
@@ -473,10 +576,10 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const drain = async (): Promise<number> => {
     let total = 0
     for (;;) {
-      const n = await exclusive(publishBatch)
-      total += n
-      if (n > 0) options.onPublished?.(n)
-      if (n < batchSize) return total
+      const { selected, published } = await exclusive(publishBatch)
+      total += published
+      if (published > 0) options.onPublished?.(published)
+      if (selected < batchSize) return total
     }
   }
 
