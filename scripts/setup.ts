@@ -59,12 +59,15 @@ async function main(): Promise<void> {
     throw error
   }
 
-  const runtime = await openRuntime(config).catch((error: unknown) => {
-    const explained = explainStartupFailure(error, config)
-    if (explained === undefined) throw error
-    process.stderr.write(`orderflow setup cannot start: ${explained}\n`)
-    process.exit(1)
-  })
+  // Setup is what creates the topics, whatever KAFKA_CREATE_TOPICS says for the services.
+  const runtime = await openRuntime({ ...config, kafka: { ...config.kafka, createTopics: true } }).catch(
+    (error: unknown) => {
+      const explained = explainStartupFailure(error, config)
+      if (explained === undefined) throw error
+      process.stderr.write(`orderflow setup cannot start: ${explained}\n`)
+      process.exit(1)
+    },
+  )
   const { logger } = runtime
   try {
     const applied = await migrateModules(runtime.db, allModules(), (migration) =>

@@ -94,6 +94,7 @@ describe('start-up on Kafka + PostgreSQL', () => {
     KAFKA_BROKERS: kafkaBrokers().join(','),
     DATABASE_URL: databaseUrl,
     KAFKA_TOPIC_PREFIX: `${uniqueName('auth')}.`,
+    KAFKA_CREATE_TOPICS: 'on',
     SERVICES: 'order',
   })
 

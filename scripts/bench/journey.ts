@@ -75,7 +75,13 @@ async function runJourney(
     await admin.exec(`CREATE DATABASE ${quoteIdentifier(run)}`)
     const url = new URL(ctx.databaseUrl)
     url.pathname = `/${run}`
-    env = { KAFKA_BROKERS: ctx.brokers.join(','), DATABASE_URL: url.toString(), KAFKA_TOPIC_PREFIX: `${run}.` }
+    // Each run's topics are new (its prefix): the app creates them, as a developer's would.
+    env = {
+      KAFKA_BROKERS: ctx.brokers.join(','),
+      DATABASE_URL: url.toString(),
+      KAFKA_TOPIC_PREFIX: `${run}.`,
+      KAFKA_CREATE_TOPICS: 'on',
+    }
     cleanup = async () => {
       await admin.exec(`DROP DATABASE ${quoteIdentifier(run)} WITH (FORCE)`)
       await admin.close()

@@ -182,6 +182,7 @@ export async function benchOrders(
               KAFKA_BROKERS: ctx.brokers.join(','),
               KAFKA_CLIENT_ID: 'bench-orders',
               KAFKA_PARTITIONS: String(ctx.partitions),
+              KAFKA_CREATE_TOPICS: 'on',
               DATABASE_URL: url.toString(),
             },
             async cleanup() {

@@ -81,6 +81,8 @@ function appEnvironment(options: {
       ? { DATABASE_URL: options.database.url }
       : { DATA_DIR: options.database.dataDir }),
     KAFKA_TOPIC_PREFIX: options.prefix,
+    // A fault's topics are new (its prefix): the processes create them.
+    KAFKA_CREATE_TOPICS: 'on',
     PAYMENT_INSTANCE_ID: options.name,
     SAGA_MODE: options.mode,
     LOG_LEVEL: 'info',

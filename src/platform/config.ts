@@ -140,6 +140,7 @@ const environmentSchema = z.object({
   // Unset: not managed (`topics apply` leaves the broker's default or the topic's own value alone).
   KAFKA_TOPIC_RETENTION_MS: wholeNumber('KAFKA_TOPIC_RETENTION_MS', -1, Number.MAX_SAFE_INTEGER, undefined),
   KAFKA_MIN_INSYNC_REPLICAS: wholeNumber('KAFKA_MIN_INSYNC_REPLICAS', 1, 10, undefined),
+  KAFKA_CREATE_TOPICS: onOff('KAFKA_CREATE_TOPICS'),
   DATABASE_URL: z
     .string()
     .optional()
@@ -301,6 +302,11 @@ export const platformVariables: { readonly [Name in keyof typeof environmentSche
     default: '(unmanaged)',
     meaning: "topics' `min.insync.replicas` that `orderflow topics apply` sets (at most the replication factor)",
   },
+  KAFKA_CREATE_TOPICS: {
+    default: '`off`',
+    meaning:
+      '`on` lets a process create the topics it uses when missing; off, a missing topic holds its consumers and publishes (retried, named in `/health/ready`) until `orderflow topics apply` creates it. The embedded log always creates them',
+  },
   KAFKA_SASL_MECHANISM: { default: '—', meaning: '`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`' },
   KAFKA_SASL_USERNAME: { default: '—', meaning: "SASL user: the process's one principal (see its ACLs below)" },
   KAFKA_SASL_PASSWORD: { default: '—', meaning: 'SASL password' },
@@ -440,6 +446,8 @@ export interface Config {
     topicRetentionMs: number | undefined
     /** Topics' `min.insync.replicas` that `topics apply` sets; undefined leaves it alone. */
     minInsyncReplicas: number | undefined
+    /** Whether a process creates a missing topic it uses (KAFKA_CREATE_TOPICS); else `topics apply` does. */
+    createTopics: boolean
     security: KafkaSecurity
   }
   database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string }
@@ -546,6 +554,7 @@ export function loadConfig(env: RawEnvironment = process.env): Config {
       replicationFactor: e.KAFKA_REPLICATION_FACTOR,
       topicRetentionMs: e.KAFKA_TOPIC_RETENTION_MS,
       minInsyncReplicas: e.KAFKA_MIN_INSYNC_REPLICAS,
+      createTopics: e.KAFKA_CREATE_TOPICS ?? false,
       security,
     },
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: e.DATA_DIR },

@@ -74,6 +74,7 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
           retries: config.kafka.retryMax,
           retryBackoffMs: config.kafka.retryBackoffMs,
           security: config.kafka.security,
+          createTopics: config.kafka.createTopics,
           logger,
         })
       : await createEmbeddedTransport({ db, partitions: config.kafka.partitions, logger })

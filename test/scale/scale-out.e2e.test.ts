@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -105,6 +106,15 @@ describe('scale-out on Kafka + PostgreSQL: two processes of every service', () =
         logDir,
         shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS,
       })
+    // As a deployment does (compose's one-shot setup): the topics are applied before any service
+    // starts, and the services may not create topics (KAFKA_CREATE_TOPICS is off by default).
+    const applied = spawnSync(process.execPath, ['src/cli.ts', 'topics', 'apply'], {
+      cwd: join(import.meta.dirname, '../..'),
+      env: { ...process.env, ...env('', 'topics') },
+      encoding: 'utf8',
+      timeout: 120_000,
+    })
+    assert.equal(applied.status, 0, `topics apply failed:\n${applied.stdout}\n${applied.stderr}`)
     edgeA = await make('edge-a', 'order,cart,customer')
     edgeB = await make('edge-b', 'order,cart,customer')
     fulfilmentA = await make('fulfil-a', 'payment,dispatch,delivery,saga')

@@ -60,7 +60,26 @@ export interface KafkaTransportOptions {
   maxReconnectDelayMs?: number
   /** SASL and TLS for every connection (producer, admin, consumers); plaintext when omitted. */
   security?: KafkaSecurity
+  /**
+   * Whether a topic it publishes to or subscribes to is created when missing (default true). The
+   * app sets it from KAFKA_CREATE_TOPICS (off unless told): in a deployment the topics are made by
+   * `orderflow topics apply`, with their partitions, replication and retention, and a missing one
+   * is an error that says so, retried until the topic exists.
+   */
+  createTopics?: boolean
   logger?: Logger
+}
+
+/** A topic the transport needs does not exist, and it may not create it. */
+export class MissingTopicsError extends Error {
+  readonly topics: string[]
+  constructor(topics: string[]) {
+    super(
+      `topic${topics.length > 1 ? 's' : ''} ${topics.join(', ')} ${topics.length > 1 ? 'do' : 'does'} not exist on the cluster: create ${topics.length > 1 ? 'them' : 'it'} with \`npm run orderflow -- topics apply\`, or set KAFKA_CREATE_TOPICS=on to let orderflow create missing topics`,
+    )
+    this.name = 'MissingTopicsError'
+    this.topics = topics
+  }
 }
 
 /**
@@ -147,23 +166,31 @@ class KafkaTransport implements Transport {
   async ensureTopics(topics: string[]): Promise<void> {
     const missing = [...new Set(topics)].filter((t) => !this.#knownTopics.has(t))
     if (missing.length === 0) return
-    for (const topic of missing) {
-      try {
-        await this.#admin.createTopics({
-          topics: [topic],
-          partitions: this.#options.partitions,
-          replicas: this.#options.replicationFactor,
-        })
-        this.#options.logger?.info({ topic, partitions: this.#options.partitions }, 'created topic')
-      } catch (error) {
-        if (!isTopicAlreadyExists(error)) throw error
-      }
+    if (this.#options.createTopics === false) {
+      const listed = new Set(await this.#admin.listTopics())
+      const absent = missing.filter((topic) => !listed.has(topic))
+      if (absent.length > 0) throw new MissingTopicsError(absent)
+    } else {
+      for (const topic of missing) await this.#createTopic(topic)
     }
     const metadata = await this.#admin.metadata({ topics: missing, forceUpdate: true })
     for (const topic of missing) {
       const info = metadata.topics.get(topic)
-      if (!info) throw new Error(`topic ${topic} was created but the broker does not report it`)
+      if (!info) throw new Error(`topic ${topic} exists but the broker does not report it`)
       this.#knownTopics.set(topic, info.partitionsCount)
+    }
+  }
+
+  async #createTopic(topic: string): Promise<void> {
+    try {
+      await this.#admin.createTopics({
+        topics: [topic],
+        partitions: this.#options.partitions,
+        replicas: this.#options.replicationFactor,
+      })
+      this.#options.logger?.info({ topic, partitions: this.#options.partitions }, 'created topic')
+    } catch (error) {
+      if (!isTopicAlreadyExists(error)) throw error
     }
   }
 
@@ -603,7 +630,9 @@ class KafkaSubscription implements Subscription {
     const level = attempt <= 3 || (attempt & (attempt - 1)) === 0 ? 'warn' : 'debug'
     this.#transportOptions.logger?.[level](
       { err: error, groupId: this.groupId, retryInMs: delay, attempt },
-      `Kafka consumer ${this.groupId} lost its connection (${rootCause(error)}); reconnecting in ${delay} ms (attempt ${attempt})`,
+      error instanceof MissingTopicsError
+        ? `Kafka consumer ${this.groupId} waits for its topics: ${error.message}; looking again in ${delay} ms (attempt ${attempt})`
+        : `Kafka consumer ${this.groupId} lost its connection (${rootCause(error)}); reconnecting in ${delay} ms (attempt ${attempt})`,
     )
     const consumer = this.#consumer
     void (async () => {

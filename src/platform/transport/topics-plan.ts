@@ -22,9 +22,9 @@ import { kafkaSecurityOptions } from './kafka.ts'
  *   the topic's own or the broker's default, and set with IncrementalAlterConfigs, which leaves
  *   every other config of the topic alone. An unset variable is not managed at all.
  *
- * Services still create the topics they touch on first use (`ensureTopics`, partitions and
- * replication factor only): running `apply` before the first start, or after it, gives them the
- * rest. Applying needs a principal allowed to CREATE, ALTER, DESCRIBE_CONFIGS and ALTER_CONFIGS the
+ * On Kafka the services do not create topics unless told to (KAFKA_CREATE_TOPICS=on, partitions
+ * and replication factor only): `apply` runs before they start (compose's one-shot setup does), and
+ * a service that finds a topic missing waits, saying so, until it exists. Applying needs a principal allowed to CREATE, ALTER, DESCRIBE_CONFIGS and ALTER_CONFIGS the
  * topics, which a service's own principal (src/kafka-acls.ts) is not.
  */
 
