@@ -250,7 +250,11 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     for (const module of modules) {
       const moduleLogger = logger.child({ service: module.name })
       const context: ModuleContext = {
-        config,
+        platform: {
+          transport: config.transport,
+          kafka: config.kafka,
+          schedulerPollIntervalMs: config.schedulerPollIntervalMs,
+        },
         settings: moduleSettings(module.name, module.settings ?? [], config.environment),
         logger: moduleLogger,
         metrics,

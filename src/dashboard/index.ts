@@ -60,8 +60,8 @@ export function dashboardModule(): ServiceModule {
     name: 'dashboard',
     settings: [auditSettings],
     async start(context) {
-      const transport = context.config.transport === 'kafka' ? 'kafka' : 'embedded'
-      const topics = topicsSourceFor(context.config, context.db)
+      const transport = context.platform.transport === 'kafka' ? 'kafka' : 'embedded'
+      const topics = topicsSourceFor(context.platform, context.db)
       const rates = startRateSampler(context.db, context.metrics)
       const overviews = overviewSource({
         db: context.db,
@@ -90,7 +90,7 @@ export function dashboardModule(): ServiceModule {
           () => [],
         )
         const names = [...new Set([...JOURNEY_GROUPS, ...known])]
-        const prefix = context.config.kafka.topicPrefix
+        const prefix = context.platform.kafka.topicPrefix
         return prefix ? [...names, ...names.map((n) => `${prefix}${n}`)] : names
       }
 

@@ -75,7 +75,7 @@ export type TopicsSource = { read(): Promise<TopicsView>; close(): Promise<void>
 const unprefixed = (prefix: string, name: string) => (name.startsWith(prefix) ? name.slice(prefix.length) : name)
 
 /** The topics view, cached for `ttlMs` (the Kafka admin is asked at most that often). */
-export function topicsSourceFor(config: Config, db: SqlExecutor): TopicsSource {
+export function topicsSourceFor(config: Pick<Config, 'transport' | 'kafka'>, db: SqlExecutor): TopicsSource {
   const prefix = config.kafka.topicPrefix
   const kafka = config.transport === 'kafka' ? kafkaState(config) : undefined
   const ttlMs = kafka ? 5_000 : 1_000
@@ -123,7 +123,7 @@ async function embeddedState(db: SqlExecutor, prefix: string): Promise<RawState>
 }
 
 /** One admin client for the process's lifetime, made again after a failure. */
-function kafkaState(config: Config) {
+function kafkaState(config: Pick<Config, 'kafka'>) {
   const prefix = config.kafka.topicPrefix
   let admin: Admin | undefined
   const client = () => {

@@ -72,7 +72,7 @@ export const deliveryService = defineService({
       db: context.db,
       kind: DELIVERY_DUE_TIMER,
       logger: context.logger.child({ component: 'delivery-timer' }),
-      pollIntervalMs: context.config.schedulerPollIntervalMs,
+      pollIntervalMs: context.platform.schedulerPollIntervalMs,
       // DeliverOrder is idempotent (a second one emits nothing), so a timer fired twice is harmless.
       fire: async ({ payload: { orderId, correlationId, traceparent } }) => {
         await execute(

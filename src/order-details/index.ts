@@ -35,7 +35,7 @@ export function orderDetailsModule(options: OrderDetailsOptions = {}): ServiceMo
         store,
         routes: orderDetailsRoutes({
           store,
-          topics: options.topicReader ?? topicReaderFor(context.config, context.db),
+          topics: options.topicReader ?? topicReaderFor(context.platform, context.db),
           topicReadTimeoutMs: options.topicReadTimeoutMs ?? 10_000,
         }),
       }

@@ -138,7 +138,7 @@ export function orderModule(
       const deadlines = startJourneyDeadlines({
         db: context.db,
         logger: context.logger,
-        pollIntervalMs: context.config.schedulerPollIntervalMs,
+        pollIntervalMs: context.platform.schedulerPollIntervalMs,
         timeoutsMs: stepTimeoutsFrom(journey),
         lockOrder: async (tx, orderId) => (await orderAggregate.state.load(tx, orderId, { lock: true })).state,
         cancel: async (orderId, reason, metadata) => {

@@ -65,9 +65,15 @@ export type ConsumeOptions<T> = Omit<
     batch?: boolean
   }
 
+export type PlatformView = Pick<Config, 'transport' | 'kafka' | 'schedulerPollIntervalMs'>
+
 export interface ModuleContext {
-  /** The platform's configuration (transport, database, HTTP, consumers); a service's own are in `settings`. */
-  config: Config
+  /**
+   * What a module may know of the platform's configuration: which log it runs on and how to reach
+   * it (for the operator views that read topics), and how often durable timers are looked for. Its
+   * own settings are in `settings`; access, HTTP and database settings are the platform's alone.
+   */
+  platform: PlatformView
   /** The settings slices the module declared: `context.settings.get(paymentSettings)`. */
   settings: ModuleSettings
   logger: Logger

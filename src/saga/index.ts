@@ -122,7 +122,7 @@ export function sagaModule(options: { steps?: SagaStepPolicies } = {}): ServiceM
         db: context.db,
         kind: SAGA_TIMEOUT_TIMER,
         logger: logger.child({ component: 'saga-timer' }),
-        pollIntervalMs: context.config.schedulerPollIntervalMs,
+        pollIntervalMs: context.platform.schedulerPollIntervalMs,
         // A timeout that is not the current step's current attempt is stale: the saga ignores it.
         fire: async (timer) => {
           const timeout = timer.payload
