@@ -585,10 +585,24 @@ export function systemTopics(): Required<GatedTopics> {
 
 const report = (b: SchemaBreak) => `✖ ${b.rule} ${b.topic} ${b.type} v${b.version}: ${b.message}`
 
+const USAGE = `Usage: npm run orderflow -- schemas <check|update> [--force]
+
+  check       fails when a change breaks a rule: a released version changed in place or removed, a
+              golden sample that no longer decodes, a newest version its previous readers cannot read
+  update      writes the schema and golden sample of every new version under schemas/; a released
+              one is never rewritten unless --force (after a change that only documents it)
+`
+
 function main(args: string[]): number {
   const [command, ...flags] = args
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE)
+    return 0
+  }
   if (command !== 'check' && command !== 'update') {
-    process.stderr.write('usage: npm run schemas -- check | update [--force]\n')
+    process.stderr.write(
+      `schemas: ${command === undefined ? 'say check or update' : `unknown command '${command}'`}\n\n${USAGE}`,
+    )
     return 2
   }
   const gated = systemTopics()

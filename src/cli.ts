@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { constants } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
 /**
@@ -8,7 +9,7 @@ import { fileURLToPath } from 'node:url'
  * cleanly after its current batch).
  */
 
-const commands = {
+export const commands = {
   replay: {
     file: 'order/cli.ts',
     prefix: ['replay'],
@@ -74,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', ignore)
   process.on('SIGTERM', () => child.kill('SIGTERM'))
   return new Promise<number>((resolve) => {
-    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + 2 : 1)))
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1)))
   })
 }
 

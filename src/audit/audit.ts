@@ -355,7 +355,7 @@ export async function runAudit(db: SqlExecutor, options: AuditOptions): Promise<
   }
 }
 
-/** The report as a table for people (`npm run audit`, `GET /api/audit?format=table`). */
+/** The report as a table for people (`npm run orderflow -- audit`, `GET /api/audit?format=table`). */
 export function formatAuditReport(report: AuditReport): string {
   const lines: string[] = []
   lines.push(

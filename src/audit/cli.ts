@@ -16,12 +16,13 @@ import { indexedDeadLetters } from './dead-letters.ts'
 import { auditSettings } from './settings.ts'
 
 /**
- * `npm run audit`: runs the invariant auditor against the deployment the environment describes
- * (DATABASE_URL and KAFKA_BROKERS, or the embedded default's DATA_DIR), or asks a running server
- * with `--url`. On the embedded default it takes the DATA_DIR lock like the server does, so it
- * refuses, in one line, while the server holds the directory.
+ * `npm run orderflow -- audit`: runs the invariant auditor against the deployment the environment
+ * describes (DATABASE_URL and KAFKA_BROKERS, or the embedded default's DATA_DIR), or asks a running
+ * server with `--url`. On the embedded default it takes the DATA_DIR lock like the server does, so
+ * it refuses, in one line, while the server holds the directory.
  */
-export const USAGE = `Usage: npm run audit -- [--json] [--stuck-after-ms N] [--url http://host:port [--token T]]
+export const USAGE = `Usage: npm run orderflow -- audit [--json] [--stuck-after-ms N]
+                                  [--url http://host:port [--token T]]
 
 Checks the invariants of the order journey (see src/audit/README.md) and prints a table.
 

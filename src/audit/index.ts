@@ -11,7 +11,7 @@ import { auditSettings } from './settings.ts'
 
 /**
  * The invariant auditor in the product: `GET /api/audit` (JSON, or `?format=table` for people) and
- * `npm run audit` (src/audit/cli.ts). See audit.ts for what it checks.
+ * `npm run orderflow -- audit` (src/audit/cli.ts). See audit.ts for what it checks.
  */
 
 /** How long readiness reuses a dead-letter count: probes come every few seconds. */

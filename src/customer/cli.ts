@@ -11,10 +11,11 @@ import type { SqlDatabase } from '../platform/sql/port.ts'
 import { openPostgres } from '../platform/sql/postgres.ts'
 
 /**
- * `npm run keys`: the personal-data keys of the deployment the environment describes (DATABASE_URL,
- * or the embedded default's DATA_DIR, while no server has it open), and PERSONAL_DATA_KEY_FILE.
+ * `npm run orderflow -- keys`: the personal-data keys of the deployment the environment describes
+ * (DATABASE_URL, or the embedded default's DATA_DIR, while no server has it open), and
+ * PERSONAL_DATA_KEY_FILE.
  */
-export const USAGE = `Usage: npm run keys -- <command>
+export const USAGE = `Usage: npm run orderflow -- keys <command>
 
   status                       how many customer keys there are, live and erased, per key-encryption key
   rotate-kek                   adds a new key-encryption key to PERSONAL_DATA_KEY_FILE and rewraps every

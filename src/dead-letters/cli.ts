@@ -6,13 +6,13 @@ import type { DeadLetterAction, DeadLetterDetail, DeadLetterSummary } from './ap
 import { OPERATOR_HEADER } from './http/routes.ts'
 
 /**
- * `npm run dlq -- list|show|redrive|discard|actions`: the dead-letter console from a terminal. It
- * asks the running server (its API under /api/dead-letters), which owns the transport a redrive
- * goes out on, so it works the same on the embedded default and on Kafka. A bulk redrive shows its
- * progress; Ctrl-C stops it cleanly (what was sent stays sent, the rest stays open, and the action
- * is recorded as stopped).
+ * `npm run orderflow -- dlq list|show|redrive|discard|actions`: the dead-letter console from a
+ * terminal. It asks the running server (its API under /api/dead-letters), which owns the transport
+ * a redrive goes out on, so it works the same on the embedded default and on Kafka. A bulk redrive
+ * shows its progress; Ctrl-C stops it cleanly (what was sent stays sent, the rest stays open, and
+ * the action is recorded as stopped).
  */
-export const USAGE = `Usage: npm run dlq -- <command> [options]
+export const USAGE = `Usage: npm run orderflow -- dlq <command> [options]
 
 Commands:
   list                 open dead letters, newest first
@@ -335,7 +335,7 @@ async function main(argv: string[]): Promise<number> {
       }
       if (failure) throw new Refused(`the redrive failed after ${progress.done} of ${progress.matched}: ${failure}`)
       if (stop.signal.aborted) {
-        out(`stopped after ${progress.done} of ${progress.matched}; 'npm run dlq -- actions' shows it\n`)
+        out(`stopped after ${progress.done} of ${progress.matched}; 'npm run orderflow -- dlq actions' shows it\n`)
         return 1
       }
       if (values.json) out(`${JSON.stringify(last)}\n`)

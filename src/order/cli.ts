@@ -8,24 +8,23 @@ import type { Runtime } from '../platform/runtime.ts'
 import { DataDirInUseError } from '../platform/sql/data-dir-lock.ts'
 
 /**
- * The order service's operator commands: `npm run orders -- <command>`. They open the same
- * database and transport as the server (same environment variables) and run one job to its end,
- * reporting progress on stderr (or as JSON lines on stdout). Ctrl-C stops after the current batch
- * and prints how to resume, so nothing is left half-written.
+ * The replay and rebuild commands of `npm run orderflow -- <command>` (src/cli.ts runs this file
+ * for `replay`, `rebuild` and `rebuild-read-model`). They open the same database and transport as
+ * the server (same environment variables) and run one job to its end, reporting progress on stderr
+ * (or as JSON lines on stdout). Ctrl-C stops after the current batch and prints how to resume, so
+ * nothing is left half-written.
  *
  * Everything past argument parsing is imported when needed: the database drivers take over a
- * second to load, and `help` or a mistyped option should answer at once.
+ * second to load, and `--help` or a mistyped option should answer at once.
  */
 
-export const USAGE = `Usage: npm run orders -- <command> [options]
+export const USAGE = `Usage: npm run orderflow -- replay <which events> [options]
+       npm run orderflow -- rebuild-read-model [--resume] [options]
+       npm run orderflow -- rebuild --projection <name> [--resume] [options]
 
-Commands:
-  replay               Re-publish stored order events to order-events (header replay: true),
-                       for a consumer that lost data. Writes nothing to the outbox or the event store.
-  rebuild-read-model   Rebuild the order read model (order lists) from the event store.
-  help                 Show this text.
-
-replay — choose exactly one of:
+replay
+  Re-publish stored order events to order-events (header replay: true), for a consumer that lost
+  data. Writes nothing to the outbox or the event store. <which events> is exactly one of:
   --order <id>                        one order's events, in version order
   --from <time> [--to <time>]         events that occurred from --from (inclusive) to --to (exclusive);
                                       ISO 8601 with a zone: 2025-01-31 or 2025-01-31T12:00:00Z
@@ -41,15 +40,17 @@ replay — choose exactly one of:
                                       give it again with --resume
 
 rebuild-read-model [--resume]
-  Empties the read model and projects every event again; order lists are incomplete until it
-  ends. --resume continues an interrupted rebuild instead of starting over.
+  Rebuilds the order read model (order lists) from the event store: empties it and projects every
+  event again; order lists are incomplete until it ends. --resume continues an interrupted rebuild
+  instead of starting over.
 
 rebuild --projection <name> [--resume]
   The same for any projection of any service (order_read_model is rebuild-read-model's).
 
-Options of both:
+Options of all three:
   --batch-size <n>   events per batch, 1 to 10000 (default 500)
   --json             progress as one JSON object per line on stdout instead of text on stderr
+  -h, --help         this text
 
 Ctrl-C stops after the current batch and prints the command that resumes.
 
@@ -207,7 +208,7 @@ export function parseCommand(argv: string[]): CliCommand {
   const [command, ...args] = argv
   switch (command) {
     case undefined:
-      throw new UsageError('no command given')
+      throw new UsageError('no command given: replay, rebuild or rebuild-read-model')
     case 'help':
     case '--help':
     case '-h':
@@ -238,8 +239,13 @@ export function parseCommand(argv: string[]): CliCommand {
       }
     }
     default:
-      throw new UsageError(`unknown command '${command}'`)
+      throw new UsageError(`unknown command '${command}': replay, rebuild or rebuild-read-model`)
   }
+}
+
+/** The command as the operator typed it: the first word of every line it prints about itself. */
+function commandName(command: Exclude<CliCommand, { name: 'help' }>): string {
+  return command.name === 'rebuild-read-model' && command.projection !== undefined ? 'rebuild' : command.name
 }
 
 interface Io {
@@ -316,7 +322,7 @@ async function replayCommand(
       : declared.find((r) => r.newest.streamType === streamType)
   if (!found) {
     io.stderr.write(
-      `orders: no service keeps streams of type '${streamType}'; choose from ${declared.map((r) => r.newest.streamType).join(', ')}\n`,
+      `replay: no service keeps streams of type '${streamType}'; choose from ${declared.map((r) => r.newest.streamType).join(', ')}\n`,
     )
     return 2
   }
@@ -327,7 +333,7 @@ async function replayCommand(
   if ('resume' in command.target) {
     const found = await getReplayJob(db, command.target.resume)
     if (!found) {
-      io.stderr.write(`orders: there is no replay job '${command.target.resume}'\n`)
+      io.stderr.write(`replay: there is no replay job '${command.target.resume}'\n`)
       return 1
     }
     if (found.status === 'completed') {
@@ -338,7 +344,7 @@ async function replayCommand(
   } else {
     job = await createReplayJob(db, source, command.target.selection)
   }
-  const resumeWith = `npm run orders -- replay --resume ${job.id}${streamType === 'order' ? '' : ` --stream-type ${streamType}`}${command.asStored ? ' --as-stored' : ''}`
+  const resumeWith = `npm run orderflow -- replay --resume ${job.id}${streamType === 'order' ? '' : ` --stream-type ${streamType}`}${command.asStored ? ' --as-stored' : ''}`
   const reporter = progressReporter(io, {
     json: command.json,
     command: 'replay',
@@ -365,7 +371,7 @@ async function replayCommand(
   } catch (error) {
     // The job recorded its last published batch, so whatever broke, it can continue from there.
     io.stderr.write(
-      `orders: replay ${job.id} failed: ${error instanceof Error ? error.message : error}\nOnce that is fixed, resume with:\n  ${resumeWith}\n`,
+      `replay: job ${job.id} failed: ${error instanceof Error ? error.message : error}\nOnce that is fixed, resume with:\n  ${resumeWith}\n`,
     )
     return 1
   }
@@ -403,8 +409,8 @@ async function rebuildCommand(
 ): Promise<number> {
   const named = command.projection !== undefined && command.projection !== 'order_read_model'
   const resumeWith = named
-    ? `npm run orders -- rebuild --projection ${command.projection} --resume`
-    : 'npm run orders -- rebuild-read-model --resume'
+    ? `npm run orderflow -- rebuild --projection ${command.projection} --resume`
+    : 'npm run orderflow -- rebuild-read-model --resume'
   const reporter = progressReporter(io, {
     json: command.json,
     command: named ? 'rebuild' : 'rebuild-read-model',
@@ -421,7 +427,7 @@ async function rebuildCommand(
   const projection = named ? projections.find((p) => p.name === command.projection) : orderReadModel
   if (!projection) {
     io.stderr.write(
-      `orders: there is no projection '${command.projection}'; choose from ${[...new Set(projections.map((p) => p.name))].join(', ')}\n`,
+      `rebuild: there is no projection '${command.projection}'; choose from ${[...new Set(projections.map((p) => p.name))].join(', ')}\n`,
     )
     return 2
   }
@@ -445,7 +451,7 @@ async function rebuildCommand(
   } catch (error) {
     // Each batch commits with its checkpoint, so the rebuild can continue from the last one.
     io.stderr.write(
-      `orders: rebuild-read-model failed: ${error instanceof Error ? error.message : error}\nOnce that is fixed, resume with:\n  ${resumeWith}\n`,
+      `${commandName(command)}: the rebuild of ${projection.name} failed: ${error instanceof Error ? error.message : error}\nOnce that is fixed, resume with:\n  ${resumeWith}\n`,
     )
     return 1
   }
@@ -488,7 +494,8 @@ export async function main(
     command = parseCommand(argv)
   } catch (error) {
     if (!(error instanceof UsageError)) throw error
-    io.stderr.write(`orders: ${error.message}\n\n${USAGE}`)
+    // Its message names the command itself: the option parser says which one it was parsing.
+    io.stderr.write(`${error.message}\n\n${USAGE}`)
     return 2
   }
   if (command.name === 'help') {
@@ -496,13 +503,14 @@ export async function main(
     return 0
   }
 
+  const name = commandName(command)
   const { ConfigError, loadConfig } = await import('../platform/config.ts')
   let config: Config
   try {
     config = loadConfig(env)
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
-    io.stderr.write(`orders: ${error.message}\n`)
+    io.stderr.write(`${name}: ${error.message}\n`)
     return 2
   }
   const controller = new AbortController()
@@ -531,7 +539,7 @@ export async function main(
       const types = modules.flatMap((m) => (m.replay ? [m.replay.newest.streamType] : []))
       if (!types.includes(command.streamType)) {
         io.stderr.write(
-          `orders: no service keeps streams of type '${command.streamType}'; choose from ${types.join(', ')}\n`,
+          `replay: no service keeps streams of type '${command.streamType}'; choose from ${types.join(', ')}\n`,
         )
         return 2
       }
@@ -539,7 +547,7 @@ export async function main(
     if (command.name === 'rebuild-read-model' && command.projection) {
       const names = [...new Set(modules.flatMap((m) => m.projections ?? []).map((p) => p.name))]
       if (!names.includes(command.projection)) {
-        io.stderr.write(`orders: there is no projection '${command.projection}'; choose from ${names.join(', ')}\n`)
+        io.stderr.write(`rebuild: there is no projection '${command.projection}'; choose from ${names.join(', ')}\n`)
         return 2
       }
     }
@@ -562,7 +570,7 @@ export async function main(
     if (error instanceof DataDirInUseError) {
       io.stderr.write(
         dataDirBusy(
-          'orders',
+          name,
           error,
           'stop it first (replay and rebuild-read-model have no HTTP route to ask it), or run on PostgreSQL (DATABASE_URL)',
         ),
@@ -570,11 +578,9 @@ export async function main(
       return 1
     }
     if (isAppError(error, 'NOT_FOUND')) {
-      io.stderr.write(`orders: ${error.message}\n`)
+      io.stderr.write(`${name}: ${error.message}\n`)
     } else {
-      io.stderr.write(
-        `orders: ${command.name} failed: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`,
-      )
+      io.stderr.write(`${name}: failed: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`)
     }
     return 1
   } finally {

@@ -39,7 +39,8 @@ import { orderModule, orderReplaySource } from './index.ts'
 
 /**
  * Replay and read-model rebuild, on PGlite and on PostgreSQL with the embedded transport; then the
- * `orders` command line itself, spawned as an operator would run it against the embedded database.
+ * commands themselves (`npm run orderflow -- replay | rebuild-read-model`), spawned through the
+ * orderflow entry point as an operator runs them against the embedded database.
  */
 
 const logger = createLogger({ level: 'silent' })
@@ -373,7 +374,7 @@ replaySuite('PostgreSQL', () => postgresTestDatabase('of_replay'))
 // The command line, run as a process against an embedded database in a temporary DATA_DIR.
 // ---------------------------------------------------------------------------------------------
 
-const cliPath = resolve(import.meta.dirname, 'cli.ts')
+const orderflowCli = resolve(import.meta.dirname, '..', 'cli.ts')
 
 interface CliRun {
   code: number | null
@@ -381,12 +382,16 @@ interface CliRun {
   stderr: string
 }
 
-/** Starts the CLI with the server's environment pointed at `dataDir`, and nothing else. */
+/**
+ * Starts `orderflow <args>` with the server's environment pointed at `dataDir`, and nothing else,
+ * in a process group of its own: a terminal's Ctrl-C reaches the whole group (see `interrupt`).
+ */
 function startCli(args: string[], dataDir?: string): { child: ChildProcess; done: Promise<CliRun> } {
   const { DATABASE_URL: _, KAFKA_BROKERS: __, TRANSPORT: ___, DATA_DIR: ____, LOG_LEVEL: _____, ...env } = process.env
-  const child = spawn(process.execPath, [cliPath, ...args], {
+  const child = spawn(process.execPath, [orderflowCli, ...args], {
     env: { ...env, TRANSPORT: 'embedded', ...(dataDir ? { DATA_DIR: dataDir } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   })
   let stdout = ''
   let stderr = ''
@@ -405,7 +410,16 @@ function startCli(args: string[], dataDir?: string): { child: ChildProcess; done
 
 const runCli = (args: string[], dataDir?: string) => startCli(args, dataDir).done
 
-describe('orders command line', () => {
+/**
+ * Ctrl-C as a terminal sends it, to the process group: the orderflow entry point lets it pass and
+ * the command it runs stops after its batch. A SIGINT to the entry point's pid alone would not.
+ */
+function interrupt(child: ChildProcess): void {
+  if (child.pid === undefined) throw new Error('the command did not start')
+  process.kill(-child.pid, 'SIGINT')
+}
+
+describe('replay and rebuild-read-model from the command line', () => {
   let dataDir: string
   const orderId = uniqueName('cli_order')
   const orderCount = 120
@@ -426,16 +440,16 @@ describe('orders command line', () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true })
   })
 
-  it('prints its usage for help, and exits 2 naming a wrong option', async () => {
-    const help = await runCli(['help'])
+  it('prints its usage for --help, and exits 2 naming a wrong option', async () => {
+    const help = await runCli(['replay', '--help'])
     assert.equal(help.code, 0)
-    assert.match(help.stdout, /^Usage: npm run orders -- <command>/)
-    assert.match(help.stdout, /rebuild-read-model/)
+    assert.match(help.stdout, /^Usage: npm run orderflow -- replay /)
+    assert.match(help.stdout, /npm run orderflow -- rebuild-read-model/)
 
     const wrong = await runCli(['replay', '--order', 'x', '--frobnicate'])
     assert.equal(wrong.code, 2)
-    assert.match(wrong.stderr, /unknown option '--frobnicate'/)
-    assert.match(wrong.stderr, /Usage: npm run orders/)
+    assert.match(wrong.stderr, /^replay: unknown option '--frobnicate'/)
+    assert.match(wrong.stderr, /Usage: npm run orderflow -- replay/)
 
     const none = await runCli(['replay'])
     assert.equal(none.code, 2)
@@ -444,7 +458,7 @@ describe('orders command line', () => {
 
   it('exits 2 with the configuration problem when the environment is wrong', async () => {
     const { DATABASE_URL: _, KAFKA_BROKERS: __, ...env } = process.env
-    const child = spawn(process.execPath, [cliPath, 'replay', '--all'], {
+    const child = spawn(process.execPath, [orderflowCli, 'replay', '--all'], {
       env: { ...env, TRANSPORT: 'carrier-pigeon' },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -489,13 +503,17 @@ describe('orders command line', () => {
   it('rebuilds the read model, stopping on Ctrl-C and resuming from its checkpoint', async () => {
     const { child, done } = startCli(['rebuild-read-model', '--batch-size', '1'], dataDir)
     let stderr = ''
+    let sent = false
     child.stderr?.on('data', (chunk) => {
       stderr += chunk
-      if (/projected [1-9]\d*\//.test(stderr) && !child.killed) child.kill('SIGINT')
+      if (/projected [1-9]\d*\//.test(stderr) && !sent) {
+        sent = true
+        interrupt(child)
+      }
     })
     const interrupted = await done
     assert.equal(interrupted.code, 130, interrupted.stderr)
-    assert.match(interrupted.stderr, /Resume with:\n {2}npm run orders -- rebuild-read-model --resume\n/)
+    assert.match(interrupted.stderr, /Resume with:\n {2}npm run orderflow -- rebuild-read-model --resume\n/)
     const stoppedAt = /interrupted after (\d+)\/(\d+) events/.exec(interrupted.stderr)
     assert.ok(stoppedAt, interrupted.stderr)
     assert.ok(Number(stoppedAt[1]) < orderCount + 1, 'the rebuild stopped before its end')
@@ -525,7 +543,7 @@ describe('orders command line', () => {
       assert.equal(run.code, 1)
       assert.equal(
         run.stderr,
-        `orders: the server (pid ${process.pid}) has DATA_DIR ${dataDir} open; stop it first (replay and rebuild-read-model have no HTTP route to ask it), or run on PostgreSQL (DATABASE_URL)\n`,
+        `rebuild-read-model: the server (pid ${process.pid}) has DATA_DIR ${dataDir} open; stop it first (replay and rebuild-read-model have no HTTP route to ask it), or run on PostgreSQL (DATABASE_URL)\n`,
       )
     } finally {
       unlock()
@@ -535,13 +553,17 @@ describe('orders command line', () => {
   it('stops on Ctrl-C after the current batch, prints how to resume, and the resumed job completes', async () => {
     const { child, done } = startCli(['replay', '--all', '--batch-size', '1'], dataDir)
     let stderr = ''
+    let sent = false
     child.stderr?.on('data', (chunk) => {
       stderr += chunk
-      if (/replayed [1-9]\d*\//.test(stderr) && !child.killed) child.kill('SIGINT')
+      if (/replayed [1-9]\d*\//.test(stderr) && !sent) {
+        sent = true
+        interrupt(child)
+      }
     })
     const interrupted = await done
     assert.equal(interrupted.code, 130, interrupted.stderr)
-    const resume = /npm run orders -- replay --resume (\S+)/.exec(interrupted.stderr)
+    const resume = /npm run orderflow -- replay --resume (\S+)/.exec(interrupted.stderr)
     assert.ok(resume?.[1], `no resume command in:\n${interrupted.stderr}`)
     const stoppedAt = /interrupted after (\d+)\/(\d+) events/.exec(interrupted.stderr)
     assert.ok(stoppedAt, interrupted.stderr)

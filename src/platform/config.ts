@@ -177,7 +177,7 @@ const environmentSchema = z.object({
   AUTH_ALGORITHMS: optionalText,
   AUTH_CLOCK_TOLERANCE_S: wholeNumber('AUTH_CLOCK_TOLERANCE_S', 0, 300, 30),
   AUTH_ROLES_CLAIM: z.string().trim().min(1, 'AUTH_ROLES_CLAIM must not be empty').default('roles'),
-  /** Read by `npm run audit -- --url` (src/platform/cli.ts), not by the server: listed so it is known. */
+  /** Read by `npm run orderflow -- audit --url` (src/audit/cli.ts), not by the server: listed so it is known. */
   ORDERFLOW_TOKEN: optionalText,
   RATE_LIMIT: onOff('RATE_LIMIT'),
   RATE_LIMIT_WINDOW_MS: wholeNumber('RATE_LIMIT_WINDOW_MS', 1000, 24 * HOUR_MS, 60_000),
@@ -305,7 +305,7 @@ export const platformVariables: { readonly [Name in keyof typeof environmentSche
   KAFKA_CREATE_TOPICS: {
     default: '`off`',
     meaning:
-      '`on` lets a process create the topics it uses when missing; off, a missing topic holds its consumers and publishes (retried, named in `/health/ready`) until `orderflow topics apply` creates it. The embedded log always creates them',
+      '`on` lets a process create the topics it uses when missing; off, a missing topic holds its consumers and publishes (retried, named in the log) until `orderflow topics apply` creates it. The embedded log always creates them',
   },
   KAFKA_SASL_MECHANISM: { default: '—', meaning: '`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`' },
   KAFKA_SASL_USERNAME: { default: '—', meaning: "SASL user: the process's one principal (see its ACLs below)" },

@@ -8,10 +8,11 @@ import { freePort, waitFor } from '../support/index.ts'
 
 /**
  * Every command-line entry point run beside `npm start` on its embedded default (AUTH=dev, a temp
- * DATA_DIR): none opens the database the server holds. Each refuses in one line naming the server's
- * pid, or answers by asking the server (`--url`, with the operator token AUTH=dev printed).
- * `--help` prints the usage and exits 0; an unknown flag is one line and the usage, exit 2; never a
- * stack trace.
+ * DATA_DIR), the operator commands through `npm run orderflow -- <command>` (src/cli.ts) as an
+ * operator runs them: none opens the database the server holds. Each refuses in one line naming the
+ * server's pid, or answers by asking the server (`--url`, with the operator token AUTH=dev
+ * printed). `--help` prints the usage and exits 0; an unknown flag is one line and the usage, exit
+ * 2; never a stack trace.
  */
 
 const repoRoot = resolve(import.meta.dirname, '..', '..')
@@ -90,8 +91,8 @@ describe('every CLI beside a running embedded server', () => {
     assert.equal((await fetch(`${url}/health/ready`)).status, 200)
   }
 
-  it('npm run audit refuses in one line and names --url', async () => {
-    const result = await run(['src/audit/cli.ts'], env)
+  it('npm run orderflow -- audit refuses in one line and names --url', async () => {
+    const result = await run(['src/cli.ts', 'audit'], env)
     assert.equal(result.code, 2)
     assert.equal(
       result.stderr,
@@ -101,40 +102,40 @@ describe('every CLI beside a running embedded server', () => {
     await serverHoldsTheLock()
   })
 
-  it('npm run audit -- --url asks the server: 401 without a token, the report with --token or ORDERFLOW_TOKEN', async () => {
-    const anonymous = await run(['src/audit/cli.ts', '--url', url], env)
+  it('npm run orderflow -- audit --url asks the server: 401 without a token, the report with --token or ORDERFLOW_TOKEN', async () => {
+    const anonymous = await run(['src/cli.ts', 'audit', '--url', url], env)
     assert.equal(anonymous.code, 2)
     assert.match(anonymous.stderr, /asking the server at http:\/\/127\.0\.0\.1:\d+ \(GET \/api\/audit\)/)
     assert.match(anonymous.stderr, /answered 401.*pass an operator token with --token or ORDERFLOW_TOKEN/)
     assert.doesNotMatch(anonymous.stderr, STACK)
 
-    const withFlag = await run(['src/audit/cli.ts', '--url', url, '--token', operatorToken, '--json'], env)
+    const withFlag = await run(['src/cli.ts', 'audit', '--url', url, '--token', operatorToken, '--json'], env)
     assert.equal(withFlag.code, 0, withFlag.stderr)
     const report = JSON.parse(withFlag.stdout) as { ok: boolean; checks: { name: string }[] }
     assert.equal(report.ok, true)
     assert.ok(report.checks.some((c) => c.name === 'dead-letters'))
 
-    const withVariable = await run(['src/audit/cli.ts', '--url', url], { ...env, ORDERFLOW_TOKEN: operatorToken })
+    const withVariable = await run(['src/cli.ts', 'audit', '--url', url], { ...env, ORDERFLOW_TOKEN: operatorToken })
     assert.equal(withVariable.code, 0, withVariable.stderr)
     assert.match(withVariable.stdout, /CLEAN/)
     await serverHoldsTheLock()
   })
 
   for (const command of [['replay', '--all'], ['rebuild-read-model']]) {
-    it(`npm run orders -- ${command.join(' ')} refuses in one line`, async () => {
-      const result = await run(['src/order/cli.ts', ...command], env)
+    it(`npm run orderflow -- ${command.join(' ')} refuses in one line`, async () => {
+      const result = await run(['src/cli.ts', ...command], env)
       assert.equal(result.code, 1)
       assert.equal(
         result.stderr,
-        `orders: the server (pid ${server.pid}) has DATA_DIR ${dataDir} open; stop it first (replay and rebuild-read-model have no HTTP route to ask it), or run on PostgreSQL (DATABASE_URL)\n`,
+        `${command[0]}: the server (pid ${server.pid}) has DATA_DIR ${dataDir} open; stop it first (replay and rebuild-read-model have no HTTP route to ask it), or run on PostgreSQL (DATABASE_URL)\n`,
       )
       await serverHoldsTheLock()
     })
   }
 
   const entryPoints: { name: string; args: string[]; usage: RegExp }[] = [
-    { name: 'audit', args: ['src/audit/cli.ts'], usage: /^Usage: npm run audit/ },
-    { name: 'orders', args: ['src/order/cli.ts'], usage: /^Usage: npm run orders -- <command>/ },
+    { name: 'audit', args: ['src/cli.ts', 'audit'], usage: /^Usage: npm run orderflow -- audit / },
+    { name: 'replay', args: ['src/cli.ts', 'replay'], usage: /^Usage: npm run orderflow -- replay / },
     { name: 'coffee', args: ['src/coffee/main.ts'], usage: /^usage: npm run coffee/ },
     { name: 'bench', args: ['scripts/bench.ts'], usage: /^usage: npm run bench/ },
     { name: 'faults', args: ['scripts/faults.ts'], usage: /^usage: npm run faults/ },

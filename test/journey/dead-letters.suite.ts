@@ -10,7 +10,8 @@ import { waitFor } from '../support/index.ts'
 import { gatedGroup, type Infrastructure, type JourneyApp, seed004Order, startJourneyApp } from './support.ts'
 
 const run = promisify(execFile)
-const CLI = new URL('../../src/dead-letters/cli.ts', import.meta.url).pathname
+/** `npm run orderflow -- dlq …` as an operator runs it: through the orderflow entry point. */
+const orderflow = new URL('../../src/cli.ts', import.meta.url).pathname
 
 interface DeadLetterSummary {
   id: string
@@ -26,8 +27,8 @@ interface DeadLetterSummary {
  * The dead-letter console through the whole journey (issue 16): a poisoned event on an order's key
  * becomes a dead letter, the saga's later events of that order wait parked behind it (the saga
  * says so), a redrive that fails again moves the key behind the new dead letter, and a discard from
- * `npm run dlq` releases the parked events in order, so the order is delivered. Every action is
- * in the log with who did it. Operators only.
+ * `npm run orderflow -- dlq` releases the parked events in order, so the order is delivered. Every
+ * action is in the log with who did it. Operators only.
  */
 export function deadLettersSuite(infra: Infrastructure): void {
   describe(`dead letters, parking and redrive through the journey (${infra})`, () => {
@@ -61,7 +62,7 @@ export function deadLettersSuite(infra: Infrastructure): void {
       return { status: response.statusCode, body: response.json<T>() }
     }
     const dlq = (...args: string[]) =>
-      run(process.execPath, [CLI, ...args, '--url', base], {
+      run(process.execPath, [orderflow, 'dlq', ...args, '--url', base], {
         env: { ...process.env, ORDERFLOW_TOKEN: operatorToken },
       })
 
@@ -200,7 +201,8 @@ export function deadLettersSuite(infra: Infrastructure): void {
       const child = spawn(
         process.execPath,
         [
-          CLI,
+          orderflow,
+          'dlq',
           'redrive',
           '--reason',
           reason,
@@ -213,7 +215,8 @@ export function deadLettersSuite(infra: Infrastructure): void {
           '--url',
           base,
         ],
-        { env: { ...process.env, ORDERFLOW_TOKEN: operatorToken } },
+        // A process group of its own, for Ctrl-C below.
+        { env: { ...process.env, ORDERFLOW_TOKEN: operatorToken }, detached: true },
       )
       let stdout = ''
       let stderr = ''
@@ -228,7 +231,9 @@ export function deadLettersSuite(infra: Infrastructure): void {
         timeoutMs: 15_000,
         message: () => `progress 1/3 (stderr: ${stderr})`,
       })
-      child.kill('SIGINT')
+      // As a terminal sends Ctrl-C: to the process group, where the orderflow entry point lets it
+      // pass and the console stops its redrive.
+      process.kill(-(child.pid as number), 'SIGINT')
       assert.equal(await exited, 1)
       assert.match(stdout, /stopped after 1 of 3/)
       const action = await waitFor(

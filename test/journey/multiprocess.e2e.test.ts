@@ -14,7 +14,7 @@ import { kafkaBrokers, testDatabaseUrl, uniqueName, waitFor } from '../support/i
  * The journey split across processes on Kafka + PostgreSQL, as `node src/main.ts` runs them: order,
  * saga, dispatch and delivery one process each, and two payment processes in one consumer group.
  * 200 orders must all reach their terminal state, both payment processes must have decided
- * payments (`payments.processed_by`), and `npm run audit` must find nothing to report.
+ * payments (`payments.processed_by`), and `npm run orderflow -- audit` must find nothing to report.
  */
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
@@ -54,6 +54,8 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
     KAFKA_BROKERS: kafkaBrokers().join(','),
     DATABASE_URL: databaseUrl,
     KAFKA_TOPIC_PREFIX: prefix,
+    // The topics are new each run (their prefix): the processes create them, no `topics apply`.
+    KAFKA_CREATE_TOPICS: 'on',
     // The production rule: on Kafka + PostgreSQL a process needs authentication configured.
     AUTH_JWT_SECRET: secret,
     KAFKA_RETRY_BACKOFF_MS: '50',
@@ -183,7 +185,7 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
     let last: { code: number | null; out: string } | undefined
     const report = await waitFor(
       async () => {
-        const audit = spawn(node, ['src/audit/cli.ts', '--json', '--stuck-after-ms', '0'], {
+        const audit = spawn(node, ['src/cli.ts', 'audit', '--json', '--stuck-after-ms', '0'], {
           cwd: repoRoot,
           env: env({}),
           stdio: ['ignore', 'pipe', 'pipe'],
@@ -199,7 +201,11 @@ describe('the journey across processes (Kafka + PostgreSQL, orchestration)', () 
         last = { code, out }
         return code === 0 ? (JSON.parse(out) as AuditReport) : null
       },
-      { timeoutMs: 60_000, intervalMs: 500, message: () => `npm run audit to be clean: ${last?.code} ${last?.out}` },
+      {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        message: () => `npm run orderflow -- audit to be clean: ${last?.code} ${last?.out}`,
+      },
     )
     assert.equal(report.orders.delivered, ORDERS)
     assert.ok((report.lag ?? []).length >= 5, `lag read for every group: ${JSON.stringify(report.lag)}`)

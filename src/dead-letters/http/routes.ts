@@ -15,7 +15,7 @@ import type { DeadLetterConsole } from '../application/console.ts'
 
 const tags = ['dead letters']
 
-/** Who acts, as a client says it when authentication is off (`npm run dlq` sends user@host). */
+/** Who acts, as a client says it when authentication is off (`npm run orderflow -- dlq` sends user@host). */
 export const OPERATOR_HEADER = 'x-orderflow-operator'
 
 /**

@@ -11,7 +11,7 @@ import { STREAM_TYPE, toOrderEvent } from './order-store.ts'
  * The order read model (orders by customer, by status, newest first), a projection of the event
  * store run by the platform's projection runner. Applying an event is idempotent: a row already at
  * or past the event's version is left alone, so replaying events changes nothing. The model can be
- * rebuilt from the event store at any time (`npm run orders -- rebuild-read-model`).
+ * rebuilt from the event store at any time (`npm run orderflow -- rebuild-read-model`).
  */
 export const orderReadModel: ProjectionDefinition = {
   name: 'order_read_model',

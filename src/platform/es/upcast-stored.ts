@@ -15,7 +15,7 @@ import type { EventTopic } from '../../contracts/define.ts'
  */
 /**
  * A stored event's wire form in the version it was stored with (not upcast): what a replay that
- * re-publishes events exactly as they were first published sends (`npm run orders -- replay
+ * re-publishes events exactly as they were first published sends (`npm run orderflow -- replay
  * --as-stored`), for consumers pinned to that version.
  */
 export function encodeAsStored<Event extends { eventType: string; schemaVersion?: number; aggregateId: string }>(

@@ -129,8 +129,8 @@ export function localKeyFile(path: string, options: { create: boolean; clock?: (
   const keyOf = (kekId: string): Buffer => {
     let entry = held.keys.find((k) => k.id === kekId)
     if (!entry) {
-      // Another process rotated the KEK (`npm run keys -- rotate-kek`) and rewrapped keys with the
-      // new one: read the file again rather than fail until this process restarts.
+      // Another process rotated the KEK (`npm run orderflow -- keys rotate-kek`) and rewrapped keys
+      // with the new one: read the file again rather than fail until this process restarts.
       held = readKeyFile(path) ?? held
       entry = held.keys.find((k) => k.id === kekId)
     }

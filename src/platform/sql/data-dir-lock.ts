@@ -5,7 +5,7 @@ import { isProcessAlive } from '../process-alive.ts'
 
 /**
  * DATA_DIR is held by a live process: `owner` is its pid. Entry points that can ask the running
- * server instead (`npm run audit -- --url`) catch it to say so in one line.
+ * server instead (`npm run orderflow -- audit --url`) catch it to say so in one line.
  */
 export class DataDirInUseError extends AppError {
   readonly owner: number
