@@ -60,6 +60,11 @@ export interface App {
    */
   stopWorkers(): Promise<void>
   /**
+   * The process is about to stop: readiness answers 503 (`stopping`) from now on, so that a load
+   * balancer takes it out while it still serves (SHUTDOWN_DRAIN_MS, main.ts), before `close`.
+   */
+  startDraining(): void
+  /**
    * Stops in the order that loses nothing: HTTP stops taking requests and drains, consumers stop
    * after their current message and commit, the projections and the relay finish their batch. The
    * runtime (database, transport) stays open: its owner closes it.
@@ -145,15 +150,35 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
   // Dead letters open and keys parked, read from their tables at each scrape.
   registerTableGauges(metrics.registry, db)
   registerOutboxRefusedGauge(metrics.registry, db)
+  // Readiness says whether this process can serve: its database answers and it has started. What
+  // it relies on beyond that (the broker, the relay, consumers waiting for a dependency) is a
+  // warning once it has started, not a 503: commands are still accepted into the outbox and leave
+  // when the broker is back, and a balancer that took every instance out during a broker outage
+  // would turn it into an outage of the API. Alerts watch those (OrderflowOutboxStalled, …).
+  let draining = false
   const healthChecks: HealthCheck[] = [
+    {
+      name: 'shutdown',
+      async check() {
+        if (draining) throw new Error('stopping: the process drains before it closes its listener')
+      },
+    },
     { name: 'database', check: async () => void (await db.query('SELECT 1')) },
     {
       name: 'broker',
       async check() {
         // A broker that cannot even be resolved or reached says so in words, not as a timeout.
-        const unreachable = runtime.brokerWatch?.problem()
-        if (unreachable) throw new Error(unreachable)
-        await transport.ping()
+        const problem =
+          runtime.brokerWatch?.problem() ??
+          (await transport.ping().then(
+            () => undefined,
+            (error: unknown) => (error as Error).message,
+          ))
+        if (problem === undefined) return undefined
+        if (!started) throw new Error(problem)
+        return {
+          warning: `${problem}; commands are still accepted into the outbox and published once the broker is back`,
+        }
       },
     },
     {
@@ -161,15 +186,22 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       async check() {
         if (!started) throw new Error('starting: not every module and consumer is up yet')
         const unwell = subscriptions.map((s) => s.health()).filter((h) => h.state !== 'running')
-        if (unwell.length > 0) throw new Error(unwell.map((h) => `${h.groupId} ${h.state}: ${h.detail}`).join('; '))
+        const describe = (list: typeof unwell) => list.map((h) => `${h.groupId} ${h.state}: ${h.detail}`).join('; ')
+        // A consumer stalled in a handler or stopped is this process's fault; one waiting for the
+        // database or the broker is that dependency's, and catches up once it is back.
+        const broken = unwell.filter((h) => h.state !== 'waiting-for-dependency')
+        if (broken.length > 0) throw new Error(describe(broken))
+        return unwell.length > 0 ? { warning: describe(unwell) } : undefined
       },
     },
     {
       name: 'outbox',
       async check() {
         const { backlog, oldestAgeSeconds } = await outbox.sample()
-        if (oldestAgeSeconds * 1000 > RELAY_STALL_MS) {
-          throw new Error(`${backlog} messages wait to be published, the oldest for ${Math.round(oldestAgeSeconds)} s`)
+        if (oldestAgeSeconds * 1000 <= RELAY_STALL_MS) return undefined
+        return {
+          warning: `${backlog} messages wait to be published, the oldest for ${Math.round(oldestAgeSeconds)} s`,
+          details: { backlog, oldestAgeSeconds: Math.round(oldestAgeSeconds) },
         }
       },
     },
@@ -308,6 +340,9 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     projections,
     migrations,
     stopWorkers: stopAll,
+    startDraining() {
+      draining = true
+    },
     module<Handle extends object>(name: string) {
       const handle = running.get(name)
       if (!handle) throw new Error(`module '${name}' is not running in this app (running: ${names.join(', ')})`)

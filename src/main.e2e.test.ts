@@ -142,3 +142,44 @@ describe('npm start, stopped with SIGTERM under load', () => {
     }
   })
 })
+
+describe('npm start with SHUTDOWN_DRAIN_MS, stopped with SIGTERM', () => {
+  let dataDir: string
+  let server: Server | undefined
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'orderflow-drain-'))
+  })
+  after(async () => {
+    server?.child.kill('SIGKILL')
+    await rm(dataDir, { recursive: true, force: true })
+  })
+
+  it('answers 503 on readiness while it still serves requests, then closes and exits 0', async () => {
+    server = await start(dataDir, { SHUTDOWN_DRAIN_MS: '3000' })
+    const { url } = server
+    await waitFor(async () => (await fetch(`${url}/health/ready`)).status === 200, {
+      timeoutMs: 30_000,
+      message: 'the server becomes ready',
+    })
+    server.child.kill('SIGTERM')
+    const draining = await waitFor(
+      async () => {
+        const response = await fetch(`${url}/health/ready`)
+        return response.status === 503 ? response.json() : null
+      },
+      { message: 'readiness answers 503 once SIGTERM arrived' },
+    )
+    assert.equal((draining as { checks: { shutdown: { status: string } } }).checks.shutdown.status, 'down')
+    // Still serving while the load balancer takes it out: a request that arrives now is answered.
+    const placed = await fetch(`${url}/api/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: order(1),
+    })
+    assert.equal(placed.status, 201)
+    assert.deepEqual((await server.exited).code, 0)
+    assert.match(server.output(), /draining for 3000 ms/)
+    server = undefined
+  })
+})

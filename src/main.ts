@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises'
 import { inspect } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
@@ -74,6 +75,16 @@ async function main(): Promise<void> {
     async ({ signal, err }) => {
       if (err) logger.fatal({ err }, 'unhandled error; shutting down')
       else logger.info({ signal }, 'shutting down')
+      // Readiness turns 503 first, while the process still serves, so that the load balancer takes
+      // it out before the listener closes (after an unhandled error there is nothing to wait for).
+      if (app && !err && config.shutdownDrainMs > 0) {
+        app.startDraining()
+        logger.info(
+          { drainMs: config.shutdownDrainMs },
+          `draining for ${config.shutdownDrainMs} ms: readiness answers 503, requests are still served`,
+        )
+        await setTimeout(config.shutdownDrainMs)
+      }
       try {
         await app?.close()
       } finally {

@@ -152,6 +152,7 @@ const environmentSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   SERVICES: z.string().optional(),
   SHUTDOWN_TIMEOUT_MS: wholeNumber('SHUTDOWN_TIMEOUT_MS', 100, 600_000, 10_000),
+  SHUTDOWN_DRAIN_MS: wholeNumber('SHUTDOWN_DRAIN_MS', 0, 600_000, 0),
   LOG_RETENTION_MS: wholeNumber('LOG_RETENTION_MS', 0, Number.MAX_SAFE_INTEGER, 7 * 24 * 3600 * 1000),
   LOG_RETENTION_BYTES: wholeNumber('LOG_RETENTION_BYTES', 0, Number.MAX_SAFE_INTEGER, 0),
   IDEMPOTENCY_KEY_TTL_MS: wholeNumber('IDEMPOTENCY_KEY_TTL_MS', 0, Number.MAX_SAFE_INTEGER, 24 * 3600 * 1000),
@@ -321,6 +322,11 @@ export const platformVariables: { readonly [Name in keyof typeof environmentSche
     default: '`10000`',
     meaning: 'how long a graceful stop may take before the process exits with code 1',
   },
+  SHUTDOWN_DRAIN_MS: {
+    default: '`0`',
+    meaning:
+      "on SIGTERM, how long readiness answers 503 while the process still serves, before it closes its listener: longer than the load balancer's probe period × failure threshold",
+  },
   LOG_RETENTION_MS: {
     default: '`604800000` (7 days)',
     meaning: "embedded log: messages older than this are deleted (Kafka's `retention.ms`); 0 keeps all",
@@ -466,6 +472,8 @@ export interface Config {
   services: string[] | undefined
   /** How long a graceful shutdown may take before the process exits with a failure. */
   shutdownTimeoutMs: number
+  /** On SIGTERM, how long readiness is 503 while the process still serves, before it closes. */
+  shutdownDrainMs: number
   retention: {
     /** Embedded log: messages older than this are deleted (Kafka's `retention.ms`); 0 keeps them. */
     logMs: number
@@ -532,6 +540,11 @@ export function loadConfig(env: RawEnvironment = process.env): Config {
     throw new ConfigError(["TRANSPORT is 'kafka' but KAFKA_BROKERS is empty: set KAFKA_BROKERS=host:port[,host:port]"])
   }
   const problems: string[] = []
+  if (e.SHUTDOWN_DRAIN_MS >= e.SHUTDOWN_TIMEOUT_MS) {
+    problems.push(
+      `SHUTDOWN_DRAIN_MS (${e.SHUTDOWN_DRAIN_MS}) must be shorter than SHUTDOWN_TIMEOUT_MS (${e.SHUTDOWN_TIMEOUT_MS}), which bounds the whole stop, drain included`,
+    )
+  }
   if (e.KAFKA_MIN_INSYNC_REPLICAS !== undefined && e.KAFKA_MIN_INSYNC_REPLICAS > e.KAFKA_REPLICATION_FACTOR) {
     problems.push(
       `KAFKA_MIN_INSYNC_REPLICAS (${e.KAFKA_MIN_INSYNC_REPLICAS}) must not exceed KAFKA_REPLICATION_FACTOR (${e.KAFKA_REPLICATION_FACTOR}): no partition could have that many replicas in sync, so every write with acks=all would fail`,
@@ -562,6 +575,7 @@ export function loadConfig(env: RawEnvironment = process.env): Config {
     logLevel: e.LOG_LEVEL,
     services: parseServiceList(e.SERVICES),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownDrainMs: e.SHUTDOWN_DRAIN_MS,
     retention: {
       logMs: e.LOG_RETENTION_MS,
       logBytes: e.LOG_RETENTION_BYTES,

@@ -252,9 +252,20 @@ describe('liveness and readiness', () => {
   let database: TestDatabase
   let transport: Transport
   let app: App
+  /** Fault injection: the broker stops answering pings (the log itself keeps working). */
+  let brokerAway = false
   before(async () => {
     database = await postgresTestDatabase('of_ready')
-    transport = await createEmbeddedTransport({ db: database.db, partitions: 3, pollIntervalMs: 50 })
+    const log = await createEmbeddedTransport({ db: database.db, partitions: 3, pollIntervalMs: 50 })
+    transport = {
+      kind: log.kind,
+      ensureTopics: (topics) => log.ensureTopics(topics),
+      publish: (messages, options) => log.publish(messages, options),
+      subscribe: (options) => log.subscribe(options),
+      groupLag: (groups) => log.groupLag(groups),
+      ping: () => (brokerAway ? Promise.reject(new Error('no broker answers')) : log.ping()),
+      close: () => log.close(),
+    }
     app = await startTestApp({ db: database.db, transport })
   })
   after(async () => {
@@ -263,30 +274,51 @@ describe('liveness and readiness', () => {
     await database?.cleanup()
   })
 
-  it('is live at once, ready once its consumers joined, and not ready while the outbox relay is stuck', async () => {
+  it('is live at once, ready once its consumers joined, and stays ready with a warning while the broker or the relay is away', async () => {
     const live = await app.http.inject({ method: 'GET', url: '/health' })
     assert.deepEqual([live.statusCode, live.json()], [200, { status: 'ok' }])
+    type Ready = { checks: Record<string, { status: string; warning?: string; error?: string }> }
     const ready = await waitFor(
       async () => {
         const response = await app.http.inject({ method: 'GET', url: '/health/ready' })
-        return response.statusCode === 200 ? response.json<{ checks: Record<string, { status: string }> }>() : null
+        return response.statusCode === 200 ? response.json<Ready>() : null
       },
       { message: 'the app becomes ready' },
     )
-    assert.deepEqual(Object.keys(ready.checks).sort(), ['broker', 'consumers', 'database', 'outbox'])
+    assert.deepEqual(Object.keys(ready.checks).sort(), ['broker', 'consumers', 'database', 'outbox', 'shutdown'])
+    assert.equal(ready.checks.broker?.warning, undefined)
 
-    // The relay stops (as a stuck one would) and a row waits longer than the relay is allowed to take.
+    // The broker goes away: the process still takes commands (into the outbox), so it stays ready
+    // and says why it is degraded; a balancer keeps sending it traffic.
+    brokerAway = true
+    const withoutBroker = await app.http.inject({ method: 'GET', url: '/health/ready' })
+    assert.equal(withoutBroker.statusCode, 200)
+    assert.match(
+      String(withoutBroker.json<Ready>().checks.broker?.warning),
+      /no broker answers; commands are still accepted/,
+    )
+    brokerAway = false
+
+    // The relay stops (as a stuck one would) and a row waits longer than the relay is allowed to take:
+    // a warning (and OrderflowOutboxStalled), not a 503.
     await app.relay.stop()
     await database.db.query(
       `INSERT INTO outbox (topic, message_key, value, created_at) VALUES ('t', 'k', '{}', now() - interval '5 minutes')`,
     )
     const stuck = await app.http.inject({ method: 'GET', url: '/health/ready' })
-    assert.equal(stuck.statusCode, 503)
-    const body = stuck.json<{ checks: Record<string, { status: string; error?: string }> }>()
-    assert.equal(body.checks.outbox?.status, 'down')
-    assert.match(String(body.checks.outbox?.error), /1 messages wait to be published, the oldest for 3\d\d s/)
+    assert.equal(stuck.statusCode, 200)
+    const body = stuck.json<Ready>()
+    assert.equal(body.checks.outbox?.status, 'up')
+    assert.match(String(body.checks.outbox?.warning), /1 messages wait to be published, the oldest for 3\d\d s/)
     const metrics = await app.http.inject({ method: 'GET', url: '/metrics' })
     assert.match(metrics.body, /orderflow_outbox_backlog_messages \d+/)
+
+    // The database goes away: nothing can be served, so the process is not ready.
+    await app.stopWorkers()
+    await database.db.close()
+    const down = await app.http.inject({ method: 'GET', url: '/health/ready' })
+    assert.equal(down.statusCode, 503)
+    assert.equal(down.json<Ready>().checks.database?.status, 'down')
   })
 })
 

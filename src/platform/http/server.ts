@@ -346,9 +346,9 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
       {
         config: { auth: 'public', rateLimit: false },
         schema: {
-          summary: 'Readiness: database, broker, consumers and outbox relay',
+          summary: 'Readiness: the process can serve (its database answers, its consumers have joined)',
           description:
-            "With authentication on, why a check is down (its error) and what an up check warns about (open dead letters, per topic) are shown to operators only: they name hosts and internals. Everyone sees each check's status. A warning does not make the process unready.",
+            "Down (503) while the database does not answer, before every consumer has joined, or when a consumer is stalled in a handler. Once started, what the process relies on beyond its database is a warning, not a 503: the broker away (commands are still accepted into the outbox), a consumer waiting for a dependency, the outbox relay behind, open dead letters. With authentication on, why a check is down (its error) and what an up check warns about are shown to operators only: they name hosts and internals. Everyone sees each check's status.",
           tags: ['operations'],
           response: {
             200: { description: 'Every check is up: send traffic', ...healthBody },
