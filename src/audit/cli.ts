@@ -1,16 +1,10 @@
-import { mkdir } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { argumentProblem, dataDirBusy, localServerUrl, TOKEN_VARIABLE } from '../platform/cli.ts'
-import { type Config, ConfigError, loadConfig } from '../platform/config.ts'
+import { argumentProblem, dataDirBusy, localServerUrl, openCliDatabase, TOKEN_VARIABLE } from '../platform/cli.ts'
+import { ConfigError, loadConfig } from '../platform/config.ts'
+import { openTransport } from '../platform/runtime.ts'
 import { loadSettings } from '../platform/settings.ts'
-import { DataDirInUseError, lockDataDir } from '../platform/sql/data-dir-lock.ts'
-import { openPglite } from '../platform/sql/pglite.ts'
+import { DataDirInUseError } from '../platform/sql/data-dir-lock.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
-import { openPostgres } from '../platform/sql/postgres.ts'
-import { createEmbeddedTransport } from '../platform/transport/embedded.ts'
-import { createKafkaTransport } from '../platform/transport/kafka.ts'
-import { namespaceTransport } from '../platform/transport/namespaced.ts'
-import type { Transport } from '../platform/transport/port.ts'
 import { type AuditReport, formatAuditReport, runAudit } from './audit.ts'
 import { indexedDeadLetters } from './dead-letters.ts'
 import { auditSettings } from './settings.ts'
@@ -74,27 +68,6 @@ async function fromServer(base: string, token: string | undefined, stuckAfter: s
   return (await response.json()) as AuditReport
 }
 
-/**
- * The deployment's transport as the server opens it (platform/runtime.ts), for the journey groups'
- * lag. Not the whole runtime: the audit needs no personal-data key, broker watch or metrics.
- */
-async function openTransport(config: Config, db: SqlDatabase): Promise<Transport> {
-  const raw =
-    config.transport === 'kafka'
-      ? await createKafkaTransport({
-          brokers: config.kafka.brokers,
-          clientId: `${config.kafka.clientId}-audit`,
-          partitions: config.kafka.partitions,
-          replicationFactor: config.kafka.replicationFactor,
-          requiredAcks: config.kafka.requiredAcks,
-          retries: config.kafka.retryMax,
-          retryBackoffMs: config.kafka.retryBackoffMs,
-          security: config.kafka.security,
-        })
-      : await createEmbeddedTransport({ db, partitions: config.kafka.partitions })
-  return namespaceTransport(raw, config.kafka.topicPrefix)
-}
-
 async function main(argv: string[]): Promise<number> {
   let values: { json?: boolean; 'stuck-after-ms'?: string; url?: string; token?: string; help?: boolean }
   try {
@@ -134,28 +107,17 @@ async function main(argv: string[]): Promise<number> {
     report = answer
   } else {
     const config = loadConfig()
-    let db: SqlDatabase
-    let unlock = () => {}
-    if (config.database.kind === 'postgres') {
-      db = openPostgres({ connectionString: config.database.url })
-    } else {
-      await mkdir(config.database.dataDir, { recursive: true })
-      try {
-        unlock = lockDataDir(config.database.dataDir)
-      } catch (error) {
-        if (!(error instanceof DataDirInUseError)) throw error
-        process.stderr.write(dataDirBusy('audit', error, `run with --url ${localServerUrl(config)} to ask it`))
-        return 2
-      }
-      try {
-        db = await openPglite(config.database.dataDir)
-      } catch (error) {
-        unlock()
-        throw error
-      }
-    }
+    let opened: { db: SqlDatabase; unlock: () => void }
     try {
-      const transport = await openTransport(config, db)
+      opened = await openCliDatabase(config)
+    } catch (error) {
+      if (!(error instanceof DataDirInUseError)) throw error
+      process.stderr.write(dataDirBusy('audit', error, `run with --url ${localServerUrl(config)} to ask it`))
+      return 2
+    }
+    const { db, unlock } = opened
+    try {
+      const transport = await openTransport(config, db, { clientId: `${config.kafka.clientId}-audit` })
       try {
         report = await runAudit(db, {
           stuckAfterMs: stuckAfter === undefined ? loadSettings(auditSettings).stuckAfterMs : Number(stuckAfter),

@@ -1,14 +1,11 @@
-import { mkdir } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { argumentProblem, dataDirBusy } from '../platform/cli.ts'
+import { argumentProblem, dataDirBusy, openCliDatabase } from '../platform/cli.ts'
 import { ConfigError, loadConfig } from '../platform/config.ts'
 import { KeyFileError, rotateKeyFile } from '../platform/personal-data/kek.ts'
 import { openPersonalData } from '../platform/runtime.ts'
-import { DataDirInUseError, lockDataDir } from '../platform/sql/data-dir-lock.ts'
+import { DataDirInUseError } from '../platform/sql/data-dir-lock.ts'
 import { migratePlatform } from '../platform/sql/migrations.ts'
-import { openPglite } from '../platform/sql/pglite.ts'
 import type { SqlDatabase } from '../platform/sql/port.ts'
-import { openPostgres } from '../platform/sql/postgres.ts'
 
 /**
  * `npm run orderflow -- keys`: the personal-data keys of the deployment the environment describes
@@ -32,19 +29,6 @@ Erasing a customer is DELETE /api/customers/:id/personal-data on the running ser
 
 Exit status: 0 done, 2 bad arguments, configuration, or a key file that cannot be used.
 `
-
-async function openDatabase(config: ReturnType<typeof loadConfig>): Promise<{ db: SqlDatabase; unlock: () => void }> {
-  if (config.database.kind === 'postgres')
-    return { db: openPostgres({ connectionString: config.database.url }), unlock: () => {} }
-  await mkdir(config.database.dataDir, { recursive: true })
-  const unlock = lockDataDir(config.database.dataDir)
-  try {
-    return { db: await openPglite(config.database.dataDir), unlock }
-  } catch (error) {
-    unlock()
-    throw error
-  }
-}
 
 async function main(argv: string[]): Promise<number> {
   let parsed: { values: { customer?: string; help?: boolean }; positionals: string[] }
@@ -76,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig()
   let opened: { db: SqlDatabase; unlock: () => void }
   try {
-    opened = await openDatabase(config)
+    opened = await openCliDatabase(config)
   } catch (error) {
     if (!(error instanceof DataDirInUseError)) throw error
     process.stderr.write(dataDirBusy('keys', error, 'stop it first'))

@@ -1,5 +1,9 @@
+import { mkdir } from 'node:fs/promises'
 import type { Config } from './config.ts'
-import type { DataDirInUseError } from './sql/data-dir-lock.ts'
+import { type DataDirInUseError, lockDataDir } from './sql/data-dir-lock.ts'
+import { openPglite } from './sql/pglite.ts'
+import type { SqlDatabase } from './sql/port.ts'
+import { openPostgres } from './sql/postgres.ts'
 
 /**
  * What orderflow's command-line entry points share: how they report a bad argument, where the
@@ -27,6 +31,26 @@ export function argumentProblem(error: unknown): string | undefined {
 export function localServerUrl(config: Pick<Config, 'http'>): string {
   const host = ['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host
   return `http://${host.includes(':') ? `[${host}]` : host}:${config.http.port}`
+}
+
+/**
+ * The configuration's database for a command: PostgreSQL, or PGlite in DATA_DIR with its lock held
+ * (`unlock` after `close`). Throws DataDirInUseError while the server has DATA_DIR open.
+ */
+export async function openCliDatabase(
+  config: Pick<Config, 'database'>,
+): Promise<{ db: SqlDatabase; unlock: () => void }> {
+  if (config.database.kind === 'postgres') {
+    return { db: openPostgres({ connectionString: config.database.url }), unlock: () => {} }
+  }
+  await mkdir(config.database.dataDir, { recursive: true })
+  const unlock = lockDataDir(config.database.dataDir)
+  try {
+    return { db: await openPglite(config.database.dataDir), unlock }
+  } catch (error) {
+    unlock()
+    throw error
+  }
 }
 
 /** The one line for a DATA_DIR held by another process, and what to do instead. */

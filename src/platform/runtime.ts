@@ -63,22 +63,7 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
       onPoolError: (error) => logger.warn({ err: error }, 'idle PostgreSQL connection failed'),
     })
   }
-  const raw =
-    config.transport === 'kafka'
-      ? await createKafkaTransport({
-          brokers: config.kafka.brokers,
-          clientId: config.kafka.clientId,
-          partitions: config.kafka.partitions,
-          replicationFactor: config.kafka.replicationFactor,
-          requiredAcks: config.kafka.requiredAcks,
-          retries: config.kafka.retryMax,
-          retryBackoffMs: config.kafka.retryBackoffMs,
-          security: config.kafka.security,
-          createTopics: config.kafka.createTopics,
-          logger,
-        })
-      : await createEmbeddedTransport({ db, partitions: config.kafka.partitions, logger })
-  const transport = instrumentTransport(namespaceTransport(raw, config.kafka.topicPrefix), { logger, metrics })
+  const transport = instrumentTransport(await openTransport(config, db, { logger }), { logger, metrics })
   const brokerWatch =
     config.transport === 'kafka'
       ? watchBrokers({
@@ -104,6 +89,34 @@ export async function openRuntime(config: Config, overrides: { logger?: Logger }
       unlock()
     },
   }
+}
+
+/**
+ * The configuration's transport over `db` (the embedded log's database): Kafka or the embedded
+ * log, under the deployment's topic prefix. `clientId` names a command's own Kafka clients.
+ */
+export async function openTransport(
+  config: Config,
+  db: SqlDatabase,
+  options: { logger?: Logger; clientId?: string } = {},
+): Promise<Transport> {
+  const { logger } = options
+  const raw =
+    config.transport === 'kafka'
+      ? await createKafkaTransport({
+          brokers: config.kafka.brokers,
+          clientId: options.clientId ?? config.kafka.clientId,
+          partitions: config.kafka.partitions,
+          replicationFactor: config.kafka.replicationFactor,
+          requiredAcks: config.kafka.requiredAcks,
+          retries: config.kafka.retryMax,
+          retryBackoffMs: config.kafka.retryBackoffMs,
+          security: config.kafka.security,
+          createTopics: config.kafka.createTopics,
+          ...(logger ? { logger } : {}),
+        })
+      : await createEmbeddedTransport({ db, partitions: config.kafka.partitions, ...(logger ? { logger } : {}) })
+  return namespaceTransport(raw, config.kafka.topicPrefix)
 }
 
 /** The key-encryption key the configuration names (PERSONAL_DATA_KEY_FILE). */

@@ -1,14 +1,11 @@
-import { mkdir } from 'node:fs/promises'
 import { hostname, userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
-import { argumentProblem, dataDirBusy } from '../cli.ts'
+import { argumentProblem, dataDirBusy, openCliDatabase } from '../cli.ts'
 import { ConfigError, loadConfig } from '../config.ts'
 import { AppError } from '../errors.ts'
-import { DataDirInUseError, lockDataDir } from '../sql/data-dir-lock.ts'
+import { DataDirInUseError } from '../sql/data-dir-lock.ts'
 import { migratePlatform } from '../sql/migrations.ts'
-import { openPglite } from '../sql/pglite.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { openPostgres } from '../sql/postgres.ts'
 import { discardRefused, listRefused, type RefusedRow, retryRefused } from './refused.ts'
 
 /**
@@ -41,20 +38,6 @@ Options:
 Exit status: 0 done, 1 some ids were not refused rows (left alone, the others done), 2 bad
 arguments or configuration, a DATA_DIR the server has open, or a database that does not answer.
 `
-
-async function openDatabase(config: ReturnType<typeof loadConfig>): Promise<{ db: SqlDatabase; unlock: () => void }> {
-  if (config.database.kind === 'postgres') {
-    return { db: openPostgres({ connectionString: config.database.url }), unlock: () => {} }
-  }
-  await mkdir(config.database.dataDir, { recursive: true })
-  const unlock = lockDataDir(config.database.dataDir)
-  try {
-    return { db: await openPglite(config.database.dataDir), unlock }
-  } catch (error) {
-    unlock()
-    throw error
-  }
-}
 
 const pad = (text: string, width: number) => (text.length > width ? `${text.slice(0, width - 1)}…` : text.padEnd(width))
 
@@ -121,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig()
   let opened: { db: SqlDatabase; unlock: () => void }
   try {
-    opened = await openDatabase(config)
+    opened = await openCliDatabase(config)
   } catch (error) {
     if (!(error instanceof DataDirInUseError)) throw error
     process.stderr.write(dataDirBusy('outbox', error, 'stop it first, or set DATABASE_URL'))
