@@ -16,7 +16,7 @@ import type { Decider, TypedEvent } from './es/decider.ts'
 import { eventMessage } from './es/messages.ts'
 import type { ProjectionDefinition } from './es/projections.ts'
 import type { ReplaySource } from './es/replay.ts'
-import { type TimerChange, writeTimerChanges } from './es/scheduler.ts'
+import type { TimerChange } from './es/scheduler.ts'
 import { encodeAsStored, upcastStored } from './es/upcast-stored.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './module.ts'
 import type { PersonalData } from './personal-data/personal-data.ts'
@@ -131,21 +131,12 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
     clock: context.clock,
     ...(context.newEventId ? { newEventId: context.newEventId } : {}),
     ...(seal ? { seal } : {}),
+    ...(within ? { timers: within } : {}),
     // Writers write the newest version of every type (readers upcast the older ones).
     ...(publishes.latestVersion ? { schemaVersion: (type: string) => publishes.latestVersion?.(type) ?? 1 } : {}),
   })
   const executeWith: Aggregate<Command, Event, State>['executeWith'] = (command, metadata, after) =>
-    handler.handleWith(
-      streamOf(command),
-      command,
-      metadata,
-      within
-        ? async (tx, result) => {
-            await writeTimerChanges(tx, within(result, command, metadata))
-            return after(tx, result)
-          }
-        : after,
-    )
+    handler.handleWith(streamOf(command), command, metadata, after)
   return {
     streamType: definition.streamType,
     execute: async (command, metadata = {}) => (await executeWith(command, metadata, async () => undefined)).result,
@@ -163,7 +154,7 @@ export function createAggregate<Command, Event extends TypedEvent, State>(
       const rows = await loadMany(context.db, unique)
       return new Map([...rows].map(([id, row]) => [id, row.state]))
     },
-    executeBatch: (items) => handler.handleBatch(items, { streamOf, ...(within ? { timers: within } : {}) }),
+    executeBatch: (items) => handler.handleBatch(items, { streamOf }),
     batches: handler.batches,
   }
 }

@@ -1,21 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { v7 as uuidv7 } from 'uuid'
-import { AppError, isAppError, notFound } from '../errors.ts'
-import {
-  appendMany,
-  appendOnce,
-  type EventMetadata,
-  type NewEvent,
-  type NewStreamEvent,
-  type StoredEvent,
-} from '../eventstore/event-store.ts'
+import { type AppError, isAppError } from '../errors.ts'
+import { appendOnce, type EventMetadata, type NewEvent, type StoredEvent } from '../eventstore/event-store.ts'
 import { markHandled } from '../inbox/inbox.ts'
 import { enqueue } from '../outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import { isTransactionConflict } from '../sql/unavailable.ts'
-import { endingSpan, inSpan, ORDER_ID_ATTRIBUTE, parentContext, traceHeadersOf, tracer } from '../tracing.ts'
+import { inSpan, ORDER_ID_ATTRIBUTE, parentContext, traceHeadersOf } from '../tracing.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
+import { batchHandler } from './command-batch.ts'
+import { commandGroups } from './command-group.ts'
 import type { Decider, Recorded, TypedEvent } from './decider.ts'
+import { decisionRecorder, eventMetadataOf, refusal, staleVersion } from './decision-writes.ts'
 import { type TimerChange, writeTimerChanges } from './scheduler.ts'
 import { stateTable } from './state-table.ts'
 
@@ -122,6 +118,24 @@ export interface CommandHandlerOptions<Command, Event extends TypedEvent, State>
   maxConflictRetries?: number
   /** How often a transaction aborted by a deadlock or a serialization failure is run again (default 4). */
   maxDeadlockRetries?: number
+  /**
+   * The timers each command sets or removes, decided from its result (with or without events):
+   * written in the command's transaction, for a group or a batch in one statement per kind of change.
+   */
+  timers?(result: CommandResult<Event, State>, command: Command, metadata: CommandMetadata): readonly TimerChange[]
+  /**
+   * Group commit of commands sent from outside a consumer (HTTP, timers, tools): while
+   * `maxInFlight` of them run, the ones that arrive wait, and the next free slot decides up to
+   * `maxSize` of them in one transaction of one statement per table (see `handleWith`). Left out:
+   * the database's own grouping (`SqlDatabase.grouping`), or none.
+   */
+  group?: CommandGrouping
+}
+
+/** How many commands run at once before the next ones wait and share a transaction. */
+export interface CommandGrouping {
+  maxInFlight: number
+  maxSize: number
 }
 
 /**
@@ -198,14 +212,6 @@ export function toDomainEvent<Event>(stored: StoredEvent): DomainEvent<Event> {
   } as unknown as DomainEvent<Event>
 }
 
-/** What of a command's metadata its events keep. */
-const eventMetadataOf = (metadata: CommandMetadata): EventMetadata => ({
-  ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
-  ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
-  ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
-  ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
-})
-
 /** The order a command is about, as a span attribute (the journey's commands all name theirs). */
 function orderOf(command: unknown): Record<string, string> {
   const orderId = (command as { orderId?: unknown } | null)?.orderId
@@ -221,7 +227,6 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   const { db, decider, stateStore, streamType } = options
   const clock = options.clock ?? (() => new Date())
   const newEventId = options.newEventId ?? (() => uuidv7())
-  const schemaVersion = options.schemaVersion ?? (() => 1)
   const maxConflictRetries = options.maxConflictRetries ?? 10
   const maxDeadlockRetries = options.maxDeadlockRetries ?? 4
   const { seal } = options
@@ -230,15 +235,8 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     for (const event of events) sealed.push(seal ? await seal(tx, event, state) : event)
     return sealed
   }
-  /** A decided event as the store keeps it: its id, schema version, time and envelope. */
-  const newEvent = ({ eventType, ...data }: Event, now: string, metadata: EventMetadata): NewEvent => ({
-    eventId: newEventId(),
-    eventType,
-    schemaVersion: schemaVersion(eventType),
-    occurredOn: now,
-    data: data as Record<string, unknown>,
-    metadata,
-  })
+  const recorder = decisionRecorder({ ...options, newEventId })
+  const { newEvent } = recorder
 
   const run = async <T>(
     tx: SqlExecutor,
@@ -247,7 +245,10 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     metadata: CommandMetadata,
     after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
   ) => {
-    const finish = async (result: CommandResult<Event, State>) => ({ result, extra: await after(tx, result) })
+    const finish = async (result: CommandResult<Event, State>) => {
+      if (options.timers) await writeTimerChanges(tx, options.timers(result, command, metadata))
+      return { result, extra: await after(tx, result) }
+    }
     const { inbox } = metadata
     // A caller without an expected version wants its command applied to whatever the state is:
     // waiting for a concurrent command on the stream is cheaper than losing the race and deciding
@@ -262,26 +263,11 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
       if (inbox && !(await markHandled(tx, inbox.consumer, inbox.messageId))) return duplicate()
       throw error
     }
-    if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== version) {
-      if (version === 0) return refuse(notFound(streamType, streamId))
-      return refuse(
-        new AppError(
-          'VERSION_CONFLICT',
-          `${streamType} ${streamId} is at version ${version}, not the expected ${metadata.expectedVersion}`,
-          { details: { currentVersion: version, expectedVersion: metadata.expectedVersion } },
-        ),
-      )
-    }
+    const stale = staleVersion(streamType, streamId, metadata.expectedVersion, version)
+    if (stale) return refuse(stale)
     const now = clock().toISOString()
     const decision = decider.decide(command, state, { now })
-    if (!decision.ok) {
-      return refuse(
-        new AppError(decision.error.code, decision.error.message, {
-          ...(decision.error.fields ? { fields: decision.error.fields } : {}),
-          details: { [`${streamType}Id`]: streamId },
-        }),
-      )
-    }
+    if (!decision.ok) return refuse(refusal(streamType, streamId, decision.error))
     if (decision.events.length === 0) {
       if (inbox && !(await markHandled(tx, inbox.consumer, inbox.messageId))) return duplicate()
       return finish({ state, version, events: [], duplicate: false })
@@ -341,7 +327,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
       },
       (span) => {
         const traced = traceHeadersOf(span)
-        return transact(streamId, command, traced.traceparent ? { ...metadata, ...traced } : metadata, after)
+        return grouped(streamId, command, traced.traceparent ? { ...metadata, ...traced } : metadata, after)
       },
     )
 
@@ -374,139 +360,9 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     }
   }
 
+  const handleBatch = batchHandler(options, recorder, clock)
+  const grouped = commandGroups(options, recorder, clock, transact)
   const { loadMany, saveMany } = stateStore
-  const handleBatch: CommandHandler<Command, Event, State>['handleBatch'] = async (items, batchOptions) => {
-    if (!loadMany || !saveMany) throw new NotForBatch(`the ${streamType} state store has no loadMany/saveMany`)
-    const results: (CommandResult<Event, State> | null)[] = items.map(() => null)
-    if (items.length === 0) return results
-    const consumer = items[0]?.metadata.inbox.consumer as string
-    if (items.some((item) => item.metadata.inbox.consumer !== consumer)) throw new NotForBatch('several consumers')
-    // The batch's transaction as a span; each item's messages keep the trace context of the message
-    // it came from (its consume span), so every order's trace goes on through the batch.
-    const span = tracer.startSpan(`${streamType} command batch`, {
-      attributes: { 'orderflow.stream_type': streamType, 'orderflow.batch_size': items.length },
-    })
-    const transaction = db.transaction(async (tx) => {
-      // 1. Every message into the inbox at once: those it had already are duplicates.
-      const { rows: inserted } = await tx.query<{ message_id: string }>(
-        `INSERT INTO inbox (consumer, message_id) SELECT $1, m FROM unnest($2::text[]) AS m
-         ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id`,
-        [consumer, items.map((item) => item.metadata.inbox.messageId)],
-      )
-      const fresh = new Set(inserted.map((row) => row.message_id))
-      // 2. The states of every stream the batch's known commands address, locked in id order.
-      const known = items.flatMap((item) =>
-        'command' in item && fresh.has(item.metadata.inbox.messageId) ? [streamOfItem(item)] : [],
-      )
-      function streamOfItem(item: BatchCommand<Command, State>) {
-        return batchOptions.streamOf((item as { command: Command }).command)
-      }
-      const states = await loadMany(tx, known, { lock: true })
-      const stateOf = async (streamId: string) => {
-        let current = states.get(streamId)
-        if (!current) {
-          // A stream first named by a mapping that read state: read on its own (rare).
-          current = (await loadMany(tx, [streamId], { lock: true })).get(streamId) ?? {
-            state: decider.initialState(),
-            version: 0,
-          }
-          states.set(streamId, current)
-        }
-        return current
-      }
-      for (const id of new Set(known))
-        if (!states.has(id)) states.set(id, { state: decider.initialState(), version: 0 })
-
-      // 3. The decisions, in order, each on the state the ones before it left.
-      const now = clock().toISOString()
-      const appended: NewStreamEvent[] = []
-      const messages: OutgoingMessage[] = []
-      const applied: { index: number; command: Command; messages: number }[] = []
-      const touched = new Set<string>()
-      for (const [index, item] of items.entries()) {
-        const { metadata } = item
-        if (!fresh.delete(metadata.inbox.messageId)) {
-          // Handled before: nothing to do, and nothing read (its state is not the batch's to give).
-          results[index] = { state: decider.initialState(), version: 0, events: [], duplicate: true }
-          continue
-        }
-        const command = 'command' in item ? item.command : await item.resolve(async (id) => (await stateOf(id)).state)
-        if (command === null || command === undefined) continue
-        const streamId = batchOptions.streamOf(command)
-        const current = await stateOf(streamId)
-        if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== current.version) {
-          throw new NotForBatch(`${streamType} ${streamId} is not at the expected version`)
-        }
-        const decision = decider.decide(command, current.state, { now })
-        if (!decision.ok) throw new NotForBatch(`${decision.error.code}: ${decision.error.message}`)
-        if (decision.events.length === 0) {
-          results[index] = { state: current.state, version: current.version, events: [], duplicate: false }
-          applied.push({ index, command, messages: 0 })
-          continue
-        }
-        const eventMetadata = eventMetadataOf(metadata)
-        let { state, version } = current
-        const events: DomainEvent<Event>[] = []
-        const before = messages.length
-        for (const decided of decision.events) {
-          version++
-          const made = newEvent(decided, now, eventMetadata)
-          const event: NewStreamEvent = {
-            streamId,
-            streamType,
-            version,
-            ...(seal ? await seal(tx, made, current.state) : made),
-          }
-          const { eventType, data } = event
-          appended.push(event)
-          const domain = {
-            ...data,
-            eventType,
-            eventId: event.eventId,
-            aggregateId: streamId,
-            occurredOn: now,
-            version,
-            schemaVersion: event.schemaVersion,
-            ...(eventMetadata.correlationId ? { correlationId: eventMetadata.correlationId } : {}),
-            ...(eventMetadata.causationId ? { causationId: eventMetadata.causationId } : {}),
-          } as unknown as DomainEvent<Event>
-          events.push(domain)
-          state = decider.evolve(state, domain)
-          messages.push(...options.toMessages(domain, eventMetadata))
-        }
-        states.set(streamId, { state, version })
-        touched.add(streamId)
-        results[index] = { state, version, events, duplicate: false }
-        applied.push({ index, command, messages: messages.length - before })
-      }
-
-      // 4. Every event, every changed state, every message: one statement each.
-      await appendMany(tx, appended)
-      await saveMany(
-        tx,
-        [...touched].map((streamId) => {
-          const { state, version } = states.get(streamId) as { state: State; version: number }
-          return { streamId, state, version }
-        }),
-      )
-      const outboxIds = await enqueue(tx, messages)
-      let next = 0
-      const timers: TimerChange[] = []
-      for (const { index, command, messages: count } of applied) {
-        const result = results[index] as CommandResult<Event, State>
-        result.outboxIds = outboxIds.slice(next, next + count)
-        next += count
-        if (batchOptions.timers) {
-          timers.push(...batchOptions.timers(result, command, items[index]?.metadata as CommandMetadata))
-        }
-      }
-      await writeTimerChanges(tx, timers)
-      return appended.length > 0
-    })
-    const outcome = await endingSpan(span, transaction)
-    if (outcome) options.onCommitted()
-    return results
-  }
 
   return {
     handleWith,

@@ -302,6 +302,53 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     assert.equal(counted.statements, 50 * 4 + 2 * counted.transactions, explain(counted))
     assert.deepEqual(scope.groups, { transactions: counted.transactions, works: 50, fallbacks: 0 })
   })
+
+  it('fifty concurrent commands from outside a consumer: six statements per transaction whatever its size, each answered alone', async () => {
+    const scope = batchScope(server.db, { group: { maxInFlight: 1, maxSize: 64 } })
+    const handler = handlerOn(scope.db)
+    const shared = uniqueName('counted-shared')
+    await handler.handle(shared, { type: 'Add', amount: 1 })
+    const streams = Array.from({ length: 40 }, (_, i) => uniqueName(`counted-http-${i}`))
+    await server.reset()
+    const answers = await Promise.allSettled([
+      // One stream per command, …
+      ...streams.map((id) => handler.handle(id, { type: 'Add', amount: 2 })),
+      // … five on one stream without an expected version (each on the state the one before left), …
+      ...Array.from({ length: 5 }, () => handler.handle(shared, { type: 'Add', amount: 1 })),
+      // … two that the state refuses, and three that name a version the stream has left.
+      handler.handle(shared, { type: 'Add', amount: -100 }),
+      handler.handle(uniqueName('counted-empty'), { type: 'Add', amount: -1 }),
+      ...Array.from({ length: 3 }, () => handler.handle(shared, { type: 'Add', amount: 1 }, { expectedVersion: 1 })),
+    ])
+    const counted = await server.counted()
+    // The first starts alone at once; the others arrive while it runs and share the next one.
+    assert.ok(counted.transactions <= 3, explain(counted))
+    assert.equal(counted.statements, 6 * counted.transactions, explain(counted))
+
+    const value = (i: number) => {
+      const answer = answers[i]
+      assert.equal(answer?.status, 'fulfilled', String((answer as PromiseRejectedResult | undefined)?.reason))
+      return (answer as PromiseFulfilledResult<{ version: number; state: Counter }>).value
+    }
+    for (let i = 0; i < 40; i++) assert.deepEqual([value(i).version, value(i).state], [1, { total: 2 }])
+    const sharedVersions = Array.from({ length: 5 }, (_, i) => value(40 + i).version).sort()
+    assert.deepEqual(sharedVersions, [2, 3, 4, 5, 6])
+    for (const i of [45, 46]) {
+      const answer = answers[i] as PromiseRejectedResult
+      assert.equal(answer.status, 'rejected')
+      assert.ok(isAppError(answer.reason, 'INVALID_TRANSITION'), String(answer.reason))
+    }
+    for (const i of [47, 48, 49]) {
+      const answer = answers[i] as PromiseRejectedResult
+      assert.equal(answer.status, 'rejected')
+      assert.ok(isAppError(answer.reason, 'VERSION_CONFLICT'), String(answer.reason))
+    }
+    const events = await readStream(server.db, shared)
+    assert.deepEqual(
+      events.map((e) => e.version),
+      [1, 2, 3, 4, 5, 6],
+    )
+  })
 })
 
 roundTrips('PGlite', pgliteTestDatabase)

@@ -29,8 +29,10 @@ interface Counted {
   /** Transactions that reached the database, and how many of them were rolled back. */
   stats: { transactions: number; rolledBack: number; failedGroups: number }
   /**
-   * The next COMMIT of a transaction that held more than one command (over ten statements) fails,
-   * as a serialization failure would, after the work ran.
+   * The next COMMIT of a transaction that held more than one command fails, as a serialization
+   * failure would, after the work ran. A group is seen by its statements: over ten of them (works
+   * sharing a transaction), or one given several rows at once (commands folded into one statement
+   * per table, whose locked read names every stream).
    */
   failNextGroupCommit(): void
 }
@@ -52,9 +54,11 @@ function counted(real: SqlDatabase): Counted {
       try {
         return await real.transaction(async (tx) => {
           let statements = 0
+          let several = false
           const result = await work({
             query: (text, params) => {
               statements++
+              if (params?.some((param) => Array.isArray(param) && param.length > 1)) several = true
               return tx.query(text, params)
             },
             exec: (text) => {
@@ -66,7 +70,7 @@ function counted(real: SqlDatabase): Counted {
           // otherwise finish each transaction before the next request is parsed, so nothing would
           // ever arrive while one is in flight.
           await new Promise((resolve) => setTimeout(resolve, 1))
-          if (failing && statements > 10) {
+          if (failing && (statements > 10 || several)) {
             failing = false
             stats.failedGroups++
             throw Object.assign(new Error('could not serialize access (injected at COMMIT)'), { code: '40001' })

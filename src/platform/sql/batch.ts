@@ -223,6 +223,7 @@ export function batchScope(db: SqlDatabase, options: { group?: GroupCommitOption
 
   const joined: SqlDatabase = {
     dialect: db.dialect,
+    ...(options.group ? { grouping: { maxInFlight, maxSize } } : {}),
     close: () => db.close(),
     query(text, params) {
       const batch = open()

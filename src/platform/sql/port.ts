@@ -17,6 +17,11 @@ export interface SqlExecutor {
 
 export interface SqlDatabase extends SqlExecutor {
   readonly dialect: 'pglite' | 'postgres'
+  /**
+   * How many transactions run at once before the next ones wait and group (`batchScope`'s group
+   * commit), for writers that can fold a group into fewer statements (the command handler).
+   */
+  readonly grouping?: { maxInFlight: number; maxSize: number }
   /** Runs `work` in one transaction: committed if it resolves, rolled back if it throws. */
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>
   close(): Promise<void>

@@ -1,0 +1,132 @@
+import { appendMany, type NewStreamEvent } from '../eventstore/event-store.ts'
+import { enqueue } from '../outbox/outbox.ts'
+import { endingSpan, tracer } from '../tracing.ts'
+import type { OutgoingMessage } from '../transport/port.ts'
+import {
+  type BatchCommand,
+  type CommandHandler,
+  type CommandHandlerOptions,
+  type CommandMetadata,
+  type CommandResult,
+  NotForBatch,
+} from './command-handler.ts'
+import type { TypedEvent } from './decider.ts'
+import type { DecisionRecorder } from './decision-writes.ts'
+import { type TimerChange, writeTimerChanges } from './scheduler.ts'
+
+/** A consumer's batch of commands in one transaction of a fixed number of statements (see `CommandHandler.handleBatch`). */
+export function batchHandler<Command, Event extends TypedEvent, State>(
+  options: CommandHandlerOptions<Command, Event, State>,
+  recorder: DecisionRecorder<Command, Event, State>,
+  clock: () => Date,
+): CommandHandler<Command, Event, State>['handleBatch'] {
+  const { db, decider, stateStore, streamType } = options
+  const { record } = recorder
+  const { loadMany, saveMany } = stateStore
+  return async (items, batchOptions) => {
+    if (!loadMany || !saveMany) throw new NotForBatch(`the ${streamType} state store has no loadMany/saveMany`)
+    const results: (CommandResult<Event, State> | null)[] = items.map(() => null)
+    if (items.length === 0) return results
+    const consumer = items[0]?.metadata.inbox.consumer as string
+    if (items.some((item) => item.metadata.inbox.consumer !== consumer)) throw new NotForBatch('several consumers')
+    // The batch's transaction as a span; each item's messages keep the trace context of the message
+    // it came from (its consume span), so every order's trace goes on through the batch.
+    const span = tracer.startSpan(`${streamType} command batch`, {
+      attributes: { 'orderflow.stream_type': streamType, 'orderflow.batch_size': items.length },
+    })
+    const transaction = db.transaction(async (tx) => {
+      // 1. Every message into the inbox at once: those it had already are duplicates.
+      const { rows: inserted } = await tx.query<{ message_id: string }>(
+        `INSERT INTO inbox (consumer, message_id) SELECT $1, m FROM unnest($2::text[]) AS m
+       ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id`,
+        [consumer, items.map((item) => item.metadata.inbox.messageId)],
+      )
+      const fresh = new Set(inserted.map((row) => row.message_id))
+      // 2. The states of every stream the batch's known commands address, locked in id order.
+      const known = items.flatMap((item) =>
+        'command' in item && fresh.has(item.metadata.inbox.messageId) ? [streamOfItem(item)] : [],
+      )
+      function streamOfItem(item: BatchCommand<Command, State>) {
+        return batchOptions.streamOf((item as { command: Command }).command)
+      }
+      const states = await loadMany(tx, known, { lock: true })
+      const stateOf = async (streamId: string) => {
+        let current = states.get(streamId)
+        if (!current) {
+          // A stream first named by a mapping that read state: read on its own (rare).
+          current = (await loadMany(tx, [streamId], { lock: true })).get(streamId) ?? {
+            state: decider.initialState(),
+            version: 0,
+          }
+          states.set(streamId, current)
+        }
+        return current
+      }
+      for (const id of new Set(known))
+        if (!states.has(id)) states.set(id, { state: decider.initialState(), version: 0 })
+
+      // 3. The decisions, in order, each on the state the ones before it left.
+      const now = clock().toISOString()
+      const appended: NewStreamEvent[] = []
+      const messages: OutgoingMessage[] = []
+      const applied: { index: number; command: Command; messages: number }[] = []
+      const touched = new Set<string>()
+      for (const [index, item] of items.entries()) {
+        const { metadata } = item
+        if (!fresh.delete(metadata.inbox.messageId)) {
+          // Handled before: nothing to do, and nothing read (its state is not the batch's to give).
+          results[index] = { state: decider.initialState(), version: 0, events: [], duplicate: true }
+          continue
+        }
+        const command = 'command' in item ? item.command : await item.resolve(async (id) => (await stateOf(id)).state)
+        if (command === null || command === undefined) continue
+        const streamId = batchOptions.streamOf(command)
+        const current = await stateOf(streamId)
+        if (metadata.expectedVersion !== undefined && metadata.expectedVersion !== current.version) {
+          throw new NotForBatch(`${streamType} ${streamId} is not at the expected version`)
+        }
+        const decision = decider.decide(command, current.state, { now })
+        if (!decision.ok) throw new NotForBatch(`${decision.error.code}: ${decision.error.message}`)
+        if (decision.events.length === 0) {
+          results[index] = { state: current.state, version: current.version, events: [], duplicate: false }
+          applied.push({ index, command, messages: 0 })
+          continue
+        }
+        const before = messages.length
+        const { state, version, events } = await record(tx, streamId, current, decision.events, metadata, now, {
+          appended,
+          messages,
+        })
+        states.set(streamId, { state, version })
+        touched.add(streamId)
+        results[index] = { state, version, events, duplicate: false }
+        applied.push({ index, command, messages: messages.length - before })
+      }
+
+      // 4. Every event, every changed state, every message: one statement each.
+      await appendMany(tx, appended)
+      await saveMany(
+        tx,
+        [...touched].map((streamId) => {
+          const { state, version } = states.get(streamId) as { state: State; version: number }
+          return { streamId, state, version }
+        }),
+      )
+      const outboxIds = await enqueue(tx, messages)
+      let next = 0
+      const timers: TimerChange[] = []
+      for (const { index, command, messages: count } of applied) {
+        const result = results[index] as CommandResult<Event, State>
+        result.outboxIds = outboxIds.slice(next, next + count)
+        next += count
+        const timersOf = batchOptions.timers ?? options.timers
+        if (timersOf) timers.push(...timersOf(result, command, items[index]?.metadata as CommandMetadata))
+      }
+      await writeTimerChanges(tx, timers)
+      return appended.length > 0
+    })
+    const outcome = await endingSpan(span, transaction)
+    if (outcome) options.onCommitted()
+    return results
+  }
+}

@@ -1,0 +1,111 @@
+import { AppError, notFound } from '../errors.ts'
+import type { EventMetadata, NewEvent, NewStreamEvent } from '../eventstore/event-store.ts'
+import type { SqlExecutor } from '../sql/port.ts'
+import type { OutgoingMessage } from '../transport/port.ts'
+import type { CommandHandlerOptions, CommandMetadata, DomainEvent } from './command-handler.ts'
+import type { Rejection, TypedEvent } from './decider.ts'
+
+/**
+ * What a decision becomes, shared by the command handler's three paths (one command, a consumer's
+ * batch, a group of commands): the events as the store keeps them, their messages, and the errors a
+ * caller sees for a stale version or a refusal.
+ */
+
+/** What of a command's metadata its events keep. */
+export const eventMetadataOf = (metadata: CommandMetadata): EventMetadata => ({
+  ...(metadata.correlationId ? { correlationId: metadata.correlationId } : {}),
+  ...(metadata.causationId ? { causationId: metadata.causationId } : {}),
+  ...(metadata.traceparent ? { traceparent: metadata.traceparent } : {}),
+  ...(metadata.tracestate ? { tracestate: metadata.tracestate } : {}),
+})
+
+/** Why a command's expected version does not hold, or undefined when it does (or none was given). */
+export function staleVersion(streamType: string, streamId: string, expected: number | undefined, version: number) {
+  if (expected === undefined || expected === version) return undefined
+  if (version === 0) return notFound(streamType, streamId)
+  return new AppError(
+    'VERSION_CONFLICT',
+    `${streamType} ${streamId} is at version ${version}, not the expected ${expected}`,
+    { details: { currentVersion: version, expectedVersion: expected } },
+  )
+}
+
+/** A decider's refusal as the error its caller sees. */
+export function refusal(streamType: string, streamId: string, error: Rejection) {
+  return new AppError(error.code, error.message, {
+    ...(error.fields ? { fields: error.fields } : {}),
+    details: { [`${streamType}Id`]: streamId },
+  })
+}
+
+/** Builds a service's events and messages from its decisions. */
+export function decisionRecorder<Command, Event extends TypedEvent, State>(
+  options: Pick<
+    CommandHandlerOptions<Command, Event, State>,
+    'streamType' | 'decider' | 'toMessages' | 'seal' | 'newEventId' | 'schemaVersion'
+  > & { newEventId: () => string },
+) {
+  const { streamType, decider, seal, newEventId } = options
+  const schemaVersion = options.schemaVersion ?? (() => 1)
+  /** A decided event as the store keeps it: its id, schema version, time and envelope. */
+  const newEvent = ({ eventType, ...data }: Event, now: string, metadata: EventMetadata): NewEvent => ({
+    eventId: newEventId(),
+    eventType,
+    schemaVersion: schemaVersion(eventType),
+    occurredOn: now,
+    data: data as Record<string, unknown>,
+    metadata,
+  })
+
+  /**
+   * A decision's events on a stream of a group or a batch: appended to `into.appended` (sealed, at
+   * the versions after `current`) and their messages to `into.messages`; answers the stream's state
+   * and version after them, and the events as the service sees them.
+   */
+  const record = async (
+    tx: SqlExecutor,
+    streamId: string,
+    current: { state: State; version: number },
+    decided: readonly Event[],
+    metadata: CommandMetadata,
+    now: string,
+    into: { appended: NewStreamEvent[]; messages: OutgoingMessage[] },
+  ) => {
+    const eventMetadata = eventMetadataOf(metadata)
+    let { state, version } = current
+    const events: DomainEvent<Event>[] = []
+    for (const each of decided) {
+      version++
+      const made = newEvent(each, now, eventMetadata)
+      const event: NewStreamEvent = {
+        streamId,
+        streamType,
+        version,
+        ...(seal ? await seal(tx, made, current.state) : made),
+      }
+      const { eventType, data } = event
+      into.appended.push(event)
+      const domain = {
+        ...data,
+        eventType,
+        eventId: event.eventId,
+        aggregateId: streamId,
+        occurredOn: now,
+        version,
+        schemaVersion: event.schemaVersion,
+        ...(eventMetadata.correlationId ? { correlationId: eventMetadata.correlationId } : {}),
+        ...(eventMetadata.causationId ? { causationId: eventMetadata.causationId } : {}),
+      } as unknown as DomainEvent<Event>
+      events.push(domain)
+      state = decider.evolve(state, domain)
+      into.messages.push(...options.toMessages(domain, eventMetadata))
+    }
+    return { state, version, events }
+  }
+
+  return { newEvent, record }
+}
+
+export type DecisionRecorder<Command, Event extends TypedEvent, State> = ReturnType<
+  typeof decisionRecorder<Command, Event, State>
+>
