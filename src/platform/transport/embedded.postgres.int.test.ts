@@ -70,4 +70,40 @@ describe('embedded transport on PostgreSQL, several processes', () => {
     })
     assert.equal(new Set(received.map((m) => m.value)).size, positions.length)
   })
+  it('a process that publishes too reads every message in order, also those another process wrote in between', async (t) => {
+    const { db, reopen } = await database()
+    // The reader's own publishes are kept in memory for its readers (embedded-tail.ts); the other
+    // process's land between them, so its memory has gaps that only the database can fill.
+    const local = await createEmbeddedTransport({ db, partitions: 1, pollIntervalMs: 50 })
+    const other = await createEmbeddedTransport({ db: reopen(), partitions: 1 })
+    t.after(() => Promise.all([local.close(), other.close()]))
+    const topic = uniqueName('embedded_tail')
+    const received: string[] = []
+    const subscription = await local.subscribe({
+      groupId: uniqueName('embedded_tail'),
+      topics: [topic],
+      handler: async (message) => {
+        received.push(message.value)
+      },
+    })
+    await joined(subscription)
+    const sent: string[] = []
+    for (let round = 0; round < 6; round++) {
+      const writer = round % 3 === 1 ? other : local
+      const values = Array.from({ length: 4 }, (_, i) => `${round}-${i}`)
+      await writer.publish(values.map((value) => ({ topic, key: 'one-key', value })))
+      sent.push(...values)
+      // Half the rounds wait for the reader to reach the head, so it reads from memory there.
+      if (round % 2 === 0)
+        await waitFor(() => received.length === sent.length, {
+          timeoutMs: 10_000,
+          message: 'the reader reached the head',
+        })
+    }
+    await waitFor(() => received.length >= sent.length, {
+      timeoutMs: 10_000,
+      message: () => `the reader saw ${received.length} of ${sent.length}: ${received.join(' ')}`,
+    })
+    assert.deepEqual(received, sent, 'every message once, in the order of its offsets')
+  })
 })

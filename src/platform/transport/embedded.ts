@@ -2,6 +2,7 @@ import { AppError, ErrorCodes, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { runMigrations } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
+import { LogTail } from './embedded-tail.ts'
 import { partitionForKey } from './partitioner.ts'
 import type {
   GroupLag,
@@ -22,8 +23,9 @@ import type {
  *
  * It keeps Kafka's semantics where services can observe them — partitioning by key (with Kafka's own
  * partitioner), per-partition order, offsets committed per consumer group only after the handler
- * resolved (at the end of each batch, at least every second, and whenever a partition stops, so a
- * crash replays at most one batch) — but consumer groups are coordinated in memory: members of one
+ * resolved (at least every second while messages come, after a second idle, and whenever a
+ * partition stops, so a crash replays at most a second's messages, which the consumers' inboxes
+ * drop) — but consumer groups are coordinated in memory: members of one
  * group must live in the same transport instance. Two processes subscribing with the same group id
  * would each read every partition.
  */
@@ -60,6 +62,18 @@ const silentLogger: TransportLogger = { debug() {}, warn() {}, error() {} }
  * readers wake at once; the poll only matters for messages written by another process.
  */
 const publishListeners = new WeakMap<SqlDatabase, Set<(topic: string, partition: number) => void>>()
+
+/** The newest messages published in this process, per database (`embedded-tail.ts`). */
+const tails = new WeakMap<SqlDatabase, LogTail>()
+const TAIL_PER_PARTITION = 512
+const tailOf = (db: SqlDatabase): LogTail => {
+  let tail = tails.get(db)
+  if (!tail) {
+    tail = new LogTail(TAIL_PER_PARTITION)
+    tails.set(db, tail)
+  }
+  return tail
+}
 
 export async function createEmbeddedTransport(options: EmbeddedTransportOptions): Promise<Transport> {
   const partitions = options.partitions ?? DEFAULT_PARTITIONS
@@ -301,11 +315,13 @@ class EmbeddedTransport implements Transport {
       })
     }
     const positions: PublishedPosition[] = new Array(messages.length)
+    const headers = messages.map((message) => JSON.stringify(message.headers ?? {}))
+    let at = new Date()
     await this.#settings.db.transaction(async (tx) => {
       // One statement: lock the partitions' counters in a fixed order (so that two concurrent
       // publishes cannot deadlock on each other's rows), move each on by its run, and insert every
       // message at its offset.
-      const { rows } = await tx.query<{ topic: string; partition: number; first_offset: string }>(
+      const { rows } = await tx.query<{ topic: string; partition: number; first_offset: string; at: Date | string }>(
         `WITH wanted AS (
            SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[]) AS w(topic, partition, n)
          ), locked AS MATERIALIZED (
@@ -323,7 +339,7 @@ class EmbeddedTransport implements Transport {
                   AS m(topic, partition, place, key, value, headers)
              JOIN reserved r ON r.topic = m.topic AND r.partition = m.partition
          )
-         SELECT topic, partition, first_offset::text AS first_offset FROM reserved`,
+         SELECT topic, partition, first_offset::text AS first_offset, now() AS at FROM reserved`,
         [
           groups.map((group) => group.topic),
           groups.map((group) => group.partition),
@@ -333,9 +349,10 @@ class EmbeddedTransport implements Transport {
           place,
           messages.map((message) => message.key),
           messages.map((message) => message.value),
-          messages.map((message) => JSON.stringify(message.headers ?? {})),
+          headers,
         ],
       )
+      at = new Date(rows[0]?.at ?? Date.now())
       const firsts = new Map(rows.map((row) => [partitionKey(row.topic, row.partition), BigInt(row.first_offset)]))
       for (const group of groups) {
         const first = firsts.get(partitionKey(group.topic, group.partition))
@@ -352,6 +369,20 @@ class EmbeddedTransport implements Transport {
       }
     })
 
+    // Committed: what readers at the head will ask for next, without a query.
+    const tail = tailOf(this.#settings.db)
+    for (const group of groups) {
+      const first = BigInt((positions[group.indexes[0] as number] as PublishedPosition).offset)
+      tail.append(
+        group.topic,
+        group.partition,
+        first,
+        group.indexes.map((index) => {
+          const message = messages[index] as OutgoingMessage
+          return { key: message.key, value: message.value, headers: headers[index] as string, created_at: at }
+        }),
+      )
+    }
     const listeners = publishListeners.get(this.#settings.db) ?? new Set()
     for (const group of groups) {
       for (const listener of listeners) listener(group.topic, group.partition)
@@ -448,6 +479,7 @@ class EmbeddedTransport implements Transport {
   ): PartitionReader {
     const { db, batchSize, logger } = this.#settings
     const wakeups = this.#wakeups
+    const tail = tailOf(db)
     const abort = new AbortController()
     const signal = abort.signal
 
@@ -468,6 +500,25 @@ class EmbeddedTransport implements Transport {
         committedAt = Date.now()
       }
 
+      /**
+       * Waits for the partition's next message. What was handled is committed once it has waited a
+       * commit interval, not at once: a partition that goes idle between every few messages, as
+       * each does under a steady load, would otherwise pay a statement and a commit each time.
+       */
+      const idle = async (version: number) => {
+        const next = wakeups.wait(topic, partition, position, version, signal)
+        if (position === committed) return next
+        let timer: NodeJS.Timeout | undefined
+        const due = new Promise<'due'>((resolve) => {
+          timer = setTimeout(() => resolve('due'), Math.max(0, committedAt + COMMIT_INTERVAL_MS - Date.now()))
+        })
+        const first = await Promise.race([next, due])
+        clearTimeout(timer)
+        if (first !== 'due') return
+        await commit()
+        await next
+      }
+
       try {
         const { rows } = await db.query<{ next_offset: string }>(
           'SELECT next_offset::text AS next_offset FROM log_group_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3',
@@ -478,13 +529,16 @@ class EmbeddedTransport implements Transport {
 
         while (!signal.aborted) {
           const version = wakeups.version(topic, partition)
-          const batch = await db.query<MessageRow>(
-            // Qualified: a bare "offset" in ORDER BY would sort by the text column of the output.
-            `SELECT m."offset"::text AS "offset", m.key, m.value, m.headers, m.created_at FROM log_messages m
+          const recent = tail.read(topic, partition, position, batchSize)
+          const batch = recent
+            ? { rows: recent }
+            : await db.query<MessageRow>(
+                // Qualified: a bare "offset" in ORDER BY would sort by the text column of the output.
+                `SELECT m."offset"::text AS "offset", m.key, m.value, m.headers, m.created_at FROM log_messages m
              WHERE m.topic = $1 AND m.partition = $2 AND m."offset" >= $3
              ORDER BY m."offset" LIMIT $4`,
-            [topic, partition, position.toString(), batchSize],
-          )
+                [topic, partition, position.toString(), batchSize],
+              )
           if (batch.rows.length === 0) {
             await wakeups.wait(topic, partition, position, version, signal)
             continue
@@ -523,11 +577,12 @@ class EmbeddedTransport implements Transport {
             // when handlers are slow.
             if (Date.now() - committedAt >= COMMIT_INTERVAL_MS) await commit()
           }
-          await commit()
           // A short read reached the partition's head as of `version`: nothing newer is there
           // unless a publish came since, which the wait sees, so it does not read again to find out.
-          if (batch.rows.length < batchSize) await wakeups.wait(topic, partition, position, version, signal)
+          if (batch.rows.length < batchSize) await idle(version)
         }
+        // Stopped (a rebalance, a close): the next owner starts where this one ended.
+        await commit()
       } catch (error) {
         return fail(transportFailure(`reading or committing ${where}`, error))
       }

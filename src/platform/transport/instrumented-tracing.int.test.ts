@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { isDeepStrictEqual } from 'node:util'
 import { context, SpanKind, trace } from '@opentelemetry/api'
 import { joined, pgliteTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../../test/support/index.ts'
 import { createLogger } from '../logger.ts'
@@ -105,13 +106,16 @@ describe('instrumented transport, traced', () => {
     await joined(subscription)
     await waitFor(() => batches.flat().length === 3, { message: 'the three messages handled' })
     assert.equal(batches.length, 1, 'one batch')
-    const lag = await subscription.lag()
-    await subscription.close()
-    assert.deepEqual(
-      lag.map((l) => l.lag),
-      [0],
-      'every message committed',
+    // Committed once handled, within the log's commit interval.
+    let lag: number[] = []
+    await waitFor(
+      async () => {
+        lag = (await subscription.lag()).map((l) => l.lag)
+        return isDeepStrictEqual(lag, [0])
+      },
+      { message: () => `every message committed (lag ${lag.join(', ')})` },
     )
+    await subscription.close()
 
     const spans = tracing.exporter.getFinishedSpans()
     const producers = spans.filter(
