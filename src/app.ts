@@ -283,8 +283,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       const moduleLogger = logger.child({ service: module.name })
       const context: ModuleContext = {
         platform: {
-          transport: config.transport,
-          kafka: config.kafka,
+          topicPrefix: config.kafka.topicPrefix,
           schedulerPollIntervalMs: config.schedulerPollIntervalMs,
         },
         settings: moduleSettings(module.name, module.settings ?? [], config.environment),

@@ -17,9 +17,8 @@ import type { LagSource } from '../../src/audit/lag.ts'
 import type { SqlDatabase } from '../../src/platform/sql/port.ts'
 import { createKafkaTransport } from '../../src/platform/transport/kafka.ts'
 import { namespaceTransport } from '../../src/platform/transport/namespaced.ts'
-import type { IncomingMessage } from '../../src/platform/transport/port.ts'
+import type { IncomingMessage, Transport } from '../../src/platform/transport/port.ts'
 import type { DeadLetterRecord } from '../../src/platform/transport/reliable-consumer.ts'
-import { kafkaTopicReader } from '../../src/platform/transport/topic-reader.ts'
 import type { PoisonMessage } from './poison.ts'
 
 /** Keys of the poison messages the suite injects: how their dead letters are told from the others. */
@@ -62,23 +61,38 @@ export interface VerifyOptions {
   poison?: readonly PoisonMessage[]
 }
 
+/**
+ * A Kafka transport of the suite's own, as the app's is made. One per call: the callers (drain
+ * polls, one-off checks) have no lifetime to close a shared one at.
+ */
+function faultsTransport(brokers: string[]): Promise<Transport> {
+  return createKafkaTransport({
+    brokers,
+    clientId: 'orderflow-faults',
+    partitions: 3,
+    replicationFactor: 1,
+    requiredAcks: 'all',
+    retries: 3,
+    retryBackoffMs: 200,
+  })
+}
+
+/** Every message of every topic of the deployment (by prefix), by the topics' full names. */
 export async function readPrefixedTopics(brokers: string[], prefix: string): Promise<Map<string, IncomingMessage[]>> {
-  const admin = new Admin({ clientId: 'orderflow-faults', bootstrapBrokers: brokers, requestTimeout: 15_000 })
-  let topics: string[]
+  const transport = await faultsTransport(brokers)
   try {
-    topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix)).sort()
+    const topics = (await transport.describeLog({ prefix })).topics.map((t) => t.name).sort()
+    const byTopic = new Map<string, IncomingMessage[]>()
+    for (const topic of topics) {
+      const messages: IncomingMessage[] = []
+      const read = await transport.readTopic(topic, (m) => messages.push(m), { timeoutMs: 60_000 })
+      if (read && !read.complete) throw new Error(`could not read all of ${topic} within 60 s`)
+      byTopic.set(topic, messages)
+    }
+    return byTopic
   } finally {
-    await admin.close()
+    await transport.close()
   }
-  const reader = kafkaTopicReader({ brokers, clientId: 'orderflow-faults' })
-  const byTopic = new Map<string, IncomingMessage[]>()
-  for (const topic of topics) {
-    const messages: IncomingMessage[] = []
-    const read = await reader.read(topic, (m) => messages.push(m), { timeoutMs: 60_000 })
-    if (read && !read.complete) throw new Error(`could not read all of ${topic} within 60 s`)
-    byTopic.set(topic, messages)
-  }
-  return byTopic
 }
 
 /** Each consumer group of the deployment (by prefix) and the topics its members subscribe to. */
@@ -99,24 +113,10 @@ export async function consumedTopics(brokers: string[], prefix: string): Promise
   }
 }
 
-/**
- * Consumer lag of the deployment (by prefix), as a Kafka transport reports it. A transport per call:
- * the callers (drain polls, one-off checks) have no lifetime to close a shared one at.
- */
+/** Consumer lag of the deployment (by prefix), as a Kafka transport reports it. */
 export function deploymentLag(brokers: string[], prefix: string): LagSource {
   return async (groups) => {
-    const transport = namespaceTransport(
-      await createKafkaTransport({
-        brokers,
-        clientId: 'orderflow-faults',
-        partitions: 3,
-        replicationFactor: 1,
-        requiredAcks: 'all',
-        retries: 3,
-        retryBackoffMs: 200,
-      }),
-      prefix,
-    )
+    const transport = namespaceTransport(await faultsTransport(brokers), prefix)
     try {
       return await transport.groupLag(groups)
     } finally {

@@ -13,14 +13,14 @@ import { maskSealed } from '../platform/personal-data/personal-data.ts'
 import { readJourney } from './journey.ts'
 import { type Overview, overviewSource } from './overview.ts'
 import { startRateSampler } from './rates.ts'
-import { topicsSourceFor } from './topics.ts'
+import { topicsSource } from './topics.ts'
 
 /**
  * The live dashboard at `/dashboard`, served by the process itself: a page of plain ES modules and
  * uPlot (no build step), and the JSON it reads. The overview streams as server-sent events, one
  * snapshot a second; the journey, topics and dead-letter views ask when opened. Everything comes
  * from this process's metrics registry and the tables of its database, so the embedded default
- * needs no Prometheus, and Kafka deployments read the brokers' offsets through one admin client.
+ * needs no Prometheus, and the topics' offsets and groups from the transport (on Kafka, the brokers).
  *
  * The page and its files are public (they hold no data); every `/api/dashboard` route is an
  * operator's, like the other operator routes, and the page says how to sign in with a token.
@@ -60,14 +60,13 @@ export function dashboardModule(): ServiceModule {
     name: 'dashboard',
     settings: [auditSettings],
     async start(context) {
-      const transport = context.platform.transport === 'kafka' ? 'kafka' : 'embedded'
-      const topics = topicsSourceFor(context.platform, context.db)
+      const topics = topicsSource(context.transport, context.db)
       const rates = startRateSampler(context.db, context.metrics)
       const overviews = overviewSource({
         db: context.db,
         topics,
         rates,
-        transport,
+        transport: context.transport.kind,
         stuckAfterMs: context.settings.get(auditSettings).stuckAfterMs,
         clock: context.clock,
       })
@@ -90,7 +89,7 @@ export function dashboardModule(): ServiceModule {
           () => [],
         )
         const names = [...new Set([...JOURNEY_GROUPS, ...known])]
-        const prefix = context.platform.kafka.topicPrefix
+        const prefix = context.platform.topicPrefix
         return prefix ? [...names, ...names.map((n) => `${prefix}${n}`)] : names
       }
 
@@ -229,7 +228,6 @@ export function dashboardModule(): ServiceModule {
         async stop() {
           for (const end of [...streams]) end()
           rates.stop()
-          await topics.close()
         },
       }
     },

@@ -1,7 +1,6 @@
 import { shopOrderEventsTopic } from '../contracts/shop/events.ts'
 import type { ServiceModule } from '../platform/module.ts'
 import { migrationsBeside } from '../platform/sql/migrations.ts'
-import { type TopicReader, topicReaderFor } from '../platform/transport/topic-reader.ts'
 import { createOrderDetailsStore, type OrderDetailsStore } from './application/order-details-store.ts'
 import { ORDER_DETAILS_GROUP, startOrderEventsConsumer } from './consumers/order-events.ts'
 import { orderDetailsRoutes } from './http/routes.ts'
@@ -17,8 +16,7 @@ export interface OrderDetailsModule {
 
 export interface OrderDetailsOptions {
   groupId?: string
-  /** Default: the reader for the configured transport (the broker, or the embedded log). */
-  topicReader?: TopicReader
+  /** How long `GET /getAllOrderIdsFromTopic` may read before it answers with what it read. */
   topicReadTimeoutMs?: number
 }
 
@@ -35,7 +33,7 @@ export function orderDetailsModule(options: OrderDetailsOptions = {}): ServiceMo
         store,
         routes: orderDetailsRoutes({
           store,
-          topics: options.topicReader ?? topicReaderFor(context.platform, context.db),
+          topics: context.transport,
           topicReadTimeoutMs: options.topicReadTimeoutMs ?? 10_000,
         }),
       }

@@ -4,7 +4,7 @@ import { namespaceTransport } from '../platform/transport/namespaced.ts'
 import { seed002Suite } from './seed002.testsuite.ts'
 
 // Kafka and PostgreSQL. The topics and groups carry a prefix of this file's own (the broker is
-// shared with other test files); KAFKA_TOPIC_PREFIX tells the topic reader the same prefix.
+// shared with other test files); KAFKA_TOPIC_PREFIX tells the app's configuration the same prefix.
 seed002Suite('Kafka and PostgreSQL', async () => {
   const database = await postgresTestDatabase('of_seed002')
   const prefix = `${uniqueName('seed002')}.`

@@ -69,6 +69,12 @@ function dyingTransport(kind: Transport['kind']): Transport {
     },
     subscribe: async () => ({ groupId: 'none', ready: Promise.resolve(), close: async () => {}, lag: async () => [] }),
     groupLag: async () => [],
+    readTopic: async () => {
+      throw new Error('process killed')
+    },
+    describeLog: async () => {
+      throw new Error('process killed')
+    },
     publish: async () => {
       throw new Error('process killed before publishing')
     },

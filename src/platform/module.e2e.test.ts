@@ -263,6 +263,8 @@ describe('liveness and readiness', () => {
       publish: (messages, options) => log.publish(messages, options),
       subscribe: (options) => log.subscribe(options),
       groupLag: (groups) => log.groupLag(groups),
+      readTopic: (topic, visit, options) => log.readTopic(topic, visit, options),
+      describeLog: (options) => log.describeLog(options),
       ping: () => (brokerAway ? Promise.reject(new Error('no broker answers')) : log.ping()),
       close: () => log.close(),
     }

@@ -65,13 +65,21 @@ export type ConsumeOptions<T> = Omit<
     batch?: boolean
   }
 
-export type PlatformView = Pick<Config, 'transport' | 'kafka' | 'schedulerPollIntervalMs'>
+export interface PlatformView {
+  /**
+   * KAFKA_TOPIC_PREFIX. The transport adds and strips it by itself; a module needs it only to find
+   * rows that name topics or groups with it.
+   */
+  topicPrefix: string
+  /** How often durable timers are looked for. */
+  schedulerPollIntervalMs: Config['schedulerPollIntervalMs']
+}
 
 export interface ModuleContext {
   /**
-   * What a module may know of the platform's configuration: which log it runs on and how to reach
-   * it (for the operator views that read topics), and how often durable timers are looked for. Its
-   * own settings are in `settings`; access, HTTP and database settings are the platform's alone.
+   * What a module may know of the platform's configuration. Which log it runs on, and how to reach
+   * it, are the transport's business (`transport.kind`, `transport.readTopic`, `transport.describeLog`).
+   * Its own settings are in `settings`; access, HTTP and database settings are the platform's alone.
    */
   platform: PlatformView
   /** The settings slices the module declared: `context.settings.get(paymentSettings)`. */

@@ -39,6 +39,8 @@ function failingWhileDown(inner: Transport) {
     ping: () => inner.ping(),
     subscribe: (options) => inner.subscribe(options),
     groupLag: (groups) => inner.groupLag(groups),
+    readTopic: (topic, visit, options) => inner.readTopic(topic, visit, options),
+    describeLog: (options) => inner.describeLog(options),
     close: () => inner.close(),
     publish: async (messages, options) => {
       if (state.down) {

@@ -4,15 +4,13 @@ import { existsSync } from 'node:fs'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
-import { Admin } from '@platformatic/kafka'
 import { ERASED } from '../../src/contracts/personal.ts'
 import { orderReadModel } from '../../src/order/application/read-model.ts'
 import { orderReplaySource } from '../../src/order/index.ts'
 import { rebuildProjection } from '../../src/platform/es/projections.ts'
 import { createReplayJob, runReplayJob } from '../../src/platform/es/replay.ts'
 import { createLogger } from '../../src/platform/logger.ts'
-import { embeddedTopicReader, kafkaTopicReader } from '../../src/platform/transport/topic-reader.ts'
-import { kafkaBrokers, testDatabaseUrl, uniqueName, waitFor } from '../support/index.ts'
+import { testDatabaseUrl, uniqueName, waitFor } from '../support/index.ts'
 import {
   getOrder,
   type Infrastructure,
@@ -110,25 +108,11 @@ export function personalDataSuite(infra: Infrastructure, mode: SagaMode): void {
 
     /** Every message of every topic the app has (retry and dead-letter topics too), as text. */
     async function everyTopic(): Promise<{ topics: string[]; text: string }> {
-      let names: string[]
-      if (infra === 'kafka') {
-        const admin = new Admin({ clientId: uniqueName('pii-scan'), bootstrapBrokers: kafkaBrokers() })
-        try {
-          names = (await admin.listTopics()).filter((t) => t.startsWith(j.prefix)).map((t) => t.slice(j.prefix.length))
-        } finally {
-          await admin.close()
-        }
-      } else {
-        const { rows } = await j.db.db.query<{ topic: string }>('SELECT DISTINCT topic FROM log_messages')
-        names = rows.map((r) => r.topic)
-      }
-      const reader =
-        infra === 'kafka'
-          ? kafkaTopicReader({ brokers: kafkaBrokers(), clientId: uniqueName('pii-scan'), prefix: j.prefix })
-          : embeddedTopicReader(j.db.db)
+      // The app's transport shows the topics under its prefix, by the names the services give them.
+      const names = (await j.transport.describeLog()).topics.map((topic) => topic.name)
       let text = ''
       for (const topic of names) {
-        const read = await reader.read(
+        const read = await j.transport.readTopic(
           topic,
           (message) => {
             text += `${message.key ?? ''} ${message.value ?? ''} ${JSON.stringify(message.headers)}\n`

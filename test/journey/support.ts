@@ -40,11 +40,14 @@ export interface JourneyApp {
  */
 export function duplicatingTransport(transport: Transport): Transport {
   return {
-    ...transport,
     kind: transport.kind,
     ensureTopics: (topics) => transport.ensureTopics(topics),
     subscribe: (options) => transport.subscribe(options),
     groupLag: (groups) => transport.groupLag(groups),
+    readTopic: (topic, visit, options) => transport.readTopic(topic, visit, options),
+    describeLog: (options) => transport.describeLog(options),
+    // Spelled out rather than spread: the embedded transport is a class, whose methods a spread drops.
+    ping: () => transport.ping(),
     close: () => transport.close(),
     async publish(messages, options) {
       const positions = await transport.publish(messages, options)
@@ -224,6 +227,8 @@ export function gatedGroup(groupId: string) {
         publish: (messages, options) => transport.publish(messages, options),
         ping: () => transport.ping(),
         groupLag: (groups) => transport.groupLag(groups),
+        readTopic: (topic, visit, options) => transport.readTopic(topic, visit, options),
+        describeLog: (options) => transport.describeLog(options),
         close: () => transport.close(),
         subscribe: (options) =>
           options.groupId !== groupId

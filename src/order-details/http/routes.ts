@@ -6,7 +6,7 @@ import { SHIPPING_COST_RULE, shippingCostFor } from '../../contracts/shipping.ts
 import { decodeShopOrderEvent, ShopOrderStatuses } from '../../contracts/shop/events.ts'
 import { AppError } from '../../platform/errors.ts'
 import { documentRoute, problemResponse, problemResponses } from '../../platform/http/openapi.ts'
-import type { TopicReader } from '../../platform/transport/topic-reader.ts'
+import type { Transport } from '../../platform/transport/port.ts'
 import type { OrderDetailsStore } from '../application/order-details-store.ts'
 
 /**
@@ -20,7 +20,8 @@ import type { OrderDetailsStore } from '../application/order-details-store.ts'
 
 export interface OrderDetailsRoutesDeps {
   store: OrderDetailsStore
-  topics: TopicReader
+  /** The log the topics are read from (the broker's, or the embedded log). */
+  topics: Pick<Transport, 'readTopic'>
   /** How long reading a whole topic may take before answering with what was read. */
   topicReadTimeoutMs: number
 }
@@ -138,7 +139,7 @@ export function orderDetailsRoutes(deps: OrderDetailsRoutesDeps): FastifyPluginA
         const found: { id: string; at: number; partition: number; offset: bigint }[] = []
         let result: { complete: boolean } | null
         try {
-          result = await deps.topics.read(
+          result = await deps.topics.readTopic(
             topicName,
             (message) => {
               const id = orderIdOf(message.value)

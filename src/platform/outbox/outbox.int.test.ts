@@ -113,6 +113,12 @@ function recordingTransport() {
     groupLag: async () => {
       throw new Error('not used')
     },
+    readTopic: async () => {
+      throw new Error('not used')
+    },
+    describeLog: async () => {
+      throw new Error('not used')
+    },
     close: async () => {},
     publish: async (messages) => {
       if (state.down) throw new Error('broker unreachable')
@@ -280,6 +286,8 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
           ping: () => embedded.ping(),
           subscribe: (subscribeOptions) => embedded.subscribe(subscribeOptions),
           groupLag: (groups) => embedded.groupLag(groups),
+          readTopic: (name, visit, readOptions) => embedded.readTopic(name, visit, readOptions),
+          describeLog: (describeOptions) => embedded.describeLog(describeOptions),
           close: async () => {},
           async publish(messages: OutgoingMessage[], publishOptions?: PublishOptions) {
             if (!gate.isOpen) {

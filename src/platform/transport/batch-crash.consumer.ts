@@ -122,6 +122,8 @@ export function crashingAfterBatchCommit(transport: Transport): Transport {
     publish: (messages, options) => transport.publish(messages, options),
     ping: () => transport.ping(),
     groupLag: (groups) => transport.groupLag(groups),
+    readTopic: (topic, visit, options) => transport.readTopic(topic, visit, options),
+    describeLog: (options) => transport.describeLog(options),
     close: () => transport.close(),
     subscribe(options) {
       const batch = options.batch

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
 import { joined, uniqueName, waitFor } from '../../../test/support/index.ts'
+import { logViewsContract } from './contract-log-views.ts'
 import { namespaceTransport } from './namespaced.ts'
 import type {
   HandlerContext,
@@ -28,6 +29,14 @@ export interface TransportHarness {
   cleanup(): Promise<void>
 }
 
+/** Clients a contract test opens, all closed when it ends, whatever happened. */
+export interface ContractClients {
+  transport(): Promise<Transport>
+  subscribe(transport: Transport, options: SubscribeOptions): Promise<Subscription>
+  /** Closes a transport, and with it its subscriptions, before the test ends: a restart. */
+  close(transport: Transport): Promise<void>
+}
+
 const TIMEOUT_MS = 30_000
 
 export function transportContract(name: string, setup: () => Promise<TransportHarness>): void {
@@ -42,8 +51,7 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
       await harness?.cleanup()
     })
 
-    /** Clients opened by one test, all closed when it ends, whatever happened. */
-    function clients(t: TestContext) {
+    function clients(t: TestContext): ContractClients {
       const transports = new Set<Transport>()
       const subscriptions = new Map<Subscription, Transport>()
       t.after(async () => {
@@ -62,7 +70,6 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
           subscriptions.set(subscription, transport)
           return subscription
         },
-        /** Closes a transport, and with it its subscriptions, before the test ends: a restart. */
         async close(transport: Transport): Promise<void> {
           transports.delete(transport)
           for (const [subscription, owner] of subscriptions) {
@@ -72,6 +79,8 @@ export function transportContract(name: string, setup: () => Promise<TransportHa
         },
       }
     }
+
+    logViewsContract(clients)
 
     it('publish returns, per message, its topic, its key’s partition and increasing offsets', async (t) => {
       const { transport } = clients(t)

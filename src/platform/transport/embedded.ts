@@ -2,16 +2,18 @@ import { AppError, ErrorCodes, toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { runMigrations } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
+import { describeEmbeddedLog, type MessageRow, readEmbeddedTopic, toIncomingMessage } from './embedded-log-views.ts'
 import { LogTail } from './embedded-tail.ts'
 import { partitionForKey } from './partitioner.ts'
 import type {
   GroupLag,
-  Headers,
   IncomingMessage,
+  LogDescription,
   MessageHandler,
   OutgoingMessage,
   PartitionLag,
   PublishedPosition,
+  ReadTopicOptions,
   SubscribeOptions,
   Subscription,
   Transport,
@@ -434,6 +436,20 @@ class EmbeddedTransport implements Transport {
     return rows.map((r) => ({ group: r.group_id, topic: r.topic, lag: Number(r.lag) }))
   }
 
+  async readTopic(
+    topic: string,
+    visit: (message: IncomingMessage) => void,
+    options: ReadTopicOptions,
+  ): Promise<{ complete: boolean } | null> {
+    this.#assertOpen()
+    return readEmbeddedTopic(this.#settings.db, topic, visit, options)
+  }
+
+  async describeLog(options: { prefix?: string } = {}): Promise<LogDescription> {
+    this.#assertOpen()
+    return describeEmbeddedLog(this.#settings.db, options.prefix)
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#members].map((member) => member.close()))
@@ -597,27 +613,6 @@ class EmbeddedTransport implements Transport {
         return done
       },
     }
-  }
-}
-
-interface MessageRow {
-  offset: string
-  key: string
-  value: string
-  headers: unknown
-  created_at: Date | string
-}
-
-function toIncomingMessage(topic: string, partition: number, row: MessageRow): IncomingMessage {
-  const headers = typeof row.headers === 'string' ? JSON.parse(row.headers) : row.headers
-  return {
-    topic,
-    partition,
-    offset: row.offset,
-    key: row.key,
-    value: row.value,
-    headers: (headers ?? {}) as Headers,
-    timestamp: new Date(row.created_at),
   }
 }
 

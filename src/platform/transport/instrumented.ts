@@ -71,6 +71,8 @@ export function instrumentTransport(
     ensureTopics: (topics) => transport.ensureTopics(topics),
     ping: () => transport.ping(),
     groupLag: (groups) => transport.groupLag(groups),
+    readTopic: (topic, visit, options) => transport.readTopic(topic, visit, options),
+    describeLog: (options) => transport.describeLog(options),
     async subscribe(options) {
       const subscription = await transport.subscribe(
         tracingEnabled()

@@ -15,15 +15,17 @@ import type { KafkaSecurity } from '../config.ts'
 import { toError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { kafkaGroupLag } from './kafka-group-lag.ts'
+import { KafkaLogViews, toIncomingMessage } from './kafka-log-views.ts'
 import { partitionForKey } from './partitioner.ts'
 import type {
   GroupLag,
-  Headers,
   IncomingMessage,
+  LogDescription,
   OutgoingMessage,
   PartitionLag,
   PublishedPosition,
   PublishOptions,
+  ReadTopicOptions,
   SubscribeOptions,
   Subscription,
   Transport,
@@ -84,7 +86,7 @@ export class MissingTopicsError extends Error {
 
 /**
  * The connection options of @platformatic/kafka for `security`, for every Kafka client of the
- * process (this transport's, and the own clients of the topic reader, the topics plan and the dashboard).
+ * process (this transport's, its log views', and the topics plan's).
  */
 export function kafkaSecurityOptions(security: KafkaSecurity | undefined): {
   sasl?: SASLOptions
@@ -119,6 +121,8 @@ class KafkaTransport implements Transport {
   /** For callers that retry by themselves (`singleAttempt`); created on first use. */
   #singleAttemptProducer: Producer<string, string, string, string> | undefined
   #admin: Admin
+  /** `readTopic` and `describeLog`, with an admin client of their own (`kafka-log-views.ts`). */
+  #views: KafkaLogViews
   #knownTopics = new Map<string, number>()
   #subscriptions = new Set<KafkaSubscription>()
   #closed = false
@@ -134,6 +138,10 @@ class KafkaTransport implements Transport {
       retryDelay: (_client, _operation, attempt) => backoff(options.retryBackoffMs, attempt, 30_000),
       connectTimeout: 5_000,
       requestTimeout: 15_000,
+    })
+    this.#views = new KafkaLogViews(options.clientId, {
+      bootstrapBrokers: options.brokers,
+      ...kafkaSecurityOptions(options.security),
     })
   }
 
@@ -255,6 +263,20 @@ class KafkaTransport implements Transport {
     return kafkaGroupLag(this.#admin, groups)
   }
 
+  async readTopic(
+    topic: string,
+    visit: (message: IncomingMessage) => void,
+    options: ReadTopicOptions,
+  ): Promise<{ complete: boolean } | null> {
+    if (this.#closed) throw new Error('transport is closed')
+    return this.#views.read(topic, visit, options)
+  }
+
+  async describeLog(options: { prefix?: string } = {}): Promise<LogDescription> {
+    if (this.#closed) throw new Error('transport is closed')
+    return this.#views.describe(options.prefix)
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
@@ -263,6 +285,7 @@ class KafkaTransport implements Transport {
       this.#producer.close(),
       this.#singleAttemptProducer?.close() ?? Promise.resolve(),
       this.#admin.close(),
+      this.#views.close(),
     ])
   }
 }
@@ -529,7 +552,7 @@ class KafkaSubscription implements Subscription {
       let handledUpTo = -1
       try {
         if (batch) {
-          const incoming = taken.map(toIncoming)
+          const incoming = taken.map(toIncomingMessage)
           await batch.handle(incoming, {
             signal,
             handled: (message) => {
@@ -537,7 +560,7 @@ class KafkaSubscription implements Subscription {
             },
           })
         } else {
-          await this.#options.handler(toIncoming(last), { signal })
+          await this.#options.handler(toIncomingMessage(last), { signal })
         }
       } catch (error) {
         // Messages the batch said were handled stay handled; the rest stays uncommitted. A handler
@@ -697,20 +720,6 @@ class KafkaSubscription implements Subscription {
     this.#failReady(new Error('subscription closed before it was ready'))
     if (!failed) await this.#shutdown()
     this.#state = 'closed'
-  }
-}
-
-function toIncoming(message: Message<string, string, string, string>): IncomingMessage {
-  const headers: Headers = {}
-  for (const [k, v] of message.headers) headers[k] = v
-  return {
-    topic: message.topic,
-    partition: message.partition,
-    offset: message.offset.toString(),
-    key: message.key ?? '',
-    value: message.value ?? '',
-    headers,
-    timestamp: new Date(Number(message.timestamp)),
   }
 }
 

@@ -1,10 +1,11 @@
-import type { IncomingMessage, SubscribeOptions, Transport } from './port.ts'
+import type { IncomingMessage, LogDescription, SubscribeOptions, Transport } from './port.ts'
 
 /**
  * Prefixes every topic and consumer group with `prefix` (`KAFKA_TOPIC_PREFIX=staging.` →
  * `staging.<topic>`), so that several deployments, or several test files, share one cluster
  * without reading each other's messages. Services keep using the logical names: messages they
- * receive, and lag, name topics and groups without the prefix.
+ * receive, lag and the log's description name topics and groups without the prefix, and the
+ * description shows only the deployment's own topics and groups.
  */
 export function namespaceTransport(transport: Transport, prefix: string): Transport {
   if (prefix === '') return transport
@@ -43,6 +44,11 @@ export function namespaceTransport(transport: Transport, prefix: string): Transp
       const lags = await transport.groupLag(groups.map(outer))
       return lags.map((l) => ({ ...l, group: unprefixed(l.group), topic: unprefixed(l.topic) }))
     },
+    readTopic: (topic, visit, options) =>
+      transport.readTopic(outer(topic), (message) => visit(inner(message)), options),
+    async describeLog(options = {}) {
+      return innerDescription(await transport.describeLog({ prefix: outer(options.prefix ?? '') }), unprefixed)
+    },
     close: () => transport.close(),
   }
 }
@@ -64,5 +70,22 @@ function innerBatch(
         },
       })
     },
+  }
+}
+
+/** The log's description with names as the services give them. */
+function innerDescription(description: LogDescription, unprefixed: (name: string) => string): LogDescription {
+  return {
+    topics: description.topics.map((topic) => ({ ...topic, name: unprefixed(topic.name) })),
+    groups: description.groups.map((group) => ({
+      ...group,
+      group: unprefixed(group.group),
+      members:
+        group.members?.map((member) => ({
+          ...member,
+          assignments: member.assignments.map((a) => ({ ...a, topic: unprefixed(a.topic) })),
+        })) ?? null,
+      committed: group.committed.map((c) => ({ ...c, topic: unprefixed(c.topic) })),
+    })),
   }
 }

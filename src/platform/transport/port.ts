@@ -1,7 +1,8 @@
 /**
- * The transport port: the only way services talk to each other. Two adapters implement it —
- * Kafka (production) and the embedded log (one process, PGlite or PostgreSQL) — and both must pass
- * the shared contract suite in `contract.ts`.
+ * The transport port: the only way services talk to each other, and the only way a module looks at
+ * the log itself (`readTopic`, `describeLog`, `groupLag`). Two adapters implement it — Kafka
+ * (production) and the embedded log (one process, PGlite or PostgreSQL) — and both must pass the
+ * shared contract suite in `contract.ts`.
  *
  * Semantics every adapter guarantees:
  * - Messages with the same key land in the same partition and are handed to the handler in order.
@@ -137,6 +138,50 @@ export interface Subscription {
   lag(): Promise<PartitionLag[]>
 }
 
+export interface ReadTopicOptions {
+  /** How long the read may take: past it, the read stops and answers that it was not complete. */
+  timeoutMs: number
+}
+
+/** Where a partition's log ends: the offset its next message will get. */
+export interface LogPartition {
+  partition: number
+  endOffset: number
+}
+
+export interface LogTopic {
+  name: string
+  /** Every partition, in partition order. */
+  partitions: LogPartition[]
+}
+
+/** A member of a consumer group, as the group's coordinator knows it. */
+export interface LogGroupMember {
+  id: string
+  clientId: string
+  host: string
+  assignments: { topic: string; partitions: number[] }[]
+}
+
+export interface LogGroup {
+  group: string
+  /** The coordinator's state of the group (Kafka's `Stable`, `Empty`…); null where the log does not say. */
+  state: string | null
+  /** Null where the log does not say (the embedded log keeps its members in the process). */
+  members: LogGroupMember[] | null
+  /** The next offset the group reads, per partition it committed on. */
+  committed: { topic: string; partition: number; offset: number }[]
+}
+
+/**
+ * Topics and consumer groups as the log keeps them, for an operator's view. Offsets are numbers
+ * here, not strings: they are counted and subtracted, and no log reaches 2^53 messages.
+ */
+export interface LogDescription {
+  topics: LogTopic[]
+  groups: LogGroup[]
+}
+
 export interface Transport {
   readonly kind: 'kafka' | 'embedded'
   /** Creates the topics that do not exist yet, with the configured partition count. Idempotent. */
@@ -152,6 +197,26 @@ export interface Transport {
    * group that never committed is left out.
    */
   groupLag(groups: readonly string[]): Promise<GroupLag[]>
+  /**
+   * Hands every message of `topic` to `visit`, from the start of its log and in offset order
+   * within each partition (partitions may interleave), without joining a group that lasts: what an
+   * audit of a topic needs, and what a subscription cannot do (it creates a missing topic, and never
+   * says "you have read everything"). Resolves to `null` when the topic does not exist, and does not
+   * create it; otherwise to whether every message the topic held when the read started was visited
+   * before `timeoutMs` (messages published during the read may or may not be). Messages name the
+   * topic as it was asked for.
+   */
+  readTopic(
+    topic: string,
+    visit: (message: IncomingMessage) => void,
+    options: ReadTopicOptions,
+  ): Promise<{ complete: boolean } | null>
+  /**
+   * The log's topics (their partitions' end offsets) and consumer groups (their committed offsets,
+   * and their state and members where the log knows them), named as this transport names them:
+   * only those starting with `prefix` when given. Internal topics (Kafka's `__…`) are left out.
+   */
+  describeLog(options?: { prefix?: string }): Promise<LogDescription>
   /** Resolves once the broker (or the log's database) answers; rejects when it cannot be reached. */
   ping(): Promise<void>
   close(): Promise<void>

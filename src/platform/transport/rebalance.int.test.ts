@@ -162,6 +162,8 @@ describe('a Kafka consumer group rebalancing under a steady stream', () => {
         publish: (messages, options) => transport.publish(messages, options),
         ping: () => transport.ping(),
         groupLag: (groups) => transport.groupLag(groups),
+        readTopic: (name, visit, options) => transport.readTopic(name, visit, options),
+        describeLog: (options) => transport.describeLog(options),
         close: () => transport.close(),
         subscribe: (options) =>
           transport.subscribe({
