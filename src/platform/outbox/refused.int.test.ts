@@ -29,7 +29,7 @@ import { createEmbeddedTransport } from '../transport/embedded.ts'
 import { createKafkaTransport } from '../transport/kafka.ts'
 import type { IncomingMessage, OutgoingMessage, PublishOptions, Transport } from '../transport/port.ts'
 import { createOutboxSignal, enqueue, type OutboxRelay, startOutboxRelay } from './outbox.ts'
-import { discardRefused, listRefused, registerOutboxRefusedGauge, retryRefused } from './refused.ts'
+import { discardRefused, listRefused, refusedIds, registerOutboxRefusedGauge, retryRefused } from './refused.ts'
 
 /**
  * A row the broker refuses for good is set aside: the rows of other keys keep flowing, the later
@@ -149,6 +149,33 @@ describe('refused outbox rows on PostgreSQL and Kafka', () => {
     return topic
   }
 
+  /** What an operator does about MESSAGE_TOO_LARGE: raises the topic's limit, and the broker applies it. */
+  const raiseLimit = async (topic: string) => {
+    const limit = String(1024 * 1024)
+    await admin.incrementalAlterConfigs({
+      resources: [
+        {
+          resourceType: ConfigResourceTypes.TOPIC,
+          resourceName: topic,
+          configs: [
+            { name: 'max.message.bytes', configOperation: IncrementalAlterConfigOperationTypes.SET, value: limit },
+          ],
+        },
+      ],
+    })
+    await waitFor(
+      async () => {
+        const [described] = await admin.describeConfigs({
+          resources: [
+            { resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['max.message.bytes'] },
+          ],
+        })
+        return described?.configs.find((c) => c.name === 'max.message.bytes')?.value === limit
+      },
+      { message: 'the broker applies the new limit' },
+    )
+  }
+
   const startRelay = (logger: Logger): OutboxRelay =>
     startOutboxRelay({
       db,
@@ -196,36 +223,7 @@ describe('refused outbox rows on PostgreSQL and Kafka', () => {
       assert.ok((await registry.metrics()).includes(series), 'the gauge counts the refused row')
 
       // The operator raises the topic's limit, then retries the row.
-      await admin.incrementalAlterConfigs({
-        resources: [
-          {
-            resourceType: ConfigResourceTypes.TOPIC,
-            resourceName: topic,
-            configs: [
-              {
-                name: 'max.message.bytes',
-                configOperation: IncrementalAlterConfigOperationTypes.SET,
-                value: String(1024 * 1024),
-              },
-            ],
-          },
-        ],
-      })
-      await waitFor(
-        async () => {
-          const [described] = await admin.describeConfigs({
-            resources: [
-              {
-                resourceType: ConfigResourceTypes.TOPIC,
-                resourceName: topic,
-                configurationKeys: ['max.message.bytes'],
-              },
-            ],
-          })
-          return described?.configs.find((c) => c.name === 'max.message.bytes')?.value === String(1024 * 1024)
-        },
-        { message: 'the broker applies the new limit' },
-      )
+      await raiseLimit(topic)
       assert.deepEqual(await retryRefused(db, [a2, a3]), [a2], 'only the refused row is retried')
       await waitFor(async () => (await relay.pending()) === 0 && seen.length >= 5, {
         message: () => `the retried row and the one held behind it go out (seen ${seen.length})`,
@@ -299,10 +297,97 @@ describe('refused outbox rows on PostgreSQL and Kafka', () => {
       await sub.close()
     }
   })
+
+  it('retry --topic (from the command line) retries every refused row of that topic, in order, and none of another', async () => {
+    const topic = await smallTopic()
+    const other = await smallTopic()
+    const { seen, sub } = await follow(kafka, topic)
+    const relay = startRelay(capturingLogger().logger)
+    try {
+      const [a1, a2, a3, c1, c2, o1, o2] = await enqueue(db, [
+        { topic, key: 'A', value: 'a1' },
+        { topic, key: 'A', value: oversized('a2') },
+        { topic, key: 'A', value: 'a3' },
+        { topic, key: 'C', value: oversized('c1') },
+        { topic, key: 'C', value: 'c2' },
+        { topic: other, key: 'A', value: oversized('o1') },
+        { topic: other, key: 'A', value: 'o2' },
+      ])
+      assert.ok(a1 && a2 && a3 && c1 && c2 && o1 && o2)
+      await waitFor(
+        async () =>
+          (await refusedIds(db, { topic })).length === 2 && (await refusedIds(db, { topic: other })).length === 1,
+        { message: 'the oversized rows of both topics are refused' },
+      )
+      await waitFor(() => seen.length >= 1, { message: 'the row before them goes out' })
+
+      // The dry run names what a retry would take, and changes nothing.
+      const before = await Promise.all([a2, c1, a3, c2].map((id) => rowOf(db, id)))
+      const dry = await outboxCli(db, ['retry', '--topic', topic, '--dry-run', '--json'])
+      assert.equal(dry.code, 0, dry.stderr)
+      assert.deepEqual(JSON.parse(dry.stdout), { topic, refusedWith: null, matched: 2, dryRun: true, ids: [a2, c1] })
+      assert.deepEqual(await Promise.all([a2, c1, a3, c2].map((id) => rowOf(db, id))), before, 'nothing changed')
+
+      await raiseLimit(topic)
+      const otherBefore = await rowOf(db, o1)
+      const retried = await outboxCli(db, ['retry', '--topic', topic])
+      assert.equal(retried.code, 0, retried.stderr)
+      assert.match(retried.stdout, new RegExp(`^retried 2 refused row\\(s\\) of topic '${topic}': `))
+      assert.deepEqual(await rowOf(db, o1), otherBefore, "the other topic's refused row is left as it was")
+      await waitFor(() => seen.length >= 5, {
+        message: () => `the retried rows and the rows held behind them go out (seen ${seen.length})`,
+      })
+      assert.deepEqual(labelsByKey(seen), { A: ['a1', 'a2', 'a3'], C: ['c1', 'c2'] }, 'each key in order, once')
+      assert.deepEqual(await refusedIds(db, { topic }), [])
+      assert.equal((await rowOf(db, o2))?.published, false, "the other topic's held row still waits")
+
+      const discarded = await outboxCli(db, ['discard', '--topic', other, '--reason', 'test over', '--json'])
+      assert.equal(discarded.code, 0, discarded.stderr)
+      assert.deepEqual(JSON.parse(discarded.stdout), {
+        topic: other,
+        refusedWith: null,
+        matched: 1,
+        discarded: [o1],
+        notRefused: [],
+      })
+      await waitFor(async () => (await rowOf(db, o2))?.published, { message: 'the row held behind it goes out' })
+    } finally {
+      await relay.stop()
+      await sub.close()
+    }
+  })
+
+  it('retry and discard take ids or --topic, not both nor neither; a topic with nothing refused is said, not an error', async () => {
+    const both = await outboxCli(db, ['retry', '1', '--topic', 'order-events'])
+    assert.deepEqual(
+      { code: both.code, stderr: both.stderr },
+      { code: 2, stderr: 'outbox: retry takes the ids of refused rows or --topic, not both\n' },
+    )
+    const neither = await outboxCli(db, ['discard', '--reason', 'why'])
+    assert.equal(neither.code, 2)
+    assert.match(neither.stderr, /discard takes the id\(s\) of refused rows, as 'list' shows, or --topic T/)
+
+    const topic = uniqueName('never_refused')
+    const none = await outboxCli(db, ['retry', '--topic', topic])
+    assert.deepEqual(
+      { code: none.code, stdout: none.stdout },
+      { code: 0, stdout: `no refused outbox rows of topic '${topic}': nothing to retry\n` },
+    )
+    // The outbox names topics as the services do; the prefixed name the broker's logs show is pointed back.
+    const prefixed = await outboxCli(db, ['discard', '--topic', `staging.${topic}`, '--reason', 'why'], {
+      KAFKA_TOPIC_PREFIX: 'staging.',
+    })
+    assert.equal(prefixed.code, 0, prefixed.stderr)
+    assert.match(prefixed.stdout, new RegExp(`without KAFKA_TOPIC_PREFIX 'staging\\.': --topic ${topic}\\)\n$`))
+  })
 })
 
 /** Runs `npm run orderflow -- outbox` (cli.ts) on the test's schema; resolves with its exit status and output. */
-async function outboxCli(db: SqlDatabase, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function outboxCli(
+  db: SqlDatabase,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const schema = (await db.query<{ schema: string }>('SELECT current_schema() AS schema')).rows[0]?.schema ?? ''
   const url = new URL(testDatabaseUrl)
   url.searchParams.set('options', `-c search_path=${schema}`)
@@ -311,7 +396,7 @@ async function outboxCli(db: SqlDatabase, args: string[]): Promise<{ code: numbe
     execFile(
       process.execPath,
       [cli, ...args],
-      { env: { ...process.env, DATABASE_URL: url.toString() } },
+      { env: { ...process.env, ...env, DATABASE_URL: url.toString() } },
       (error, stdout, stderr) => {
         resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })
       },
@@ -335,21 +420,32 @@ describe('refused outbox rows on PGlite and the embedded log', () => {
   })
 
   /**
-   * The embedded log takes any size: the broker's refusal of values over 1000 bytes is injected, as
-   * @platformatic/kafka reports it (the partition's MESSAGE_TOO_LARGE in a produce response).
+   * The embedded log takes any size and every topic: the broker's refusals are injected, as
+   * @platformatic/kafka reports them (the partition's error in a produce response): values over
+   * 1000 bytes are MESSAGE_TOO_LARGE, and a topic in `unauthorized` (as it is at each publish) is
+   * TOPIC_AUTHORIZATION_FAILED.
    */
-  const refusingLargeValues = (): Transport => ({
+  const refusing = (unauthorized: ReadonlySet<string> = new Set()): Transport => ({
     kind: embedded.kind,
     ensureTopics: (topics) => embedded.ensureTopics(topics),
     ping: () => embedded.ping(),
     subscribe: (options) => embedded.subscribe(options),
     groupLag: (groups) => embedded.groupLag(groups),
+    readTopic: (topic, visit, options) => embedded.readTopic(topic, visit, options),
+    describeLog: (options) => embedded.describeLog(options),
     close: async () => {},
     async publish(messages: OutgoingMessage[], options?: PublishOptions) {
-      if (messages.some((m) => m.value.length > 1000)) {
-        const PRODUCE = 0
+      const PRODUCE = 0
+      const TOPIC_AUTHORIZATION_FAILED = 29
+      const MESSAGE_TOO_LARGE = 10
+      const code = messages.some((m) => unauthorized.has(m.topic))
+        ? TOPIC_AUTHORIZATION_FAILED
+        : messages.some((m) => m.value.length > 1000)
+          ? MESSAGE_TOO_LARGE
+          : undefined
+      if (code !== undefined) {
         throw new MultipleErrors('Producing messages failed.', [
-          new ResponseError(PRODUCE, 9, { '/responses/0/partition_responses/0': [10, null] }, {}),
+          new ResponseError(PRODUCE, 9, { '/responses/0/partition_responses/0': [code, null] }, {}),
         ])
       }
       return embedded.publish(messages, options)
@@ -361,7 +457,7 @@ describe('refused outbox rows on PGlite and the embedded log', () => {
     const { seen, sub } = await follow(embedded, topic)
     const relay = startOutboxRelay({
       db,
-      transport: refusingLargeValues(),
+      transport: refusing(),
       signal: createOutboxSignal(),
       logger: capturingLogger().logger,
       pollIntervalMs: 20,
@@ -415,17 +511,17 @@ describe('refused outbox rows on PGlite and the embedded log', () => {
   it('a failure that is not a refusal, while looking for the refused row, goes through the usual retry', async () => {
     const topic = uniqueName('refused')
     const { seen, sub } = await follow(embedded, topic)
-    const refusing = refusingLargeValues()
+    const refusingLarge = refusing()
     // The broker goes away for b1's own publish, once: after the batch was refused, before b1 went out.
     let failedOnce = false
     const flaky: Transport = {
-      ...refusing,
+      ...refusingLarge,
       async publish(messages, options) {
         if (!failedOnce && messages.length === 1 && messages[0]?.value === 'b1') {
           failedOnce = true
           throw new Error('the broker went away')
         }
-        return refusing.publish(messages, options)
+        return refusingLarge.publish(messages, options)
       },
     }
     const relay = startOutboxRelay({
@@ -461,6 +557,80 @@ describe('refused outbox rows on PGlite and the embedded log', () => {
     } finally {
       await relay.stop()
       await sub.close()
+    }
+  })
+
+  it('retries every row of a topic refused for one reason, in order, and no other row', async () => {
+    const granted = uniqueName('refused')
+    const other = uniqueName('refused')
+    const unauthorized = new Set<string>()
+    const { seen, sub } = await follow(embedded, granted)
+    const otherSeen = await follow(embedded, other)
+    const relay = startOutboxRelay({
+      db,
+      transport: refusing(unauthorized),
+      signal: createOutboxSignal(),
+      logger: capturingLogger().logger,
+      pollIntervalMs: 20,
+      retryBaseMs: 20,
+      retryMaxMs: 100,
+    })
+    try {
+      // First a row too large for the topic; then the principal loses both topics.
+      const [c1, c2] = await enqueue(db, [
+        { topic: granted, key: 'C', value: oversized('c1') },
+        { topic: granted, key: 'C', value: 'c2' },
+      ])
+      assert.ok(c1 && c2)
+      await waitFor(async () => (await rowOf(db, c1))?.refused_reason, { message: 'the oversized row is refused' })
+      unauthorized.add(granted).add(other)
+      const [a1, a2, b1, o1, o2] = await enqueue(db, [
+        { topic: granted, key: 'A', value: 'a1' },
+        { topic: granted, key: 'A', value: 'a2' },
+        { topic: granted, key: 'B', value: 'b1' },
+        { topic: other, key: 'A', value: 'o1' },
+        { topic: other, key: 'A', value: 'o2' },
+      ])
+      assert.ok(a1 && a2 && b1 && o1 && o2)
+      const aclRefused = { topic: granted, reason: 'TOPIC_AUTHORIZATION_FAILED' }
+      await waitFor(
+        async () =>
+          (await refusedIds(db, aclRefused)).length === 2 && (await refusedIds(db, { topic: other })).length === 1,
+        { message: 'the first row of each key of the unauthorized topics is refused' },
+      )
+      assert.deepEqual(await refusedIds(db, aclRefused), [a1, b1], 'the rows the ACL refused, oldest first')
+      assert.deepEqual(await refusedIds(db, { topic: granted }), [c1, a1, b1], 'and every refused row of the topic')
+      assert.deepEqual(
+        (await listRefused(db, aclRefused)).map((r) => [r.id, r.heldBehind]),
+        [
+          [a1, 1],
+          [b1, 0],
+        ],
+        'list selects as retry does',
+      )
+
+      // The operator grants the ACL on one topic and retries the rows it refused.
+      unauthorized.delete(granted)
+      const otherBefore = await rowOf(db, o1)
+      assert.deepEqual(await retryRefused(db, await refusedIds(db, aclRefused)), [a1, b1])
+      await waitFor(() => seen.length === 3, { message: () => `the retried rows go out (seen ${seen.length})` })
+      assert.deepEqual(labelsByKey(seen), { A: ['a1', 'a2'], B: ['b1'] }, 'each key in order, the held row after')
+      assert.deepEqual(await refusedIds(db, { topic: granted }), [c1], 'the row refused for its size is not retried')
+      assert.equal((await rowOf(db, c1))?.publish_attempts, 1)
+      assert.deepEqual(await rowOf(db, o1), otherBefore, "the other topic's refused row is left as it was")
+      assert.equal((await rowOf(db, o2))?.published, false, "and its key's later row still waits")
+      assert.equal(otherSeen.seen.length, 0)
+
+      unauthorized.clear()
+      await discardRefused(
+        db,
+        [...(await refusedIds(db, { topic: granted })), ...(await refusedIds(db, { topic: other }))],
+        'test over',
+      )
+    } finally {
+      await relay.stop()
+      await sub.close()
+      await otherSeen.sub.close()
     }
   })
 })

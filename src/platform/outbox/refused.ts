@@ -87,10 +87,23 @@ export interface RefusedRow {
   heldBehind: number
 }
 
+/** Which refused rows an operator means: those of a topic, those the broker refused with a reason. */
+export interface RefusedSelection {
+  /** As the outbox names it: without the deployment's KAFKA_TOPIC_PREFIX (transport/namespaced.ts). */
+  topic?: string
+  /** The Kafka error id (`TOPIC_AUTHORIZATION_FAILED`). */
+  reason?: string
+}
+
+/** `REFUSED`, narrowed to a `RefusedSelection` given as parameters `$<first>` (topic) and `$<first + 1>` (reason). */
+const selected = (first: number) =>
+  `${REFUSED} AND ($${first}::text IS NULL OR topic = $${first})
+   AND ($${first + 1}::text IS NULL OR refused_reason = $${first + 1})`
+
 /** The refused rows not yet retried or discarded, oldest first, with how many rows each holds back. */
 export async function listRefused(
   db: SqlExecutor,
-  options: { limit?: number; topic?: string } = {},
+  options: RefusedSelection & { limit?: number } = {},
 ): Promise<RefusedRow[]> {
   const { rows } = await db.query<{
     id: string
@@ -110,9 +123,9 @@ export async function listRefused(
               WHERE h.published_at IS NULL AND h.topic = r.topic AND h.message_key = r.message_key
                 AND h.id > r.id)::int AS held_behind
        FROM outbox AS r
-      WHERE r.refused_at IS NOT NULL AND r.published_at IS NULL AND ($2::text IS NULL OR r.topic = $2)
+      WHERE ${selected(2)}
       ORDER BY r.id LIMIT $1`,
-    [options.limit ?? 100, options.topic ?? null],
+    [options.limit ?? 100, options.topic ?? null, options.reason ?? null],
   )
   return rows.map((r) => ({
     id: r.id,
@@ -126,6 +139,20 @@ export async function listRefused(
     valueBytes: r.value_bytes,
     heldBehind: r.held_behind,
   }))
+}
+
+/**
+ * The ids of every refused row of a selection, oldest first: for `retryRefused` and
+ * `discardRefused`, in batches, when an operator resolves a whole topic at once. Ids only, so
+ * that a topic with many refused rows costs no more than their ids (`listRefused` counts the rows
+ * behind each).
+ */
+export async function refusedIds(db: SqlExecutor, selection: RefusedSelection): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id::text AS id FROM outbox WHERE ${selected(1)} ORDER BY id`,
+    [selection.topic ?? null, selection.reason ?? null],
+  )
+  return rows.map((r) => r.id)
 }
 
 /**
