@@ -25,8 +25,8 @@ import type {
  *
  * It keeps Kafka's semantics where services can observe them — partitioning by key (with Kafka's own
  * partitioner), per-partition order, offsets committed per consumer group only after the handler
- * resolved (at least every second while messages come, after a second idle, and whenever a
- * partition stops, so a crash replays at most a second's messages, which the consumers' inboxes
+ * resolved (at least every second while messages come, once a partition has been idle for 100 ms,
+ * and whenever a partition stops, so a crash replays at most a second's messages, which the inboxes
  * drop) — but consumer groups are coordinated in memory: members of one
  * group must live in the same transport instance. Two processes subscribing with the same group id
  * would each read every partition.
@@ -49,6 +49,8 @@ const DEFAULT_PARTITIONS = 3
 const DEFAULT_POLL_INTERVAL_MS = 250
 const DEFAULT_BATCH_SIZE = 100
 const COMMIT_INTERVAL_MS = 1_000
+/** How long a partition with handled, uncommitted messages waits for more before committing. */
+const COMMIT_IDLE_MS = 100
 
 // Kafka's rule for topic names, so a topic that works here also works on a broker.
 const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
@@ -517,16 +519,17 @@ class EmbeddedTransport implements Transport {
       }
 
       /**
-       * Waits for the partition's next message. What was handled is committed once it has waited a
-       * commit interval, not at once: a partition that goes idle between every few messages, as
-       * each does under a steady load, would otherwise pay a statement and a commit each time.
+       * Waits for the partition's next message. What was handled is committed once the partition
+       * has stayed idle a moment, not at once: under load a partition goes idle between every few
+       * messages for a few milliseconds, and would otherwise pay a statement and a commit each time.
+       * Idle longer than that, its position is committed, so lag and the auditor see it promptly.
        */
       const idle = async (version: number) => {
         const next = wakeups.wait(topic, partition, position, version, signal)
         if (position === committed) return next
         let timer: NodeJS.Timeout | undefined
         const due = new Promise<'due'>((resolve) => {
-          timer = setTimeout(() => resolve('due'), Math.max(0, committedAt + COMMIT_INTERVAL_MS - Date.now()))
+          timer = setTimeout(() => resolve('due'), COMMIT_IDLE_MS)
         })
         const first = await Promise.race([next, due])
         clearTimeout(timer)
