@@ -1,5 +1,4 @@
-import { appendMany, type NewStreamEvent } from '../eventstore/event-store.ts'
-import { enqueue } from '../outbox/outbox.ts'
+import type { NewStreamEvent } from '../eventstore/event-store.ts'
 import { endingSpan, tracer } from '../tracing.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import {
@@ -12,7 +11,6 @@ import {
 } from './command-handler.ts'
 import type { TypedEvent } from './decider.ts'
 import type { DecisionRecorder } from './decision-writes.ts'
-import { type TimerChange, writeTimerChanges } from './scheduler.ts'
 
 /** A consumer's batch of commands in one transaction of a fixed number of statements (see `CommandHandler.handleBatch`). */
 export function batchHandler<Command, Event extends TypedEvent, State>(
@@ -21,7 +19,7 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
   clock: () => Date,
 ): CommandHandler<Command, Event, State>['handleBatch'] {
   const { db, decider, stateStore, streamType } = options
-  const { record } = recorder
+  const { record, write } = recorder
   const { loadMany, saveMany } = stateStore
   return async (items, batchOptions) => {
     if (!loadMany || !saveMany) throw new NotForBatch(`the ${streamType} state store has no loadMany/saveMany`)
@@ -103,26 +101,20 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
         applied.push({ index, command, messages: messages.length - before })
       }
 
-      // 4. Every event, every changed state, every message: one statement each.
-      await appendMany(tx, appended)
-      await saveMany(
+      // 4. Every event, every changed state, every message, the timers: one statement each.
+      await write(
         tx,
-        [...touched].map((streamId) => {
-          const { state, version } = states.get(streamId) as { state: State; version: number }
-          return { streamId, state, version }
-        }),
+        { appended, messages },
+        states,
+        touched,
+        applied.map(({ index, command, messages: count }) => ({
+          result: results[index] as CommandResult<Event, State>,
+          command,
+          metadata: items[index]?.metadata as CommandMetadata,
+          messages: count,
+        })),
+        options.timers,
       )
-      const outboxIds = await enqueue(tx, messages)
-      let next = 0
-      const timers: TimerChange[] = []
-      for (const { index, command, messages: count } of applied) {
-        const result = results[index] as CommandResult<Event, State>
-        result.outboxIds = outboxIds.slice(next, next + count)
-        next += count
-        const timersOf = batchOptions.timers ?? options.timers
-        if (timersOf) timers.push(...timersOf(result, command, items[index]?.metadata as CommandMetadata))
-      }
-      await writeTimerChanges(tx, timers)
       return appended.length > 0
     })
     const outcome = await endingSpan(span, transaction)

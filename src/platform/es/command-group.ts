@@ -1,11 +1,9 @@
-import { appendMany, type NewStreamEvent } from '../eventstore/event-store.ts'
-import { enqueue } from '../outbox/outbox.ts'
+import type { NewStreamEvent } from '../eventstore/event-store.ts'
 import type { SqlExecutor } from '../sql/port.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import type { CommandGrouping, CommandHandlerOptions, CommandMetadata, CommandResult } from './command-handler.ts'
 import type { TypedEvent } from './decider.ts'
 import { type DecisionRecorder, refusal, staleVersion } from './decision-writes.ts'
-import { type TimerChange, writeTimerChanges } from './scheduler.ts'
 
 /** Runs one command in its own transaction (the command handler's path for one command). */
 type Transact<Command, Event, State> = <T>(
@@ -31,10 +29,12 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
   transact: Transact<Command, Event, State>,
 ): Transact<Command, Event, State> {
   const { db, decider, stateStore, streamType } = options
-  const { record } = recorder
+  const { record, write } = recorder
   const { loadMany, saveMany } = stateStore
   const grouping = options.group ?? db.grouping
-  const canGroup = Boolean(grouping && grouping.maxSize > 1 && loadMany && saveMany)
+  // No grouping without a store that reads and writes many streams at once, or with groups of one.
+  const limits: CommandGrouping | undefined =
+    grouping && grouping.maxSize > 1 && loadMany && saveMany ? grouping : undefined
   const waiting: Waiting[] = []
   let running = 0
   interface Waiting {
@@ -47,8 +47,7 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
   }
   const next = () => {
     running--
-    const limits = grouping as CommandGrouping
-    while (running < limits.maxInFlight && waiting.length > 0) {
+    while (limits && running < limits.maxInFlight && waiting.length > 0) {
       running++
       void runGroup(waiting.splice(0, limits.maxSize)).finally(next)
     }
@@ -60,8 +59,8 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
     after: (tx: SqlExecutor, result: CommandResult<Event, State>) => Promise<T>,
   ): Promise<{ result: CommandResult<Event, State>; extra: T }> => {
     // A consumer's message has its own batch path, and its inbox row to keep.
-    if (!canGroup || metadata.inbox) return transact(streamId, command, metadata, after)
-    if (running < (grouping as CommandGrouping).maxInFlight) {
+    if (!limits || metadata.inbox) return transact(streamId, command, metadata, after)
+    if (running < limits.maxInFlight) {
       running++
       return transact(streamId, command, metadata, after).finally(next)
     }
@@ -128,21 +127,17 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
         messages: into.messages.length - before,
       })
     }
-    await appendMany(tx, into.appended)
-    await (saveMany as NonNullable<typeof saveMany>)(
+    await write(
       tx,
-      [...touched].map((streamId) => ({ streamId, ...(states.get(streamId) as { state: State; version: number }) })),
+      into,
+      states,
+      touched,
+      decided.map(({ index, result, messages }) => {
+        const { command, metadata } = group[index] as Waiting
+        return { result, command, metadata, messages }
+      }),
+      options.timers,
     )
-    const outboxIds = await enqueue(tx, into.messages)
-    let taken = 0
-    const timers: TimerChange[] = []
-    for (const { index, result, messages } of decided) {
-      if (messages > 0) result.outboxIds = outboxIds.slice(taken, taken + messages)
-      taken += messages
-      const item = group[index] as Waiting
-      if (options.timers) timers.push(...options.timers(result, item.command, item.metadata))
-    }
-    await writeTimerChanges(tx, timers)
     for (const { index, result } of decided) {
       outcomes[index] = { ok: true, value: { result, extra: await (group[index] as Waiting).after(tx, result) } }
     }

@@ -149,14 +149,9 @@ export type BatchCommand<Command, State> = {
   | { resolve(load: (streamId: string) => Promise<State>): Promise<Command | null | undefined> }
 )
 
-export interface BatchOptions<Command, Event, State> {
+export interface BatchOptions<Command> {
   /** The stream a command addresses. */
   streamOf(command: Command): string
-  /**
-   * The timers each command decided (with or without events) sets or removes: written for the
-   * whole batch in one statement per kind of change, after its rows.
-   */
-  timers?(result: CommandResult<Event, State>, command: Command, metadata: CommandMetadata): readonly TimerChange[]
 }
 
 /**
@@ -191,7 +186,7 @@ export interface CommandHandler<Command, Event, State> {
    */
   handleBatch(
     items: readonly BatchCommand<Command, State>[],
-    options: BatchOptions<Command, Event, State>,
+    options: BatchOptions<Command>,
   ): Promise<(CommandResult<Event, State> | null)[]>
   /** Whether `handleBatch` can run (the state store reads and writes many streams at once). */
   readonly batches: boolean

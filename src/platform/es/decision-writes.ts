@@ -1,9 +1,11 @@
 import { AppError, notFound } from '../errors.ts'
-import type { EventMetadata, NewEvent, NewStreamEvent } from '../eventstore/event-store.ts'
+import { appendMany, type EventMetadata, type NewEvent, type NewStreamEvent } from '../eventstore/event-store.ts'
+import { enqueue } from '../outbox/outbox.ts'
 import type { SqlExecutor } from '../sql/port.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
-import type { CommandHandlerOptions, CommandMetadata, DomainEvent } from './command-handler.ts'
+import type { CommandHandlerOptions, CommandMetadata, CommandResult, DomainEvent } from './command-handler.ts'
 import type { Rejection, TypedEvent } from './decider.ts'
+import { type TimerChange, writeTimerChanges } from './scheduler.ts'
 
 /**
  * What a decision becomes, shared by the command handler's three paths (one command, a consumer's
@@ -42,10 +44,10 @@ export function refusal(streamType: string, streamId: string, error: Rejection) 
 export function decisionRecorder<Command, Event extends TypedEvent, State>(
   options: Pick<
     CommandHandlerOptions<Command, Event, State>,
-    'streamType' | 'decider' | 'toMessages' | 'seal' | 'newEventId' | 'schemaVersion'
+    'streamType' | 'decider' | 'stateStore' | 'toMessages' | 'seal' | 'newEventId' | 'schemaVersion'
   > & { newEventId: () => string },
 ) {
-  const { streamType, decider, seal, newEventId } = options
+  const { streamType, decider, stateStore, seal, newEventId } = options
   const schemaVersion = options.schemaVersion ?? (() => 1)
   /** A decided event as the store keeps it: its id, schema version, time and envelope. */
   const newEvent = ({ eventType, ...data }: Event, now: string, metadata: EventMetadata): NewEvent => ({
@@ -103,7 +105,44 @@ export function decisionRecorder<Command, Event extends TypedEvent, State>(
     return { state, version, events }
   }
 
-  return { newEvent, record }
+  /**
+   * Writes what the decisions of a group or a batch produced, one statement per table: every event
+   * (`into.appended`), the state of every stream in `touched`, every message (each decided result
+   * gets the outbox ids of its own), and the timers `timersOf` decides from each result.
+   */
+  const write = async (
+    tx: SqlExecutor,
+    into: { appended: readonly NewStreamEvent[]; messages: OutgoingMessage[] },
+    states: ReadonlyMap<string, { state: State; version: number }>,
+    touched: Iterable<string>,
+    decided: readonly {
+      result: CommandResult<Event, State>
+      command: Command
+      metadata: CommandMetadata
+      /** How many of `into.messages`, in order, are this result's. */
+      messages: number
+    }[],
+    timersOf: CommandHandlerOptions<Command, Event, State>['timers'],
+  ) => {
+    const { saveMany } = stateStore
+    if (!saveMany) throw new TypeError(`the ${streamType} state store has no saveMany`)
+    await appendMany(tx, into.appended)
+    await saveMany(
+      tx,
+      [...touched].map((streamId) => ({ streamId, ...(states.get(streamId) as { state: State; version: number }) })),
+    )
+    const outboxIds = await enqueue(tx, into.messages)
+    let taken = 0
+    const timers: TimerChange[] = []
+    for (const { result, command, metadata, messages } of decided) {
+      result.outboxIds = outboxIds.slice(taken, taken + messages)
+      taken += messages
+      if (timersOf) timers.push(...timersOf(result, command, metadata))
+    }
+    await writeTimerChanges(tx, timers)
+  }
+
+  return { newEvent, record, write }
 }
 
 export type DecisionRecorder<Command, Event extends TypedEvent, State> = ReturnType<

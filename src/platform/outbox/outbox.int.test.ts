@@ -4,7 +4,6 @@ import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as pace } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { pino } from 'pino'
 import {
   follow,
   kafkaBrokers,
@@ -14,7 +13,8 @@ import {
   uniqueName,
   waitFor,
 } from '../../../test/support/index.ts'
-import { createLogger, type Logger } from '../logger.ts'
+import { capturingLogger } from '../../../test/support/logs.ts'
+import { createLogger } from '../logger.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { createEmbeddedTransport } from '../transport/embedded.ts'
@@ -44,19 +44,6 @@ const shortLease = {
   retryBaseMs: 20,
   retryMaxMs: 50,
 } satisfies Partial<OutboxRelayOptions>
-
-interface LogRecord {
-  level: number
-  msg: string
-  [field: string]: unknown
-}
-
-/** A logger that keeps its records, to check what a relay reported. */
-function capturingLogger(): { logger: Logger; records: LogRecord[] } {
-  const records: LogRecord[] = []
-  const destination = { write: (line: string) => void records.push(JSON.parse(line) as LogRecord) }
-  return { logger: pino({ level: 'debug' }, destination), records }
-}
 
 const WARN = 40
 

@@ -10,7 +10,6 @@ import {
   MultipleErrors,
   ResponseError,
 } from '@platformatic/kafka'
-import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import {
   follow,
@@ -22,6 +21,7 @@ import {
   uniqueName,
   waitFor,
 } from '../../../test/support/index.ts'
+import { capturingLogger } from '../../../test/support/logs.ts'
 import type { Logger } from '../logger.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
@@ -36,19 +36,6 @@ import { discardRefused, listRefused, refusedIds, registerOutboxRefusedGauge, re
  * rows of its key wait behind it, and an operator retries or discards it. On a real broker (a
  * topic whose max.message.bytes is small), and on the embedded log with the refusal injected.
  */
-
-interface LogRecord {
-  level: number
-  msg: string
-  [field: string]: unknown
-}
-
-/** A logger that keeps its records, to check what the relay reported. */
-function capturingLogger(): { logger: Logger; records: LogRecord[] } {
-  const records: LogRecord[] = []
-  const destination = { write: (line: string) => void records.push(JSON.parse(line) as LogRecord) }
-  return { logger: pino({ level: 'debug' }, destination), records }
-}
 
 const ERROR = 50
 
@@ -452,18 +439,22 @@ describe('refused outbox rows on PGlite and the embedded log', () => {
     },
   })
 
-  it('publishes as before, sets refused rows aside, and retries and discards them', async () => {
-    const topic = uniqueName('refused')
-    const { seen, sub } = await follow(embedded, topic)
-    const relay = startOutboxRelay({
+  /** A relay on the embedded database, publishing through `transport`, quick to poll and retry. */
+  const relayOn = (transport: Transport) =>
+    startOutboxRelay({
       db,
-      transport: refusing(),
+      transport,
       signal: createOutboxSignal(),
       logger: capturingLogger().logger,
       pollIntervalMs: 20,
       retryBaseMs: 20,
       retryMaxMs: 100,
     })
+
+  it('publishes as before, sets refused rows aside, and retries and discards them', async () => {
+    const topic = uniqueName('refused')
+    const { seen, sub } = await follow(embedded, topic)
+    const relay = relayOn(refusing())
     try {
       // Nothing refused: the relay publishes every key in order, as it always did.
       await enqueue(
@@ -524,15 +515,7 @@ describe('refused outbox rows on PGlite and the embedded log', () => {
         return refusingLarge.publish(messages, options)
       },
     }
-    const relay = startOutboxRelay({
-      db,
-      transport: flaky,
-      signal: createOutboxSignal(),
-      logger: capturingLogger().logger,
-      pollIntervalMs: 20,
-      retryBaseMs: 20,
-      retryMaxMs: 100,
-    })
+    const relay = relayOn(flaky)
     try {
       const [a1, a2, b1, b2] = await enqueue(db, [
         { topic, key: 'A', value: 'a1' },
@@ -566,15 +549,7 @@ describe('refused outbox rows on PGlite and the embedded log', () => {
     const unauthorized = new Set<string>()
     const { seen, sub } = await follow(embedded, granted)
     const otherSeen = await follow(embedded, other)
-    const relay = startOutboxRelay({
-      db,
-      transport: refusing(unauthorized),
-      signal: createOutboxSignal(),
-      logger: capturingLogger().logger,
-      pollIntervalMs: 20,
-      retryBaseMs: 20,
-      retryMaxMs: 100,
-    })
+    const relay = relayOn(refusing(unauthorized))
     try {
       // First a row too large for the topic; then the principal loses both topics.
       const [c1, c2] = await enqueue(db, [

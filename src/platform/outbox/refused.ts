@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client'
 import { AppError, ErrorCodes } from '../errors.ts'
 import type { SqlExecutor } from '../sql/port.ts'
 import { tableGauge } from '../table-metrics.ts'
+import { LEASE_FENCE } from './relay-lease.ts'
 
 /**
  * Outbox rows the broker refused for good (transport/refusal.ts: too large for the topic, an
@@ -33,13 +34,7 @@ export const PUBLISHABLE = `outbox.published_at IS NULL AND outbox.refused_at IS
 // Fenced as markPublished is (relay-lease.ts): a relay that lost the row's shard since it selected
 // the row cannot set it aside; its new holder tries it again.
 const MARK_REFUSED = `
-WITH fence AS (
-  SELECT lease.id, lease.epoch
-    FROM outbox_relay_lease AS lease
-    JOIN unnest($3::int[], $4::bigint[]) AS held(id, epoch) ON held.id = lease.id AND held.epoch = lease.epoch
-   WHERE lease.holder = $2 AND lease.expires_at > now()
-     FOR SHARE OF lease
-)
+WITH ${LEASE_FENCE}
 UPDATE outbox SET refused_at = now(), refused_reason = $6, last_error = $7, publish_attempts = publish_attempts + 1
   FROM fence
  WHERE outbox.id = $1::bigint AND fence.id = outbox_shard(outbox.message_key, $5::int)

@@ -211,14 +211,21 @@ export async function leaveShards(db: SqlExecutor, holder: string, release: Know
 // FOR SHARE orders the mark against a concurrent takeover of any shard of the batch: it either
 // commits before the takeover or waits for it and then finds that shard's epoch changed. Rows of
 // shards still held are marked; those of a lost shard stay pending for its new holder.
-const MARK_PUBLISHED = `
-WITH fence AS (
+/**
+ * The shards of the batch (ids `$3`, epochs `$4`) that holder `$2` still holds under those epochs:
+ * every mark of an outbox row (published, refused) joins it, so a relay that lost a shard cannot
+ * mark that shard's rows.
+ */
+export const LEASE_FENCE = `fence AS (
   SELECT lease.id, lease.epoch
     FROM outbox_relay_lease AS lease
     JOIN unnest($3::int[], $4::bigint[]) AS held(id, epoch) ON held.id = lease.id AND held.epoch = lease.epoch
    WHERE lease.holder = $2 AND lease.expires_at > now()
      FOR SHARE OF lease
-)
+)`
+
+const MARK_PUBLISHED = `
+WITH ${LEASE_FENCE}
 UPDATE outbox SET published_at = now(), published_epoch = fence.epoch, publish_attempts = publish_attempts + 1,
                   published_partition = landed.partition, published_offset = landed.offset
   FROM fence, unnest($1::bigint[], $6::int[], $7::text[]) AS landed(id, partition, "offset")
