@@ -245,8 +245,9 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     },
   })
   const clock = options.clock ?? (() => new Date())
-  // Every consumer's dead letters are indexed for the console, and keys parked where asked.
-  const deadLetters = sqlDeadLetterStore(db)
+  // Every consumer's dead letters are indexed for the console, and keys parked where asked. Over the
+  // batch scope's database: a batch reads whether its keys are parked in its own transaction.
+  const deadLetters = sqlDeadLetterStore(batches.db)
   const retry = { max: config.kafka.retryMax, backoffMs: config.kafka.retryBackoffMs }
 
   let stopping: Promise<void> | undefined

@@ -11,6 +11,7 @@ import {
 } from '../../../test/support/index.ts'
 import { deadLetterConsole } from '../../dead-letters/application/console.ts'
 import { createLogger } from '../logger.ts'
+import { type BatchScope, batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 import { createEmbeddedTransport } from '../transport/embedded.ts'
@@ -61,8 +62,9 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
       groupId: string,
       handled: Map<string, number[]>,
       failing: Set<string>,
-      options: { gate?: (s: Step) => Promise<void> } = {},
+      options: { gate?: (s: Step) => Promise<void>; scope?: BatchScope } = {},
     ): Promise<ReliableSubscription> => {
+      const { scope } = options
       const subscription = await startReliableConsumer({
         transport,
         groupId,
@@ -70,12 +72,17 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
         decode: decodeStep,
         retry: { max: 0, backoffMs: 1 },
         logger,
-        deadLetters: sqlDeadLetterStore(db),
+        // In batches as the app runs them: the store over the scope's database, so that a batch
+        // reads whether its keys are parked in its own transaction.
+        deadLetters: sqlDeadLetterStore(scope?.db ?? db),
+        ...(scope ? { batch: { max: 50, run: (work) => scope.run(work) } } : {}),
         parkKeys: true,
         handle: async (s) => {
           if (failing.has(`${s.key}:${s.n}`)) throw new Error(`step ${s.key}:${s.n} fails`)
           await options.gate?.(s)
-          handled.set(s.key, [...(handled.get(s.key) ?? []), s.n])
+          // What a batch handled counts once it committed (a failed batch is handled again one by one).
+          const record = () => handled.set(s.key, [...(handled.get(s.key) ?? []), s.n])
+          scope ? scope.afterCommit(record) : record()
         },
       })
       await joined(subscription)
@@ -138,6 +145,65 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
       const [logged] = await console.actions(1)
       assert.equal(logged?.actor, 'operator-1')
       assert.equal(logged?.action, 'redrive')
+    })
+
+    it("in batches: a batch holding a parked key goes one by one, the key's messages wait in order, and a batch reads whether its keys are parked in its own transaction", async (t) => {
+      const topic = uniqueName('steps')
+      const groupId = uniqueName('parking')
+      const handled = new Map<string, number[]>()
+      const failing = new Set(['k:2'])
+      // Reads of whether keys are parked, inside a transaction and outside one (a message handled
+      // alone reads its own key outside; a batch reads its keys in its transaction).
+      const reads = { inside: 0, outsideForSeveralKeys: 0 }
+      const isParkedRead = (text: string) => /FROM parked_keys/.test(text)
+      const counted: SqlDatabase = {
+        dialect: db.dialect,
+        query: (text, params) => {
+          if (isParkedRead(text) && ((params?.[1] as string[] | undefined)?.length ?? 0) > 1) {
+            reads.outsideForSeveralKeys++
+          }
+          return db.query(text, params)
+        },
+        transaction: (work) =>
+          db.transaction((tx) =>
+            work({
+              query: (text, params) => {
+                if (isParkedRead(text)) reads.inside++
+                return tx.query(text, params)
+              },
+              exec: (text) => tx.exec(text),
+            }),
+          ),
+        exec: (text) => db.exec(text),
+        close: () => db.close(),
+      }
+      const scope = batchScope(counted)
+      await transport.publish(Array.from({ length: 20 }, (_, i) => step(topic, `free-${i % 4}`, i)))
+      const subscription = await consumer(topic, groupId, handled, failing, { scope })
+      t.after(() => subscription.close())
+      await waitFor(() => [...handled.values()].flat().length === 20, { message: 'the 20 free steps handled' })
+      assert.equal(reads.outsideForSeveralKeys, 0, 'a batch read whether its keys are parked outside its transaction')
+      assert.ok(reads.inside > 0, 'no batch read whether its keys are parked in its transaction')
+
+      await transport.publish([step(topic, 'k', 1), step(topic, 'k', 2)])
+      await waitFor(async () => (await openDeadLetter(groupId, 'k')) !== undefined, { message: 'k:2 dead-lettered' })
+      // A backlog after the dead letter: batches of k's later messages and of other keys.
+      await transport.publish([
+        step(topic, 'k', 3),
+        step(topic, 'other', 1),
+        step(topic, 'k', 4),
+        step(topic, 'other', 2),
+      ])
+      await waitFor(async () => (await parkedCount(groupId, 'k')) === 2 && handled.get('other')?.length === 2, {
+        message: 'k:3 and k:4 parked behind k:2, other handled',
+      })
+      assert.deepEqual(handled.get('k'), [1])
+      failing.clear()
+      const id = (await openDeadLetter(groupId, 'k')) as string
+      await deadLetterConsole({ db, transport }).redrive(id, { to: 'consumer', actor: 'operator-1' })
+      await transport.publish([step(topic, 'k', 5)])
+      await waitFor(() => handled.get('k')?.length === 5, { message: 'k is released' })
+      assert.deepEqual(handled.get('k'), [1, 2, 3, 4, 5], "k's messages in their original order")
     })
 
     it('keeps order when a message of the key arrives while its parked messages are released, and after a restart while parked', async (t) => {

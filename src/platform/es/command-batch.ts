@@ -40,14 +40,16 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
         [consumer, items.map((item) => item.metadata.inbox.messageId)],
       )
       const fresh = new Set(inserted.map((row) => row.message_id))
-      // 2. The states of every stream the batch's known commands address, locked in id order.
+      // 2. The states of every stream the batch's known commands address, and of every stream a
+      // mapping that reads state asks for first, locked in id order in one statement.
       const known = items.flatMap((item) =>
         'command' in item && fresh.has(item.metadata.inbox.messageId) ? [streamOfItem(item)] : [],
       )
       function streamOfItem(item: BatchCommand<Command, State>) {
         return batchOptions.streamOf((item as { command: Command }).command)
       }
-      const states = await loadMany(tx, known, { lock: true })
+      const read = [...known, ...(await streamsRead(items, fresh))]
+      const states = await loadMany(tx, read, { lock: true })
       const stateOf = async (streamId: string) => {
         let current = states.get(streamId)
         if (!current) {
@@ -60,8 +62,7 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
         }
         return current
       }
-      for (const id of new Set(known))
-        if (!states.has(id)) states.set(id, { state: decider.initialState(), version: 0 })
+      for (const id of new Set(read)) if (!states.has(id)) states.set(id, { state: decider.initialState(), version: 0 })
 
       // 3. The decisions, in order, each on the state the ones before it left.
       const now = clock().toISOString()
@@ -121,4 +122,30 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
     if (outcome) options.onCommitted()
     return results
   }
+}
+
+/** Thrown by a probe's `load`: the mapping's answer is not wanted, only the stream it asked for. */
+const PROBED = Symbol('probed')
+
+/**
+ * The streams the batch's mappings that read state ask for first, found by running each with a
+ * `load` that notes the stream and answers nothing: a journey's event addressing an order that
+ * reads the order (to check a capture against its total) costs no statement of its own. A
+ * mapping that, given the first state, asks for another stream still reads that one alone.
+ */
+async function streamsRead<Command, State>(
+  items: readonly BatchCommand<Command, State>[],
+  fresh: ReadonlySet<string>,
+): Promise<string[]> {
+  const streams: string[] = []
+  for (const item of items) {
+    if ('command' in item || !fresh.has(item.metadata.inbox.messageId)) continue
+    await item
+      .resolve((streamId) => {
+        streams.push(streamId)
+        return Promise.reject(PROBED)
+      })
+      .catch(() => {})
+  }
+  return streams
 }

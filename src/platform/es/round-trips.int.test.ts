@@ -287,6 +287,56 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     assert.equal(counted.statements, 7, explain(counted))
   })
 
+  it('a consumer’s batch that runs no statement (every message of it ignored) costs no transaction', async () => {
+    const scope = batchScope(server.db)
+    const handler = handlerOn(scope.db)
+    await server.reset()
+    let committed = false
+    const results = await scope.run(async () => {
+      scope.afterCommit(() => {
+        committed = true
+      })
+      return handler.handleBatch([], { streamOf: () => 'none' })
+    })
+    assert.deepEqual(results, [])
+    assert.ok(committed, 'what waited for the commit ran')
+    const counted = await server.counted()
+    assert.equal(counted.transactions, 0, explain(counted))
+    assert.equal(counted.statements, 0, explain(counted))
+    // One that does run a statement begins its transaction then, and commits it.
+    const [message] = consumed(1)
+    await scope.run(() =>
+      handler.handle(message?.streamId as string, { type: 'Add', amount: 1 }, { inbox: message?.inbox }),
+    )
+    const after = await server.counted()
+    assert.equal(after.transactions, 1, explain(after))
+    assert.equal(after.statements, 6, explain(after))
+  })
+
+  it('fifty commands whose mappings read their stream first: still seven statements, one locked read for all', async () => {
+    const scope = batchScope(server.db)
+    const handler = handlerOn(scope.db)
+    const messages = consumed(50)
+    await server.reset()
+    const results = await scope.run(() =>
+      handler.handleBatch(
+        messages.map((m) => ({
+          metadata: { inbox: m.inbox },
+          // As a journey's event does: the command depends on the stream's state.
+          resolve: async (load) => {
+            const state = (await load(m.streamId)) as { total: number }
+            return { type: 'Add', amount: state.total + 1, counter: m.streamId } as Add
+          },
+        })),
+        { streamOf: (command) => (command as Add & { counter: string }).counter },
+      ),
+    )
+    assert.ok(results.every((r) => r?.version === 1 && !r.duplicate))
+    const counted = await server.counted()
+    assert.equal(counted.transactions, 1, explain(counted))
+    assert.equal(counted.statements, 7, explain(counted))
+  })
+
   it('fifty concurrent commands group-committed: far fewer transactions, four statements each', async () => {
     const scope = batchScope(server.db, { group: { maxInFlight: 1, maxSize: 64 } })
     const handler = handlerOn(scope.db)

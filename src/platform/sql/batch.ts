@@ -32,7 +32,10 @@ import type { SqlDatabase, SqlExecutor } from './port.ts'
 export interface BatchScope {
   /** The database to give services: joins the batch's transaction while one runs in its context. */
   readonly db: SqlDatabase
-  /** Runs `work` in one transaction that every use of `db` inside it joins. */
+  /**
+   * Runs `work` in one transaction that every use of `db` inside it joins, begun with its first
+   * statement: a work that runs none costs nothing.
+   */
   run<T>(work: () => Promise<T>): Promise<T>
   /** Runs `callback` once the current transaction committed, or at once outside one. */
   afterCommit(callback: () => void): void
@@ -108,6 +111,68 @@ export function batchScope(db: SqlDatabase, options: { group?: GroupCommitOption
       for (const callback of batch.committed) callback()
     })
     return result
+  }
+
+  /**
+   * Runs `work` as a consumer's batch: its transaction begins with its first statement, so a batch
+   * that reads and writes nothing (every message of it ignored) costs no BEGIN, no COMMIT and no
+   * connection.
+   */
+  const lazily = async <T>(work: () => Promise<T>): Promise<T> => {
+    let opened: { tx: Promise<SqlExecutor>; done: Promise<unknown>; finish(outcome: Outcome): void } | undefined
+    const begin = () => {
+      if (opened) return opened.tx
+      let finish!: (outcome: Outcome) => void
+      const finished = new Promise<Outcome>((resolve) => {
+        finish = resolve
+      })
+      let ready!: (tx: SqlExecutor) => void
+      let notOpened!: (error: unknown) => void
+      const tx = new Promise<SqlExecutor>((resolve, reject) => {
+        ready = resolve
+        notOpened = reject
+      })
+      const done = db.transaction(async (real) => {
+        ready(real)
+        const outcome = await finished
+        if (!outcome.ok) throw outcome.error
+        if (batch.failed !== undefined) throw new BatchFailed(batch.failed)
+        return outcome.value
+      })
+      // A transaction that could not begin (no connection, BEGIN failed) fails the statement waiting for it.
+      done.catch(notOpened)
+      opened = { tx, done, finish }
+      return tx
+    }
+    const lazyTx: SqlExecutor = {
+      query: async (text, params) => (await begin()).query(text, params),
+      exec: async (text) => (await begin()).exec(text),
+    }
+    const batch: Batch = { tx: lazyTx, open: true, failed: undefined, committed: [] }
+    try {
+      let value: T
+      try {
+        value = await current.run(batch, work)
+      } catch (error) {
+        if (opened) {
+          opened.finish({ ok: false, error })
+          await opened.done.catch(() => {})
+        }
+        throw error
+      }
+      if (opened) {
+        opened.finish({ ok: true, value })
+        await opened.done
+      } else if (batch.failed !== undefined) {
+        throw new BatchFailed(batch.failed)
+      }
+      current.exit(() => {
+        for (const callback of batch.committed) callback()
+      })
+      return value
+    } finally {
+      batch.open = false
+    }
   }
 
   /**
@@ -256,7 +321,7 @@ export function batchScope(db: SqlDatabase, options: { group?: GroupCommitOption
     groups,
     async run(work) {
       if (open()) return work()
-      return alone(() => work())
+      return lazily(work)
     },
     afterCommit(callback) {
       const batch = open()

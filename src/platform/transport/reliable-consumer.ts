@@ -132,6 +132,14 @@ export interface ReliableSubscription extends Subscription {
   health(): ConsumerHealth
 }
 
+/** Thrown in a batch's transaction that holds a parked key: it rolls back and goes one by one. */
+class KeyParked extends Error {
+  constructor() {
+    super('the batch holds a parked key')
+    this.name = 'KeyParked'
+  }
+}
+
 export const deadLetterTopic = (topic: string): string => `${topic}-dlq`
 
 /**
@@ -561,17 +569,15 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       return oneByOne(messages)
     }
     // A batch holding a parked key goes one by one, where each message of such a key is parked.
+    // Whether one is parked is read in the batch's own transaction, as its first statement (with a
+    // store over the batch scope's database, it joins it): no connection and no round trip of its
+    // own. A batch that prepares (a call out) reads it before, so that no parked message is prepared.
     const keys = parkings
-    if (keys) {
-      const keysOf = messages.map((m) => m.key)
+    const keysOf = messages.map((m) => m.key)
+    const parkedIn = async () => (keys ? (await keys.blockers(groupId, keysOf)).size > 0 : false)
+    if (keys && options.prepareBatch) {
       const head = messages[0] as IncomingMessage
-      const blocked = await withStore(
-        head,
-        'read whether keys are parked',
-        () => keys.blockers(groupId, keysOf),
-        context.signal,
-      )
-      if (blocked.size > 0) return oneByOne(messages)
+      if (await withStore(head, 'read whether keys are parked', parkedIn, context.signal)) return oneByOne(messages)
     }
     const first = messages[0] as IncomingMessage
     const slot = `${first.topic}:${first.partition}`
@@ -584,6 +590,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       for (const { message, decoded: value } of decoded) if (value.ok) items.push({ value: value.value, message })
       const prepared = options.handleBatch && options.prepareBatch ? await options.prepareBatch(items) : undefined
       await batch.run(async () => {
+        if (!options.prepareBatch && (await parkedIn())) throw new KeyParked()
         if (options.handleBatch) return options.handleBatch(items, prepared)
         for (const { message, decoded: value } of decoded) {
           if (value.ok) await options.handle(value.value, message)
@@ -593,7 +600,9 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       failed = true
       logger.debug(
         { groupId, partition: slot, messages: messages.length, err: error },
-        'a batch failed; its messages are handled one at a time',
+        error instanceof KeyParked
+          ? 'a batch holds a parked key; its messages are handled one at a time'
+          : 'a batch failed; its messages are handled one at a time',
       )
     } finally {
       stopTimer?.()
