@@ -20,9 +20,11 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
 ): CommandHandler<Command, Event, State>['handleBatch'] {
   const { db, decider, stateStore, streamType } = options
   const { record, write } = recorder
-  const { loadMany, saveMany } = stateStore
+  const { loadMany, claimMany, saveStep } = stateStore
   return async (items, batchOptions) => {
-    if (!loadMany || !saveMany) throw new NotForBatch(`the ${streamType} state store has no loadMany/saveMany`)
+    if (!loadMany || !claimMany || !saveStep) {
+      throw new NotForBatch(`the ${streamType} state store has no loadMany/claimMany/saveStep`)
+    }
     const results: (CommandResult<Event, State> | null)[] = items.map(() => null)
     if (items.length === 0) return results
     const consumer = items[0]?.metadata.inbox.consumer as string
@@ -33,23 +35,18 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
       attributes: { 'orderflow.stream_type': streamType, 'orderflow.batch_size': items.length },
     })
     const transaction = db.transaction(async (tx) => {
-      // 1. Every message into the inbox at once: those it had already are duplicates.
-      const { rows: inserted } = await tx.query<{ message_id: string }>(
-        `INSERT INTO inbox (consumer, message_id) SELECT $1, m FROM unnest($2::text[]) AS m
-       ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id`,
-        [consumer, items.map((item) => item.metadata.inbox.messageId)],
+      // 1. Every message into the inbox at once (those it had already are duplicates), and in the
+      // same statement the states of every stream the batch's commands address, and of every stream
+      // a mapping that reads state asks for first, locked in id order. A duplicate's stream is
+      // locked too: duplicates are few, and the batch's transaction is short.
+      const known = items.flatMap((item) => ('command' in item ? [batchOptions.streamOf(item.command)] : []))
+      const read = [...known, ...(await streamsRead(items))]
+      const { fresh, states } = await claimMany(
+        tx,
+        { consumer, messageIds: items.map((item) => item.metadata.inbox.messageId) },
+        read,
+        { lock: true },
       )
-      const fresh = new Set(inserted.map((row) => row.message_id))
-      // 2. The states of every stream the batch's known commands address, and of every stream a
-      // mapping that reads state asks for first, locked in id order in one statement.
-      const known = items.flatMap((item) =>
-        'command' in item && fresh.has(item.metadata.inbox.messageId) ? [streamOfItem(item)] : [],
-      )
-      function streamOfItem(item: BatchCommand<Command, State>) {
-        return batchOptions.streamOf((item as { command: Command }).command)
-      }
-      const read = [...known, ...(await streamsRead(items, fresh))]
-      const states = await loadMany(tx, read, { lock: true })
       const stateOf = async (streamId: string) => {
         let current = states.get(streamId)
         if (!current) {
@@ -64,7 +61,7 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
       }
       for (const id of new Set(read)) if (!states.has(id)) states.set(id, { state: decider.initialState(), version: 0 })
 
-      // 3. The decisions, in order, each on the state the ones before it left.
+      // 2. The decisions, in order, each on the state the ones before it left.
       const now = clock().toISOString()
       const appended: NewStreamEvent[] = []
       const messages: OutgoingMessage[] = []
@@ -102,7 +99,7 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
         applied.push({ index, command, messages: messages.length - before })
       }
 
-      // 4. Every event, every changed state, every message, the timers: one statement each.
+      // 3. Every event, every changed state, every message, the timers: one statement.
       await write(
         tx,
         { appended, messages },
@@ -133,13 +130,10 @@ const PROBED = Symbol('probed')
  * reads the order (to check a capture against its total) costs no statement of its own. A
  * mapping that, given the first state, asks for another stream still reads that one alone.
  */
-async function streamsRead<Command, State>(
-  items: readonly BatchCommand<Command, State>[],
-  fresh: ReadonlySet<string>,
-): Promise<string[]> {
+async function streamsRead<Command, State>(items: readonly BatchCommand<Command, State>[]): Promise<string[]> {
   const streams: string[] = []
   for (const item of items) {
-    if ('command' in item || !fresh.has(item.metadata.inbox.messageId)) continue
+    if ('command' in item) continue
     await item
       .resolve((streamId) => {
         streams.push(streamId)

@@ -30,11 +30,11 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
 ): Transact<Command, Event, State> {
   const { db, decider, stateStore, streamType } = options
   const { record, write } = recorder
-  const { loadMany, saveMany } = stateStore
+  const { loadMany, saveStep } = stateStore
   const grouping = options.group ?? db.grouping
   // No grouping without a store that reads and writes many streams at once, or with groups of one.
   const limits: CommandGrouping | undefined =
-    grouping && grouping.maxSize > 1 && loadMany && saveMany ? grouping : undefined
+    grouping && grouping.maxSize > 1 && loadMany && saveStep ? grouping : undefined
   const waiting: Waiting[] = []
   let running = 0
   interface Waiting {

@@ -1,17 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { v7 as uuidv7 } from 'uuid'
-import { type AppError, isAppError } from '../errors.ts'
-import { appendOnce, type EventMetadata, type NewEvent, type StoredEvent } from '../eventstore/event-store.ts'
+import { AppError, isAppError } from '../errors.ts'
+import type { EventMetadata, NewEvent, NewStreamEvent, StoredEvent } from '../eventstore/event-store.ts'
 import { markHandled } from '../inbox/inbox.ts'
-import { enqueue } from '../outbox/outbox.ts'
-import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import type { SqlDatabase, SqlExecutor, SqlStep } from '../sql/port.ts'
 import { isTransactionConflict } from '../sql/unavailable.ts'
 import { inSpan, ORDER_ID_ATTRIBUTE, parentContext, traceHeadersOf } from '../tracing.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import { batchHandler } from './command-batch.ts'
 import { commandGroups } from './command-group.ts'
 import type { Decider, Recorded, TypedEvent } from './decider.ts'
-import { decisionRecorder, eventMetadataOf, refusal, staleVersion } from './decision-writes.ts'
+import { decisionRecorder, refusal, staleVersion } from './decision-writes.ts'
 import { type TimerChange, writeTimerChanges } from './scheduler.ts'
 import { stateTable } from './state-table.ts'
 
@@ -80,8 +79,24 @@ export interface StateStore<State> {
     streamIds: readonly string[],
     options?: { lock?: boolean },
   ): Promise<Map<string, { state: State; version: number }>>
+  /**
+   * A consumer's batch's first statement: records its messages in the consumer's inbox and reads
+   * (locked in id order with `lock`) the states of `streamIds`; answers the messages the inbox did
+   * not have yet, and the states of the streams that have a row.
+   */
+  claimMany?(
+    tx: SqlExecutor,
+    inbox: { consumer: string; messageIds: readonly string[] },
+    streamIds: readonly string[],
+    options?: { lock?: boolean },
+  ): Promise<{ fresh: Set<string>; states: Map<string, { state: State; version: number }> }>
   /** Saves several streams' states in one statement (the last one given per stream). */
   saveMany?(tx: SqlExecutor, rows: readonly { streamId: string; state: State; version: number }[]): Promise<void>
+  /**
+   * `saveMany` as a step of a larger statement, so that a decision's events, states, messages and
+   * timers are written in one round trip (es/decision-writes.ts); a store without it saves apart.
+   */
+  saveStep?(rows: readonly { streamId: string; state: State; version: number }[]): SqlStep
 }
 
 export interface CommandResult<Event, State> {
@@ -224,14 +239,8 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   const newEventId = options.newEventId ?? (() => uuidv7())
   const maxConflictRetries = options.maxConflictRetries ?? 10
   const maxDeadlockRetries = options.maxDeadlockRetries ?? 4
-  const { seal } = options
-  const sealEach = async (tx: SqlExecutor, events: NewEvent[], state: State) => {
-    const sealed: NewEvent[] = []
-    for (const event of events) sealed.push(seal ? await seal(tx, event, state) : event)
-    return sealed
-  }
   const recorder = decisionRecorder({ ...options, newEventId })
-  const { newEvent } = recorder
+  const { record, write } = recorder
 
   const run = async <T>(
     tx: SqlExecutor,
@@ -250,7 +259,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     // again. A caller with one wants a conflict reported, so nothing is locked for it.
     const { state, version } = await stateStore.load(tx, streamId, { lock: metadata.expectedVersion === undefined })
     // A consumed message is recorded in its consumer's inbox with the events it caused, in the same
-    // statement (see appendOnce). A message that is refused, or decides nothing, may be one handled
+    // statement (see decision-writes.ts). A message that is refused, or decides nothing, may be one handled
     // before: it is recorded on its own then (waiting for a copy still in flight to commit), and a
     // copy seen before changes nothing and refuses nothing; a refusal rolls the record back.
     const duplicate = () => finish({ state, version, events: [], duplicate: true })
@@ -268,34 +277,34 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
       return finish({ state, version, events: [], duplicate: false })
     }
 
-    const eventMetadata = eventMetadataOf(metadata)
-    let stored: StoredEvent[]
+    // Its events, state, messages and timers, and its inbox record, in one statement (see
+    // decision-writes.ts): with the load, BEGIN and COMMIT, four round trips in all.
+    const into = { appended: [] as NewStreamEvent[], messages: [] as OutgoingMessage[] }
+    const next = await record(tx, streamId, { state, version }, decision.events, metadata, now, into)
+    const result: CommandResult<Event, State> = { ...next, duplicate: false }
+    let written: boolean
     try {
-      const decided = decision.events.map((event) => newEvent(event, now, eventMetadata))
-      const appended = await appendOnce(
+      written = await write(
         tx,
-        { id: streamId, type: streamType, expectedVersion: version },
-        seal ? await sealEach(tx, decided, state) : decided,
+        into,
+        new Map([[streamId, next]]),
+        [streamId],
+        [{ result, command, metadata, messages: into.messages.length }],
+        options.timers,
         inbox,
       )
-      if (appended.duplicate) return duplicate()
-      stored = appended.stored
     } catch (error) {
-      if (isAppError(error, 'VERSION_CONFLICT') && metadata.expectedVersion === undefined) {
-        throw Object.assign(error, { [RACE]: true })
-      }
-      throw error
+      if (!isAppError(error, 'VERSION_CONFLICT')) throw error
+      const conflict = new AppError(
+        'VERSION_CONFLICT',
+        `${streamType} ${streamId} was changed concurrently: expected version ${version}`,
+        { details: { streamId, expectedVersion: version }, cause: error },
+      )
+      // Two creators of a new stream, or a writer with an expected version that did not lock.
+      throw metadata.expectedVersion === undefined ? Object.assign(conflict, { [RACE]: true }) : conflict
     }
-    const events = stored.map((e) => toDomainEvent<Event>(e))
-    let next = state
-    for (const event of events) next = decider.evolve(next, event)
-    const nextVersion = version + events.length
-    await stateStore.save(tx, streamId, next, nextVersion)
-    const outboxIds = await enqueue(
-      tx,
-      events.flatMap((event) => options.toMessages(event, eventMetadata)),
-    )
-    return finish({ state: next, version: nextVersion, events, duplicate: false, outboxIds })
+    if (!written) return duplicate()
+    return { result, extra: await after(tx, result) }
   }
 
   /**
@@ -357,12 +366,12 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
 
   const handleBatch = batchHandler(options, recorder, clock)
   const grouped = commandGroups(options, recorder, clock, transact)
-  const { loadMany, saveMany } = stateStore
+  const { loadMany, claimMany, saveStep } = stateStore
 
   return {
     handleWith,
     handleBatch,
-    batches: Boolean(loadMany && saveMany),
+    batches: Boolean(loadMany && claimMany && saveStep),
     async handle(streamId, command, metadata = {}) {
       const { result } = await handleWith(streamId, command, metadata, async () => undefined)
       return result

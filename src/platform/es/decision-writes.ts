@@ -1,11 +1,19 @@
 import { AppError, notFound } from '../errors.ts'
-import { appendMany, type EventMetadata, type NewEvent, type NewStreamEvent } from '../eventstore/event-store.ts'
-import { enqueue } from '../outbox/outbox.ts'
-import type { SqlExecutor } from '../sql/port.ts'
+import {
+  appendStep,
+  asVersionConflict,
+  type EventMetadata,
+  type NewEvent,
+  type NewStreamEvent,
+} from '../eventstore/event-store.ts'
+import { inboxInsert } from '../inbox/inbox.ts'
+import { outboxInsert, outboxRows } from '../outbox/outbox.ts'
+import type { SqlExecutor, SqlStep } from '../sql/port.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import type { CommandHandlerOptions, CommandMetadata, CommandResult, DomainEvent } from './command-handler.ts'
 import type { Rejection, TypedEvent } from './decider.ts'
-import { type TimerChange, writeTimerChanges } from './scheduler.ts'
+import type { TimerChange } from './scheduler.ts'
+import { type TimerStep, timerStepParams, timerSteps } from './scheduler-batch.ts'
 
 /**
  * What a decision becomes, shared by the command handler's three paths (one command, a consumer's
@@ -106,9 +114,15 @@ export function decisionRecorder<Command, Event extends TypedEvent, State>(
   }
 
   /**
-   * Writes what the decisions of a group or a batch produced, one statement per table: every event
-   * (`into.appended`), the state of every stream in `touched`, every message (each decided result
-   * gets the outbox ids of its own), and the timers `timersOf` decides from each result.
+   * Writes what decisions produced (one command's, a group's or a batch's) in one statement: every
+   * event (`into.appended`), the state of every stream in `touched`, every message (each decided
+   * result gets the outbox ids of its own), and the timers `timersOf` decides from each result.
+   * With `inbox`, the message is recorded in its consumer's inbox by the same statement, and nothing
+   * is written when the inbox had it already: answers false then (a duplicate).
+   *
+   * A timer whose clock starts with one of these messages names it by position (its outbox id is
+   * not known before the statement runs): `timersOf` sees each result's `outboxIds` as positions,
+   * which the statement turns into the rows' ids; the results get the real ids once it ran.
    */
   const write = async (
     tx: SqlExecutor,
@@ -123,23 +137,61 @@ export function decisionRecorder<Command, Event extends TypedEvent, State>(
       messages: number
     }[],
     timersOf: CommandHandlerOptions<Command, Event, State>['timers'],
-  ) => {
-    const { saveMany } = stateStore
-    if (!saveMany) throw new TypeError(`the ${streamType} state store has no saveMany`)
-    await appendMany(tx, into.appended)
-    await saveMany(
-      tx,
-      [...touched].map((streamId) => ({ streamId, ...(states.get(streamId) as { state: State; version: number }) })),
-    )
-    const outboxIds = await enqueue(tx, into.messages)
+    inbox?: { consumer: string; messageId: string },
+  ): Promise<boolean> => {
+    const { saveStep } = stateStore
+    if (!saveStep) throw new TypeError(`the ${streamType} state store has no saveStep`)
+    const saved = [...touched].map((streamId) => ({
+      streamId,
+      ...(states.get(streamId) as { state: State; version: number }),
+    }))
     let taken = 0
-    const timers: TimerChange[] = []
+    const timers: TimerStep[] = []
     for (const { result, command, metadata, messages } of decided) {
-      result.outboxIds = outboxIds.slice(taken, taken + messages)
+      result.outboxIds = Array.from({ length: messages }, (_, i) => `${NOT_YET_WRITTEN}${taken + i + 1}`)
       taken += messages
-      if (timersOf) timers.push(...timersOf(result, command, metadata))
+      if (timersOf) timers.push(...timersOf(result, command, metadata).map(asTimerStep))
     }
-    await writeTimerChanges(tx, timers)
+
+    const params: unknown[] = []
+    const steps: string[] = []
+    const when = inbox ? 'EXISTS (SELECT 1 FROM handled)' : 'true'
+    if (inbox) {
+      steps.push(`handled AS (${inboxInsert(1)})`)
+      params.push(inbox.consumer, inbox.messageId)
+    }
+    const add = (name: string, step: SqlStep) => {
+      steps.push(`${name} AS (${step.sql(params.length + 1, when)})`)
+      params.push(...step.params)
+    }
+    if (into.appended.length > 0) add('appended', appendStep(into.appended))
+    if (saved.length > 0) add('saved', saveStep(saved))
+    steps.push(`sent AS (${outboxInsert(params.length + 1, when)})`)
+    params.push(...outboxRows(into.messages))
+    if (timers.length > 0) {
+      steps.push(timerSteps(params.length + 1, 'sent', when))
+      params.push(...timerStepParams(timers))
+    }
+    let row: { fresh: number; ids: string[] } | undefined
+    try {
+      ;({
+        rows: [row],
+      } = await tx.query<{ fresh: number; ids: string[] }>(
+        `WITH ${steps.join(', ')}
+         SELECT ${inbox ? '(SELECT count(*) FROM handled)::int' : '1'} AS fresh,
+                ARRAY(SELECT id::text FROM sent ORDER BY id) AS ids`,
+        params,
+      ))
+    } catch (error) {
+      throw asVersionConflict(error)
+    }
+    if (!row || row.fresh === 0) return false
+    taken = 0
+    for (const { result, messages } of decided) {
+      result.outboxIds = row.ids.slice(taken, taken + messages)
+      taken += messages
+    }
+    return true
   }
 
   return { newEvent, record, write }
@@ -148,3 +200,16 @@ export function decisionRecorder<Command, Event extends TypedEvent, State>(
 export type DecisionRecorder<Command, Event extends TypedEvent, State> = ReturnType<
   typeof decisionRecorder<Command, Event, State>
 >
+
+/** How a result's `outboxIds` read while its decision is being written: the position of the message. */
+const NOT_YET_WRITTEN = 'message#'
+
+/** A timer change as a step of the decision's statement: a clock that starts with one of its messages names it by position. */
+function asTimerStep(change: TimerChange): TimerStep {
+  if ('cancel' in change) return change
+  const { startsWhenPublished, ...timer } = change.schedule
+  if (startsWhenPublished === undefined) return { schedule: timer }
+  return startsWhenPublished.startsWith(NOT_YET_WRITTEN)
+    ? { schedule: { ...timer, afterMessage: Number(startsWhenPublished.slice(NOT_YET_WRITTEN.length)) } }
+    : { schedule: { ...timer, afterOutboxId: startsWhenPublished } }
+}

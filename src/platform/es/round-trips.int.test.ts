@@ -67,11 +67,11 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
       (await database.db.query('SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2', ['counting', messageId]))
         .rows.length
 
-    it('a consumed command is four statements (load, inbox and events, state, outbox); a copy of it is two and changes nothing', async () => {
+    it('a consumed command is two statements (load; inbox, events, state and outbox in one); a copy of it is two too and changes nothing', async () => {
       const streamId = uniqueName('counter')
       const inbox = { consumer: 'counting', messageId: uniqueName('message') }
       const first = await count(() => handler.handle(streamId, { type: 'Add', amount: 5 }, { inbox }))
-      assert.equal(first.trips, 4, first.seen.join('\n'))
+      assert.equal(first.trips, 2, first.seen.join('\n'))
       assert.equal(first.value.duplicate, false)
       assert.equal(first.value.version, 1)
 
@@ -82,11 +82,11 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
       assert.equal((await readStream(database.db, streamId)).length, 1)
     })
 
-    it('a command from HTTP (no inbox) is four statements too', async () => {
+    it('a command from HTTP (no inbox) is two statements too', async () => {
       const streamId = uniqueName('counter')
       await handler.handle(streamId, { type: 'Add', amount: 1 })
       const pinned = await count(() => handler.handle(streamId, { type: 'Add', amount: 2 }, { expectedVersion: 1 }))
-      assert.equal(pinned.trips, 4, pinned.seen.join('\n'))
+      assert.equal(pinned.trips, 2, pinned.seen.join('\n'))
       assert.equal(pinned.value.version, 2)
     })
 
@@ -117,7 +117,7 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
       )
     })
 
-    it('a batch is six statements whatever its size, and ends as the same commands one at a time would', async () => {
+    it('a batch is two statements whatever its size, and ends as the same commands one at a time would', async () => {
       const [a, b] = [uniqueName('counter'), uniqueName('counter')]
       const add = (streamId: string, amount: number, messageId = uniqueName('message')) => ({
         metadata: { inbox: { consumer: 'counting', messageId } },
@@ -128,8 +128,8 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
       const repeated = add(b, 7)
       const items = [add(a, 1), add(b, 2), add(a, -11), repeated, add(a, 0), repeated, add(b, 3)]
       const batch = await count(() => handler.handleBatch(items, { streamOf }))
-      // inbox, states, events, states, outbox (and BEGIN and COMMIT outside the count)
-      assert.equal(batch.trips, 5, batch.seen.join('\n'))
+      // inbox and states; events, states and outbox (and BEGIN and COMMIT outside the count)
+      assert.equal(batch.trips, 2, batch.seen.join('\n'))
       assert.deepEqual(
         batch.value.map((r) => r && [r.version, r.duplicate, r.events.length]),
         [
@@ -215,7 +215,7 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
 /**
  * The same costs as PostgreSQL itself counts them (`pg_stat_statements` on a server of the test's
  * own): every statement the server executed, BEGIN and COMMIT included, so nothing the app does
- * outside the counting wrapper above goes unseen. Alone, a consumed command is six round trips; in a
+ * outside the counting wrapper above goes unseen. Alone, a consumed command is four round trips; in a
  * consumer's batch or a group commit, the BEGIN and COMMIT are shared.
  */
 describe('round trips of a command as PostgreSQL counts them', () => {
@@ -244,14 +244,14 @@ describe('round trips of a command as PostgreSQL counts them', () => {
   })
   after(async () => server?.stop())
 
-  it('a consumed command alone: BEGIN, four statements, COMMIT', async () => {
+  it('a consumed command alone: BEGIN, two statements, COMMIT', async () => {
     const handler = handlerOn(server.db)
     const messages = consumed(10)
     await server.reset()
     for (const m of messages) await handler.handle(m.streamId, { type: 'Add', amount: 1 }, { inbox: m.inbox })
     const counted = await server.counted()
     assert.equal(counted.transactions, 10, explain(counted))
-    assert.equal(counted.statements, 10 * 6, explain(counted))
+    assert.equal(counted.statements, 10 * 4, explain(counted))
   })
 
   it('fifty consumed commands in a consumer’s batch: one BEGIN and one COMMIT for all', async () => {
@@ -264,10 +264,10 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     })
     const counted = await server.counted()
     assert.equal(counted.transactions, 1, explain(counted))
-    assert.equal(counted.statements, 50 * 4 + 2, explain(counted))
+    assert.equal(counted.statements, 50 * 2 + 2, explain(counted))
   })
 
-  it('fifty consumed commands as one batch (handleBatch): seven statements in all, BEGIN and COMMIT included', async () => {
+  it('fifty consumed commands as one batch (handleBatch): four statements in all, BEGIN and COMMIT included', async () => {
     const scope = batchScope(server.db)
     const handler = handlerOn(scope.db)
     const messages = consumed(50)
@@ -284,7 +284,7 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     assert.ok(results.every((r) => r?.version === 1 && !r.duplicate))
     const counted = await server.counted()
     assert.equal(counted.transactions, 1, explain(counted))
-    assert.equal(counted.statements, 7, explain(counted))
+    assert.equal(counted.statements, 4, explain(counted))
   })
 
   it('a consumer’s batch that runs no statement (every message of it ignored) costs no transaction', async () => {
@@ -310,10 +310,10 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     )
     const after = await server.counted()
     assert.equal(after.transactions, 1, explain(after))
-    assert.equal(after.statements, 6, explain(after))
+    assert.equal(after.statements, 4, explain(after))
   })
 
-  it('fifty commands whose mappings read their stream first: still seven statements, one locked read for all', async () => {
+  it('fifty commands whose mappings read their stream first: still four statements, one locked read for all', async () => {
     const scope = batchScope(server.db)
     const handler = handlerOn(scope.db)
     const messages = consumed(50)
@@ -334,10 +334,10 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     assert.ok(results.every((r) => r?.version === 1 && !r.duplicate))
     const counted = await server.counted()
     assert.equal(counted.transactions, 1, explain(counted))
-    assert.equal(counted.statements, 7, explain(counted))
+    assert.equal(counted.statements, 4, explain(counted))
   })
 
-  it('fifty concurrent commands group-committed: far fewer transactions, four statements each', async () => {
+  it('fifty concurrent commands group-committed: far fewer transactions, two statements each', async () => {
     const scope = batchScope(server.db, { group: { maxInFlight: 1, maxSize: 64 } })
     const handler = handlerOn(scope.db)
     const messages = consumed(50)
@@ -349,11 +349,11 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     const counted = await server.counted()
     // The first starts alone at once; the others arrive while it runs and share the next one.
     assert.ok(counted.transactions <= 3, explain(counted))
-    assert.equal(counted.statements, 50 * 4 + 2 * counted.transactions, explain(counted))
+    assert.equal(counted.statements, 50 * 2 + 2 * counted.transactions, explain(counted))
     assert.deepEqual(scope.groups, { transactions: counted.transactions, works: 50, fallbacks: 0 })
   })
 
-  it('fifty concurrent commands from outside a consumer: six statements per transaction whatever its size, each answered alone', async () => {
+  it('fifty concurrent commands from outside a consumer: four statements per transaction whatever its size, each answered alone', async () => {
     const scope = batchScope(server.db, { group: { maxInFlight: 1, maxSize: 64 } })
     const handler = handlerOn(scope.db)
     const shared = uniqueName('counted-shared')
@@ -373,7 +373,7 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     const counted = await server.counted()
     // The first starts alone at once; the others arrive while it runs and share the next one.
     assert.ok(counted.transactions <= 3, explain(counted))
-    assert.equal(counted.statements, 6 * counted.transactions, explain(counted))
+    assert.equal(counted.statements, 4 * counted.transactions, explain(counted))
 
     const value = (i: number) => {
       const answer = answers[i]

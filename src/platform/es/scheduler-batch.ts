@@ -15,6 +15,8 @@ export type TimerStep =
       schedule: Omit<TimerToSchedule, 'startsWhenPublished'> & {
         /** The position (from 1) of an outbox row among those the statement inserts: the clock starts once it is published. */
         afterMessage?: number | undefined
+        /** An outbox row written before the statement: the clock starts once it is published. */
+        afterOutboxId?: string | undefined
       }
     }
   | { cancel: string }
@@ -28,7 +30,11 @@ export function timerStepParams(changes: readonly TimerStep[]): [string[], strin
   const { cancelled, scheduled } = lastTimerChanges(changes)
   return [
     cancelled,
-    JSON.stringify(scheduled.map((timer) => timerRecord(timer, { after_message: timer.afterMessage ?? null }))),
+    JSON.stringify(
+      scheduled.map((timer) =>
+        timerRecord(timer, { after_message: timer.afterMessage ?? null, after_outbox_id: timer.afterOutboxId ?? null }),
+      ),
+    ),
   ]
 }
 
@@ -39,20 +45,23 @@ export function timerStepParams(changes: readonly TimerStep[]): [string[], strin
  * returns its rows' ids, which grow in insertion order), which `afterMessage` counts in. As
  * `scheduleTimer` writes a timer: due in whole milliseconds by the database's clock, unarmed
  * (due_at NULL) until its outbox row is published, and a timer moved is unclaimed and its failures
- * forgotten.
+ * forgotten. Only when `when` holds (see `SqlStep`).
  */
-export const timerSteps = (first: number, sent: string): string =>
+export const timerSteps = (first: number, sent: string, when = 'true'): string =>
   `cancelled_timers AS (
-     DELETE FROM scheduled_timers WHERE id = ANY($${first}::text[])
+     DELETE FROM scheduled_timers WHERE id = ANY($${first}::text[]) AND ${when}
    ), sent_in_order AS (
      SELECT id, row_number() OVER (ORDER BY id) AS n FROM ${sent}
    ), scheduled_timers_set AS (
      INSERT INTO scheduled_timers (id, kind, due_at, delay_ms, starts_after_outbox_id, payload)
      SELECT t.id, t.kind,
-            CASE WHEN o.id IS NULL THEN date_trunc('milliseconds', now() + t.delay_ms * interval '1 millisecond') END,
-            t.delay_ms, o.id, coalesce(t.payload, 'null'::jsonb)
-       FROM jsonb_to_recordset($${first + 1}::jsonb) AS t(id text, kind text, delay_ms bigint, after_message bigint, payload jsonb)
+            CASE WHEN coalesce(o.id, t.after_outbox_id) IS NULL
+                 THEN date_trunc('milliseconds', now() + t.delay_ms * interval '1 millisecond') END,
+            t.delay_ms, coalesce(o.id, t.after_outbox_id), coalesce(t.payload, 'null'::jsonb)
+       FROM jsonb_to_recordset($${first + 1}::jsonb)
+            AS t(id text, kind text, delay_ms bigint, after_message bigint, after_outbox_id bigint, payload jsonb)
        LEFT JOIN sent_in_order AS o ON o.n = t.after_message
+      WHERE ${when}
      ${TIMER_MOVED}
      RETURNING 1
    )`

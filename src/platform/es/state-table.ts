@@ -86,9 +86,17 @@ export function stateTable<State>(definition: StateTableDefinition<State>): Requ
     ),
     ...(ownUpdatedAt ? [] : ['updated_at = EXCLUDED.updated_at']),
   ]
-  const upsert = `INSERT INTO ${table} (${names.join(', ')})
-    SELECT ${values.join(', ')} FROM jsonb_to_recordset($1::jsonb) AS r(${recordType})
+  const upsertOf = (first: number, when: string) => `INSERT INTO ${table} (${names.join(', ')})
+    SELECT ${values.join(', ')} FROM jsonb_to_recordset($${first}::jsonb) AS r(${recordType})
+     WHERE ${when}
     ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}`
+  const upsert = upsertOf(1, 'true')
+  /** One row per stream (an upsert may not touch a row twice): the last state given wins. */
+  const lastRows = (rows: readonly { streamId: string; state: State; version: number }[]) => {
+    const last = new Map<string, Record<string, unknown>>()
+    for (const { streamId, state, version } of rows) last.set(streamId, record(streamId, state, version))
+    return [...last.values()]
+  }
 
   const record = (streamId: string, state: State, version: number) => {
     if (state === null || state === undefined) {
@@ -113,7 +121,39 @@ export function stateTable<State>(definition: StateTableDefinition<State>): Requ
     return found
   }
 
+  /**
+   * The inbox first, then the rows, in one statement: the rows are read in a lateral join that
+   * names the inbox's answer (an aggregate, so every entry is in before any row is locked), so two
+   * copies of a batch queue on the inbox keys and never hold row locks in opposite orders. Entries
+   * and rows go in sorted order. The new entries come back once, on the first row.
+   */
+  const claimOf = (lock: boolean) => `WITH handled AS (
+      INSERT INTO inbox (consumer, message_id)
+      SELECT $1, m FROM unnest($2::text[]) AS m ORDER BY m
+      ON CONFLICT (consumer, message_id) DO NOTHING
+      RETURNING message_id
+    ), fresh AS (
+      SELECT coalesce(jsonb_agg(message_id), '[]'::jsonb) AS ids FROM handled
+    )
+    SELECT CASE WHEN row_number() OVER () = 1 THEN fresh.ids END AS fresh, s.id, s.state, s.version
+      FROM fresh
+      LEFT JOIN LATERAL (
+        SELECT id, state, version FROM ${table}
+         WHERE id = ANY($3::text[]) AND fresh.ids IS NOT NULL
+         ORDER BY id${lock ? ' FOR UPDATE' : ''}
+      ) AS s ON true`
+  const claims = { locked: claimOf(locks), unlocked: claimOf(false) }
+
   return {
+    async claimMany(tx, inbox, streamIds, options) {
+      const { rows } = await tx.query<{ fresh: string[] | null; id: string | null; state: State; version: number }>(
+        options?.lock ? claims.locked : claims.unlocked,
+        [inbox.consumer, [...new Set(inbox.messageIds)], [...new Set(streamIds)]],
+      )
+      const states = new Map<string, { state: State; version: number }>()
+      for (const row of rows) if (row.id !== null) states.set(row.id, { state: row.state, version: row.version })
+      return { fresh: new Set(rows[0]?.fresh ?? []), states }
+    },
     async load(tx: SqlExecutor, streamId: string, options?: { lock?: boolean }) {
       const { rows } = await tx.query<{ state: State; version: number }>(
         `SELECT state, version FROM ${table} WHERE id = $1${options?.lock && locks ? ' FOR UPDATE' : ''}`,
@@ -128,10 +168,8 @@ export function stateTable<State>(definition: StateTableDefinition<State>): Requ
     loadMany,
     async saveMany(tx, rows) {
       if (rows.length === 0) return
-      // One row per stream (an upsert may not touch a row twice): the last state given wins.
-      const last = new Map<string, Record<string, unknown>>()
-      for (const { streamId, state, version } of rows) last.set(streamId, record(streamId, state, version))
-      await tx.query(upsert, [JSON.stringify([...last.values()])])
+      await tx.query(upsert, [JSON.stringify(lastRows(rows))])
     },
+    saveStep: (rows) => ({ sql: upsertOf, params: [JSON.stringify(lastRows(rows))] }),
   }
 }

@@ -1,6 +1,6 @@
 import { AppError } from '../errors.ts'
 import { inboxInsert } from '../inbox/inbox.ts'
-import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import type { SqlDatabase, SqlExecutor, SqlStep } from '../sql/port.ts'
 
 /**
  * An append-only event store in PostgreSQL's dialect (PGlite embedded, PostgreSQL in production).
@@ -158,6 +158,16 @@ export interface NewStreamEvent extends NewEvent {
  */
 export async function appendMany(tx: SqlExecutor, events: readonly NewStreamEvent[]): Promise<void> {
   if (events.length === 0) return
+  const step = appendStep(events)
+  try {
+    await tx.query(step.sql(1, 'true'), step.params)
+  } catch (error) {
+    throw asVersionConflict(error)
+  }
+}
+
+/** `appendMany` as a step of a larger statement (see `SqlStep`). */
+export function appendStep(events: readonly NewStreamEvent[]): SqlStep {
   const rows = events.map((e, n) => ({
     n,
     stream_id: e.streamId,
@@ -170,21 +180,24 @@ export async function appendMany(tx: SqlExecutor, events: readonly NewStreamEven
     metadata: e.metadata,
     occurred_on: e.occurredOn,
   }))
-  try {
-    await tx.query(
+  return {
+    sql: (first, when) =>
       `INSERT INTO es_events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata, occurred_on)
        SELECT r.stream_id, r.stream_type, r.version, r.event_id, r.event_type, r.schema_version, r.data, r.metadata, r.occurred_on
-         FROM jsonb_to_recordset($1::jsonb) AS r(n integer, stream_id text, stream_type text, version integer,
+         FROM jsonb_to_recordset($${first}::jsonb) AS r(n integer, stream_id text, stream_type text, version integer,
               event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, occurred_on timestamptz)
+        WHERE ${when}
         ORDER BY r.n`,
-      [JSON.stringify(rows)],
-    )
-  } catch (error) {
-    if ((error as { code?: string }).code === '23505' && /stream_version/.test(String((error as Error).message))) {
-      throw new AppError('VERSION_CONFLICT', 'a stream of the batch was changed concurrently', { cause: error })
-    }
-    throw error
+    params: [JSON.stringify(rows)],
   }
+}
+
+/** A unique violation of a stream's versions (a concurrent append) as VERSION_CONFLICT; anything else as it is. */
+export function asVersionConflict(error: unknown): unknown {
+  if ((error as { code?: string }).code === '23505' && /stream_version/.test(String((error as Error).message))) {
+    return new AppError('VERSION_CONFLICT', 'a stream was changed concurrently', { cause: error })
+  }
+  return error
 }
 
 export async function readStream(db: SqlExecutor, streamId: string): Promise<StoredEvent[]> {

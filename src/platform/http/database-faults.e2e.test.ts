@@ -5,7 +5,6 @@ import { startTestApp } from '../../../test/support/app.ts'
 import { postgresTestDatabase, type TestDatabase } from '../../../test/support/index.ts'
 import type { App } from '../../app.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { isTransactionConflict } from '../sql/unavailable.ts'
 import { createEmbeddedTransport } from '../transport/embedded.ts'
 import type { Transport } from '../transport/port.ts'
 
@@ -167,13 +166,15 @@ describe('database faults through HTTP (PostgreSQL)', () => {
     assert.equal(faults.transactions - before, 5, 'tried once and run again 4 times before answering')
   })
 
-  it('answers no 500 to concurrent confirm, cancel and PATCH with If-Match on one order (real deadlocks)', async () => {
+  it('answers no 500 to concurrent confirm, cancel and PATCH with If-Match on one order (where they used to deadlock)', async () => {
     const statuses = new Map<number, number>()
-    let deadlocks = 0
-    // Rounds until PostgreSQL has deadlocked at least once (case 5 of issue 13 reproduced), each
-    // round a burst of commands on fresh orders.
-    for (let round = 0; round < 30 && (deadlocks === 0 || round < 3); round++) {
-      const failuresBefore = faults.failures.length
+    // Case 5 of issue 13: a command with an expected version appended its event, then waited for the
+    // order's row a locking command held, which waited for that event's version: a deadlock, run
+    // again before answering. Since a command writes its events, state and messages in one
+    // statement, the two meet on the row and answer VERSION_CONFLICT instead (a real deadlock, and
+    // its retry, are in es/command-handler.int.test.ts). Each round is a burst of commands on fresh
+    // orders; whatever happens, no caller sees a 500 or a deadlock.
+    for (let round = 0; round < 10; round++) {
       const ids = await Promise.all(Array.from({ length: 6 }, () => create()))
       const responses = await Promise.all(
         ids.flatMap((id) => [
@@ -209,8 +210,7 @@ describe('database faults through HTTP (PostgreSQL)', () => {
           assert.doesNotMatch(response.body, /the database is busy/, 'a deadlock was answered, not run again')
         }
       }
-      deadlocks += faults.failures.slice(failuresBefore).filter((e) => isTransactionConflict(e)).length
     }
-    assert.ok(deadlocks > 0, `PostgreSQL deadlocked at least once (statuses ${JSON.stringify([...statuses])})`)
+    assert.ok((statuses.get(200) ?? 0) > 0 && (statuses.get(409) ?? 0) > 0, JSON.stringify([...statuses]))
   })
 })

@@ -63,11 +63,12 @@ import {
  * their ids; `outboxRows(messages)` gives the arrays. A statement of its own, or a step of a larger one
  * (`WITH rows AS (${outboxInsert(n)}) …`): every statement is a round trip to the database.
  */
-export const outboxInsert = (first: number): string =>
+export const outboxInsert = (first: number, when = 'true'): string =>
   `INSERT INTO outbox (topic, message_key, value, headers)
    SELECT topic, message_key, value, headers::jsonb
      FROM unnest($${first}::text[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::text[])
           WITH ORDINALITY AS m(topic, message_key, value, headers, n)
+    WHERE ${when}
     ORDER BY n
    RETURNING id`
 

@@ -26,3 +26,14 @@ export interface SqlDatabase extends SqlExecutor {
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>
   close(): Promise<void>
 }
+
+/**
+ * One table's part of a write, to run as a statement of its own or as one step (`WITH name AS
+ * (…)`) of a statement that writes several tables in one round trip: its SQL, given the number of
+ * its first parameter and a condition every row it writes must meet (`true`, or `EXISTS (SELECT 1
+ * FROM handled)` to write only when the inbox took the message), and its parameters.
+ */
+export interface SqlStep {
+  sql(first: number, when: string): string
+  params: unknown[]
+}
