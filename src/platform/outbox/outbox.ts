@@ -452,7 +452,14 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     positions: PublishedPosition[],
   ): Promise<number> => {
     // A crash before this update republishes the rows: at least once, in order.
-    const marked = await markPublished(db, { ids: rows.map((r) => r.id), holder, shards, fence: ready, positions })
+    const marked = await markPublished(db, {
+      ids: rows.map((r) => r.id),
+      shardOf: rows.map((r) => r.shard),
+      holder,
+      shards,
+      fence: ready,
+      positions,
+    })
     if (marked.size < rows.length) {
       const refused = rows.filter((r) => !marked.has(r.id))
       lostLease('marking published rows was refused', [...new Set(refused.map((r) => r.shard))], {
