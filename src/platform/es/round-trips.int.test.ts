@@ -237,6 +237,23 @@ describe('round trips of a command as PostgreSQL counts them', () => {
   const explain = (counted: Awaited<ReturnType<StatsPostgres['counted']>>) =>
     counted.byStatement.map((row) => `${row.calls}× ${row.query}`).join('\n')
 
+  /**
+   * `items` as one consumer's batch (`handleBatch`, new streams): each applied once, at version 1,
+   * in one transaction of four statements, BEGIN and COMMIT included.
+   */
+  const assertOneBatchOfFour = async (items: Parameters<ReturnType<typeof handlerOn>['handleBatch']>[0]) => {
+    const scope = batchScope(server.db)
+    const handler = handlerOn(scope.db)
+    await server.reset()
+    const results = await scope.run(() =>
+      handler.handleBatch(items, { streamOf: (command) => (command as Add & { counter: string }).counter }),
+    )
+    assert.ok(results.every((r) => r?.version === 1 && !r.duplicate))
+    const counted = await server.counted()
+    assert.equal(counted.transactions, 1, explain(counted))
+    assert.equal(counted.statements, 4, explain(counted))
+  }
+
   before(async () => {
     server = await startStatsPostgres()
     await migratePlatform(server.db)
@@ -268,23 +285,12 @@ describe('round trips of a command as PostgreSQL counts them', () => {
   })
 
   it('fifty consumed commands as one batch (handleBatch): four statements in all, BEGIN and COMMIT included', async () => {
-    const scope = batchScope(server.db)
-    const handler = handlerOn(scope.db)
-    const messages = consumed(50)
-    await server.reset()
-    const results = await scope.run(() =>
-      handler.handleBatch(
-        messages.map((m) => ({
-          metadata: { inbox: m.inbox },
-          command: { type: 'Add', amount: 1, counter: m.streamId } as Add,
-        })),
-        { streamOf: (command) => (command as Add & { counter: string }).counter },
-      ),
+    await assertOneBatchOfFour(
+      consumed(50).map((m) => ({
+        metadata: { inbox: m.inbox },
+        command: { type: 'Add', amount: 1, counter: m.streamId } as Add,
+      })),
     )
-    assert.ok(results.every((r) => r?.version === 1 && !r.duplicate))
-    const counted = await server.counted()
-    assert.equal(counted.transactions, 1, explain(counted))
-    assert.equal(counted.statements, 4, explain(counted))
   })
 
   it('a consumer’s batch that runs no statement (every message of it ignored) costs no transaction', async () => {
@@ -314,27 +320,16 @@ describe('round trips of a command as PostgreSQL counts them', () => {
   })
 
   it('fifty commands whose mappings read their stream first: still four statements, one locked read for all', async () => {
-    const scope = batchScope(server.db)
-    const handler = handlerOn(scope.db)
-    const messages = consumed(50)
-    await server.reset()
-    const results = await scope.run(() =>
-      handler.handleBatch(
-        messages.map((m) => ({
-          metadata: { inbox: m.inbox },
-          // As a journey's event does: the command depends on the stream's state.
-          resolve: async (load) => {
-            const state = (await load(m.streamId)) as { total: number }
-            return { type: 'Add', amount: state.total + 1, counter: m.streamId } as Add
-          },
-        })),
-        { streamOf: (command) => (command as Add & { counter: string }).counter },
-      ),
+    await assertOneBatchOfFour(
+      consumed(50).map((m) => ({
+        metadata: { inbox: m.inbox },
+        // As a journey's event does: the command depends on the stream's state.
+        resolve: async (load: (streamId: string) => Promise<unknown>) => {
+          const state = (await load(m.streamId)) as { total: number }
+          return { type: 'Add', amount: state.total + 1, counter: m.streamId } as Add
+        },
+      })),
     )
-    assert.ok(results.every((r) => r?.version === 1 && !r.duplicate))
-    const counted = await server.counted()
-    assert.equal(counted.transactions, 1, explain(counted))
-    assert.equal(counted.statements, 4, explain(counted))
   })
 
   it('fifty concurrent commands group-committed: far fewer transactions, two statements each', async () => {
