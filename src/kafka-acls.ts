@@ -1,6 +1,6 @@
 import { JOURNEY_GROUPS } from './audit/lag.ts'
+import { cartModule } from './cart/index.ts'
 import { COFFEE_GROUP } from './coffee/index.ts'
-import { CART_EVENTS_TOPIC } from './contracts/cart/events.ts'
 import { COFFEE_ORDERS_TOPIC } from './contracts/coffee/orders.ts'
 import { DELIVERY_COMMANDS_TOPIC } from './contracts/delivery/commands.ts'
 import { DISPATCH_COMMANDS_TOPIC } from './contracts/dispatch/commands.ts'
@@ -84,7 +84,7 @@ function declared(service: DeclaredService<object>): ServiceKafkaAccess {
 }
 
 const services: readonly ServiceKafkaAccess[] = [
-  { service: 'cart', writes: [CART_EVENTS_TOPIC], reads: [] },
+  declared(cartModule()),
   declared(orderModule()),
   declared(paymentModule()),
   declared(dispatchModule()),

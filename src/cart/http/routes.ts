@@ -2,15 +2,21 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { v7 as uuidv7 } from 'uuid'
 import { z } from 'zod'
-import { addCartItemBody, CartStatuses, changeCartItemBody, createCartBody } from '../../contracts/cart/events.ts'
+import {
+  addCartItemBody,
+  type CartEventData,
+  CartStatuses,
+  changeCartItemBody,
+  createCartBody,
+} from '../../contracts/cart/events.ts'
 import { toDecimal } from '../../contracts/money.ts'
 import { contactSchema, deliveryAddressSchema } from '../../contracts/personal.ts'
 import { notFound } from '../../platform/errors.ts'
 import { customerScope, mayAccess } from '../../platform/http/auth.ts'
 import { documentRoute, problemResponses, responseHeaders } from '../../platform/http/openapi.ts'
 import { commandHeaders, commandMetadata, etagOf, requestHeaders } from '../../platform/http/request.ts'
-import type { CartStore } from '../application/cart-store.ts'
-import type { Cart, CartCommand } from '../domain/cart.ts'
+import type { Aggregate, ServiceParts } from '../../platform/service.ts'
+import type { Cart, CartCommand, CartState } from '../domain/cart.ts'
 
 /**
  * Seed 004's cart API: open a cart, put products in, change or remove them, check out. Checkout
@@ -72,7 +78,12 @@ const checkoutBody = z
   // No body at all (seed 004's checkout) arrives as null.
   .nullish()
 
-export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
+export function cartRoutes(deps: {
+  /** Carries a cart command out: the service's `execute`. */
+  execute: ServiceParts<CartCommand, CartEventData, CartState>['execute']
+  /** A cart as it is now, read without a lock: the aggregate's `load`. */
+  load: Aggregate<CartCommand, CartEventData, CartState>['load']
+}): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<ZodTypeProvider>()
     const tags = ['carts']
@@ -87,18 +98,23 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
       409: problemResponses[409],
       503: problemResponses[503],
     }
+    const cartAfter = async (command: CartCommand, request: FastifyRequest): Promise<Cart> => {
+      const { state } = await deps.execute(command, commandMetadata(request))
+      if (!state) throw notFound('cart', command.cartId)
+      return state
+    }
     const send = (reply: FastifyReply, cart: Cart) => reply.header('etag', etagOf(cart.version)).send(toCartView(cart))
     // Checked before the command runs: a cart's customer never changes, and nothing of another
     // customer's cart is changed or shown.
     const requireVisible = async (request: FastifyRequest, cartId: string) => {
       const scope = customerScope(request)
       if (scope === undefined) return
-      const cart = await deps.store.get(cartId)
+      const cart = await deps.load(cartId)
       if (!cart || cart.customerId !== scope) throw notFound('cart', cartId)
     }
     const execute = async (request: FastifyRequest, reply: FastifyReply, command: CartCommand) => {
       await requireVisible(request, command.cartId)
-      return send(reply, await deps.store.execute(command, commandMetadata(request)))
+      return send(reply, await cartAfter(command, request))
     }
 
     app.post(
@@ -120,9 +136,9 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
       async (request, reply) => {
         const cartId = `cart-${uuidv7()}`
         const scope = customerScope(request)
-        const cart = await deps.store.execute(
+        const cart = await cartAfter(
           { commandType: 'CreateCart', cartId, ...request.body, ...(scope === undefined ? {} : { customerId: scope }) },
-          commandMetadata(request),
+          request,
         )
         return send(reply.status(201).header('location', `/api/carts/${encodeURIComponent(cart.id)}`), cart)
       },
@@ -146,7 +162,7 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
         config,
       },
       async (request, reply) => {
-        const cart = await deps.store.get(request.params.id)
+        const cart = await deps.load(request.params.id)
         if (!cart || !mayAccess(request, cart.customerId)) throw notFound('cart', request.params.id)
         return send(reply, cart)
       },
@@ -235,7 +251,7 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
       },
       async (request, reply) => {
         await requireVisible(request, request.params.id)
-        const cart = await deps.store.execute(
+        const cart = await cartAfter(
           {
             commandType: 'CheckOutCart',
             cartId: request.params.id,
@@ -243,7 +259,7 @@ export function cartRoutes(deps: { store: CartStore }): FastifyPluginAsync {
             ...(request.body?.deliveryAddress ? { deliveryAddress: request.body.deliveryAddress } : {}),
             ...(request.body?.contact ? { contact: request.body.contact } : {}),
           },
-          commandMetadata(request),
+          request,
         )
         if (cart.orderId) reply.header('location', `/api/orders/${encodeURIComponent(cart.orderId)}`)
         return send(reply, cart)

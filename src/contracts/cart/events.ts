@@ -1,9 +1,9 @@
 import { z } from 'zod'
-import { defineEventTopic, type TopicMessage, type TopicWire } from '../define.ts'
+import { defineEventTopic, type TopicWire } from '../define.ts'
 import { type Envelope, eventSchema } from '../envelope.ts'
 import { currencyCode, DEFAULT_CURRENCY, decimalAmount } from '../money.ts'
 import { id } from '../order/events.ts'
-import { type Contact, type DeliveryAddress, type Personal, sealedField, withPersonalFields } from '../personal.ts'
+import { type Contact, type DeliveryAddress, type Personal, sealedField } from '../personal.ts'
 import type { TopicContract } from '../registry.ts'
 
 /**
@@ -145,10 +145,6 @@ export const cartEventsTopic: TopicContract<'eventType'> = cartEvents.contract
 
 /** Decodes a `cart-events` message into a typed event (amounts in minor units). */
 export const decodeCartEvent = cartEvents.decode
-
-/** The wire form of a recorded cart event (personal fields sealed): decimal amounts, ready for `JSON.stringify`. */
-export const encodeCartEvent = (event: CartEvent): CartEventWire =>
-  cartEvents.encode(withPersonalFields(event) as TopicMessage<typeof cartEvents>)
 
 // ---------------------------------------------------------------------------------------------
 // HTTP request bodies
