@@ -21,8 +21,8 @@ import { stateTable } from './state-table.ts'
  *   load state → check the expected version → decide → record in the inbox and append (one
  *   statement) → evolve → save the state → put the events' messages in the outbox
  *
- * Every statement is a round trip, and round trips are what a command costs: five for a consumed
- * command with its BEGIN and COMMIT.
+ * Round trips are what a command costs: the load (BEGIN travels with it, sql/postgres.ts), the
+ * write of everything it decided (decision-writes.ts), and COMMIT.
  *
  * and the outbox relay is woken once it committed. A service supplies its decider, its stream type,
  * where its current state lives and how its events become messages; nothing else.
@@ -278,7 +278,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     }
 
     // Its events, state, messages and timers, and its inbox record, in one statement (see
-    // decision-writes.ts): with the load, BEGIN and COMMIT, four round trips in all.
+    // decision-writes.ts): with the load, BEGIN and COMMIT, four statements and three round trips.
     const into = { appended: [] as NewStreamEvent[], messages: [] as OutgoingMessage[] }
     const next = await record(tx, streamId, { state, version }, decision.events, metadata, now, into)
     const result: CommandResult<Event, State> = { ...next, duplicate: false }

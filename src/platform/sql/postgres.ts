@@ -16,6 +16,10 @@ export function openPostgres(options: PostgresOptions): SqlDatabase {
     connectionString: options.connectionString,
     max: options.max ?? 10,
     connectionTimeoutMillis: 5_000,
+    // Queries go out without waiting for the answer to the one before (node-postgres' pipelining):
+    // a transaction's BEGIN travels with its first statement (`transaction` below). Everything else
+    // awaits each statement before the next, so nothing else changes.
+    pipeline: true,
     ...(options.schema ? { options: `-c search_path=${quoteIdentifier(options.schema)},public` } : {}),
   })
   // An idle client losing its connection must not crash the process; the next query reports it.
@@ -52,13 +56,13 @@ export function openPostgres(options: PostgresOptions): SqlDatabase {
         lost = error
       }
       client.on('error', onError)
+      const { tx, begun } = beginningWithFirstStatement(client, executor(client))
       try {
-        await client.query('BEGIN')
-        const result = await work(executor(client))
-        await client.query('COMMIT')
+        const result = await work(tx)
+        if (begun()) await client.query('COMMIT')
         return result
       } catch (error) {
-        if (!lost) await client.query('ROLLBACK').catch(() => {})
+        if (!lost && begun()) await client.query('ROLLBACK').catch(() => {})
         throw error
       } finally {
         client.off('error', onError)
@@ -68,6 +72,53 @@ export function openPostgres(options: PostgresOptions): SqlDatabase {
     },
     close: () => pool.end(),
   }
+}
+
+/**
+ * A transaction's executor that sends BEGIN with the transaction's first statement, in one write
+ * and without waiting for BEGIN's answer: one round trip fewer per transaction (a consumer's hop,
+ * an HTTP command), and a transaction that runs no statement sends nothing at all. The server runs
+ * what it receives in order, so the statement runs inside the transaction BEGIN opened; BEGIN itself
+ * cannot fail on a live connection (on a dead one, the statement fails too).
+ */
+function beginningWithFirstStatement(
+  client: pg.PoolClient,
+  plain: SqlExecutor,
+): { tx: SqlExecutor; begun: () => boolean } {
+  let begun = false
+  const tx: SqlExecutor = {
+    async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+      if (begun) return plain.query<Row>(text, params)
+      begun = true
+      // Corked, both go out in one write (each query corks its own messages too; nested corks
+      // count), and so does any statement sent before this turn of the event loop ends: a consumer
+      // batch asks whether its keys are parked and claims its messages in one write (the claim
+      // follows the question after a few resolved promises, which run before a nextTick callback
+      // queued from a promise's continuation).
+      const socket = client.connection.stream as { cork?(): void; uncork?(): void }
+      socket.cork?.()
+      let began: Promise<unknown>
+      let first: Promise<QueryResult<Row>>
+      try {
+        began = client.query('BEGIN')
+        first = plain.query<Row>(text, params)
+      } finally {
+        process.nextTick(() => socket.uncork?.())
+      }
+      first.catch(() => {})
+      await began
+      return first
+    },
+    async exec(text: string) {
+      // Several statements in one text (a migration): BEGIN on its own first.
+      if (!begun) {
+        begun = true
+        await client.query('BEGIN')
+      }
+      await plain.exec(text)
+    },
+  }
+  return { tx, begun: () => begun }
 }
 
 export function quoteIdentifier(name: string): string {

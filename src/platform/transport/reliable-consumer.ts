@@ -569,9 +569,12 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       return oneByOne(messages)
     }
     // A batch holding a parked key goes one by one, where each message of such a key is parked.
-    // Whether one is parked is read in the batch's own transaction, as its first statement (with a
-    // store over the batch scope's database, it joins it): no connection and no round trip of its
-    // own. A batch that prepares (a call out) reads it before, so that no parked message is prepared.
+    // Whether one is parked is asked in the batch's own transaction, as its first statement (with a
+    // store over the batch scope's database, it joins it), and answered while the batch goes on: on
+    // PostgreSQL the question goes out with BEGIN and the batch's statements follow it without
+    // waiting for the answer (sql/postgres.ts pipelines them). A parked key rolls all of it back
+    // before COMMIT. A batch that prepares (a call out) asks before, so that no parked message is
+    // prepared.
     const keys = parkings
     const keysOf = messages.map((m) => m.key)
     const parkedIn = async () => (keys ? (await keys.blockers(groupId, keysOf)).size > 0 : false)
@@ -590,11 +593,16 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       for (const { message, decoded: value } of decoded) if (value.ok) items.push({ value: value.value, message })
       const prepared = options.handleBatch && options.prepareBatch ? await options.prepareBatch(items) : undefined
       await batch.run(async () => {
-        if (!options.prepareBatch && (await parkedIn())) throw new KeyParked()
-        if (options.handleBatch) return options.handleBatch(items, prepared)
-        for (const { message, decoded: value } of decoded) {
-          if (value.ok) await options.handle(value.value, message)
+        const asked = options.prepareBatch ? undefined : parkedIn()
+        // Its answer is awaited below; a batch that fails first leaves it unread.
+        asked?.catch(() => {})
+        if (options.handleBatch) await options.handleBatch(items, prepared)
+        else {
+          for (const { message, decoded: value } of decoded) {
+            if (value.ok) await options.handle(value.value, message)
+          }
         }
+        if (await asked) throw new KeyParked()
       })
     } catch (error) {
       failed = true
