@@ -34,7 +34,9 @@ export async function openPglite(
     async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
       if (fair) await turn()
       const result = await watch(() => target.query<Row>(text, params))
-      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length }
+      // PGlite counts only the rows a write touched (0 for a SELECT); `pg` counts the rows a SELECT
+      // returned too, and the port means what `pg` means.
+      return { rows: result.rows, rowCount: Math.max(result.affectedRows ?? 0, result.rows.length) }
     },
     async exec(text: string) {
       if (fair) await turn()
