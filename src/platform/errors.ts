@@ -24,6 +24,8 @@ export const ErrorCodes = {
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   URI_TOO_LONG: 'URI_TOO_LONG',
   HEADERS_TOO_LARGE: 'HEADERS_TOO_LARGE',
+  /** The client did not finish sending its request in time (Node's request or headers timeout): send it again. */
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   /** No credentials, or credentials that do not verify (bad signature, expired, wrong issuer). */
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   /** A known caller whose role does not allow this route. */

@@ -19,6 +19,7 @@ const statusByCode: Record<ErrorCode, number> = {
   PAYLOAD_TOO_LARGE: 413,
   URI_TOO_LONG: 414,
   HEADERS_TOO_LARGE: 431,
+  REQUEST_TIMEOUT: 408,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
   TOO_MANY_REQUESTS: 429,
@@ -36,6 +37,7 @@ const codeByStatus: Record<number, ErrorCode> = {
   414: 'URI_TOO_LONG',
   415: 'VALIDATION_FAILED',
   429: 'TOO_MANY_REQUESTS',
+  408: 'REQUEST_TIMEOUT',
   431: 'HEADERS_TOO_LARGE',
 }
 
@@ -44,6 +46,7 @@ const titles: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Content Too Large',
   414: 'URI Too Long',

@@ -175,21 +175,28 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     // Errors Fastify raises before a route runs (a URL that does not decode, a path segment over
     // the limit) are problems like any other.
     frameworkErrors: (error, request, reply) => sendProblem(reply, problemFor(error, request.url.slice(0, 300))),
-    // Errors Node's HTTP parser raises before Fastify sees a request (headers over the limit): no
-    // route runs, so the problem is written to the socket as a raw response.
+    // Errors Node's HTTP server raises before Fastify sees a request: no route runs, so the problem
+    // is written to the socket as a raw response. Headers over the limit are a 431; a request not
+    // received in time (Node's request and headers timeouts; a busy server that read it late) is a
+    // 408, which tells the client to send it again, never a 400 that says its request was wrong; a
+    // connection the client reset gets nothing. Anything else the parser refused is a 400.
     clientErrorHandler: (error, socket) => {
       const code = (error as { code?: string }).code
-      const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-      const problem = problemFor(
-        new AppError(
-          status === 431 ? 'HEADERS_TOO_LARGE' : 'VALIDATION_FAILED',
-          status === 431 ? 'the request headers are too large' : 'the request is not valid HTTP',
-        ),
-      )
+      if (code === 'ECONNRESET' || socket.destroyed) {
+        socket.destroy()
+        return
+      }
+      const [status, appCode, detail] =
+        code === 'HPE_HEADER_OVERFLOW'
+          ? ([431, 'HEADERS_TOO_LARGE', 'the request headers are too large'] as const)
+          : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? ([408, 'REQUEST_TIMEOUT', 'the request was not received in time; send it again'] as const)
+            : ([400, 'VALIDATION_FAILED', 'the request is not valid HTTP'] as const)
+      const problem = problemFor(new AppError(appCode, detail))
       const body = JSON.stringify(problem)
       if (socket.writable) {
         socket.end(
-          `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+          `HTTP/1.1 ${status} ${problem.title}\r\n` +
             `content-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
         )
       } else {
