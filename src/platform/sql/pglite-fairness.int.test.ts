@@ -41,6 +41,31 @@ describe('PGlite lets the event loop turn between units of work', () => {
     assert.ok(firedAfter < 10, `a timer due at once fired after ${firedAfter} of 300 queries`)
   })
 
+  it('in short turns of the loop while many chains run at once, not one turn for all of them', async () => {
+    // A busy process has many chains waiting (requests, consumers, the relay). Each turn of the
+    // loop must run a few of them, not every one: the loop accepts one new connection per turn.
+    const chains = 40
+    let progressed = new Set<number>()
+    let mostPerTurn = 0
+    let running = true
+    const tick = () => {
+      mostPerTurn = Math.max(mostPerTurn, progressed.size)
+      progressed = new Set()
+      if (running) setTimeout(tick, 0)
+    }
+    setTimeout(tick, 0)
+    await Promise.all(
+      Array.from({ length: chains }, async (_, chain) => {
+        for (let i = 0; i < 60; i++) {
+          await db.query('SELECT 1')
+          progressed.add(chain)
+        }
+      }),
+    )
+    running = false
+    assert.ok(mostPerTurn < chains / 4, `${mostPerTurn} of ${chains} chains ran in one turn of the loop`)
+  })
+
   it('between transactions', async () => {
     const firedAfter = await chain(300, () =>
       db.transaction(async (tx) => {

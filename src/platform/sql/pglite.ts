@@ -158,16 +158,44 @@ function preparedStatements(db: PGlite) {
  * runs in this thread and answers on the microtask queue, so a chain of statements that always
  * finds the database ready never gives the event loop a turn: sockets are not read, timers do not
  * fire, and the HTTP server starves while consumers are busy. A unit of work that starts more than
- * `TURN_EVERY_MS` after the loop last turned here waits for one `setImmediate` first, so pending I/O
- * gets in at least that often; units in between do not wait, so a hop of a chain is not slowed by
- * every other task in the process. Statements inside a transaction never wait (the transaction
- * holds the database, and nothing else could run on it meanwhile).
+ * `TURN_EVERY_MS` after the loop last turned here waits for its turn first, so pending I/O gets in
+ * at least that often; units in between do not wait, so a hop of a chain is not slowed by every
+ * other task in the process. Statements inside a transaction never wait (the transaction holds the
+ * database, and nothing else could run on it meanwhile).
+ *
+ * The waiting chains go on in turns of the event loop of at most `ROUND_MS` together, first come
+ * first served: were each resumed by its own `setImmediate`, all of them would run in one turn of
+ * the loop (every request and consumer of a busy process, tens of milliseconds), and the loop,
+ * which accepts one new connection per turn, would accept about twenty a second: connections
+ * would wait in the listen queue, overflow it, and time out or be reset at the client.
  */
 const TURN_EVERY_MS = 2
+const ROUND_MS = 4
 let turnedAt = performance.now()
+const waiting: Array<() => void> = []
+let paced = false
+
+/** Queues one round for the next check phase: one `setImmediate` per waiter, each resuming one while the round's time lasts. */
+const pace = () => {
+  paced = true
+  const round = { startedAt: -1, steps: waiting.length }
+  for (let i = 0; i < round.steps; i++) setImmediate(step, round)
+}
+const step = (round: { startedAt: number; steps: number }) => {
+  const now = performance.now()
+  if (round.startedAt < 0) round.startedAt = now
+  if (now - round.startedAt < ROUND_MS) waiting.shift()?.()
+  if (--round.steps === 0) {
+    paced = false
+    if (waiting.length > 0) pace()
+  }
+}
 const turn = async (): Promise<void> => {
   if (performance.now() - turnedAt < TURN_EVERY_MS) return
-  await new Promise<void>((resolve) => setImmediate(resolve))
+  await new Promise<void>((resolve) => {
+    waiting.push(resolve)
+    if (!paced) pace()
+  })
   turnedAt = performance.now()
 }
 
