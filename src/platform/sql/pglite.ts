@@ -1,5 +1,6 @@
 import { PGlite, parse, protocol, type Results, types } from '@electric-sql/pglite'
 import type { QueryResult, SqlDatabase, SqlExecutor } from './port.ts'
+import { preparedName } from './prepared-name.ts'
 
 /**
  * PGlite (PostgreSQL compiled to WASM) as the embedded database. `dataDir` undefined keeps the
@@ -34,9 +35,10 @@ export async function openPglite(
   const executor = (target: Pick<PGlite, 'query' | 'exec'>, fair: boolean): SqlExecutor => ({
     async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
       if (fair) await turn()
+      const name = params && params.length > 0 ? preparedName(text) : undefined
       const result = await watch(() =>
-        params && params.length > 0 && prepared.takes(text)
-          ? prepared.query<Row>(text, params, { inTransaction: !fair })
+        name && params
+          ? prepared.query<Row>(name, text, params, { inTransaction: !fair })
           : target.query<Row>(text, params),
       )
       // PGlite counts only the rows a write touched (0 for a SELECT); `pg` counts the rows a SELECT
@@ -62,21 +64,19 @@ export async function openPglite(
 
 /**
  * Statements with parameters run as named prepared statements, as they do on a server
- * (sql/postgres.ts): PGlite's `query` parses, analyses and plans its text every time, and on the hot
- * path that is most of a statement's cost (a decision's write, a kilobyte of SQL, took 1.25 ms
- * through `query` and 0.33 ms prepared, docs/benchmarks.md). Each text is parsed once (Parse and
- * Describe, for its parameter types); after that one call into PGlite sends Bind, Describe, Execute
- * and Sync together, with PGlite's own serializers and parsers, so values go in and rows come out
- * exactly as through `query`. The statements are PGlite's public protocol API (`execProtocol`,
- * `protocol.serialize`, `parse.parseResults`), run under the locks `query` takes. Past
- * `MAX_PREPARED` distinct texts, new texts go through `query`.
+ * (sql/prepared-name.ts): PGlite's `query` parses, analyses and plans its text every time, and on
+ * the hot path that is most of a statement's cost (a decision's write, a kilobyte of SQL, took
+ * 1.25 ms through `query` and 0.33 ms prepared, docs/benchmarks.md). Each statement is parsed once
+ * in this database (Parse and Describe, for its parameter types); after that one call into PGlite
+ * sends Bind, Describe, Execute and Sync together, with PGlite's own serializers and parsers, so
+ * values go in and rows come out exactly as through `query`. The statements are PGlite's public
+ * protocol API (`execProtocol`, `protocol.serialize`, `parse.parseResults`), run under the locks
+ * `query` takes.
  */
-const MAX_PREPARED = 1000
-
 function preparedStatements(db: PGlite) {
   const { serialize } = protocol
-  const known = new Map<string, { name: string; types: number[] }>()
-  let counter = 0
+  /** The parameter types of each statement parsed in this database, by name. */
+  const parsed = new Map<string, number[]>()
   const call = async (...messages: Uint8Array[]) => {
     const size = messages.reduce((n, m) => n + m.length, 0)
     const buffer = new Uint8Array(size)
@@ -90,28 +90,27 @@ function preparedStatements(db: PGlite) {
     if (failed) throw failed
     return answer
   }
-  const statementOf = async (text: string) => {
-    const cached = known.get(text)
+  const typesOf = async (name: string, text: string) => {
+    const cached = parsed.get(name)
     if (cached) return cached
-    const name = `of_${++counter}`
     const described = await call(
       serialize.parse({ name, text }),
       serialize.describe({ type: 'S', name }),
       serialize.sync(),
     )
-    const statement = { name, types: parse.parseDescribeStatementResults(described) }
-    known.set(text, statement)
-    return statement
+    const types = parse.parseDescribeStatementResults(described)
+    parsed.set(name, types)
+    return types
   }
-  const run = async (text: string, params: unknown[]): Promise<Results> => {
-    const statement = await statementOf(text)
+  const run = async (name: string, text: string, params: unknown[]): Promise<Results> => {
+    const types = await typesOf(name, text)
     const values = params.map((value, i) => {
       if (value === null || value === undefined) return null
-      const serializer = db.serializers[statement.types[i] ?? 0]
+      const serializer = db.serializers[types[i] ?? 0]
       return serializer ? serializer(value) : String(value)
     })
     const answer = await call(
-      serialize.bind({ statement: statement.name, values }),
+      serialize.bind({ statement: name, values }),
       serialize.describe({ type: 'P' }),
       serialize.execute({}),
       serialize.sync(),
@@ -119,22 +118,20 @@ function preparedStatements(db: PGlite) {
     return parse.parseResults(answer, db.parsers)[0] as Results
   }
   return {
-    takes: (text: string) => known.has(text) || known.size < MAX_PREPARED,
-    async query<Row>(text: string, params: unknown[], { inTransaction }: { inTransaction: boolean }) {
+    async query<Row>(name: string, text: string, params: unknown[], { inTransaction }: { inTransaction: boolean }) {
       const once = async () => {
         await db._checkReady()
         try {
-          return await run(text, params)
+          return await run(name, text, params)
         } catch (error) {
           // A table changed under a statement prepared before it (DDL: "cached plan must not change
           // result type"): the statement is prepared again, and run again outside a transaction
           // (inside one, the failure aborted the transaction; its caller runs it again).
           if ((error as { code?: string }).code !== '0A000') throw error
-          const stale = known.get(text)
-          known.delete(text)
-          if (stale) await call(serialize.close({ type: 'S', name: stale.name }), serialize.sync()).catch(() => {})
+          parsed.delete(name)
+          await call(serialize.close({ type: 'S', name }), serialize.sync()).catch(() => {})
           if (inTransaction) throw error
-          return run(text, params)
+          return run(name, text, params)
         }
       }
       // As `query` does: inside a transaction the transaction holds the database; outside one a
