@@ -210,6 +210,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     logger,
     metrics,
     trustProxy: config.http.trustProxy,
+    maxInFlight: config.http.maxInFlight,
     checks: healthChecks,
     // Built once, on first request: the document is a pure function of the modules' contracts.
     asyncApi: once(() =>

@@ -150,6 +150,7 @@ const environmentSchema = z.object({
   DATA_DIR: z.string().default('.orderflow/data'),
   PORT: wholeNumber('PORT', 0, 65535, 3000),
   HOST: z.string().default('127.0.0.1'),
+  HTTP_MAX_IN_FLIGHT: wholeNumber('HTTP_MAX_IN_FLIGHT', 0, 1_000_000, 1000),
   SERVICES: z.string().optional(),
   SHUTDOWN_TIMEOUT_MS: wholeNumber('SHUTDOWN_TIMEOUT_MS', 100, 600_000, 10_000),
   SHUTDOWN_DRAIN_MS: wholeNumber('SHUTDOWN_DRAIN_MS', 0, 600_000, 0),
@@ -279,6 +280,11 @@ const environmentSchema = z.object({
 export const platformVariables: { readonly [Name in keyof typeof environmentSchema.shape]: VariableDoc } = {
   PORT: { default: '`3000`', meaning: 'HTTP port' },
   HOST: { default: '`127.0.0.1`', meaning: 'HTTP listen address; beyond loopback, authentication must be configured' },
+  HTTP_MAX_IN_FLIGHT: {
+    default: '`1000`',
+    meaning:
+      'requests handled at once; past it, new ones are answered 503 `OVERLOADED` with `Retry-After` at once, unhandled (probes and `/metrics` never are); `0` never sheds',
+  },
   SERVICES: { default: '`all`', meaning: 'comma-separated service modules this process runs (`order`, …; see below)' },
   KAFKA_BROKERS: { default: '(empty)', meaning: 'comma-separated `host:port`; set, it selects the Kafka transport' },
   TRANSPORT: { default: '`kafka` if `KAFKA_BROKERS` is set, else `embedded`', meaning: 'force a transport' },
@@ -466,6 +472,8 @@ export interface Config {
      * Rate limits per address need it behind a load balancer, else every client is the balancer.
      */
     trustProxy: boolean | number | string[]
+    /** Requests handled at once before new ones are shed with 503 OVERLOADED; 0 never sheds. */
+    maxInFlight: number
   }
   logLevel: string
   /** The service modules this process runs, by name; `undefined` means every module. */
@@ -571,7 +579,7 @@ export function loadConfig(env: RawEnvironment = process.env): Config {
       security,
     },
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: e.DATA_DIR },
-    http: { port: e.PORT, host: e.HOST, trustProxy: e.TRUST_PROXY },
+    http: { port: e.PORT, host: e.HOST, trustProxy: e.TRUST_PROXY, maxInFlight: e.HTTP_MAX_IN_FLIGHT },
     logLevel: e.LOG_LEVEL,
     services: parseServiceList(e.SERVICES),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -26,12 +26,19 @@ describe('configuration from the environment', () => {
   it('names every bad variable and what is allowed', () => {
     assert.throws(
       () =>
-        loadConfig({ KAFKA_RETRY_MAX: 'three', PORT: '70000', KAFKA_REQUIRED_ACKS: 'most', KAFKA_BROKERS: 'nohost' }),
+        loadConfig({
+          KAFKA_RETRY_MAX: 'three',
+          PORT: '70000',
+          KAFKA_REQUIRED_ACKS: 'most',
+          KAFKA_BROKERS: 'nohost',
+          HTTP_MAX_IN_FLIGHT: '-5',
+        }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError)
         const text = error.message
         assert.match(text, /KAFKA_RETRY_MAX must be a whole number from 0 to 20 \(got 'three'\)/)
         assert.match(text, /PORT must be a whole number from 0 to 65535 \(got '70000'\)/)
+        assert.match(text, /HTTP_MAX_IN_FLIGHT must be a whole number from 0 to 1000000 \(got '-5'\)/)
         assert.match(text, /KAFKA_REQUIRED_ACKS must be 'all', '1' or '0' \(got 'most'\)/)
         assert.match(text, /KAFKA_BROKERS must be a comma-separated list of host:port/)
         return true

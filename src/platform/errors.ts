@@ -31,6 +31,8 @@ export const ErrorCodes = {
   /** A known caller whose role does not allow this route. */
   FORBIDDEN: 'FORBIDDEN',
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  /** The process is handling as many requests as it takes (HTTP_MAX_IN_FLIGHT): nothing was done, send it again. */
+  OVERLOADED: 'OVERLOADED',
   /** A sealed personal field that does not authenticate (changed, moved), or whose key is lost (never erased). */
   PERSONAL_DATA_UNREADABLE: 'PERSONAL_DATA_UNREADABLE',
   INTERNAL: 'INTERNAL',
@@ -43,6 +45,7 @@ const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set([
   'DATABASE_UNAVAILABLE',
   'TRANSPORT_UNAVAILABLE',
   'GATEWAY_UNAVAILABLE',
+  'OVERLOADED',
 ])
 
 export interface FieldError {

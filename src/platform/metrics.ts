@@ -20,6 +20,8 @@ export interface Metrics {
   outboxOldestAge: Gauge
   httpRequests: Counter<'method' | 'route' | 'status_class'>
   httpSeconds: Histogram<'method' | 'route' | 'status_class'>
+  httpInFlight: Gauge
+  httpShed: Counter<'route'>
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -103,6 +105,17 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'orderflow_http_requests_total',
       help: 'HTTP requests answered, by method, route pattern and status class (2xx … 5xx)',
       labelNames: ['method', 'route', 'status_class'],
+      registers,
+    }),
+    httpInFlight: new Gauge({
+      name: 'orderflow_http_requests_in_flight',
+      help: 'HTTP requests being handled now (probes and scrapes left out); past HTTP_MAX_IN_FLIGHT new ones are shed',
+      registers,
+    }),
+    httpShed: new Counter({
+      name: 'orderflow_http_requests_shed_total',
+      help: 'HTTP requests answered 503 OVERLOADED at once, unhandled, because HTTP_MAX_IN_FLIGHT were in flight, by route pattern',
+      labelNames: ['route'],
       registers,
     }),
     httpSeconds: new Histogram({

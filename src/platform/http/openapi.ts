@@ -63,7 +63,7 @@ export const problemResponses = {
   ),
   422: problemResponse('The Idempotency-Key was used before with a different request (IDEMPOTENCY_KEY_REUSED)'),
   503: problemResponse(
-    'The database is unavailable or busy (DATABASE_UNAVAILABLE: unreachable, out of connections, disk or memory, or a deadlock that persisted); retry after Retry-After seconds',
+    'The database is unavailable or busy (DATABASE_UNAVAILABLE: unreachable, out of connections, disk or memory, or a deadlock that persisted), or the server is handling as many requests as it takes (OVERLOADED: nothing was done); retry after Retry-After seconds',
   ),
 } as const
 

@@ -19,6 +19,7 @@ import { httpTracingPlugin } from '../tracing.ts'
 import { type Authenticator, type AuthRequirement, allowEveryone, installAuthSeam } from './auth.ts'
 import { problemErrorHandler, problemFor, sendProblem } from './problem.ts'
 import { installRateLimits, type RateLimits } from './rate-limit.ts'
+import { installShedding } from './shedding.ts'
 import { strictDeep } from './strict-body.ts'
 
 export interface HealthCheck {
@@ -141,6 +142,8 @@ export interface HttpServerOptions {
   rateLimits?: RateLimits
   /** Fastify's trustProxy: whose X-Forwarded-For gives the client's address (TRUST_PROXY). */
   trustProxy?: boolean | number | string[]
+  /** Requests handled at once before new ones are shed with 503 OVERLOADED (HTTP_MAX_IN_FLIGHT); 0 or unset never sheds. */
+  maxInFlight?: number
   /** The AsyncAPI document served at `/asyncapi.json`. */
   asyncApi?: () => unknown
 }
@@ -226,6 +229,9 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     deps.metrics.httpRequests.inc(labels)
     deps.metrics.httpSeconds.observe(labels, reply.elapsedTime / 1000)
   })
+
+  // Before authentication and the rate limits: a shed request costs no work (shedding.ts).
+  installShedding(app, { maxInFlight: deps.maxInFlight ?? 0, metrics: deps.metrics, logger: deps.logger })
 
   // Database outages (unreachable, out of resources, deadlocks) become 503 with Retry-After there.
   app.setErrorHandler(problemErrorHandler(deps.logger))
@@ -338,7 +344,7 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
         path,
         {
           // Probes are never rate-limited: a 429 would read as a dead process.
-          config: { auth: 'public', rateLimit: false },
+          config: { auth: 'public', rateLimit: false, shed: false },
           schema: {
             summary: 'Liveness: the process is up and answering',
             tags: ['operations'],
@@ -351,7 +357,7 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     scope.get(
       '/health/ready',
       {
-        config: { auth: 'public', rateLimit: false },
+        config: { auth: 'public', rateLimit: false, shed: false },
         schema: {
           summary: 'Readiness: the process can serve (its database answers, its consumers have joined)',
           description:
@@ -384,7 +390,8 @@ export function createHttpServer(deps: HttpServerOptions): FastifyInstance {
     scope.get(
       '/metrics',
       {
-        config: { auth: 'operator' },
+        // Never shed: an overloaded process is when its operators most need to see it.
+        config: { auth: 'operator', shed: false },
         schema: {
           summary: 'Prometheus metrics',
           tags: ['operations'],
