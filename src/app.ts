@@ -7,6 +7,7 @@ import type { Authenticator } from './platform/http/auth.ts'
 import { databaseRateLimitStore } from './platform/http/rate-limit.ts'
 import { createHttpServer, type HealthCheck, registerApi } from './platform/http/server.ts'
 import type { ModuleContext, ServiceModule, StartedModule } from './platform/module.ts'
+import { startCommitNotices } from './platform/outbox/commit-notices.ts'
 import {
   createOutboxSignal,
   type OutboxRelay,
@@ -143,6 +144,22 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     await Promise.allSettled([relay.stop(), projections.stop(), housekeeping.stop()])
     throw error
   })
+  // Split across processes, a commit here may be another process's relay's to publish: it is told
+  // (commit-notices.ts), and this one is told of theirs.
+  const notices = await startCommitNotices({
+    db,
+    logger: logger.child({ component: 'commit-notices' }),
+    shouldTell: () => !relay.holdsEveryShard(),
+    onCommitElsewhere: () => {
+      relay.wake()
+      projections.notify()
+    },
+  }).catch(async (error: unknown) => {
+    unsubscribe()
+    await Promise.allSettled([relay.stop(), projections.stop(), housekeeping.stop()])
+    throw error
+  })
+  const unsubscribeNotices = signal.onNotify(() => notices.committed())
 
   const subscriptions: ReliableSubscription[] = []
   let started = false
@@ -274,6 +291,8 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       if (module.stop) await attempt(`module ${name}`, () => module.stop?.() ?? Promise.resolve())
     }
     unsubscribe()
+    unsubscribeNotices()
+    await attempt('commit notices', () => notices.stop())
     await attempt('projections', () => projections.stop())
     await attempt('outbox relay', () => relay.stop())
     await attempt('housekeeping', () => housekeeping.stop())

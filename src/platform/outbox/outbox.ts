@@ -173,6 +173,13 @@ export interface OutboxRelay {
    */
   joined: Promise<void>
   stop(): Promise<void>
+  /** Rows were written elsewhere (another process): look for them now rather than at the next poll. */
+  wake(): void
+  /**
+   * Whether this relay publishes every row written, as it last knew its lease: it holds every shard.
+   * While it does not, rows this process writes may be another relay's to publish.
+   */
+  holdsEveryShard(): boolean
   /** Rows not published yet: refused rows, and the rows of their keys held behind them, included. */
   pending(): Promise<number>
 }
@@ -640,16 +647,19 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     }
   }
 
-  const unsubscribe = options.signal.onNotify(() => {
+  const notified = () => {
     dirty = true
     // A failing relay keeps its backoff; a new row must not turn it into a busy loop.
     if (failures === 0) wake?.()
-  })
+  }
+  const unsubscribe = options.signal.onNotify(notified)
   const running = loop()
 
   return {
     drain: () => drain(),
     joined,
+    wake: notified,
+    holdsEveryShard: () => lease?.shards.size === shards,
     async pending() {
       const { rows } = await db.query<{ n: string }>(
         'SELECT count(*)::text AS n FROM outbox WHERE published_at IS NULL',

@@ -24,6 +24,13 @@ export interface SqlDatabase extends SqlExecutor {
   readonly grouping?: { maxInFlight: number; maxSize: number }
   /** Runs `work` in one transaction: committed if it resolves, rolled back if it throws. */
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>
+  /**
+   * Where the database can tell other processes (PostgreSQL's LISTEN/NOTIFY): listens on `channel`
+   * on a connection of its own, calling `onNotification` for each notification, and
+   * `onNotification` once more after a lost connection is back (what was sent meanwhile is lost).
+   * Resolves, once listening, with a function that stops. Absent where one process is all there is.
+   */
+  listen?(channel: string, onNotification: () => void, onError?: (error: Error) => void): Promise<() => Promise<void>>
   close(): Promise<void>
 }
 

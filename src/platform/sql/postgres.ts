@@ -70,7 +70,75 @@ export function openPostgres(options: PostgresOptions): SqlDatabase {
         client.release(lost ?? false)
       }
     },
+    listen: (channel, onNotification, onError) => listen(options, channel, onNotification, onError),
     close: () => pool.end(),
+  }
+}
+
+const RELISTEN_MIN_MS = 100
+const RELISTEN_MAX_MS = 5_000
+
+/**
+ * LISTEN on a connection of its own (a pooled one would be handed to others). A lost connection is
+ * opened again, with backoff, and the listener called once it listens again: notifications sent in
+ * between are lost, and whoever listens must look for what they announced.
+ */
+async function listen(
+  options: PostgresOptions,
+  channel: string,
+  onNotification: () => void,
+  onError: (error: Error) => void = () => {},
+): Promise<() => Promise<void>> {
+  let stopped = false
+  let client: pg.Client | undefined
+  let retry: NodeJS.Timeout | undefined
+  let failures = 0
+  const connect = async (): Promise<void> => {
+    const next = new pg.Client({ connectionString: options.connectionString })
+    client = next
+    next.on('notification', (message) => {
+      if (message.channel === channel) onNotification()
+    })
+    next.on('error', (error) => {
+      onError(error)
+      reconnect(next)
+    })
+    next.on('end', () => reconnect(next))
+    try {
+      await next.connect()
+      await next.query(`LISTEN ${quoteIdentifier(channel)}`)
+    } catch (error) {
+      onError(error as Error)
+      reconnect(next)
+      throw error
+    }
+    failures = 0
+  }
+  // Once per lost client (its 'error' and 'end' both come): the next one after a backoff.
+  const reconnect = (lost: pg.Client) => {
+    if (stopped || client !== lost || retry) return
+    client = undefined
+    lost.end().catch(() => {})
+    failures++
+    retry = setTimeout(
+      () => {
+        retry = undefined
+        connect().then(onNotification, () => {})
+      },
+      Math.min(RELISTEN_MAX_MS, RELISTEN_MIN_MS * 2 ** (failures - 1)),
+    )
+  }
+  try {
+    await connect()
+  } catch (error) {
+    stopped = true
+    clearTimeout(retry)
+    throw error
+  }
+  return async () => {
+    stopped = true
+    clearTimeout(retry)
+    await client?.end().catch(() => {})
   }
 }
 
