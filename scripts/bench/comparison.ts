@@ -64,6 +64,10 @@ export function figuresOf(result: unknown): Figures {
           `${name} saturation.deliveredPerSecond`,
           isRecord(run.saturation) ? run.saturation.deliveredPerSecond : null,
         )
+        put(
+          `${name} saturation.transactionsPerOrder`,
+          isRecord(run.saturation) ? run.saturation.transactionsPerOrder : null,
+        )
         put(`${name} transactionsPerOrder`, run.transactionsPerOrder)
         // The same figure on every run of a transport: once per transport.
         put(`${run.transport} ordersBaselinePerSecond`, run.ordersBaselinePerSecond)

@@ -41,6 +41,11 @@ interface RateResult {
   p50Ms: number
   p99Ms: number
   maxMs: number
+  /**
+   * At saturation, on PostgreSQL: the transactions committed while the orders of this phase ran
+   * (from just before the first POST until the last one ended), per order that ended.
+   */
+  transactionsPerOrder?: number
 }
 
 const round = (n: number) => Math.round(n * 10) / 10
@@ -180,20 +185,32 @@ async function runJourney(
     )
     rates.push(result)
   }
+  // Where the time goes on PostgreSQL: transactions committed (each statement outside a transaction
+  // is one). Backends flush their statistics about every second: read after a pause.
+  const commits = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const { rows } = await runtime.db.query<{ commits: string }>(
+      'SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = current_database()',
+    )
+    return Number(rows[0]?.commits ?? 0)
+  }
   say(`${transport}/${mode}: saturation, ${options.saturationRate} orders/s offered for ${options.seconds} s…`)
+  const commitsBefore = transport === 'kafka' ? await commits() : 0
+  const ended = endedAt.size
   const saturation = await offer(options.saturationRate, options.seconds)
   say(
     `  ${saturation.delivered}/${saturation.accepted} delivered, ${saturation.deliveredPerSecond}/s sustained, p50 ${saturation.p50Ms} ms p99 ${saturation.p99Ms} ms`,
   )
-  // Where the time goes on PostgreSQL: transactions per order that reached its end.
   let transactionsPerOrder: number | undefined
   if (transport === 'kafka') {
-    await new Promise((resolve) => setTimeout(resolve, 1500)) // statistics are flushed about every second
-    const { rows } = await runtime.db.query<{ commits: string }>(
-      'SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = current_database()',
+    const commitsAfter = await commits()
+    saturation.transactionsPerOrder = round((commitsAfter - commitsBefore) / Math.max(1, endedAt.size - ended))
+    // The whole run's (set-up, warm-up, every rate and the pauses between them, per order that
+    // ended): the figure printed before the saturation phase had one of its own.
+    transactionsPerOrder = round(commitsAfter / Math.max(1, endedAt.size))
+    say(
+      `  ${saturation.transactionsPerOrder} PostgreSQL transactions per order at saturation; ${transactionsPerOrder} over the whole run (set-up, polls and the slower rates included)`,
     )
-    transactionsPerOrder = round(Number(rows[0]?.commits ?? 0) / Math.max(1, endedAt.size))
-    say(`  ${transactionsPerOrder} PostgreSQL transactions per order (relay, projections and polls included)`)
   }
   await reader.close()
   await app.close()

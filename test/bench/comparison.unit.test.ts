@@ -23,7 +23,16 @@ describe('comparing two bench results', () => {
   it('names the journey figures the issue keeps, per transport and saga mode', () => {
     const figures = figuresOf(
       journey([
-        journeyRun('kafka', 'orchestration', 120, { transactionsPerOrder: 31.5 }),
+        journeyRun('kafka', 'orchestration', 120, {
+          transactionsPerOrder: 31.5,
+          saturation: {
+            offeredPerSecond: 300,
+            deliveredPerSecond: 120,
+            p50Ms: 900,
+            p99Ms: 2000,
+            transactionsPerOrder: 2.8,
+          },
+        }),
         journeyRun('kafka', 'choreography', 150, { transactionsPerOrder: 27 }),
       ]),
     )
@@ -31,6 +40,7 @@ describe('comparing two bench results', () => {
       'kafka/orchestration rates[50/s].p50Ms': 40,
       'kafka/orchestration rates[50/s].p99Ms': 120,
       'kafka/orchestration saturation.deliveredPerSecond': 120,
+      'kafka/orchestration saturation.transactionsPerOrder': 2.8,
       'kafka/orchestration transactionsPerOrder': 31.5,
       'kafka ordersBaselinePerSecond': 400,
       'kafka/choreography rates[50/s].p50Ms': 40,
