@@ -55,7 +55,7 @@ export function figuresOf(result: unknown): Figures {
       break
     case 'journey':
       for (const run of records(result.runs)) {
-        const name = `${run.transport}/${run.mode}`
+        const name = `${run.transport}${run.processes === 'split' ? ' (2 processes)' : ''}/${run.mode}`
         for (const rate of records(run.rates)) {
           put(`${name} rates[${rate.offeredPerSecond}/s].p50Ms`, rate.p50Ms)
           put(`${name} rates[${rate.offeredPerSecond}/s].p99Ms`, rate.p99Ms)

@@ -1,6 +1,10 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { buildApp } from '../../src/app.ts'
 import { ORDER_EVENTS_TOPIC } from '../../src/contracts/order/events.ts'
 import { loadConfig } from '../../src/platform/config.ts'
@@ -29,6 +33,8 @@ export interface JourneyOptions {
   saturationRate: number
   modes: string[]
   transports: string[]
+  /** `split`: the services as two processes of `src/main.ts` (Kafka only); `one`: all in this one. */
+  processes?: 'one' | 'split'
 }
 
 interface RateResult {
@@ -102,8 +108,17 @@ async function runJourney(
     ...env,
   })
   const runtime = await openRuntime(config)
-  const app = await buildApp(runtime, selectModules(config.services))
-  const address = await app.http.listen({ host: '127.0.0.1', port: 0 })
+  let address: string
+  let stopServices: () => Promise<void>
+  if (options.processes === 'split') {
+    const services = await startSplit({ ...env, SAGA_MODE: mode, KAFKA_PARTITIONS: String(ctx.partitions) })
+    address = services.address
+    stopServices = services.stop
+  } else {
+    const app = await buildApp(runtime, selectModules(config.services))
+    address = await app.http.listen({ host: '127.0.0.1', port: 0 })
+    stopServices = () => app.close()
+  }
 
   const postedAt = new Map<string, number>()
   const endedAt = new Map<string, { at: number; status: string }>()
@@ -213,10 +228,97 @@ async function runJourney(
     )
   }
   await reader.close()
-  await app.close()
+  await stopServices()
   await runtime.close()
   await cleanup()
-  return { transport, mode, rates, saturation, ...(transactionsPerOrder ? { transactionsPerOrder } : {}) }
+  return {
+    transport,
+    mode,
+    ...(options.processes === 'split' ? { processes: 'split' } : {}),
+    rates,
+    saturation,
+    ...(transactionsPerOrder ? { transactionsPerOrder } : {}),
+  }
+}
+
+/** The services of the journey split as production may run them: `node src/main.ts` twice. */
+const SPLIT = [
+  { name: 'order', services: 'order,saga' },
+  { name: 'fulfilment', services: 'payment,dispatch,delivery' },
+]
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  if (!address || typeof address === 'string') throw new Error('no free port')
+  return address.port
+}
+
+/**
+ * Starts the journey's services as two processes on the bench's database and topics, one after the
+ * other (the first applies the migrations), each ready when its `/health/ready` answers 200. The
+ * first (order and saga) takes the orders: its address is returned.
+ */
+async function startSplit(env: Record<string, string>): Promise<{ address: string; stop: () => Promise<void> }> {
+  const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
+  const children: { name: string; child: ChildProcess; output: string[] }[] = []
+  const stop = async () => {
+    await Promise.all(
+      children.map(async ({ child }) => {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        const exited = once(child, 'exit')
+        child.kill('SIGTERM')
+        await exited
+      }),
+    )
+  }
+  try {
+    const addresses: string[] = []
+    for (const { name, services } of SPLIT) {
+      const port = await freePort()
+      const child = spawn(process.execPath, [main], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          ...env,
+          SERVICES: services,
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          // Its own process on the bench's loopback: the bench's requests carry no token.
+          AUTH: 'off',
+          LOG_LEVEL: 'error',
+          PAYMENT_GATEWAY_LATENCY_MS: '0',
+          DELIVERY_DELAY_MS: '0',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      const output: string[] = []
+      const keep = (chunk: Buffer) => output.push(...chunk.toString().split('\n').filter(Boolean).slice(-50))
+      child.stdout?.on('data', keep)
+      child.stderr?.on('data', keep)
+      children.push({ name, child, output })
+      const address = `http://127.0.0.1:${port}`
+      const deadline = performance.now() + 120_000
+      for (;;) {
+        if (child.exitCode !== null) throw new Error(`the ${name} process exited: ${output.slice(-10).join('\n')}`)
+        const ready = await fetch(`${address}/health/ready`).then(
+          (response) => response.status === 200,
+          () => false,
+        )
+        if (ready) break
+        if (performance.now() > deadline) throw new Error(`the ${name} process is not ready after 120 s`)
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+      say(`  ${name} process (${services}) ready at ${address}`)
+      addresses.push(address)
+    }
+    return { address: addresses[0] as string, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
 }
 
 export async function benchJourney(ctx: BenchContext, options: JourneyOptions): Promise<Record<string, unknown>> {

@@ -50,6 +50,12 @@ describe('comparing two bench results', () => {
     })
   })
 
+  it('names the runs of services split across processes apart from those of one process', () => {
+    const figures = figuresOf(journey([journeyRun('kafka', 'choreography', 300, { processes: 'split' })]))
+    assert.equal(figures.get('kafka (2 processes)/choreography saturation.deliveredPerSecond'), 300)
+    assert.equal(figures.has('kafka/choreography saturation.deliveredPerSecond'), false)
+  })
+
   it('divides current by base, figure by figure', () => {
     const [saturation] = compareRounds([
       {
