@@ -45,6 +45,8 @@ interface Process {
   signal: OutboxSignal
   notices: CommitNotices
   published: OutgoingMessage[]
+  /** How often another process's commit woke this one. */
+  woken: { count: number }
   stop(): Promise<void>
 }
 
@@ -68,11 +70,15 @@ describe('commit notices between processes (PostgreSQL LISTEN/NOTIFY)', () => {
       publishTimeoutMs: 1_000,
     })
     await relay.joined
+    const woken = { count: 0 }
     const notices = await startCommitNotices({
       db: database.db,
       logger: log,
       shouldTell: () => !relay.holdsEveryShard(),
-      onCommitElsewhere: () => relay.wake(),
+      onCommitElsewhere: () => {
+        woken.count++
+        relay.wake()
+      },
     })
     const unsubscribe = signal.onNotify(() => notices.committed())
     const process: Process = {
@@ -80,6 +86,7 @@ describe('commit notices between processes (PostgreSQL LISTEN/NOTIFY)', () => {
       signal,
       notices,
       published,
+      woken,
       async stop() {
         unsubscribe()
         await notices.stop()
@@ -137,11 +144,14 @@ describe('commit notices between processes (PostgreSQL LISTEN/NOTIFY)', () => {
       { timeoutMs: 15_000, message: 'the relays share the shards, four each' },
     )
 
+    const wokenBefore = { a: a.woken.count, b: b.woken.count }
     await write(a, 1)
     await waitFor(async () => publishedOf(1) === KEYS && (await pending()) === 0, {
       timeoutMs: 10_000,
       message: () => `every row is published well before the ${POLL_MS} ms poll (${publishedOf(1)} of ${KEYS})`,
     })
+    assert.equal(b.woken.count - wokenBefore.b, 1, 'the other process was told once')
+    assert.equal(a.woken.count, wokenBefore.a, 'its own notification wakes nothing in the writer')
     assert.ok(
       b.published.some((m) => m.value === '1'),
       'the relay of the other process published the rows of its shards',

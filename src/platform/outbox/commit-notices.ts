@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import type { Logger } from '../logger.ts'
 import type { SqlDatabase } from '../sql/port.ts'
 
@@ -51,9 +51,12 @@ export async function startCommitNotices(options: CommitNoticesOptions): Promise
   const { db, logger } = options
   if (!db.listen) return { channel: undefined, committed: () => {}, stop: async () => {} }
   const channel = await channelOf(db)
-  // This process's own notifications come back too: a wake-up of its relay with nothing new, at
-  // most one per notification sent.
-  const unlisten = await db.listen(channel, options.onCommitElsewhere, (error) =>
+  // A notification names its sender: this process's own come back too, and wake nothing.
+  const self = randomUUID()
+  const heard = (sender: string | undefined) => {
+    if (sender !== self) options.onCommitElsewhere()
+  }
+  const unlisten = await db.listen(channel, heard, (error) =>
     logger.warn(
       { err: error, channel },
       'lost the connection that listens for other processes’ commits; it is opened again (meanwhile the relay finds their rows by polling)',
@@ -64,7 +67,7 @@ export async function startCommitNotices(options: CommitNoticesOptions): Promise
   let stopped = false
   const send = () => {
     sending = db
-      .query('SELECT pg_notify($1, NULL)', [channel])
+      .query('SELECT pg_notify($1, $2)', [channel, self])
       .then(
         () => {},
         (error: unknown) =>

@@ -26,11 +26,15 @@ export interface SqlDatabase extends SqlExecutor {
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>
   /**
    * Where the database can tell other processes (PostgreSQL's LISTEN/NOTIFY): listens on `channel`
-   * on a connection of its own, calling `onNotification` for each notification, and
-   * `onNotification` once more after a lost connection is back (what was sent meanwhile is lost).
+   * on a connection of its own, calling `onNotification` with each notification's payload, and
+   * once more without one after a lost connection is back (what was sent meanwhile is lost).
    * Resolves, once listening, with a function that stops. Absent where one process is all there is.
    */
-  listen?(channel: string, onNotification: () => void, onError?: (error: Error) => void): Promise<() => Promise<void>>
+  listen?(
+    channel: string,
+    onNotification: (payload: string | undefined) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>>
   close(): Promise<void>
 }
 

@@ -86,7 +86,7 @@ const RELISTEN_MAX_MS = 5_000
 async function listen(
   options: PostgresOptions,
   channel: string,
-  onNotification: () => void,
+  onNotification: (payload: string | undefined) => void,
   onError: (error: Error) => void = () => {},
 ): Promise<() => Promise<void>> {
   let stopped = false
@@ -97,7 +97,7 @@ async function listen(
     const next = new pg.Client({ connectionString: options.connectionString })
     client = next
     next.on('notification', (message) => {
-      if (message.channel === channel) onNotification()
+      if (message.channel === channel) onNotification(message.payload || undefined)
     })
     next.on('error', (error) => {
       onError(error)
@@ -123,7 +123,10 @@ async function listen(
     retry = setTimeout(
       () => {
         retry = undefined
-        connect().then(onNotification, () => {})
+        connect().then(
+          () => onNotification(undefined),
+          () => {},
+        )
       },
       Math.min(RELISTEN_MAX_MS, RELISTEN_MIN_MS * 2 ** (failures - 1)),
     )
