@@ -33,11 +33,9 @@ function gated(real: SqlDatabase) {
     },
     open: () => open(),
   }
+  // The pg adapter is a plain object: spread, it keeps every method but the one replaced.
   const db: SqlDatabase = {
-    dialect: real.dialect,
-    query: (text, params) => real.query(text, params),
-    exec: (text) => real.exec(text),
-    close: () => real.close(),
+    ...real,
     async transaction(work) {
       gate.held++
       try {
