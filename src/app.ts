@@ -138,12 +138,14 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     shards: config.outboxRelayShards,
     ...options.relay,
   })
-  // A process whose OUTBOX_RELAY_SHARDS differs from that of the relays already running refuses to start.
-  await relay.joined.catch(async (error: unknown) => {
+  // What started so far stops again when the rest cannot start.
+  const abandon = async (error: unknown): Promise<never> => {
     unsubscribe()
     await Promise.allSettled([relay.stop(), projections.stop(), housekeeping.stop()])
     throw error
-  })
+  }
+  // A process whose OUTBOX_RELAY_SHARDS differs from that of the relays already running refuses to start.
+  await relay.joined.catch(abandon)
   // Split across processes, a commit here may be another process's relay's to publish: it is told
   // (commit-notices.ts), and this one is told of theirs.
   const notices = await startCommitNotices({
@@ -154,11 +156,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
       relay.wake()
       projections.notify()
     },
-  }).catch(async (error: unknown) => {
-    unsubscribe()
-    await Promise.allSettled([relay.stop(), projections.stop(), housekeeping.stop()])
-    throw error
-  })
+  }).catch(abandon)
   const unsubscribeNotices = signal.onNotify(() => notices.committed())
 
   const subscriptions: ReliableSubscription[] = []

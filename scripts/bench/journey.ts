@@ -98,7 +98,8 @@ async function runJourney(
       await admin.close()
     }
   }
-  const config = loadConfig({
+  // The services' configuration, in this process or in the split's (which run only some of them).
+  const servicesEnv = {
     LOG_LEVEL: 'silent',
     SAGA_MODE: mode,
     SERVICES: 'order,payment,dispatch,delivery,saga',
@@ -106,12 +107,13 @@ async function runJourney(
     DELIVERY_DELAY_MS: '0',
     KAFKA_PARTITIONS: String(ctx.partitions),
     ...env,
-  })
+  }
+  const config = loadConfig(servicesEnv)
   const runtime = await openRuntime(config)
   let address: string
   let stopServices: () => Promise<void>
   if (options.processes === 'split') {
-    const services = await startSplit({ ...env, SAGA_MODE: mode, KAFKA_PARTITIONS: String(ctx.partitions) })
+    const services = await startSplit(servicesEnv)
     address = services.address
     stopServices = services.stop
   } else {
@@ -264,10 +266,10 @@ async function freePort(): Promise<number> {
  */
 async function startSplit(env: Record<string, string>): Promise<{ address: string; stop: () => Promise<void> }> {
   const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
-  const children: { name: string; child: ChildProcess; output: string[] }[] = []
+  const children: ChildProcess[] = []
   const stop = async () => {
     await Promise.all(
-      children.map(async ({ child }) => {
+      children.map(async (child) => {
         if (child.exitCode !== null || child.signalCode !== null) return
         const exited = once(child, 'exit')
         child.kill('SIGTERM')
@@ -289,16 +291,18 @@ async function startSplit(env: Record<string, string>): Promise<{ address: strin
           // Its own process on the bench's loopback: the bench's requests carry no token.
           AUTH: 'off',
           LOG_LEVEL: 'error',
-          PAYMENT_GATEWAY_LATENCY_MS: '0',
-          DELIVERY_DELAY_MS: '0',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
+      // Its last lines, for the error when it exits before it is ready.
       const output: string[] = []
-      const keep = (chunk: Buffer) => output.push(...chunk.toString().split('\n').filter(Boolean).slice(-50))
+      const keep = (chunk: Buffer) => {
+        output.push(...chunk.toString().split('\n').filter(Boolean))
+        output.splice(0, output.length - 50)
+      }
       child.stdout?.on('data', keep)
       child.stderr?.on('data', keep)
-      children.push({ name, child, output })
+      children.push(child)
       const address = `http://127.0.0.1:${port}`
       const deadline = performance.now() + 120_000
       for (;;) {

@@ -37,9 +37,7 @@ export interface CommitNoticesOptions {
 
 /** The channel of a database and schema: the tables are per schema, and so are the notifications. */
 async function channelOf(db: SqlDatabase): Promise<string> {
-  const { rows } = await db.query<{ schema: string }>('SELECT current_database() || $1 || current_schema() AS schema', [
-    '.',
-  ])
+  const { rows } = await db.query<{ schema: string }>("SELECT current_database() || '.' || current_schema() AS schema")
   return `orderflow_commits_${createHash('sha256')
     .update(rows[0]?.schema ?? '')
     .digest('hex')
