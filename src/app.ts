@@ -117,7 +117,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
     coalesceMs: 5,
     ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
   })
-  const unsubscribe = signal.onNotify(() => projections.notify())
+  const unsubscribe = signal.onNotify((written) => projections.notify(written?.streamTypes))
   const housekeeping = startHousekeeping({
     db,
     logger: logger.child({ component: 'housekeeping' }),
@@ -314,7 +314,7 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
         brokerProblem: () => runtime.brokerWatch?.problem(),
         clock,
         retry,
-        committed: () => batches.afterCommit(() => signal.notify()),
+        committed: (written) => batches.afterCommit(() => signal.notify(written)),
         afterCommit: (callback) => batches.afterCommit(callback),
         catchUpProjections: (name) => projections.catchUp(name),
         async consume({ batch, ...consumer }) {

@@ -7,6 +7,7 @@ import type { ReplaySource } from './es/replay.ts'
 import type { HealthCheck } from './http/server.ts'
 import type { Logger } from './logger.ts'
 import type { Metrics } from './metrics.ts'
+import type { CommittedWrites } from './outbox/outbox.ts'
 import type { PersonalData } from './personal-data/personal-data.ts'
 import type { ModuleSettings, SettingsSlice } from './settings.ts'
 import type { SqlDatabase } from './sql/port.ts'
@@ -95,9 +96,10 @@ export interface ModuleContext {
   clock: () => Date
   /**
    * Say so after a transaction that wrote events or outbox rows: wakes the relay and projections
-   * (inside a consumer's batch, once the batch committed).
+   * (inside a consumer's batch, once the batch committed). Saying which stream types' events it
+   * appended (`{ streamTypes: [] }` for outbox rows alone) spares the projections of others a read.
    */
-  committed(): void
+  committed(written?: CommittedWrites): void
   /** Runs `callback` once the current transaction committed: a consumer's batch, or at once. */
   afterCommit(callback: () => void): void
   retry: RetryPolicy

@@ -2,6 +2,7 @@ import { type DeliveryEventData, deliveryEvents, deliveryStreamId } from '../../
 import type { CommandMetadata, CommandResult } from '../../platform/es/command-handler.ts'
 import { scheduleTimer, type TimerToSchedule } from '../../platform/es/scheduler.ts'
 import { stateTable } from '../../platform/es/state-table.ts'
+import type { CommittedWrites } from '../../platform/outbox/outbox.ts'
 import { type AggregateDefinition, createAggregate } from '../../platform/service.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import { DELIVERY_STREAM_TYPE, type DeliveryCommand, type DeliveryState, deliveryDecider } from '../domain/delivery.ts'
@@ -75,7 +76,7 @@ export interface DeliveryStore {
 /** The delivery aggregate on its own, with its timers: what the module runs, for tests and tools. */
 export function createDeliveryStore(deps: {
   db: SqlDatabase
-  onCommitted: () => void
+  onCommitted: (written?: CommittedWrites) => void
   /** A delivery due in `delayMs` (by the database's clock) was committed: wake the timer. */
   onScheduled: (delayMs: number) => void
   clock?: () => Date

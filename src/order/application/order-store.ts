@@ -17,6 +17,7 @@ import { eventMessage } from '../../platform/es/messages.ts'
 import { stateTable } from '../../platform/es/state-table.ts'
 import { upcastStored } from '../../platform/es/upcast-stored.ts'
 import { type EventMetadata, readStream, type StoredEvent } from '../../platform/eventstore/event-store.ts'
+import type { CommittedWrites } from '../../platform/outbox/outbox.ts'
 import type { PersonalData } from '../../platform/personal-data/personal-data.ts'
 import { type Aggregate, type AggregateDefinition, createAggregate } from '../../platform/service.ts'
 import type { SqlDatabase, SqlExecutor } from '../../platform/sql/port.ts'
@@ -45,7 +46,7 @@ export interface OrderStoreDeps {
   /** Seals an order's personal fields (tools that only read may leave it out). */
   personalData?: PersonalData
   /** Wakes the outbox relay and the projections after a commit. */
-  onCommitted: () => void
+  onCommitted: (written?: CommittedWrites) => void
   clock?: () => Date
   newEventId?: () => string
 }

@@ -116,7 +116,7 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
       return appended.length > 0
     })
     const outcome = await endingSpan(span, transaction)
-    if (outcome) options.onCommitted()
+    if (outcome) options.onCommitted({ streamTypes: [streamType] })
     return results
   }
 }

@@ -86,7 +86,8 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
       for (const item of group) await alone(item)
       return
     }
-    if (outcomes.some((o) => o.ok && o.value.result.events.length > 0)) options.onCommitted()
+    if (outcomes.some((o) => o.ok && o.value.result.events.length > 0))
+      options.onCommitted({ streamTypes: [streamType] })
     group.forEach((item, i) => {
       const outcome = outcomes[i]
       if (outcome?.ok) item.resolve(outcome.value)

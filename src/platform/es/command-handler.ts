@@ -3,6 +3,7 @@ import { v7 as uuidv7 } from 'uuid'
 import { AppError, isAppError } from '../errors.ts'
 import type { EventMetadata, NewEvent, NewStreamEvent, StoredEvent } from '../eventstore/event-store.ts'
 import { markHandled } from '../inbox/inbox.ts'
+import type { CommittedWrites } from '../outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor, SqlStep } from '../sql/port.ts'
 import { isTransactionConflict } from '../sql/unavailable.ts'
 import { inSpan, ORDER_ID_ATTRIBUTE, parentContext, traceHeadersOf } from '../tracing.ts'
@@ -111,8 +112,11 @@ export interface CommandResult<Event, State> {
 
 export interface CommandHandlerOptions<Command, Event extends TypedEvent, State> {
   db: SqlDatabase
-  /** Woken after a commit that wrote messages: the outbox relay and the projections listen. */
-  onCommitted: () => void
+  /**
+   * Woken after a commit that wrote messages, with the stream type of its events: the outbox relay
+   * and the projections listen.
+   */
+  onCommitted: (written: CommittedWrites) => void
   /** Names the kind of stream in the event store and in errors. */
   streamType: string
   decider: Decider<Command, Event, State>
@@ -345,7 +349,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     for (let attempt = 0; ; attempt++) {
       try {
         const outcome = await db.transaction((tx) => run(tx, streamId, command, metadata, after))
-        if (outcome.result.events.length > 0) options.onCommitted()
+        if (outcome.result.events.length > 0) options.onCommitted({ streamTypes: [options.streamType] })
         return outcome
       } catch (error) {
         if ((error as { [RACE]?: boolean })[RACE] && attempt < maxConflictRetries) {

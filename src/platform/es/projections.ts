@@ -32,8 +32,11 @@ export interface Progress {
 export interface ProjectionRunner {
   /** Resolves once every event committed before the call is applied by every projection (or `name`). */
   catchUp(name?: string): Promise<void>
-  /** Wakes the runner (a command committed events). */
-  notify(): void
+  /**
+   * Wakes the runner (a command committed events): with `streamTypes`, only when a projection reads
+   * one of them.
+   */
+  notify(streamTypes?: readonly string[]): void
   stop(): Promise<void>
 }
 
@@ -169,7 +172,8 @@ export function startProjections(deps: {
   }
   const running = run()
   return {
-    notify() {
+    notify(streamTypes) {
+      if (streamTypes && !projections.some((p) => p.streamTypes.some((type) => streamTypes.includes(type)))) return
       dirty = true
       wake?.()
     },

@@ -1,6 +1,6 @@
 import { v5 as uuidv5 } from 'uuid'
 import type { Logger } from '../logger.ts'
-import { outboxRows } from '../outbox/outbox.ts'
+import { type CommittedWrites, outboxRows } from '../outbox/outbox.ts'
 import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
 import type { OutgoingMessage } from '../transport/port.ts'
 import { type TimerStep, timerStepParams } from './scheduler-batch.ts'
@@ -92,8 +92,8 @@ export interface WorkflowProcessorOptions<Input, State, Command, Timeout, Event 
   }
   /** The kind of the instances' timers; a timer's id is `<kind>:<instance id>` (`timerId`). */
   timerKind: string
-  /** Something was written to the outbox (wake the relay). */
-  onCommitted(): void
+  /** Something was written to the outbox (wake the relay); a workflow appends no events. */
+  onCommitted(written: CommittedWrites): void
   /** A timer was set, due in `delayMs` at the earliest (wake the timer poller). */
   onScheduled?(delayMs: number): void
   /** An instance completed or parked (metrics, logs), with its state then. */
@@ -278,7 +278,7 @@ export function createWorkflowProcessor<Input, State, Command, Timeout, Event = 
   const handleAll = async (items: readonly { input: Input; metadata: WorkflowInputMetadata }[]) => {
     if (items.length === 0) return []
     const outcome = await db.transaction((tx) => run(tx, items))
-    if (outcome.sent) options.onCommitted()
+    if (outcome.sent) options.onCommitted({ streamTypes: [] })
     if (outcome.delays.length > 0) options.onScheduled?.(Math.min(...outcome.delays))
     for (const { state, instanceId } of outcome.ended) options.onEnded?.(state, instanceId)
     return outcome.results

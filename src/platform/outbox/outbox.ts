@@ -115,11 +115,23 @@ export async function prunePublished(db: SqlExecutor, olderThanHours: number): P
   return rowCount
 }
 
-/** Lets writers wake the relay of this process right after their transaction committed. */
-export function createOutboxSignal(): { notify(): void; onNotify(listener: () => void): () => void } {
+/** What a committed transaction wrote, as far as its writer says: who needs to be woken. */
+export interface CommittedWrites {
+  /**
+   * The stream types whose events it appended (`[]`: outbox rows alone). Projections of other stream
+   * types are not woken; absent, every projection is.
+   */
+  streamTypes?: readonly string[]
+}
+
+/** Lets writers wake the relay and the projections of this process right after their transaction committed. */
+export function createOutboxSignal(): {
+  notify(written?: CommittedWrites): void
+  onNotify(listener: (written?: CommittedWrites) => void): () => void
+} {
   const emitter = new EventEmitter()
   return {
-    notify: () => emitter.emit('new'),
+    notify: (written) => emitter.emit('new', written),
     onNotify(listener) {
       emitter.on('new', listener)
       return () => emitter.off('new', listener)

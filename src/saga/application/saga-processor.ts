@@ -12,6 +12,7 @@ import {
 import type { MessageEnvelope, MessageRoute, MessageRouting } from '../../platform/es/workflow-routes.ts'
 import type { WorkflowStateTable } from '../../platform/es/workflow-state-table.ts'
 import type { Logger } from '../../platform/logger.ts'
+import type { CommittedWrites } from '../../platform/outbox/outbox.ts'
 import type { SqlDatabase } from '../../platform/sql/port.ts'
 import {
   contextFromHeaders,
@@ -69,7 +70,7 @@ export type SagaWorkflow = Workflow<
 export interface SagaProcessorDeps {
   db: SqlDatabase
   workflow: SagaWorkflow
-  onCommitted: () => void
+  onCommitted: (written?: CommittedWrites) => void
   /** A timeout of `delayMs` was committed: wake the timer (it runs from its commands' publish). */
   onScheduled: (delayMs: number) => void
   /** The saga parked or completed (metrics, logs), after commit. */
