@@ -153,8 +153,9 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
       const handled = new Map<string, number[]>()
       const failing = new Set(['k:2'])
       // Reads of whether keys are parked, inside a transaction and outside one (a message handled
-      // alone reads its own key outside; a batch reads its keys in its transaction).
-      const reads = { inside: 0, outsideForSeveralKeys: 0 }
+      // one by one reads its own key outside; a batch, a message that came alone too, reads its
+      // keys in its transaction).
+      const reads = { inside: 0, outsideForSeveralKeys: 0, outside: 0 }
       const isParkedRead = (text: string) => /FROM parked_keys/.test(text)
       const counted: SqlDatabase = {
         dialect: db.dialect,
@@ -162,6 +163,7 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
           if (isParkedRead(text) && ((params?.[1] as string[] | undefined)?.length ?? 0) > 1) {
             reads.outsideForSeveralKeys++
           }
+          if (isParkedRead(text)) reads.outside++
           return db.query(text, params)
         },
         transaction: (work) =>
@@ -184,6 +186,13 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
       await waitFor(() => [...handled.values()].flat().length === 20, { message: 'the 20 free steps handled' })
       assert.equal(reads.outsideForSeveralKeys, 0, 'a batch read whether its keys are parked outside its transaction')
       assert.ok(reads.inside > 0, 'no batch read whether its keys are parked in its transaction')
+      // A message alone is a batch of one: its question goes with its transaction's BEGIN, not in a
+      // round trip before it.
+      const { inside, outside } = reads
+      await transport.publish([step(topic, 'alone', 1)])
+      await waitFor(() => handled.get('alone')?.length === 1, { message: 'the message alone handled' })
+      assert.equal(reads.outside - outside, 0, 'a message alone read whether its key is parked outside its transaction')
+      assert.equal(reads.inside - inside, 1)
 
       await transport.publish([step(topic, 'k', 1), step(topic, 'k', 2)])
       await waitFor(async () => (await openDeadLetter(groupId, 'k')) !== undefined, { message: 'k:2 dead-lettered' })

@@ -548,7 +548,9 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   /**
    * A partition's backlog in one transaction. Poison in the batch, or a batch that fails, sends
    * every message of it through `handler` one at a time instead (its retries, waits and dead
-   * letters), saying each one handled as it goes.
+   * letters), saying each one handled as it goes. A message that arrived alone is a batch of one:
+   * whether its key is parked then goes out with its transaction's BEGIN rather than in a round
+   * trip of its own before it (a write fewer per message at low rates, where nothing batches).
    */
   const batchHandler: BatchHandler = async (messages, context) => {
     const oneByOne = async (from: IncomingMessage[]) => {
@@ -559,13 +561,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     }
     const batch = options.batch
     const decoded = messages.map((message) => ({ message, decoded: options.decode(message) }))
-    if (
-      !batch ||
-      messages.length === 1 ||
-      closing ||
-      decoded.some((d) => !d.decoded.ok) ||
-      messages.some(isOperators)
-    ) {
+    if (!batch || closing || decoded.some((d) => !d.decoded.ok) || messages.some(isOperators)) {
       return oneByOne(messages)
     }
     // A batch holding a parked key goes one by one, where each message of such a key is parked.
