@@ -580,13 +580,19 @@ class KafkaSubscription implements Subscription {
   }
 
   /**
-   * The newest handled message of each partition is committed as soon as the previous commit
-   * returned: under load that is one commit per batch of messages, and a crash hands back at most
-   * what was handled during one broker round trip. A partition given up is committed before it
-   * goes (`#releasePartitions`).
+   * The newest handled message of each partition is committed once the previous commit returned,
+   * and at most once per `COMMIT_INTERVAL_MS`: a message after a quiet spell is committed at once,
+   * a steady flow every interval (one commit for what every batch of it handled, where each batch
+   * was a request to the broker). A crash hands back at most what was handled in one interval and
+   * one broker round trip, which the consumers' inbox makes harmless. A partition given up is
+   * committed before it goes, without waiting for the interval (`#releasePartitions`).
    */
   #handled = new Map<string, Message<string, string, string, string>>()
   #committing: Promise<void> | undefined
+  /** `performance.now()` of the last commit: a monotonic clock, which a step of the wall clock does not move. */
+  #lastCommitAt = 0
+  /** Ends the wait for the next interval at once (the partitions are given up). */
+  #hurry: (() => void) | undefined
 
   #markHandled(id: string, message: Message<string, string, string, string>): void {
     this.#handled.set(id, message)
@@ -594,6 +600,9 @@ class KafkaSubscription implements Subscription {
     if (this.#committing || !consumer) return
     const committing: Promise<void> = (async () => {
       while (this.#handled.size > 0 && this.#release === undefined) {
+        await this.#untilCommitDue()
+        // Given up meanwhile: `#commitHandled` commits what is left.
+        if (this.#release !== undefined) return
         if (!(await this.#commitOnce(consumer))) return
       }
     })().finally(() => {
@@ -602,8 +611,23 @@ class KafkaSubscription implements Subscription {
     this.#committing = committing
   }
 
-  /** Waits for the commit under way, then commits what is left. */
+  #untilCommitDue(): Promise<void> {
+    const wait = this.#lastCommitAt + COMMIT_INTERVAL_MS - performance.now()
+    if (wait <= 0) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.#hurry = undefined
+        resolve()
+      }
+      const timer = setTimeout(done, wait)
+      this.#hurry = done
+    })
+  }
+
+  /** Waits for the commit under way (without its interval), then commits what is left. */
   async #commitHandled(consumer: Consumer<string, string, string, string>): Promise<void> {
+    this.#hurry?.()
     await this.#committing
     if (this.#handled.size > 0) await this.#commitOnce(consumer)
   }
@@ -611,6 +635,7 @@ class KafkaSubscription implements Subscription {
   async #commitOnce(consumer: Consumer<string, string, string, string>): Promise<boolean> {
     const latest = [...this.#handled]
     this.#handled.clear()
+    this.#lastCommitAt = performance.now()
     try {
       await consumer.commit({
         offsets: latest.map(([, m]) => ({
@@ -722,6 +747,13 @@ class KafkaSubscription implements Subscription {
     this.#state = 'closed'
   }
 }
+
+/**
+ * How often a subscription commits its handled offsets under a steady flow (see `#markHandled`).
+ * Each commit is a request to the broker and a write on both sides; every consumer group commits
+ * its own.
+ */
+const COMMIT_INTERVAL_MS = 100
 
 async function withinMs(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined
