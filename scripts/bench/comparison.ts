@@ -59,6 +59,7 @@ export function figuresOf(result: unknown): Figures {
         for (const rate of records(run.rates)) {
           put(`${name} rates[${rate.offeredPerSecond}/s].p50Ms`, rate.p50Ms)
           put(`${name} rates[${rate.offeredPerSecond}/s].p99Ms`, rate.p99Ms)
+          put(`${name} rates[${rate.offeredPerSecond}/s].transactionsPerOrder`, rate.transactionsPerOrder)
         }
         put(
           `${name} saturation.deliveredPerSecond`,

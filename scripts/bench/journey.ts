@@ -48,8 +48,10 @@ interface RateResult {
   p99Ms: number
   maxMs: number
   /**
-   * At saturation, on PostgreSQL: the transactions committed while the orders of this phase ran
-   * (from just before the first POST until the last one ended), per order that ended.
+   * On PostgreSQL: the transactions committed while the orders of this phase ran (from just before
+   * its first POST until its last order ended, and the statistics were flushed), per order that
+   * ended. Counted by PostgreSQL, it moves little with the machine's load: below saturation, where
+   * nothing batches, it is what one order costs the database.
    */
   transactionsPerOrder?: number
 }
@@ -191,17 +193,6 @@ async function runJourney(
     }
   }
 
-  // A short warm-up: connections, JIT, topic creation and group joins are not the journey.
-  await offer(20, 1)
-  const rates: RateResult[] = []
-  for (const rate of options.rates) {
-    say(`${transport}/${mode}: ${rate} orders/s offered for ${options.seconds} s…`)
-    const result = await offer(rate, options.seconds)
-    say(
-      `  ${result.delivered}/${result.accepted} delivered, ${result.deliveredPerSecond}/s, POST → DELIVERED p50 ${result.p50Ms} ms p99 ${result.p99Ms} ms`,
-    )
-    rates.push(result)
-  }
   // Where the time goes on PostgreSQL: transactions committed (each statement outside a transaction
   // is one). Backends flush their statistics about every second: read after a pause.
   const commits = async () => {
@@ -211,8 +202,32 @@ async function runJourney(
     )
     return Number(rows[0]?.commits ?? 0)
   }
+  /** Transactions per order of the phase that began at `commitsBefore` with `endedBefore` orders ended. */
+  const perOrder = async (commitsBefore: number, endedBefore: number) => {
+    const commitsAfter = await commits()
+    return { commitsAfter, perOrder: round((commitsAfter - commitsBefore) / Math.max(1, endedAt.size - endedBefore)) }
+  }
+  // A short warm-up: connections, JIT, topic creation and group joins are not the journey.
+  await offer(20, 1)
+  let commitsBefore = transport === 'kafka' ? await commits() : 0
+  const rates: RateResult[] = []
+  for (const rate of options.rates) {
+    say(`${transport}/${mode}: ${rate} orders/s offered for ${options.seconds} s…`)
+    const endedBefore = endedAt.size
+    const result = await offer(rate, options.seconds)
+    let cost = ''
+    if (transport === 'kafka') {
+      const counted = await perOrder(commitsBefore, endedBefore)
+      commitsBefore = counted.commitsAfter
+      result.transactionsPerOrder = counted.perOrder
+      cost = `, ${counted.perOrder} PostgreSQL transactions per order`
+    }
+    say(
+      `  ${result.delivered}/${result.accepted} delivered, ${result.deliveredPerSecond}/s, POST → DELIVERED p50 ${result.p50Ms} ms p99 ${result.p99Ms} ms${cost}`,
+    )
+    rates.push(result)
+  }
   say(`${transport}/${mode}: saturation, ${options.saturationRate} orders/s offered for ${options.seconds} s…`)
-  const commitsBefore = transport === 'kafka' ? await commits() : 0
   const ended = endedAt.size
   const saturation = await offer(options.saturationRate, options.seconds)
   say(
@@ -220,8 +235,8 @@ async function runJourney(
   )
   let transactionsPerOrder: number | undefined
   if (transport === 'kafka') {
-    const commitsAfter = await commits()
-    saturation.transactionsPerOrder = round((commitsAfter - commitsBefore) / Math.max(1, endedAt.size - ended))
+    const { commitsAfter, perOrder: atSaturation } = await perOrder(commitsBefore, ended)
+    saturation.transactionsPerOrder = atSaturation
     // The whole run's (set-up, warm-up, every rate and the pauses between them, per order that
     // ended): the figure printed before the saturation phase had one of its own.
     transactionsPerOrder = round(commitsAfter / Math.max(1, endedAt.size))

@@ -25,6 +25,17 @@ describe('comparing two bench results', () => {
       journey([
         journeyRun('kafka', 'orchestration', 120, {
           transactionsPerOrder: 31.5,
+          rates: [
+            {
+              offeredPerSecond: 50,
+              accepted: 150,
+              delivered: 150,
+              p50Ms: 40,
+              p99Ms: 120,
+              deliveredPerSecond: 50,
+              transactionsPerOrder: 17.5,
+            },
+          ],
           saturation: {
             offeredPerSecond: 300,
             deliveredPerSecond: 120,
@@ -39,6 +50,7 @@ describe('comparing two bench results', () => {
     assert.deepEqual(Object.fromEntries(figures), {
       'kafka/orchestration rates[50/s].p50Ms': 40,
       'kafka/orchestration rates[50/s].p99Ms': 120,
+      'kafka/orchestration rates[50/s].transactionsPerOrder': 17.5,
       'kafka/orchestration saturation.deliveredPerSecond': 120,
       'kafka/orchestration saturation.transactionsPerOrder': 2.8,
       'kafka/orchestration transactionsPerOrder': 31.5,
