@@ -505,7 +505,7 @@ class EmbeddedTransport implements Transport {
       const where = `group '${groupId}' on ${topic}/${partition}`
       let position: bigint
       let committed: bigint
-      let committedAt = Date.now()
+      let committedAt = performance.now()
       const commit = async () => {
         if (position === committed) return
         await db.query(
@@ -515,7 +515,7 @@ class EmbeddedTransport implements Transport {
           [groupId, topic, partition, position.toString()],
         )
         committed = position
-        committedAt = Date.now()
+        committedAt = performance.now()
       }
 
       /**
@@ -596,7 +596,7 @@ class EmbeddedTransport implements Transport {
             if (last) position = BigInt(last.offset) + 1n
             // Committing once per batch keeps the log fast; the interval bounds what a crash replays
             // when handlers are slow.
-            if (Date.now() - committedAt >= COMMIT_INTERVAL_MS) await commit()
+            if (performance.now() - committedAt >= COMMIT_INTERVAL_MS) await commit()
           }
           // A short read reached the partition's head as of `version`: nothing newer is there
           // unless a publish came since, which the wait sees, so it does not read again to find out.

@@ -230,6 +230,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   let closing = false
   let stoppedBy: Error | undefined
   /** Handlers in flight, by partition: when each started, and whether it waits on a dependency. */
+  /** Each partition's message in its handler: since when (`performance.now()`, which a step of the wall clock does not move). */
   const inFlight = new Map<string, { since: number; waitingOn?: string }>()
   const wakers = new Set<() => void>()
 
@@ -409,7 +410,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
         const error = toError(thrown)
         if (isDependencyUnavailable(error)) {
           const delay = Math.min(maxWaitMs, Math.max(options.retry.backoffMs, 100) * 2 ** Math.min(attempt - 1, 10))
-          inFlight.set(slot, { since: Date.now(), waitingOn: error.message })
+          inFlight.set(slot, { since: performance.now(), waitingOn: error.message })
           metrics?.consumerWaiting.set(labels, 1)
           logger.warn(
             { ...whereFrom(message, groupId), attempt, retryInMs: delay, err: error },
@@ -531,7 +532,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   const handler = async (message: IncomingMessage, { signal }: HandlerContext) => {
     if (forAnotherGroup(message)) return
     const slot = `${message.topic}:${message.partition}`
-    inFlight.set(slot, { since: Date.now() })
+    inFlight.set(slot, { since: performance.now() })
     const labels = { topic: message.topic, group: groupId }
     const stopTimer = metrics?.handlerSeconds.startTimer(labels)
     try {
@@ -581,7 +582,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     const first = messages[0] as IncomingMessage
     const slot = `${first.topic}:${first.partition}`
     const labels = { topic: first.topic, group: groupId }
-    inFlight.set(slot, { since: Date.now() })
+    inFlight.set(slot, { since: performance.now() })
     const stopTimer = metrics?.handlerSeconds.startTimer(labels)
     let failed = false
     try {
@@ -623,7 +624,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   const reported = new Set<number>()
   const watchdog = setInterval(
     () => {
-      const now = Date.now()
+      const now = performance.now()
       for (const [slot, flight] of inFlight) {
         if (flight.waitingOn || now - flight.since <= stallAfterMs || reported.has(flight.since)) continue
         reported.add(flight.since)
@@ -673,7 +674,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     },
     health() {
       if (stoppedBy) return { groupId, state: 'stopped', detail: stoppedBy.message }
-      const now = Date.now()
+      const now = performance.now()
       for (const [slot, flight] of inFlight) {
         if (flight.waitingOn)
           return { groupId, state: 'waiting-for-dependency', detail: `${slot}: ${flight.waitingOn}` }
