@@ -19,7 +19,7 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
   clock: () => Date,
 ): CommandHandler<Command, Event, State>['handleBatch'] {
   const { db, decider, stateStore, streamType } = options
-  const { record, write } = recorder
+  const { record, write, committed } = recorder
   const { loadMany, claimMany, saveStep } = stateStore
   return async (items, batchOptions) => {
     if (!loadMany || !claimMany || !saveStep) {
@@ -116,7 +116,7 @@ export function batchHandler<Command, Event extends TypedEvent, State>(
       return appended.length > 0
     })
     const outcome = await endingSpan(span, transaction)
-    if (outcome) options.onCommitted({ streamTypes: [streamType] })
+    if (outcome) committed()
     return results
   }
 }

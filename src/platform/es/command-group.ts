@@ -29,7 +29,7 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
   transact: Transact<Command, Event, State>,
 ): Transact<Command, Event, State> {
   const { db, decider, stateStore, streamType } = options
-  const { record, write } = recorder
+  const { record, write, committed } = recorder
   const { loadMany, saveStep } = stateStore
   const grouping = options.group ?? db.grouping
   // No grouping without a store that reads and writes many streams at once, or with groups of one.
@@ -86,8 +86,7 @@ export function commandGroups<Command, Event extends TypedEvent, State>(
       for (const item of group) await alone(item)
       return
     }
-    if (outcomes.some((o) => o.ok && o.value.result.events.length > 0))
-      options.onCommitted({ streamTypes: [streamType] })
+    if (outcomes.some((o) => o.ok && o.value.result.events.length > 0)) committed()
     group.forEach((item, i) => {
       const outcome = outcomes[i]
       if (outcome?.ok) item.resolve(outcome.value)

@@ -244,7 +244,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
   const maxConflictRetries = options.maxConflictRetries ?? 10
   const maxDeadlockRetries = options.maxDeadlockRetries ?? 4
   const recorder = decisionRecorder({ ...options, newEventId })
-  const { record, write } = recorder
+  const { record, write, committed } = recorder
 
   const run = async <T>(
     tx: SqlExecutor,
@@ -349,7 +349,7 @@ export function createCommandHandler<Command, Event extends TypedEvent, State>(
     for (let attempt = 0; ; attempt++) {
       try {
         const outcome = await db.transaction((tx) => run(tx, streamId, command, metadata, after))
-        if (outcome.result.events.length > 0) options.onCommitted({ streamTypes: [options.streamType] })
+        if (outcome.result.events.length > 0) committed()
         return outcome
       } catch (error) {
         if ((error as { [RACE]?: boolean })[RACE] && attempt < maxConflictRetries) {

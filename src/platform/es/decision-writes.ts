@@ -52,7 +52,7 @@ export function refusal(streamType: string, streamId: string, error: Rejection) 
 export function decisionRecorder<Command, Event extends TypedEvent, State>(
   options: Pick<
     CommandHandlerOptions<Command, Event, State>,
-    'streamType' | 'decider' | 'stateStore' | 'toMessages' | 'seal' | 'newEventId' | 'schemaVersion'
+    'streamType' | 'decider' | 'stateStore' | 'toMessages' | 'seal' | 'newEventId' | 'schemaVersion' | 'onCommitted'
   > & { newEventId: () => string },
 ) {
   const { streamType, decider, stateStore, seal, newEventId } = options
@@ -194,7 +194,10 @@ export function decisionRecorder<Command, Event extends TypedEvent, State>(
     return true
   }
 
-  return { newEvent, record, write }
+  /** Says a commit of this stream type's events, once it committed: wakes the relay and the projections that read them. */
+  const committed = () => options.onCommitted({ streamTypes: [streamType] })
+
+  return { newEvent, record, write, committed }
 }
 
 export type DecisionRecorder<Command, Event extends TypedEvent, State> = ReturnType<

@@ -171,9 +171,11 @@ export function startProjections(deps: {
     }
   }
   const running = run()
+  // Every commit asks: the answer's set, once.
+  const read = new Set(projections.flatMap((p) => p.streamTypes))
   return {
     notify(streamTypes) {
-      if (streamTypes && !projections.some((p) => p.streamTypes.some((type) => streamTypes.includes(type)))) return
+      if (streamTypes && !streamTypes.some((type) => read.has(type))) return
       dirty = true
       wake?.()
     },
