@@ -51,7 +51,7 @@ export function deadLetterHealth(source: DeadLetterSource): HealthCheck {
   return {
     name: 'dead-letters',
     check() {
-      const now = Date.now()
+      const now = performance.now()
       if (!last || now - last.at > DEAD_LETTER_HEALTH_TTL_MS) last = { at: now, result: count() }
       return last.result
     },

@@ -19,7 +19,10 @@ export interface RatePoint {
 }
 
 interface Totals {
+  /** Unix time in milliseconds, for the chart. */
   at: number
+  /** The monotonic clock's reading (`performance.now()`), for the interval between two samples. */
+  tick: number
   position: bigint
   published: Record<string, number>
   consumed: Record<string, number>
@@ -79,6 +82,7 @@ export function startRateSampler(db: SqlExecutor, metrics: Metrics): RateSampler
     const deadLettered = (await metrics.deadLettered.get()).values.reduce((sum, v) => sum + v.value, 0)
     return {
       at: Date.now(),
+      tick: performance.now(),
       position: row?.last ? BigInt(row.last) : (since ?? 0n),
       orders: Number(row?.orders ?? 0),
       events: Number(row?.events ?? 0),
@@ -93,10 +97,10 @@ export function startRateSampler(db: SqlExecutor, metrics: Metrics): RateSampler
     sampling = true
     try {
       // After a pause (nobody watched), start again from a fresh reading rather than smear the gap.
-      if (previous && Date.now() - previous.at > 3 * TICK_MS) previous = undefined
+      if (previous && performance.now() - previous.tick > 3 * TICK_MS) previous = undefined
       const now = await totals(previous?.position)
       if (previous) {
-        const seconds = Math.max(0.001, (now.at - previous.at) / 1000)
+        const seconds = Math.max(0.001, (now.tick - previous.tick) / 1000)
         const point: RatePoint = {
           t: Math.round(now.at / 1000),
           orders: round(now.orders / seconds),
@@ -116,7 +120,7 @@ export function startRateSampler(db: SqlExecutor, metrics: Metrics): RateSampler
     } finally {
       sampling = false
     }
-    if (Date.now() > watchedUntil && listeners.size === 0) {
+    if (performance.now() > watchedUntil && listeners.size === 0) {
       clearInterval(timer)
       timer = undefined
     }
@@ -124,7 +128,7 @@ export function startRateSampler(db: SqlExecutor, metrics: Metrics): RateSampler
 
   return {
     watch() {
-      watchedUntil = Date.now() + WATCH_MS
+      watchedUntil = performance.now() + WATCH_MS
       if (timer) return
       timer = setInterval(() => void tick(), TICK_MS)
       timer.unref()

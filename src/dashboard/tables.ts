@@ -19,7 +19,7 @@ export async function tablesPresent(db: SqlExecutor, names: readonly string[]): 
 export function cachedFor<T>(ttlMs: number, read: () => Promise<T>): () => Promise<T> {
   let last: { at: number; value: Promise<T> } | undefined
   return () => {
-    const now = Date.now()
+    const now = performance.now()
     if (!last || now - last.at > ttlMs) {
       const value = read()
       const entry = { at: now, value }

@@ -268,10 +268,10 @@ function progressReporter(
     doneBefore: number
   },
 ) {
-  const startedAt = Date.now()
+  const startedAt = performance.now()
   return {
     progress(fields: { done: number; total: number; status: string; [key: string]: unknown }) {
-      const elapsedMs = Date.now() - startedAt
+      const elapsedMs = Math.round(performance.now() - startedAt)
       if (options.json) {
         const line = { command: options.command, ...fields, percent: percent(fields.done, fields.total), elapsedMs }
         io.stdout.write(`${JSON.stringify(line)}\n`)
@@ -285,7 +285,7 @@ function progressReporter(
       }
       io.stderr.write(`${line}\n`)
     },
-    elapsed: () => seconds(Date.now() - startedAt),
+    elapsed: () => seconds(performance.now() - startedAt),
   }
 }
 

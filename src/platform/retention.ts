@@ -82,7 +82,7 @@ export function startHousekeeping(options: HousekeepingOptions): Housekeeping {
   let stopped = false
 
   const pass = async (): Promise<HousekeepingReport> => {
-    const startedAt = Date.now()
+    const startedAt = performance.now()
     const deleted = { log_messages: 0, inbox: 0, idempotency_keys: 0, consumer_retries: 0 }
     const failures: unknown[] = []
     // Each prune on its own: a failing table does not keep the others from shrinking.
@@ -107,7 +107,10 @@ export function startHousekeeping(options: HousekeepingOptions): Housekeeping {
     await attempt('idempotency_keys', () => pruneIdempotencyKeys(db, retention.idempotencyKeyMs))
 
     if (Object.values(deleted).some((count) => count > 0)) {
-      logger.info({ deleted, durationMs: Date.now() - startedAt }, 'housekeeping: deleted rows past retention')
+      logger.info(
+        { deleted, durationMs: Math.round(performance.now() - startedAt) },
+        'housekeeping: deleted rows past retention',
+      )
     }
     if (failures.length > 0) {
       counters?.failures.inc()

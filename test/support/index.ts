@@ -72,7 +72,8 @@ export async function waitFor<T>(
   condition: () => T | Promise<T>,
   options: { timeoutMs?: number; intervalMs?: number; message: string | (() => string) },
 ): Promise<NonNullable<T>> {
-  const deadline = Date.now() + (options.timeoutMs ?? 20_000)
+  // The monotonic clock: a test may step the wall clock (`Date.now`).
+  const deadline = performance.now() + (options.timeoutMs ?? 20_000)
   let lastError: unknown
   for (;;) {
     try {
@@ -81,7 +82,7 @@ export async function waitFor<T>(
     } catch (error) {
       lastError = error
     }
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       const text = typeof options.message === 'function' ? options.message() : options.message
       throw new Error(`Timed out after ${options.timeoutMs ?? 20_000} ms: ${text}`, { cause: lastError })
     }

@@ -446,12 +446,12 @@ export function deadLetterConsole(deps: {
       onProgress?.({ matched: matching.length, done: 0 })
       if (dryRun) return action
       let done = 0
-      const started = Date.now()
+      const started = performance.now()
       try {
         for (const { id } of matching) {
           if (signal?.aborted) return await finish(action.id, done, 'stopped')
           // The rate cap: the n-th redrive starts no earlier than n / rate seconds in.
-          const due = started + (done * 1000) / ratePerSecond - Date.now()
+          const due = started + (done * 1000) / ratePerSecond - performance.now()
           if (due > 0) {
             await new Promise<void>((resolve) => {
               const timer = setTimeout(resolve, due)

@@ -267,7 +267,7 @@ async function nextStoreBatch(
   }
   if (!end || compare(after, end) >= 0) return { events: [], last: true }
   const filter = storeFilter(source, job.filter)
-  const stalledSince = Date.now()
+  const stalledSince = performance.now()
   for (;;) {
     const read = await readAll(db, { after, limit, ...filter })
     const events = read.filter((e) => compare(positionOf(e), end) <= 0)
@@ -284,7 +284,7 @@ async function nextStoreBatch(
     const remaining = (await countAfter(db, after, filter)) - (await countAfter(db, end, filter))
     if (remaining <= 0) return { events: [], last: true }
     if (options.signal?.aborted) return { events: [], last: false }
-    if (Date.now() - stalledSince > (options.stallTimeoutMs ?? 30_000)) {
+    if (performance.now() - stalledSince > (options.stallTimeoutMs ?? 30_000)) {
       throw new Error(
         `${remaining} events of the replay are held back by a database transaction that has been running for over ${Math.round((options.stallTimeoutMs ?? 30_000) / 1000)} s; end it and resume the replay`,
       )

@@ -645,8 +645,8 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         })
         continue
       }
-      if (Date.now() >= nextPrune) {
-        nextPrune = Date.now() + PRUNE_EVERY_MS
+      if (performance.now() >= nextPrune) {
+        nextPrune = performance.now() + PRUNE_EVERY_MS
         const pruned = await prunePublished(db, options.retainPublishedHours ?? 24).catch(() => 0)
         if (pruned > 0) logger.info({ pruned }, 'deleted published outbox rows past their retention')
       }

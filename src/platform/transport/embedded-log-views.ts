@@ -41,7 +41,7 @@ export async function readEmbeddedTopic(
   visit: (message: IncomingMessage) => void,
   { timeoutMs }: ReadTopicOptions,
 ): Promise<{ complete: boolean } | null> {
-  const deadline = Date.now() + timeoutMs
+  const deadline = performance.now() + timeoutMs
   const { rows: heads } = await db.query<{ partition: number; next_offset: string }>(
     `SELECT p.partition, p.next_offset::text AS next_offset FROM log_topics t
        JOIN log_partitions p ON p.topic = t.name WHERE t.name = $1 ORDER BY p.partition`,
@@ -52,7 +52,7 @@ export async function readEmbeddedTopic(
     const partition = Number(head.partition)
     let position = '0'
     for (;;) {
-      if (Date.now() > deadline) return { complete: false }
+      if (performance.now() > deadline) return { complete: false }
       const { rows } = await db.query<MessageRow>(
         `SELECT m."offset"::text AS "offset", m.key, m.value, m.headers, m.created_at FROM log_messages m
           WHERE m.topic = $1 AND m.partition = $2 AND m."offset" >= $3 AND m."offset" < $4

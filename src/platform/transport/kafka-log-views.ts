@@ -150,7 +150,7 @@ export class KafkaLogViews {
     visit: (message: IncomingMessage) => void,
     { timeoutMs }: ReadTopicOptions,
   ): Promise<{ complete: boolean } | null> {
-    const deadline = Date.now() + timeoutMs
+    const deadline = performance.now() + timeoutMs
     const exists = await this.#withAdmin(async (admin) => (await admin.listTopics()).includes(topic))
     if (!exists) return null
     const groupId = `${this.#clientId}-topic-reader-${randomUUID()}`
@@ -190,7 +190,7 @@ export class KafkaLogViews {
       })
       try {
         const complete = await new Promise<boolean>((resolve, reject) => {
-          const timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))
+          const timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))
           stream.on('error', (error: Error) => {
             clearTimeout(timer)
             reject(error)

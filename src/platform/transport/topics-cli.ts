@@ -170,11 +170,11 @@ async function settledPlan(
   applied: readonly TopicApplied[],
 ): Promise<TopicPlan | undefined> {
   const changed = new Set(applied.filter((result) => result.ok).map((result) => result.topic))
-  const deadline = Date.now() + SETTLE_MS
+  const deadline = performance.now() + SETTLE_MS
   for (;;) {
     const plan = await currentPlan(admin, desired).catch(() => undefined)
     const settled = plan?.topics.every((entry) => entry.actions.length === 0 || !changed.has(entry.topic))
-    if (settled || Date.now() > deadline) return plan
+    if (settled || performance.now() > deadline) return plan
     await sleep(200)
   }
 }
