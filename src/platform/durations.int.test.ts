@@ -8,6 +8,7 @@ import {
   uniqueName,
   waitFor,
 } from '../../test/support/index.ts'
+import { watchedDatabase } from '../../test/support/watched-db.ts'
 import { cachedFor } from '../dashboard/tables.ts'
 import { deadLetterConsole } from '../dead-letters/application/console.ts'
 import { sqlDeadLetterStore } from './dead-letters/store.ts'
@@ -110,13 +111,9 @@ describe('a replay waiting for a transaction that hides the events it covers (Po
     // The replay's database, which tells when the replay has found the events it waits for (it
     // counts what is left after it published what it could read): it is then waiting.
     let waiting = false
-    const db = new Proxy(database.db, {
-      get(target, property, receiver) {
-        if (property !== 'query') return Reflect.get(target, property, receiver)
-        return (text: string, params?: unknown[]) => {
-          if (text.includes('SELECT count(*)::text AS n FROM es_events')) waiting = true
-          return target.query(text, params)
-        }
+    const db = watchedDatabase(database.db, {
+      query: (text) => {
+        if (text.includes('SELECT count(*)::text AS n FROM es_events')) waiting = true
       },
     })
     const outcome = runReplayJob({ db, transport, source }, job.id, { stallTimeoutMs: 10_000 }).catch(

@@ -9,6 +9,7 @@ import {
   uniqueName,
   waitFor,
 } from '../../../test/support/index.ts'
+import { watchedDatabase } from '../../../test/support/watched-db.ts'
 import { deadLetterConsole } from '../../dead-letters/application/console.ts'
 import { createLogger } from '../logger.ts'
 import { type BatchScope, batchScope } from '../sql/batch.ts'
@@ -157,28 +158,17 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
       // keys in its transaction).
       const reads = { inside: 0, outsideForSeveralKeys: 0, outside: 0 }
       const isParkedRead = (text: string) => /FROM parked_keys/.test(text)
-      const counted: SqlDatabase = {
-        dialect: db.dialect,
+      const counted = watchedDatabase(db, {
         query: (text, params) => {
           if (isParkedRead(text) && ((params?.[1] as string[] | undefined)?.length ?? 0) > 1) {
             reads.outsideForSeveralKeys++
           }
           if (isParkedRead(text)) reads.outside++
-          return db.query(text, params)
         },
-        transaction: (work) =>
-          db.transaction((tx) =>
-            work({
-              query: (text, params) => {
-                if (isParkedRead(text)) reads.inside++
-                return tx.query(text, params)
-              },
-              exec: (text) => tx.exec(text),
-            }),
-          ),
-        exec: (text) => db.exec(text),
-        close: () => db.close(),
-      }
+        inTransaction: (text) => {
+          if (isParkedRead(text)) reads.inside++
+        },
+      })
       const scope = batchScope(counted)
       await transport.publish(Array.from({ length: 20 }, (_, i) => step(topic, `free-${i % 4}`, i)))
       const subscription = await consumer(topic, groupId, handled, failing, { scope })

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { pgliteTestDatabase, type TestDatabase, uniqueName, waitFor } from '../../../test/support/index.ts'
+import { watchedDatabase } from '../../../test/support/watched-db.ts'
 import { createLogger } from '../logger.ts'
 import { migratePlatform } from '../sql/migrations.ts'
-import type { SqlDatabase } from '../sql/port.ts'
 import { type Add, type Added, COUNTERS_TABLE, type Counter, counter } from '../testing/counter.ts'
 import { createCommandHandler, jsonStateTable } from './command-handler.ts'
 import { type ProjectionRunner, startProjections } from './projections.ts'
@@ -36,22 +36,11 @@ describe('projections are woken by the commits they read', () => {
     await migratePlatform(database.db)
     await database.db.exec(COUNTERS_TABLE)
     const real = database.db
-    const counting: SqlDatabase = {
-      ...real,
-      query: (text, params) => real.query(text, params),
-      exec: (text) => real.exec(text),
-      close: () => real.close(),
-      transaction: (work) =>
-        real.transaction((tx) =>
-          work({
-            query: (text, params) => {
-              if (text.includes('FROM projection_checkpoints WHERE name = $1 FOR UPDATE')) passes++
-              return tx.query(text, params)
-            },
-            exec: (text) => tx.exec(text),
-          }),
-        ),
-    }
+    const counting = watchedDatabase(real, {
+      inTransaction: (text) => {
+        if (text.includes('FROM projection_checkpoints WHERE name = $1 FOR UPDATE')) passes++
+      },
+    })
     runner = startProjections({
       db: counting,
       logger: createLogger({ level: 'silent' }),

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { pgliteTestDatabase, postgresTestDatabase, type TestDatabase, uniqueName } from '../../../test/support/index.ts'
 import { type StatsPostgres, startStatsPostgres } from '../../../test/support/stats-postgres.ts'
+import { watchedDatabase } from '../../../test/support/watched-db.ts'
 import { isAppError } from '../errors.ts'
 import { readStream } from '../eventstore/event-store.ts'
 import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
-import type { SqlDatabase, SqlExecutor } from '../sql/port.ts'
+import type { SqlDatabase } from '../sql/port.ts'
 import { type Add, type Added, COUNTERS_TABLE, type Counter, counter } from '../testing/counter.ts'
 import { createCommandHandler, jsonStateTable, NotForBatch } from './command-handler.ts'
 
@@ -30,23 +31,9 @@ function roundTrips(name: string, open: () => Promise<TestDatabase>) {
       await migratePlatform(database.db)
       await database.db.exec(COUNTERS_TABLE)
       const real = database.db
-      const counting: SqlDatabase = {
-        dialect: real.dialect,
-        query: (text, params) => real.query(text, params),
-        exec: (text) => real.exec(text),
-        close: () => real.close(),
-        transaction: (work) =>
-          real.transaction((tx) => {
-            const counted: SqlExecutor = {
-              query: (text, params) => {
-                statements.push(text.replace(/\s+/g, ' ').slice(0, 60))
-                return tx.query(text, params)
-              },
-              exec: (text) => tx.exec(text),
-            }
-            return work(counted)
-          }),
-      }
+      const counting = watchedDatabase(real, {
+        inTransaction: (text) => statements.push(text.replace(/\s+/g, ' ').slice(0, 60)),
+      })
       handler = createCommandHandler({
         db: counting,
         onCommitted: () => {},

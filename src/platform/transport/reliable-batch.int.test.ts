@@ -10,13 +10,13 @@ import {
   uniqueName,
   waitFor,
 } from '../../../test/support/index.ts'
+import { watchedDatabase } from '../../../test/support/watched-db.ts'
 import { AppError } from '../errors.ts'
 import { createCommandHandler, jsonStateTable } from '../es/command-handler.ts'
 import { readStream } from '../eventstore/event-store.ts'
 import { createLogger } from '../logger.ts'
 import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
-import type { SqlDatabase } from '../sql/port.ts'
 import { type Add, COUNTERS_TABLE, counter, decodeJob, type Job } from '../testing/counter.ts'
 import { createEmbeddedTransport } from './embedded.ts'
 import { createKafkaTransport } from './kafka.ts'
@@ -49,16 +49,11 @@ function suite(
       await migratePlatform(database.db)
       await database.db.exec(COUNTERS_TABLE)
       const real = database.db
-      const counting: SqlDatabase = {
-        dialect: real.dialect,
-        query: (text, params) => real.query(text, params),
-        exec: (text) => real.exec(text),
-        close: () => real.close(),
-        transaction: (work) => {
+      const counting = watchedDatabase(real, {
+        transaction: () => {
           transactions++
-          return real.transaction(work)
         },
-      }
+      })
       scope = batchScope(counting)
     })
     after(async () => cleanup())
