@@ -15,13 +15,15 @@ import { type Broker, startBroker } from './kafka.ts'
 const usage = `usage: npm run bench -- <transport|orders|journey> [--events N] [--batch N] [--in-flight N] [--size BYTES]
                         [--partitions N] [--rounds N] [--concurrency 1,4,16,64] [--seconds N]
                         [--modes embedded,kafka] [--rates 50,100,200] [--saturation N]
-                        [--saga-modes orchestration,choreography] [--processes one|split]
+                        [--saga-modes orchestration,choreography] [--processes one|server|split]
                         [--compare GIT-REF [--rounds-compare N] [--keep-worktree]]
   transport  our Kafka adapter vs the raw @platformatic/kafka client (acks=all, idempotent)
   orders     POST /api/orders at increasing concurrency, embedded and Kafka + PostgreSQL
   journey    POST to DELIVERED through payment, dispatch and delivery, per saga mode and transport
-             (--processes split: on Kafka, the services as two processes of src/main.ts,
-             order and saga | payment, dispatch and delivery; default one, all in the bench's)
+             (--processes: where the services run; one: in the bench's process, beside the load
+             generator and the reader (default); on Kafka only, server: one process of
+             src/main.ts, as npm start runs them; split: two, order and saga | payment,
+             dispatch and delivery)
   --compare  the same bench on a worktree of GIT-REF and on this tree, alternating (REF first),
              on one broker; prints both, side by side with current/REF ratios
              (--rounds-compare N: N rounds of each, medians compared; default 1)`
@@ -99,13 +101,13 @@ async function main(): Promise<void> {
   const roundsCompare = number('rounds-compare', values['rounds-compare'])
   const needsKafka = which === 'transport' || list(values.modes).includes('kafka')
   const processes = values.processes
-  if (processes !== 'one' && processes !== 'split') {
-    process.stderr.write(`--processes must be 'one' or 'split' (got '${processes}')\n${usage}\n`)
+  if (processes !== 'one' && processes !== 'server' && processes !== 'split') {
+    process.stderr.write(`--processes must be 'one', 'server' or 'split' (got '${processes}')\n${usage}\n`)
     process.exit(2)
   }
-  if (processes === 'split' && (which !== 'journey' || list(values.modes).includes('embedded'))) {
+  if (processes !== 'one' && (which !== 'journey' || list(values.modes).includes('embedded'))) {
     process.stderr.write(
-      `--processes split is for the journey on Kafka (--modes kafka): the embedded database is one process's\n${usage}\n`,
+      `--processes ${processes} is for the journey on Kafka (--modes kafka): the embedded database is one process's\n${usage}\n`,
     )
     process.exit(2)
   }

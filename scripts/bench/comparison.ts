@@ -55,7 +55,9 @@ export function figuresOf(result: unknown): Figures {
       break
     case 'journey':
       for (const run of records(result.runs)) {
-        const name = `${run.transport}${run.processes === 'split' ? ' (2 processes)' : ''}/${run.mode}`
+        const layout =
+          run.processes === 'split' ? ' (2 processes)' : run.processes === 'server' ? ' (server process)' : ''
+        const name = `${run.transport}${layout}/${run.mode}`
         for (const rate of records(run.rates)) {
           put(`${name} rates[${rate.offeredPerSecond}/s].p50Ms`, rate.p50Ms)
           put(`${name} rates[${rate.offeredPerSecond}/s].p99Ms`, rate.p99Ms)

@@ -33,8 +33,14 @@ export interface JourneyOptions {
   saturationRate: number
   modes: string[]
   transports: string[]
-  /** `split`: the services as two processes of `src/main.ts` (Kafka only); `one`: all in this one. */
-  processes?: 'one' | 'split'
+  /**
+   * Where the services run (`server` and `split`: Kafka only):
+   * - `one`: all in the bench's process, beside the load generator and the reader (the default);
+   * - `server`: all in one process of `src/main.ts`, as `npm start` runs them, the load generator
+   *   and the reader in the bench's;
+   * - `split`: two processes of `src/main.ts` (order and saga | payment, dispatch and delivery).
+   */
+  processes?: ProcessLayout
 }
 
 interface RateResult {
@@ -114,8 +120,8 @@ async function runJourney(
   const runtime = await openRuntime(config)
   let address: string
   let stopServices: () => Promise<void>
-  if (options.processes === 'split') {
-    const services = await startSplit(servicesEnv)
+  if (options.processes === 'split' || options.processes === 'server') {
+    const services = await startProcesses(LAYOUTS[options.processes], servicesEnv)
     address = services.address
     stopServices = services.stop
   } else {
@@ -251,18 +257,25 @@ async function runJourney(
   return {
     transport,
     mode,
-    ...(options.processes === 'split' ? { processes: 'split' } : {}),
+    ...(options.processes && options.processes !== 'one' ? { processes: options.processes } : {}),
     rates,
     saturation,
     ...(transactionsPerOrder ? { transactionsPerOrder } : {}),
   }
 }
 
-/** The services of the journey split as production may run them: `node src/main.ts` twice. */
-const SPLIT = [
-  { name: 'order', services: 'order,saga' },
-  { name: 'fulfilment', services: 'payment,dispatch,delivery' },
-]
+export type ProcessLayout = 'one' | 'server' | 'split'
+
+/** The processes of `src/main.ts` that run the services, for the layouts that are not `one`. */
+const LAYOUTS: Record<Exclude<ProcessLayout, 'one'>, { name: string; services: string }[]> = {
+  // As `npm start` runs them, with the clients (the load generator, the reader) elsewhere.
+  server: [{ name: 'server', services: 'order,payment,dispatch,delivery,saga' }],
+  // As production may split them.
+  split: [
+    { name: 'order', services: 'order,saga' },
+    { name: 'fulfilment', services: 'payment,dispatch,delivery' },
+  ],
+}
 
 async function freePort(): Promise<number> {
   const server = createServer()
@@ -275,11 +288,14 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * Starts the journey's services as two processes on the bench's database and topics, one after the
- * other (the first applies the migrations), each ready when its `/health/ready` answers 200. The
- * first (order and saga) takes the orders: its address is returned.
+ * Starts the journey's services as processes of `src/main.ts` on the bench's database and topics,
+ * one after the other (the first applies the migrations), each ready when its `/health/ready`
+ * answers 200. The first (the one with the order service) takes the orders: its address is returned.
  */
-async function startSplit(env: Record<string, string>): Promise<{ address: string; stop: () => Promise<void> }> {
+async function startProcesses(
+  layout: readonly { name: string; services: string }[],
+  env: Record<string, string>,
+): Promise<{ address: string; stop: () => Promise<void> }> {
   const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
   const children: ChildProcess[] = []
   const stop = async () => {
@@ -294,7 +310,7 @@ async function startSplit(env: Record<string, string>): Promise<{ address: strin
   }
   try {
     const addresses: string[] = []
-    for (const { name, services } of SPLIT) {
+    for (const { name, services } of layout) {
       const port = await freePort()
       const child = spawn(process.execPath, [main], {
         env: {

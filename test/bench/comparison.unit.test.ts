@@ -62,10 +62,13 @@ describe('comparing two bench results', () => {
     })
   })
 
-  it('names the runs of services split across processes apart from those of one process', () => {
+  it('names the runs of services in processes of their own apart from those in the bench’s process', () => {
     const figures = figuresOf(journey([journeyRun('kafka', 'choreography', 300, { processes: 'split' })]))
     assert.equal(figures.get('kafka (2 processes)/choreography saturation.deliveredPerSecond'), 300)
     assert.equal(figures.has('kafka/choreography saturation.deliveredPerSecond'), false)
+    const server = figuresOf(journey([journeyRun('kafka', 'choreography', 310, { processes: 'server' })]))
+    assert.equal(server.get('kafka (server process)/choreography saturation.deliveredPerSecond'), 310)
+    assert.equal(server.has('kafka/choreography saturation.deliveredPerSecond'), false)
   })
 
   it('divides current by base, figure by figure', () => {
