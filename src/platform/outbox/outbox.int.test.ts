@@ -14,6 +14,7 @@ import {
   waitFor,
 } from '../../../test/support/index.ts'
 import { capturingLogger } from '../../../test/support/logs.ts'
+import { watchedDatabase } from '../../../test/support/watched-db.ts'
 import { createLogger } from '../logger.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
@@ -186,6 +187,67 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
           Array.from({ length: 30 }, (_, i) => String(i)),
         )
         assert.ok(batches.length < 30, `a burst goes out in batches, not one by one: ${batches}`)
+      } finally {
+        await relay.stop()
+      }
+    })
+
+    it('under a steady flow marks each batch with the next select; the last alone once nothing follows, as of when it landed', async () => {
+      await freshOutbox()
+      const { transport, published } = recordingTransport()
+      const signal = createOutboxSignal()
+      const topic = uniqueName('outbox')
+      const statements = { select: 0, mark: 0, both: 0 }
+      const watched = watchedDatabase(db, {
+        query: (text) => {
+          const marks = text.includes('UPDATE outbox SET published_at')
+          const selects = text.includes('ORDER BY outbox.id LIMIT')
+          if (marks && selects) statements.both++
+          else if (marks) statements.mark++
+          else if (selects) statements.select++
+        },
+      })
+      // Each publish is answered by the next row, as a hop's consumer writes its message: five in a chain.
+      const chained: Transport = {
+        ...transport,
+        publish: async (messages, publishOptions) => {
+          const positions = await transport.publish(messages, publishOptions)
+          const n = Number(messages.at(-1)?.value)
+          if (n < 5) {
+            await enqueue(db, [{ topic, key: 'k', value: String(n + 1) }])
+            signal.notify()
+          }
+          return positions
+        },
+      }
+      await enqueue(db, [{ topic, key: 'k', value: '1' }])
+      const markWithNextMs = 1_500
+      const relay = startOutboxRelay({
+        db: watched,
+        transport: chained,
+        signal,
+        logger,
+        pollIntervalMs: 60_000,
+        markWithNextMs,
+      })
+      try {
+        await waitFor(async () => (await relay.pending()) === 0, {
+          message: 'the chain of five is published and marked',
+        })
+        assert.deepEqual(
+          published.map((m) => m.value),
+          ['1', '2', '3', '4', '5'],
+        )
+        // 1 selected alone; 1–4 marked with the selects of 2–5; 5 marked alone, nothing following it.
+        assert.deepEqual(statements, { select: 1, both: 4, mark: 1 })
+        // Marked a second and a half after it landed, and stamped with when it landed.
+        const { rows } = await db.query<{ lag_ms: number }>(
+          `SELECT (extract(epoch FROM published_at - created_at) * 1000)::float8 AS lag_ms FROM outbox
+            WHERE topic = $1 AND value = '5'`,
+          [topic],
+        )
+        const lag = rows[0]?.lag_ms ?? Number.NaN
+        assert.ok(lag >= 0 && lag < markWithNextMs / 2, `published_at is ${lag} ms after the row was written`)
       } finally {
         await relay.stop()
       }
@@ -440,6 +502,85 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
         }
       })
     }
+
+    it('a relay stalled in the statement that marks its batch and selects the next is refused the mark, and goes on only under a lease claimed again', async () => {
+      await freshOutbox()
+      const topic = uniqueName('outbox')
+      const embedded = await createEmbeddedTransport({ db, pollIntervalMs: 20 })
+      const { seen, sub } = await follow(embedded, topic)
+      // Relay A publishes a batch; the next rows come, and A stalls in the statement that marks the
+      // first batch and selects them, until relay B has taken its lease over and published everything.
+      const gate = createGate()
+      const stall = { combined: 0 }
+      const stallingDb = watchedDatabase(db, {})
+      const query = stallingDb.query.bind(stallingDb)
+      stallingDb.query = async <Row>(text: string, params?: unknown[]) => {
+        if (!gate.isOpen && text.includes('LEFT JOIN LATERAL')) {
+          stall.combined++
+          await gate.opened
+        }
+        return query<Row>(text, params)
+      }
+      const a = capturingLogger()
+      const signalA = createOutboxSignal()
+      const relays: { stop(): Promise<void> }[] = []
+      try {
+        await enqueueValues(topic, 0, 9)
+        const relayA = startOutboxRelay({
+          ...shortLease,
+          db: stallingDb,
+          transport: embedded,
+          signal: signalA,
+          logger: a.logger,
+          holderId: 'relay-a',
+          // A published batch waits for the next select as long as the test needs.
+          markWithNextMs: 60_000,
+        })
+        relays.push(relayA)
+        await waitFor(() => seen.length === 9, { message: 'relay A published its first batch' })
+        await enqueueValues(topic, 9, 18)
+        signalA.notify()
+        await waitFor(() => stall.combined === 1, {
+          message: 'relay A is stuck marking its batch and selecting the next',
+        })
+        const relayB = startOutboxRelay({
+          ...shortLease,
+          db,
+          transport: embedded,
+          signal: createOutboxSignal(),
+          logger,
+          holderId: 'relay-b',
+        })
+        relays.push(relayB)
+        await waitFor(async () => seen.length === 27 && (await relayB.pending()) === 0, {
+          message: () => `relay B publishes everything again (seen ${seen.length})`,
+        })
+        // B stops and hands its shards over; rows come that A's stalled select will find.
+        await relayB.stop()
+        await enqueueValues(topic, 18, 27)
+        gate.open()
+        await waitFor(
+          () =>
+            a.records.some(
+              (r) => r.level === WARN && /marking published rows was refused/.test(r.msg) && r.refusedRows === 9,
+            ),
+          { message: 'relay A logs that it lost its lease' },
+        )
+        // A claims the released shards again, under new epochs, and publishes the rest in order.
+        await waitFor(() => seen.length === 36, {
+          message: () => `relay A publishes the rows that came after B stopped (seen ${seen.length})`,
+        })
+        // Stopping, A marks its last batch (it would otherwise wait for a next select).
+        await relayA.stop()
+        assert.equal(await relayA.pending(), 0)
+        assertOrderedWithReplayedPrefix(valuesByKey(seen), expectedValues(27))
+      } finally {
+        gate.open()
+        for (const relay of relays) await relay.stop()
+        await sub.close()
+        await embedded.close()
+      }
+    })
 
     it('times out a publish that hangs, logs it, and publishes the rows on a later attempt', async () => {
       await freshOutbox()

@@ -228,40 +228,80 @@ export const LEASE_FENCE = `fence AS (
 // fence before the outbox is touched, and the outbox is then read once, by id. Joining the outbox to
 // the fence on the shard computed per outbox row let the planner (the fence estimated at one row)
 // scan the outbox once per shard held, which cost a relay batch 10–20 ms on a busy PostgreSQL
-// (docs/benchmarks.md). The shard is still checked against the row's key.
-const MARK_PUBLISHED = `
-WITH ${LEASE_FENCE}
-UPDATE outbox SET published_at = now(), published_epoch = landed.epoch, publish_attempts = publish_attempts + 1,
+// (docs/benchmarks.md). The shard is still checked against the row's key. `published_at` is when the
+// rows landed: the mark may follow the publish by a moment (`$9` ms), when it waits for the next select.
+const MARK_PUBLISHED_STEP = `${LEASE_FENCE},
+marked AS (
+UPDATE outbox SET published_at = now() - $9::float8 * interval '1 millisecond', published_epoch = landed.epoch,
+                  publish_attempts = publish_attempts + 1,
                   published_partition = landed.partition, published_offset = landed.offset
   FROM (SELECT l.id, l.partition, l."offset", l.shard, fence.epoch
           FROM unnest($1::bigint[], $6::int[], $7::text[], $8::int[]) AS l(id, partition, "offset", shard)
           JOIN fence ON fence.id = l.shard) AS landed
  WHERE outbox.id = landed.id AND outbox_shard(outbox.message_key, $5::int) = landed.shard
-RETURNING outbox.id::text AS id`
+RETURNING outbox.id)`
+
+const MARK_PUBLISHED = `WITH ${MARK_PUBLISHED_STEP} SELECT id::text AS id FROM marked`
+
+/** Rows published and not marked yet, and where they landed, as the relay's select and publish saw them. */
+export interface LandedRows {
+  ids: string[]
+  /** The shard of each row (same order as `ids`), as the relay's select computed it. */
+  shardOf: number[]
+  holder: string
+  shards: number
+  fence: { shard: number; epoch: string }[]
+  /** Where each row landed (same order as `ids`), when the transport said. */
+  positions?: readonly ({ partition: number; offset: string } | undefined)[]
+  /** How long ago they landed: `published_at` is set that much before the mark. */
+  landedAgoMs?: number
+}
+
+const markParams = (options: LandedRows): unknown[] => [
+  options.ids,
+  options.holder,
+  options.fence.map((s) => s.shard),
+  options.fence.map((s) => s.epoch),
+  options.shards,
+  options.ids.map((_, i) => options.positions?.[i]?.partition ?? null),
+  options.ids.map((_, i) => options.positions?.[i]?.offset ?? null),
+  options.shardOf,
+  Math.max(0, options.landedAgoMs ?? 0),
+]
 
 /** Marks `ids` published, fenced by each shard's holder and epoch; resolves with the ids it marked. */
-export async function markPublished(
-  db: SqlExecutor,
-  options: {
-    ids: string[]
-    /** The shard of each row (same order as `ids`), as the relay's select computed it. */
-    shardOf: number[]
-    holder: string
-    shards: number
-    fence: { shard: number; epoch: string }[]
-    /** Where each row landed (same order as `ids`), when the transport said. */
-    positions?: readonly ({ partition: number; offset: string } | undefined)[]
-  },
-): Promise<Set<string>> {
-  const { rows } = await db.query<{ id: string }>(MARK_PUBLISHED, [
-    options.ids,
-    options.holder,
-    options.fence.map((s) => s.shard),
-    options.fence.map((s) => s.epoch),
-    options.shards,
-    options.ids.map((_, i) => options.positions?.[i]?.partition ?? null),
-    options.ids.map((_, i) => options.positions?.[i]?.offset ?? null),
-    options.shardOf,
-  ])
+export async function markPublished(db: SqlExecutor, options: LandedRows): Promise<Set<string>> {
+  const { rows } = await db.query<{ id: string }>(MARK_PUBLISHED, markParams(options))
   return new Set(rows.map((r) => r.id))
+}
+
+/**
+ * `markPublished`, and in the same statement the select that follows it: `select(first)` is a
+ * query whose parameters start at `$first` (the shard count is `$5`), whose rows the answer holds
+ * beside the ids marked. The rows being marked are left out of it (the select does not see the
+ * mark, made by the same statement). One round trip instead of two for every batch but the last.
+ */
+export async function markPublishedThenSelect<Row>(
+  db: SqlExecutor,
+  marks: LandedRows,
+  select: { sql: (first: number) => string; params: unknown[]; columns: readonly string[] },
+): Promise<{ marked: Set<string>; rows: Row[] }> {
+  const first = 10
+  // Each row of the answer carries the ids the fence refused, normally none: the ids marked, on
+  // every row of a batch, made the answer grow with the square of the batch's size.
+  const { rows } = await db.query<Record<string, unknown> & { refused: string[] | null }>(
+    `WITH ${MARK_PUBLISHED_STEP}
+     SELECT (SELECT coalesce(array_agg(l.id::text), '{}') FROM unnest($1::bigint[]) AS l(id)
+              WHERE l.id NOT IN (SELECT id FROM marked)) AS refused,
+            next.*
+       FROM (SELECT 1) AS one
+       LEFT JOIN LATERAL (${select.sql(first)}) AS next ON true`,
+    [...markParams(marks), ...select.params],
+  )
+  const refused = new Set(rows[0]?.refused ?? [])
+  const marked = new Set(marks.ids.filter((id) => !refused.has(id)))
+  const found = rows
+    .filter((row) => row[select.columns[0] as string] !== null)
+    .map((row) => Object.fromEntries(select.columns.map((column) => [column, row[column]])) as Row)
+  return { marked, rows: found }
 }
