@@ -166,7 +166,7 @@ export interface OutboxRelayOptions {
    * landed either way; a crash meanwhile publishes it again (at least once, in order).
    */
   markWithNextMs?: number
-  /** Called after each published batch (tests, metrics). */
+  /** Called with the number of rows marked published, each time some are (tests, metrics). */
   onPublished?: (count: number) => void
   /** How long the lease lasts without renewal; another relay takes over after (default 15 s). */
   leaseMs?: number
@@ -354,9 +354,13 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   // free while the broker is slow, and lets another process take over when the holder dies.
   // Renewed once a third of it has passed rather than on every batch: one statement less per batch.
   // A relay that holds no shard tries on every batch (every poll when idle).
-  const holdLease = async (): Promise<HeldLease | undefined> => {
+  /** Whether the lease must be claimed (none held) or renewed before the next publish. */
+  const renewalDue = () => {
     const now = performance.now()
-    if (lease && now < lease.renewAfter && lease.deadline - now >= publishWindowMs) return lease
+    return !lease || now >= lease.renewAfter || lease.deadline - now < publishWindowMs
+  }
+  const holdLease = async (): Promise<HeldLease | undefined> => {
+    if (lease && !renewalDue()) return lease
     if (!hasJoined) await join()
     const sentAt = performance.now()
     const { shardCount, claimed } = await claimShards(db, {
@@ -504,7 +508,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     return fenced(rows, marked)
   }
 
-  /** How many of `rows` the fence let through; the shards of the others are lost. */
+  /** How many of `rows` the fence let through (reported to `onPublished`); the shards of the others are lost. */
   const fenced = (rows: OutboxRow[], marked: Set<string>): number => {
     if (marked.size < rows.length) {
       const refused = rows.filter((r) => !marked.has(r.id))
@@ -512,6 +516,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         refusedRows: refused.length,
       })
     }
+    if (marked.size > 0) options.onPublished?.(marked.size)
     return marked.size
   }
 
@@ -527,14 +532,8 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     if (!batch) return 0
     const marked = fenced(batch.rows, await markPublished(db, landed(batch)))
     unmarked = undefined
-    if (marked > 0) options.onPublished?.(marked)
     return marked
   }
-  const renewalDue = () => {
-    const now = performance.now()
-    return !lease || now >= lease.renewAfter || lease.deadline - now < publishWindowMs
-  }
-
   /**
    * A batch the broker refused for good: its rows go one at a time, in order, to find the refused
    * ones, since the broker's answer names a partition, not a message (and a batch can be refused
@@ -644,12 +643,10 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         // The previous batch's ids are the mark's first parameter.
         sql: (first) => select(first, 1),
         params,
-        columns: ['id', 'topic', 'message_key', 'value', 'headers', 'age_ms', 'shard'],
       })
       unmarked = undefined
       published = fenced(previous.rows, answer.marked)
-      if (published > 0) options.onPublished?.(published)
-      rows = answer.rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1))
+      rows = answer.rows
       if (published < previous.rows.length) {
         // The fence refused the mark: the shards it names are another relay's now, and so are the
         // rows this select found in them. Only the shards still held publish.
@@ -669,9 +666,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     } catch (error) {
       const refusal = findRefusal(error)
       if (!refusal) throw error
-      const oneByOne = await publishOneByOne(rows, refusal)
-      if (oneByOne > 0) options.onPublished?.(oneByOne)
-      return { selected: rows.length, published: published + oneByOne }
+      return { selected: rows.length, published: published + (await publishOneByOne(rows, refusal)) }
     }
     unmarked = { rows, ready, positions, landedAt: performance.now() }
     return { selected: rows.length, published }

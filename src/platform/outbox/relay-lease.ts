@@ -276,32 +276,33 @@ export async function markPublished(db: SqlExecutor, options: LandedRows): Promi
 }
 
 /**
- * `markPublished`, and in the same statement the select that follows it: `select(first)` is a
- * query whose parameters start at `$first` (the shard count is `$5`), whose rows the answer holds
- * beside the ids marked. The rows being marked are left out of it (the select does not see the
- * mark, made by the same statement). One round trip instead of two for every batch but the last.
+ * `markPublished`, and in the same statement the select that follows it: `select.sql(first)` is a
+ * query of outbox rows, with an `id` column (text) and its parameters from `$first` on (the shard
+ * count is `$5`). The rows being marked are left out of it (the select does not see the mark, made
+ * by the same statement). One round trip instead of two for every batch but the last. The rows
+ * come in id order.
  */
-export async function markPublishedThenSelect<Row>(
+export async function markPublishedThenSelect<Row extends { id: string }>(
   db: SqlExecutor,
   marks: LandedRows,
-  select: { sql: (first: number) => string; params: unknown[]; columns: readonly string[] },
+  select: { sql: (first: number) => string; params: unknown[] },
 ): Promise<{ marked: Set<string>; rows: Row[] }> {
-  const first = 10
   // Each row of the answer carries the ids the fence refused, normally none: the ids marked, on
   // every row of a batch, made the answer grow with the square of the batch's size.
-  const { rows } = await db.query<Record<string, unknown> & { refused: string[] | null }>(
+  const { rows } = await db.query<Row & { refused: string[] }>(
     `WITH ${MARK_PUBLISHED_STEP}
      SELECT (SELECT coalesce(array_agg(l.id::text), '{}') FROM unnest($1::bigint[]) AS l(id)
               WHERE l.id NOT IN (SELECT id FROM marked)) AS refused,
             next.*
        FROM (SELECT 1) AS one
-       LEFT JOIN LATERAL (${select.sql(first)}) AS next ON true`,
+       LEFT JOIN LATERAL (${select.sql(10)}) AS next ON true
+      ORDER BY next.id::bigint`,
     [...markParams(marks), ...select.params],
   )
   const refused = new Set(rows[0]?.refused ?? [])
-  const marked = new Set(marks.ids.filter((id) => !refused.has(id)))
-  const found = rows
-    .filter((row) => row[select.columns[0] as string] !== null)
-    .map((row) => Object.fromEntries(select.columns.map((column) => [column, row[column]])) as Row)
-  return { marked, rows: found }
+  return {
+    marked: new Set(marks.ids.filter((id) => !refused.has(id))),
+    // Without a next row, the answer is one row of nulls beside the refused ids.
+    rows: rows.filter((row) => row.id !== null),
+  }
 }
