@@ -810,10 +810,12 @@ function suite(name: string, open: () => Promise<TestDatabase>) {
         // version, which is no member): nobody is live, so a relay with another count reshards, and
         // keys that move to another shard wait for whatever that holder may still publish.
         const before = Math.max(...(await epochs()).values())
+        // Read before the statement is sent: the expiry it writes is no earlier than 300 ms after this
+        // (read after its answer, a slow answer made the relay's correct wait look short).
+        const diedAt = performance.now()
         await db.query(
           `UPDATE outbox_relay_lease SET holder = 'crashed', expires_at = now() + interval '300 milliseconds'`,
         )
-        const diedAt = performance.now()
         const topic = uniqueName('outbox')
         await db.transaction(async (tx) => {
           for (let i = 0; i < 40; i++) await enqueue(tx, [{ topic, key: `key-${i % 10}`, value: String(i) }])
