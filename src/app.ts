@@ -324,7 +324,15 @@ export async function buildApp(runtime: Runtime, modules: readonly ServiceModule
             retry,
             deadLetters,
             ...(batch && config.consumerBatchMax > 1
-              ? { batch: { max: config.consumerBatchMax, run: (work) => batches.run(work) } }
+              ? {
+                  batch: {
+                    max: config.consumerBatchMax,
+                    run: (work) => batches.run(work),
+                    // On PostgreSQL, partitions' batches that meet share a transaction; PGlite's one
+                    // connection queues them already (docs/benchmarks.md).
+                    shareTransactions: db.dialect === 'postgres',
+                  },
+                }
               : {}),
             ...consumer,
             logger: (consumer.logger ?? moduleLogger).child({ consumer: consumer.groupId }),

@@ -208,6 +208,95 @@ function suite(
       }
     }
 
+    it("partitions' batches that arrive while another runs share the next transaction; a refusal costs only its own partition's batch", async () => {
+      const topic = uniqueName('batch_merged')
+      const groupId = uniqueName('batch_merged')
+      const counters = Array.from({ length: 10 }, () => uniqueName('counter'))
+      const refused = counters[0] as string
+      await transport.publish(
+        counters.flatMap((counterId) =>
+          Array.from({ length: 5 }, (_, i) => ({
+            topic,
+            key: counterId,
+            value: JSON.stringify({
+              id: `${counterId}-${i}`,
+              counter: counterId,
+              amount: counterId === refused && i === 2 ? -100 : 1,
+            }),
+          })),
+        ),
+      )
+      const handler = createCommandHandler({
+        db: scope.db,
+        onCommitted: () => {},
+        streamType: 'counter',
+        decider: counter,
+        stateStore: jsonStateTable('counters', counter.initialState),
+        toMessages: () => [],
+      })
+      // Partitions whose batches reached the consumer (decoded first, then queued for a transaction).
+      const arrived = new Set<number>()
+      let refusedIn = -1
+      const oneByOne = new Set<number>()
+      /** The partitions of each `handleBatch` call, in order. */
+      const calls: number[][] = []
+      const { seen: dead, sub: deadReader } = await follow(transport, deadLetterTopic(topic))
+      const subscription = await startReliableConsumer({
+        transport,
+        groupId,
+        topics: [topic],
+        decode: (message) => {
+          arrived.add(message.partition)
+          if (message.key === refused) refusedIn = message.partition
+          return decodeJob(message)
+        },
+        retry: { max: 0, backoffMs: 10 },
+        logger,
+        batch: { max: 50, run: (work) => scope.run(work), shareTransactions: true },
+        handleBatch: async (items) => {
+          // The first transaction is held until another partition's batch waits behind it.
+          if (calls.length === 0) await waitFor(() => arrived.size >= 2, { message: () => 'one partition only' })
+          calls.push([...new Set(items.map(({ message }) => message.partition))])
+          await handler.handleBatch(
+            items.map(({ value: job }) => ({
+              metadata: { inbox: { consumer: groupId, messageId: job.id } },
+              command: { type: 'Add', amount: job.amount, counter: job.counter } as Add,
+            })),
+            { streamOf: (command) => (command as Add & { counter: string }).counter },
+          )
+        },
+        handle: async (job, message) => {
+          oneByOne.add(message.partition)
+          await handler.handle(
+            job.counter,
+            { type: 'Add', amount: job.amount },
+            { inbox: { consumer: groupId, messageId: job.id } },
+          )
+        },
+      })
+      await joined(subscription)
+      const applied = async () => (await Promise.all(counters.map(amounts))).map((list) => list.length)
+      let counts: number[] = []
+      await waitFor(
+        async () => {
+          counts = await applied()
+          return counts.reduce((a, b) => a + b, 0) === 49 && dead.length === 1
+        },
+        { message: () => `applied ${counts.join(', ')}; ${dead.length} dead letters` },
+      )
+      await subscription.close()
+      await deadReader.close()
+      assert.deepEqual(counts, [4, 5, 5, 5, 5, 5, 5, 5, 5, 5], 'every message but the refused one, once')
+      assert.ok(
+        calls.some((partitions) => partitions.length > 1),
+        `no transaction held more than one partition's batch: ${JSON.stringify(calls)}`,
+      )
+      assert.equal((JSON.parse(dead[0]?.value ?? '{}') as DeadLetterRecord).reason, 'REJECTED')
+      // The refused message's partition went one by one; the other partitions' batches committed as
+      // batches, the ones that had shared its transaction too.
+      assert.deepEqual([...oneByOne], [refusedIn], "only the refused key's partition was handled one by one")
+    })
+
     it('a transaction that throws inside a batch, even when its caller catches it, rolls the batch back', async () => {
       let ranAlone = 0
       await assert.rejects(

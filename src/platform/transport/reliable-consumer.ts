@@ -69,7 +69,17 @@ export interface ReliableConsumerOptions<T> {
    * message at a time, so a bad message gets its retries and dead letter and the others commit.
    * Only for handlers whose work is the database's: nothing slow may run inside the transaction.
    */
-  batch?: { max: number; run<R>(work: () => Promise<R>): Promise<R> }
+  batch?: {
+    max: number
+    run<R>(work: () => Promise<R>): Promise<R>
+    /**
+     * Partitions' batches that arrive while another of this consumer's transactions runs wait for
+     * it and then share one (with `handleBatch`, and no `prepareBatch`). For a database of many
+     * connections; on PGlite's one connection a batch already waits its turn, and a wait before
+     * that one only adds a queue.
+     */
+    shareTransactions?: boolean
+  }
   /**
    * How a whole batch is handled inside `batch.run` (its messages decoded, in partition order), in
    * place of `handle` once per message: a handler that writes a batch's rows in one statement per
@@ -133,6 +143,16 @@ export interface ReliableSubscription extends Subscription {
 }
 
 /** Thrown in a batch's transaction that holds a parked key: it rolls back and goes one by one. */
+/** One partition's batch, decoded, on its way into a transaction (its own, or one shared with others). */
+interface BatchPart<T> {
+  slot: string
+  messages: IncomingMessage[]
+  items: { value: T; message: IncomingMessage }[]
+}
+
+/** A transaction shared by partitions' batches holds at most this many batches' worth of messages. */
+const MERGED_BATCHES_MAX = 4
+
 class KeyParked extends Error {
   constructor() {
     super('the batch holds a parked key')
@@ -572,43 +592,22 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     // waiting for the answer (sql/postgres.ts pipelines them). A parked key rolls all of it back
     // before COMMIT. A batch that prepares (a call out) asks before, so that no parked message is
     // prepared.
-    const keys = parkings
-    const keysOf = messages.map((m) => m.key)
-    const parkedIn = async () => (keys ? (await keys.blockers(groupId, keysOf)).size > 0 : false)
-    if (keys && options.prepareBatch) {
+    if (parkings && options.prepareBatch) {
       const head = messages[0] as IncomingMessage
-      if (await withStore(head, 'read whether keys are parked', parkedIn, context.signal)) return oneByOne(messages)
+      const parked = () => parkedIn(messages)
+      if (await withStore(head, 'read whether keys are parked', parked, context.signal)) return oneByOne(messages)
     }
     const first = messages[0] as IncomingMessage
     const slot = `${first.topic}:${first.partition}`
     const labels = { topic: first.topic, group: groupId }
+    const items: { value: T; message: IncomingMessage }[] = []
+    for (const { message, decoded: value } of decoded) if (value.ok) items.push({ value: value.value, message })
     inFlight.set(slot, { since: performance.now() })
     const stopTimer = metrics?.handlerSeconds.startTimer(labels)
-    let failed = false
+    let failed: boolean
     try {
-      const items: { value: T; message: IncomingMessage }[] = []
-      for (const { message, decoded: value } of decoded) if (value.ok) items.push({ value: value.value, message })
-      const prepared = options.handleBatch && options.prepareBatch ? await options.prepareBatch(items) : undefined
-      await batch.run(async () => {
-        const asked = options.prepareBatch ? undefined : parkedIn()
-        // Its answer is awaited below; a batch that fails first leaves it unread.
-        asked?.catch(() => {})
-        if (options.handleBatch) await options.handleBatch(items, prepared)
-        else {
-          for (const { message, decoded: value } of decoded) {
-            if (value.ok) await options.handle(value.value, message)
-          }
-        }
-        if (await asked) throw new KeyParked()
-      })
-    } catch (error) {
-      failed = true
-      logger.debug(
-        { groupId, partition: slot, messages: messages.length, err: error },
-        error instanceof KeyParked
-          ? 'a batch holds a parked key; its messages are handled one at a time'
-          : 'a batch failed; its messages are handled one at a time',
-      )
+      const part = { slot, messages, items }
+      failed = mergesPartitions ? await withOthers(part) : await inOneTransaction([part])
     } finally {
       stopTimer?.()
       inFlight.delete(slot)
@@ -617,6 +616,95 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     metrics?.consumed.inc(labels, messages.length)
     metrics?.consumerLastProgress.set({ ...labels, partition: String(first.partition) }, Date.now() / 1000)
     for (const message of messages) context.handled(message)
+  }
+
+  /** Whether a key of `messages` is parked (never, without parking). */
+  const parkedIn = async (messages: readonly IncomingMessage[]) =>
+    parkings
+      ? (
+          await parkings.blockers(
+            groupId,
+            messages.map((m) => m.key),
+          )
+        ).size > 0
+      : false
+
+  /**
+   * Partitions' batches in one transaction, each partition's messages in its order (keys do not
+   * cross partitions, so per-key order holds): resolves with whether it failed (rolled back).
+   */
+  const inOneTransaction = async (parts: readonly BatchPart<T>[]): Promise<boolean> => {
+    const batch = options.batch as NonNullable<typeof options.batch>
+    const messages = parts.length === 1 ? (parts[0] as BatchPart<T>).messages : parts.flatMap((p) => p.messages)
+    const items = parts.length === 1 ? (parts[0] as BatchPart<T>).items : parts.flatMap((p) => p.items)
+    try {
+      const prepared = options.handleBatch && options.prepareBatch ? await options.prepareBatch(items) : undefined
+      await batch.run(async () => {
+        const asked = options.prepareBatch ? undefined : parkedIn(messages)
+        // Its answer is awaited below; a batch that fails first leaves it unread.
+        asked?.catch(() => {})
+        if (options.handleBatch) await options.handleBatch(items, prepared)
+        else {
+          for (const { value, message } of items) await options.handle(value, message)
+        }
+        if (await asked) throw new KeyParked()
+      })
+      return false
+    } catch (error) {
+      logger.debug(
+        { groupId, partitions: parts.map((p) => p.slot), messages: messages.length, err: error },
+        error instanceof KeyParked
+          ? 'a batch holds a parked key; its messages are handled one at a time'
+          : 'a batch failed; its messages are handled one at a time',
+      )
+      return true
+    }
+  }
+
+  /**
+   * The batches of a consumer's partitions share a transaction while another of its transactions
+   * runs, as the HTTP commands' group commit does (sql/batch.ts): the first runs at once, and the
+   * ones that arrive meanwhile wait for it and then run together, up to `MERGED_BATCHES_MAX` times a
+   * batch's messages. When idle, nothing waits. At moderate rates a partition's worker holds one or
+   * two messages at a time, so a consumer of several partitions (the saga reads four topics) paid a
+   * transaction per partition per turn. A merged transaction that fails tries each partition's batch
+   * alone before its messages go one by one: a bad message costs its own partition what it did.
+   * Only for a consumer that hands its batches to `handleBatch` and prepares nothing (a call out
+   * would hold the others back), and that asked for it (`batch.shareTransactions`: on PostgreSQL).
+   */
+  const mergesPartitions =
+    options.batch?.shareTransactions === true && options.handleBatch !== undefined && !options.prepareBatch
+  const waiting: { part: BatchPart<T>; resolve: (failed: boolean) => void }[] = []
+  let merging = false
+  const withOthers = (part: BatchPart<T>) =>
+    new Promise<boolean>((resolve) => {
+      waiting.push({ part, resolve })
+      runWaiting()
+    })
+  const runWaiting = () => {
+    if (merging || waiting.length === 0) return
+    const most = MERGED_BATCHES_MAX * Math.max(1, options.batch?.max ?? 1)
+    const group: typeof waiting = []
+    let size = 0
+    while (waiting.length > 0) {
+      const next = waiting[0] as (typeof waiting)[number]
+      if (group.length > 0 && size + next.part.messages.length > most) break
+      group.push(next)
+      size += next.part.messages.length
+      waiting.shift()
+    }
+    merging = true
+    void (async () => {
+      const failed = await inOneTransaction(group.map((w) => w.part))
+      if (!failed || group.length === 1) {
+        for (const w of group) w.resolve(failed)
+        return
+      }
+      for (const w of group) w.resolve(await inOneTransaction([w.part]))
+    })().finally(() => {
+      merging = false
+      runWaiting()
+    })
   }
 
   // A handler that neither finishes nor fails (a hung call) is said in the log once, and shows in
