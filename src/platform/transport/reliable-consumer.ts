@@ -142,7 +142,6 @@ export interface ReliableSubscription extends Subscription {
   health(): ConsumerHealth
 }
 
-/** Thrown in a batch's transaction that holds a parked key: it rolls back and goes one by one. */
 /** One partition's batch, decoded, on its way into a transaction (its own, or one shared with others). */
 interface BatchPart<T> {
   slot: string
@@ -153,6 +152,7 @@ interface BatchPart<T> {
 /** A transaction shared by partitions' batches holds at most this many batches' worth of messages. */
 const MERGED_BATCHES_MAX = 4
 
+/** Thrown in a batch's transaction that holds a parked key: it rolls back and goes one by one. */
 class KeyParked extends Error {
   constructor() {
     super('the batch holds a parked key')
@@ -619,15 +619,11 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   }
 
   /** Whether a key of `messages` is parked (never, without parking). */
-  const parkedIn = async (messages: readonly IncomingMessage[]) =>
-    parkings
-      ? (
-          await parkings.blockers(
-            groupId,
-            messages.map((m) => m.key),
-          )
-        ).size > 0
-      : false
+  const parkedIn = async (messages: readonly IncomingMessage[]) => {
+    if (!parkings) return false
+    const keys = messages.map((m) => m.key)
+    return (await parkings.blockers(groupId, keys)).size > 0
+  }
 
   /**
    * Partitions' batches in one transaction, each partition's messages in its order (keys do not
@@ -635,8 +631,8 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
    */
   const inOneTransaction = async (parts: readonly BatchPart<T>[]): Promise<boolean> => {
     const batch = options.batch as NonNullable<typeof options.batch>
-    const messages = parts.length === 1 ? (parts[0] as BatchPart<T>).messages : parts.flatMap((p) => p.messages)
-    const items = parts.length === 1 ? (parts[0] as BatchPart<T>).items : parts.flatMap((p) => p.items)
+    const messages = parts.flatMap((p) => p.messages)
+    const items = parts.flatMap((p) => p.items)
     try {
       const prepared = options.handleBatch && options.prepareBatch ? await options.prepareBatch(items) : undefined
       await batch.run(async () => {
