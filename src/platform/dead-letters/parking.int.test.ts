@@ -148,45 +148,50 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
       assert.equal(logged?.action, 'redrive')
     })
 
-    it("in batches: a batch holding a parked key goes one by one, the key's messages wait in order, and a batch reads whether its keys are parked in its own transaction", async (t) => {
+    it("in batches: a batch holding a parked key goes one by one, the key's messages wait in order, and only a group with parked keys asks about a batch's keys, in the batch's own transaction", async (t) => {
       const topic = uniqueName('steps')
       const groupId = uniqueName('parking')
       const handled = new Map<string, number[]>()
       const failing = new Set(['k:2'])
       // Reads of whether keys are parked, inside a transaction and outside one (a message handled
       // one by one reads its own key outside; a batch, a message that came alone too, reads its
-      // keys in its transaction).
-      const reads = { inside: 0, outsideForSeveralKeys: 0, outside: 0 }
-      const isParkedRead = (text: string) => /FROM parked_keys/.test(text)
+      // keys in its transaction), and of whether the group has any parked key (once per assignment).
+      const reads = { inside: 0, outsideForSeveralKeys: 0, outside: 0, group: 0 }
+      const isParkedRead = (text: string) => /FROM parked_keys\s+WHERE group_id = \$1 AND message_key/.test(text)
       const counted = watchedDatabase(db, {
         query: (text, params) => {
           if (isParkedRead(text) && ((params?.[1] as string[] | undefined)?.length ?? 0) > 1) {
             reads.outsideForSeveralKeys++
           }
           if (isParkedRead(text)) reads.outside++
+          if (/EXISTS \(SELECT 1 FROM parked_keys WHERE group_id = \$1\)/.test(text)) reads.group++
         },
         inTransaction: (text) => {
           if (isParkedRead(text)) reads.inside++
         },
       })
       const scope = batchScope(counted)
+      const start = () => consumer(topic, groupId, handled, failing, { scope })
       await transport.publish(Array.from({ length: 20 }, (_, i) => step(topic, `free-${i % 4}`, i)))
-      const subscription = await consumer(topic, groupId, handled, failing, { scope })
-      t.after(() => subscription.close())
+      let subscription: ReliableSubscription | undefined = await start()
+      t.after(() => subscription?.close())
       await waitFor(() => [...handled.values()].flat().length === 20, { message: 'the 20 free steps handled' })
-      assert.equal(reads.outsideForSeveralKeys, 0, 'a batch read whether its keys are parked outside its transaction')
-      assert.ok(reads.inside > 0, 'no batch read whether its keys are parked in its transaction')
-      // A message alone is a batch of one: its question goes with its transaction's BEGIN, not in a
-      // round trip before it.
-      const { inside, outside } = reads
+      // The group has no parked key: the member asked that once for its assignment, and no batch asked
+      // about its keys.
+      assert.ok(reads.group > 0, 'the member did not ask whether its group has parked keys')
+      assert.deepEqual({ inside: reads.inside, outside: reads.outside }, { inside: 0, outside: 0 })
+      const groupReads = reads.group
       await transport.publish([step(topic, 'alone', 1)])
       await waitFor(() => handled.get('alone')?.length === 1, { message: 'the message alone handled' })
-      assert.equal(reads.outside - outside, 0, 'a message alone read whether its key is parked outside its transaction')
-      assert.equal(reads.inside - inside, 1)
+      assert.deepEqual(
+        { inside: reads.inside, outside: reads.outside, group: reads.group },
+        { inside: 0, outside: 0, group: groupReads },
+      )
 
       await transport.publish([step(topic, 'k', 1), step(topic, 'k', 2)])
       await waitFor(async () => (await openDeadLetter(groupId, 'k')) !== undefined, { message: 'k:2 dead-lettered' })
-      // A backlog after the dead letter: batches of k's later messages and of other keys.
+      // A backlog after the dead letter: batches of k's later messages and of other keys. The member
+      // parked k itself, so its batches ask now, in their transactions.
       await transport.publish([
         step(topic, 'k', 3),
         step(topic, 'other', 1),
@@ -197,12 +202,36 @@ function suite(name: string, open: () => Promise<{ transport: Transport; db: Sql
         message: 'k:3 and k:4 parked behind k:2, other handled',
       })
       assert.deepEqual(handled.get('k'), [1])
+      // A message alone asks in its transaction, as a batch of one.
+      const before = { inside: reads.inside, outside: reads.outside }
+      await transport.publish([step(topic, 'alone', 2)])
+      await waitFor(() => handled.get('alone')?.length === 2, { message: 'the second message alone handled' })
+      assert.deepEqual(
+        { inside: reads.inside - before.inside, outside: reads.outside - before.outside },
+        { inside: 1, outside: 0 },
+      )
+      assert.equal(reads.outsideForSeveralKeys, 0, 'a batch read whether its keys are parked outside its transaction')
+
+      // The group's next member (a restart) learns that k is parked with its assignment: k:5 is parked too.
+      await subscription.close()
+      subscription = await start()
+      await transport.publish([step(topic, 'k', 5), step(topic, 'other', 3)])
+      await waitFor(async () => (await parkedCount(groupId, 'k')) === 3 && handled.get('other')?.length === 3, {
+        message: 'k:5 parked by the next member, other handled',
+      })
+      assert.deepEqual(handled.get('k'), [1])
+
       failing.clear()
       const id = (await openDeadLetter(groupId, 'k')) as string
       await deadLetterConsole({ db, transport }).redrive(id, { to: 'consumer', actor: 'operator-1' })
-      await transport.publish([step(topic, 'k', 5)])
-      await waitFor(() => handled.get('k')?.length === 5, { message: 'k is released' })
-      assert.deepEqual(handled.get('k'), [1, 2, 3, 4, 5], "k's messages in their original order")
+      await transport.publish([step(topic, 'k', 6)])
+      await waitFor(() => handled.get('k')?.length === 6, { message: 'k is released' })
+      assert.deepEqual(handled.get('k'), [1, 2, 3, 4, 5, 6], "k's messages in their original order")
+      // Released, the group has no parked key again, and the member knows it: its batches stop asking.
+      const released = { inside: reads.inside, outside: reads.outside }
+      await transport.publish([step(topic, 'alone', 3)])
+      await waitFor(() => handled.get('alone')?.length === 3, { message: 'the third message alone handled' })
+      assert.deepEqual({ inside: reads.inside, outside: reads.outside }, released)
     })
 
     it('keeps order when a message of the key arrives while its parked messages are released, and after a restart while parked', async (t) => {

@@ -62,6 +62,8 @@ export interface DeadLetterStore {
   record(entry: DeadLetterEntry, options: { park: boolean }): Promise<string>
   /** Records a failed attempt that will be retried, for the order's journey. */
   retried(entry: RetryEntry): Promise<void>
+  /** Whether any key of `groupId` is parked. */
+  anyParked(groupId: string): Promise<boolean>
   /** The dead letter each of `keys` waits for in `groupId` (keys not parked are absent). */
   blockers(groupId: string, keys: readonly string[]): Promise<Map<string, string>>
   /** Stores `message` behind its parked key; false when the key is no longer parked (handle it). */
@@ -160,6 +162,14 @@ export function sqlDeadLetterStore(db: SqlExecutor): DeadLetterStore {
           Math.round(retryInMs),
         ],
       )
+    },
+
+    async anyParked(groupId) {
+      const { rows } = await db.query<{ parked: boolean }>(
+        'SELECT EXISTS (SELECT 1 FROM parked_keys WHERE group_id = $1) AS parked',
+        [groupId],
+      )
+      return rows[0]?.parked === true
     },
 
     async blockers(groupId, keys) {

@@ -63,6 +63,11 @@ export interface HandlerContext {
    * A handler that is only waiting (a backoff, a dependency that is down) may stop and throw: the
    * message is then not committed and goes to the partition's next owner, and the subscription
    * carries on. A handler in the middle of its work should finish it.
+   *
+   * Each assignment of a partition to this member comes with a new signal, and only once the
+   * partition's previous owner's handlers are done (unless the group expelled that owner while they
+   * ran): what they wrote is there for the first handler that sees the new signal (the reliable
+   * consumer relies on it to know its group's parked keys).
    */
   signal: AbortSignal
 }

@@ -147,7 +147,12 @@ interface BatchPart<T> {
   slot: string
   messages: IncomingMessage[]
   items: { value: T; message: IncomingMessage }[]
+  /** Whether its keys may be parked (the group has parked keys): the transaction asks. */
+  asks: boolean
 }
+
+/** While its group has parked keys, a member asks the group again at most this often whether it still has. */
+const PARKED_RECHECK_MS = 10_000
 
 /** A transaction shared by partitions' batches holds at most this many batches' worth of messages. */
 const MERGED_BATCHES_MAX = 4
@@ -346,7 +351,8 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     if (!store) return undefined
     // A refusal is the key's answer, not a gap in its history: the key's later messages may follow it.
     const park = parkings !== undefined && message.key !== '' && reason !== 'REJECTED'
-    const id = await withStore(
+    if (park) parking.starts()
+    const indexed = withStore(
       message,
       'index the dead letter',
       () =>
@@ -367,6 +373,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
         ),
       signal,
     )
+    const id = await (park ? indexed.finally(parking.written) : indexed)
     if (park) {
       spanEvent('orderflow.key_parked', message, id)
       logger.warn(
@@ -380,6 +387,71 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
   const store = options.deadLetters
   /** Where keys are parked: the store, when this consumer parks keys. */
   const parkings = options.parkKeys === true ? store : undefined
+
+  /**
+   * What this member knows of its group's parked keys, so that a message or a batch asks whether
+   * its keys are parked only while the group has some: nearly always it has none, and the question
+   * was a statement per transaction. A key is parked only by the member that handles its partition
+   * (the dead letter it writes), and a partition's next owner gets it with a new handler signal,
+   * after the previous owner's handlers are done (`HandlerContext.signal`). So a member asks the
+   * group once for every signal it has not seen (an assignment), and then knows: it has no parked
+   * key until this member parks one. While the group has some, every message and batch asks as
+   * before, and the group is asked again after a release here and at most every
+   * `PARKED_RECHECK_MS` (a key parked elsewhere is released elsewhere).
+   */
+  let groupHasParked = true
+  /**
+   * This member's parkings: counted when one starts and when it is written, and those under way.
+   * An answer about the group counts only if no parking of this member overlapped its question.
+   */
+  let parkingSteps = 0
+  let parkingsUnderWay = 0
+  let groupAskedAt = Number.NEGATIVE_INFINITY
+  const signalsAsked = new WeakMap<AbortSignal, Promise<void>>()
+  const askGroup = async (message: IncomingMessage, signal: AbortSignal) => {
+    const keys = parkings as DeadLetterStore
+    const before = parkingsUnderWay === 0 ? parkingSteps : undefined
+    const any = await withStore(
+      message,
+      'read whether the group has parked keys',
+      () => keys.anyParked(groupId),
+      signal,
+    )
+    groupAskedAt = performance.now()
+    if (parkingSteps === before) groupHasParked = any
+  }
+  let askingAgain: Promise<void> | undefined
+  /** Whether a key of `message`'s batch may be parked: false only when the group is known to have none. */
+  const mayBeParked = async (message: IncomingMessage, signal: AbortSignal): Promise<boolean> => {
+    if (!parkings) return false
+    let asked = signalsAsked.get(signal)
+    if (!asked) {
+      asked = askGroup(message, signal)
+      signalsAsked.set(signal, asked)
+    }
+    await asked
+    if (groupHasParked && !askingAgain && performance.now() - groupAskedAt > PARKED_RECHECK_MS) {
+      // In the background: until it answers, the member asks as it does now.
+      askingAgain = askGroup(message, signal)
+        .catch(() => {})
+        .finally(() => {
+          askingAgain = undefined
+        })
+    }
+    return groupHasParked
+  }
+  /** Said around this member's parking of a key: from its start on, its messages and batches ask. */
+  const parking = {
+    starts() {
+      parkingSteps++
+      parkingsUnderWay++
+      groupHasParked = true
+    },
+    written() {
+      parkingSteps++
+      parkingsUnderWay--
+    },
+  }
 
   /**
    * The database work of dead letters and parking, tried again with backoff while it fails (the
@@ -480,6 +552,8 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
       const next = await withStore(message, 'read the parked messages', () => keys.parked(groupId, key, 100), signal)
       if (next.length === 0) {
         if (await withStore(message, 'release the key', () => keys.release(groupId, key, blocker), signal)) {
+          // Often the group's last parked key: its later messages and batches need not ask.
+          await askGroup(message, signal)
           spanEvent('orderflow.key_released', message, blocker, { 'orderflow.released_messages': released })
           logger.info(
             { ...whereFrom(message, groupId), deadLetterId: blocker, released },
@@ -525,6 +599,9 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     const control = message.headers[REDRIVE_HEADERS.control]
     const keys = parkings
     if (!keys || message.key === '') return control !== undefined
+    // An operator's message (a redrive, a release) always reads the key: it may be what releases it.
+    const operators = control !== undefined || message.headers[REDRIVE_HEADERS.deadLetter] !== undefined
+    if (!operators && !(await mayBeParked(message, signal))) return false
     const blocker = (
       await withStore(message, 'read whether the key is parked', () => keys.blockers(groupId, [message.key]), signal)
     ).get(message.key)
@@ -592,12 +669,12 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     // waiting for the answer (sql/postgres.ts pipelines them). A parked key rolls all of it back
     // before COMMIT. A batch that prepares (a call out) asks before, so that no parked message is
     // prepared.
-    if (parkings && options.prepareBatch) {
-      const head = messages[0] as IncomingMessage
-      const parked = () => parkedIn(messages)
-      if (await withStore(head, 'read whether keys are parked', parked, context.signal)) return oneByOne(messages)
-    }
     const first = messages[0] as IncomingMessage
+    const asks = await mayBeParked(first, context.signal)
+    if (asks && options.prepareBatch) {
+      const parked = () => parkedIn(messages)
+      if (await withStore(first, 'read whether keys are parked', parked, context.signal)) return oneByOne(messages)
+    }
     const slot = `${first.topic}:${first.partition}`
     const labels = { topic: first.topic, group: groupId }
     const items: { value: T; message: IncomingMessage }[] = []
@@ -606,7 +683,7 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     const stopTimer = metrics?.handlerSeconds.startTimer(labels)
     let failed: boolean
     try {
-      const part = { slot, messages, items }
+      const part = { slot, messages, items, asks }
       failed = mergesPartitions ? await withOthers(part) : await inOneTransaction([part])
     } finally {
       stopTimer?.()
@@ -636,7 +713,8 @@ export async function startReliableConsumer<T>(options: ReliableConsumerOptions<
     try {
       const prepared = options.handleBatch && options.prepareBatch ? await options.prepareBatch(items) : undefined
       await batch.run(async () => {
-        const asked = options.prepareBatch ? undefined : parkedIn(messages)
+        const asks = !options.prepareBatch && parts.some((p) => p.asks)
+        const asked = asks ? parkedIn(messages) : undefined
         // Its answer is awaited below; a batch that fails first leaves it unread.
         asked?.catch(() => {})
         if (options.handleBatch) await options.handleBatch(items, prepared)
