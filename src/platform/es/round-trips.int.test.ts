@@ -1,14 +1,24 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { pgliteTestDatabase, postgresTestDatabase, type TestDatabase, uniqueName } from '../../../test/support/index.ts'
+import {
+  pgliteTestDatabase,
+  postgresTestDatabase,
+  type TestDatabase,
+  uniqueName,
+  waitFor,
+} from '../../../test/support/index.ts'
 import { type StatsPostgres, startStatsPostgres } from '../../../test/support/stats-postgres.ts'
 import { watchedDatabase } from '../../../test/support/watched-db.ts'
+import { sqlDeadLetterStore } from '../dead-letters/store.ts'
 import { isAppError } from '../errors.ts'
 import { readStream } from '../eventstore/event-store.ts'
+import { createLogger } from '../logger.ts'
 import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
 import type { SqlDatabase } from '../sql/port.ts'
-import { type Add, type Added, COUNTERS_TABLE, type Counter, counter } from '../testing/counter.ts'
+import { type Add, type Added, COUNTERS_TABLE, type Counter, counter, decodeJob, type Job } from '../testing/counter.ts'
+import { createEmbeddedTransport } from '../transport/embedded.ts'
+import { startReliableConsumer } from '../transport/reliable-consumer.ts'
 import { createCommandHandler, jsonStateTable, NotForBatch } from './command-handler.ts'
 
 /**
@@ -380,6 +390,67 @@ describe('round trips of a command as PostgreSQL counts them', () => {
       events.map((e) => e.version),
       [1, 2, 3, 4, 5, 6],
     )
+  })
+
+  it('a consumer that parks keys, in a group with no parked key: its batches read nothing of parked_keys but the group once per assignment', async () => {
+    // The messages come from the embedded log on a PGlite of their own: only the consumer's work
+    // reaches the counted server.
+    const log = await pgliteTestDatabase()
+    const transport = await createEmbeddedTransport({ db: log.db, partitions: 3, pollIntervalMs: 50 })
+    const scope = batchScope(server.db)
+    const handler = handlerOn(scope.db)
+    const topic = uniqueName('jobs')
+    const groupId = uniqueName('parking-counted')
+    let applied = 0
+    await server.reset()
+    const subscription = await startReliableConsumer({
+      transport,
+      groupId,
+      topics: [topic],
+      decode: decodeJob,
+      retry: { max: 0, backoffMs: 1 },
+      logger: createLogger({ level: 'silent' }),
+      batch: { max: 50, run: (work) => scope.run(work) },
+      deadLetters: sqlDeadLetterStore(scope.db),
+      parkKeys: true,
+      handle: async () => {
+        throw new Error('every batch goes to handleBatch')
+      },
+      handleBatch: async (items: readonly { value: Job }[]) => {
+        await handler.handleBatch(
+          items.map(({ value: job }) => ({
+            metadata: { inbox: { consumer: groupId, messageId: job.id } },
+            command: { type: 'Add', amount: job.amount, counter: job.counter } as Add,
+          })),
+          { streamOf: (command) => (command as Add & { counter: string }).counter },
+        )
+        scope.afterCommit(() => {
+          applied += items.length
+        })
+      },
+    })
+    try {
+      await transport.publish(
+        Array.from({ length: 60 }, (_, i) => {
+          const job: Job = { id: uniqueName('job'), counter: uniqueName(`parked-${i % 6}`), amount: 1 }
+          return { topic, key: job.counter, value: JSON.stringify(job) }
+        }),
+      )
+      await waitFor(() => applied === 60, { message: 'the 60 jobs applied' })
+      const counted = await server.counted()
+      const calls = (pattern: RegExp) =>
+        counted.byStatement.filter((row) => pattern.test(row.query)).reduce((sum, row) => sum + row.calls, 0)
+      assert.equal(calls(/FROM parked_keys\s+WHERE group_id = \$1 AND message_key/), 0, explain(counted))
+      // One question per partition reader of the embedded log (each has its own handler signal).
+      const asked = calls(/EXISTS \(SELECT \S+ FROM parked_keys WHERE group_id = \$1\)/)
+      assert.ok(asked >= 1 && asked <= 3, explain(counted))
+      // Every other statement is the batches' own: BEGIN, two statements, COMMIT.
+      assert.equal(counted.statements - asked, 4 * counted.transactions, explain(counted))
+    } finally {
+      await subscription.close()
+      await transport.close()
+      await log.cleanup()
+    }
   })
 })
 
