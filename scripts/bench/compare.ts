@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { type Broker, startBroker } from '../kafka.ts'
-import { compareRounds, comparisonTable, ratiosOf } from './comparison.ts'
+import { compareRounds, comparisonTable, overlapsOf, ratiosOf } from './comparison.ts'
 import { say } from './support.ts'
 
 /**
@@ -100,7 +100,7 @@ export async function compareWith(comparison: Comparison): Promise<void> {
         base: last?.base,
         current: last?.current,
         ratios: ratiosOf(figures),
-        ...(comparison.rounds > 1 ? { rounds } : {}),
+        ...(comparison.rounds > 1 ? { roundsOverlap: overlapsOf(figures), rounds } : {}),
       })}\n`,
     )
   } finally {

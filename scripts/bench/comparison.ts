@@ -15,6 +15,15 @@ export interface ComparedFigure {
   current: number | null
   /** current / base, to two decimals; null when either side lacks the figure or base is 0. */
   ratio: number | null
+  /** Each round's figure, in the order they ran (rounds that did not print it are left out). */
+  baseRounds: number[]
+  currentRounds: number[]
+  /**
+   * Whether the two sides' rounds overlap (the lowest of one side is not above the highest of the
+   * other): then the difference is within what the machine varies from run to run. Null with fewer
+   * than two rounds on either side.
+   */
+  overlap: boolean | null
 }
 
 type Json = Record<string, unknown>
@@ -92,15 +101,19 @@ export function compareRounds(rounds: ReadonlyArray<{ base: unknown; current: un
   const base = rounds.map((round) => figuresOf(round.base))
   const current = rounds.map((round) => figuresOf(round.current))
   const metrics = new Set([...base, ...current].flatMap((figures) => [...figures.keys()]))
-  const side = (runs: Figures[], metric: string) => {
-    const values = runs.map((figures) => figures.get(metric)).filter((v): v is number => v !== undefined)
-    return values.length > 0 ? median(values) : null
-  }
+  const roundsOf = (runs: Figures[], metric: string) =>
+    runs.map((figures) => figures.get(metric)).filter((v): v is number => v !== undefined)
   return [...metrics].map((metric) => {
-    const b = side(base, metric)
-    const c = side(current, metric)
+    const baseRounds = roundsOf(base, metric)
+    const currentRounds = roundsOf(current, metric)
+    const b = baseRounds.length > 0 ? median(baseRounds) : null
+    const c = currentRounds.length > 0 ? median(currentRounds) : null
     const ratio = b !== null && c !== null && b !== 0 ? Math.round((c / b) * 100) / 100 : null
-    return { metric, base: b, current: c, ratio }
+    const overlap =
+      baseRounds.length > 1 && currentRounds.length > 1
+        ? Math.min(...baseRounds) <= Math.max(...currentRounds) && Math.min(...currentRounds) <= Math.max(...baseRounds)
+        : null
+    return { metric, base: b, current: c, ratio, baseRounds, currentRounds, overlap }
   })
 }
 
@@ -109,12 +122,36 @@ export function ratiosOf(figures: ComparedFigure[]): Record<string, number | nul
   return Object.fromEntries(figures.map((figure) => [figure.metric, figure.ratio]))
 }
 
-/** A Markdown table, so that a comparison can go into docs/benchmarks.md as it is. */
+/** `{ metric: overlap }`, the `roundsOverlap` of the comparison's JSON (with several rounds). */
+export function overlapsOf(figures: ComparedFigure[]): Record<string, boolean | null> {
+  return Object.fromEntries(figures.map((figure) => [figure.metric, figure.overlap]))
+}
+
+/**
+ * A Markdown table, so that a comparison can go into docs/benchmarks.md as it is. With several
+ * rounds, each side's rounds are shown too, and whether they overlap: a ratio whose rounds overlap
+ * is within the machine's noise.
+ */
 export function comparisonTable(figures: ComparedFigure[], baseLabel: string): string {
   const shown = (n: number | null) => (n === null ? '—' : String(Math.round(n * 100) / 100))
+  const rounds = figures.some((f) => f.overlap !== null)
+  const listed = (values: number[]) => (values.length === 0 ? '—' : values.map(shown).join(', '))
+  const yesNo = (overlap: boolean | null) => (overlap === null ? '—' : overlap ? 'yes' : 'no')
   const rows = [
-    ['metric', baseLabel, 'current', `current/${baseLabel}`],
-    ...figures.map((f) => [f.metric, shown(f.base), shown(f.current), shown(f.ratio)]),
+    [
+      'metric',
+      baseLabel,
+      'current',
+      `current/${baseLabel}`,
+      ...(rounds ? [`${baseLabel} rounds`, 'current rounds', 'rounds overlap'] : []),
+    ],
+    ...figures.map((f) => [
+      f.metric,
+      shown(f.base),
+      shown(f.current),
+      shown(f.ratio),
+      ...(rounds ? [listed(f.baseRounds), listed(f.currentRounds), yesNo(f.overlap)] : []),
+    ]),
   ]
   const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? []
   const line = (row: string[]) => `| ${row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`

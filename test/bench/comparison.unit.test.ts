@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { compareRounds, comparisonTable, figuresOf, ratiosOf } from '../../scripts/bench/comparison.ts'
+import { compareRounds, comparisonTable, figuresOf, overlapsOf, ratiosOf } from '../../scripts/bench/comparison.ts'
 
 /**
  * `bench -- … --compare <ref>` reads the JSON each run prints as its last line and compares the
@@ -83,6 +83,9 @@ describe('comparing two bench results', () => {
       base: 80,
       current: 100,
       ratio: 1.25,
+      baseRounds: [80],
+      currentRounds: [100],
+      overlap: null,
     })
   })
 
@@ -102,6 +105,30 @@ describe('comparing two bench results', () => {
     })
   })
 
+  it('says whether the two sides’ rounds overlap, so that a ratio within the noise shows as such', () => {
+    const orders = (perSecond: number, p99: number) => ({
+      benchmark: 'orders',
+      modes: [{ mode: 'embedded', levels: [{ concurrency: 16, ordersPerSecond: perSecond, httpP99Ms: p99 }] }],
+    })
+    const figures = compareRounds([
+      { base: orders(200, 50), current: orders(260, 45) },
+      { base: orders(230, 40), current: orders(250, 52) },
+    ])
+    assert.deepEqual(overlapsOf(figures), {
+      'embedded concurrency 16 ordersPerSecond': false, // 200–230 against 250–260
+      'embedded concurrency 16 httpP99Ms': true, // 40–50 against 45–52
+    })
+    const byName = new Map(figures.map((f) => [f.metric, f]))
+    assert.deepEqual(byName.get('embedded concurrency 16 ordersPerSecond')?.baseRounds, [200, 230])
+    assert.deepEqual(byName.get('embedded concurrency 16 ordersPerSecond')?.currentRounds, [260, 250])
+    assert.deepEqual(comparisonTable(figures, 'main').split('\n'), [
+      '| metric                                  | main | current | current/main | main rounds | current rounds | rounds overlap |',
+      '| --------------------------------------- | ---- | ------- | ------------ | ----------- | -------------- | -------------- |',
+      '| embedded concurrency 16 ordersPerSecond | 215  | 255     | 1.19         | 200, 230    | 260, 250       | no             |',
+      '| embedded concurrency 16 httpP99Ms       | 45   | 48.5    | 1.08         | 50, 40      | 45, 52         | yes            |',
+    ])
+  })
+
   it('keeps a figure only one side prints, without a ratio, and skips a percentile of nothing', () => {
     // An older commit without transactionsPerOrder; a rate where nothing was delivered (NaN → null).
     const base = journey([
@@ -115,6 +142,9 @@ describe('comparing two bench results', () => {
       base: null,
       current: 30,
       ratio: null,
+      baseRounds: [],
+      currentRounds: [30],
+      overlap: null,
     })
     assert.equal(byName.get('kafka/orchestration rates[50/s].p50Ms')?.base, null)
     assert.equal(byName.get('kafka/orchestration rates[50/s].p50Ms')?.ratio, null)
@@ -137,8 +167,16 @@ describe('comparing two bench results', () => {
   it('prints a Markdown table with the ref as a column', () => {
     const table = comparisonTable(
       [
-        { metric: 'embedded concurrency 1 ordersPerSecond', base: 41, current: 133, ratio: 3.24 },
-        { metric: 'x', base: null, current: 2, ratio: null },
+        {
+          metric: 'embedded concurrency 1 ordersPerSecond',
+          base: 41,
+          current: 133,
+          ratio: 3.24,
+          baseRounds: [41],
+          currentRounds: [133],
+          overlap: null,
+        },
+        { metric: 'x', base: null, current: 2, ratio: null, baseRounds: [], currentRounds: [2], overlap: null },
       ],
       'HEAD~1',
     )
