@@ -180,11 +180,11 @@ export function batchScope(db: SqlDatabase, options: { group?: GroupCommitOption
    * the index of the work that failed it (none when the COMMIT itself failed).
    */
   const together = async (group: Queued[]): Promise<{ outcomes: Outcome[] } | { failedAt: number | undefined }> => {
-    const committed: (() => void)[] = []
     const contexts: Batch[] = []
     let failedAt: number | undefined
+    let outcomes: Outcome[]
     try {
-      const outcomes = await db.transaction(async (tx) => {
+      outcomes = await db.transaction(async (tx) => {
         const results: Outcome[] = []
         for (const [index, queued] of group.entries()) {
           let wrote = false
@@ -213,7 +213,6 @@ export function batchScope(db: SqlDatabase, options: { group?: GroupCommitOption
               throw new GroupFailed(statementFailed ?? context.failed)
             }
             results.push({ ok: true, value })
-            committed.push(...context.committed)
           } catch (error) {
             if (
               error instanceof GroupFailed ||
@@ -231,14 +230,23 @@ export function batchScope(db: SqlDatabase, options: { group?: GroupCommitOption
         }
         return results
       })
-      current.exit(() => {
-        for (const callback of committed) callback()
-      })
-      return { outcomes }
     } catch {
       for (const context of contexts) context.open = false
       return { failedAt }
     }
+    // Committed: nothing of the group runs again. Each work's callbacks run now; one that throws
+    // is that work's answer, as for a work alone.
+    current.exit(() => {
+      for (const [index, context] of contexts.entries()) {
+        if (!outcomes[index]?.ok) continue
+        try {
+          for (const callback of context.committed) callback()
+        } catch (error) {
+          outcomes[index] = { ok: false, error }
+        }
+      }
+    })
+    return { outcomes }
   }
 
   const settle = (queued: Queued, outcome: Outcome) =>
