@@ -45,3 +45,20 @@ export function decodeJob(message: IncomingMessage): Decoded<Job> {
     return { ok: false, reason: 'NOT_JSON', message: 'message is not JSON' }
   }
 }
+
+/**
+ * A consumer's batch of jobs as the counters' commands for a command handler's `handleBatch`: each
+ * job's id is its inbox entry in `consumer`, and its `expectedVersion`, if any, goes with it.
+ */
+export function jobCommands(items: readonly { value: Job }[], consumer: string) {
+  return items.map(({ value: job }) => ({
+    metadata: {
+      inbox: { consumer, messageId: job.id },
+      ...(job.expectedVersion !== undefined ? { expectedVersion: job.expectedVersion } : {}),
+    },
+    command: { type: 'Add', amount: job.amount, counter: job.counter } as Add,
+  }))
+}
+
+/** The counter (the stream) a job's command adds to: `handleBatch`'s `streamOf` for `jobCommands`. */
+export const counterOf = (command: Add): string => (command as Add & { counter: string }).counter

@@ -17,7 +17,7 @@ import { readStream } from '../eventstore/event-store.ts'
 import { createLogger } from '../logger.ts'
 import { batchScope } from '../sql/batch.ts'
 import { migratePlatform } from '../sql/migrations.ts'
-import { type Add, COUNTERS_TABLE, counter, decodeJob, type Job } from '../testing/counter.ts'
+import { COUNTERS_TABLE, counter, counterOf, decodeJob, type Job, jobCommands } from '../testing/counter.ts'
 import { createEmbeddedTransport } from './embedded.ts'
 import { createKafkaTransport } from './kafka.ts'
 import { partitionForKey } from './partitioner.ts'
@@ -88,16 +88,7 @@ function suite(
         ...(bulk
           ? {
               handleBatch: async (items: readonly { value: Job }[]) => {
-                await handler.handleBatch(
-                  items.map(({ value: job }) => ({
-                    metadata: {
-                      inbox: { consumer: groupId, messageId: job.id },
-                      ...(job.expectedVersion !== undefined ? { expectedVersion: job.expectedVersion } : {}),
-                    },
-                    command: { type: 'Add', amount: job.amount, counter: job.counter } as Add,
-                  })),
-                  { streamOf: (command) => (command as Add & { counter: string }).counter },
-                )
+                await handler.handleBatch(jobCommands(items, groupId), { streamOf: counterOf })
                 bulkApplied++
               },
             }
@@ -264,13 +255,7 @@ function suite(
           if (calls.length === 0)
             await waitFor(() => arrived.size === 3, { message: () => `${arrived.size} partitions` })
           calls.push([...new Set(items.map(({ message }) => message.partition))])
-          await handler.handleBatch(
-            items.map(({ value: job }) => ({
-              metadata: { inbox: { consumer: groupId, messageId: job.id } },
-              command: { type: 'Add', amount: job.amount, counter: job.counter } as Add,
-            })),
-            { streamOf: (command) => (command as Add & { counter: string }).counter },
-          )
+          await handler.handleBatch(jobCommands(items, groupId), { streamOf: counterOf })
         },
         handle: async (job, message) => {
           oneByOne.add(message.partition)
