@@ -347,7 +347,10 @@ describe('round trips of a command as PostgreSQL counts them', () => {
     const results = await Promise.all(
       messages.map((m) => handler.handle(m.streamId, { type: 'Add', amount: 1 }, { inbox: m.inbox })),
     )
-    assert.ok(results.every((r) => r.version === 1 && !r.duplicate), JSON.stringify([results.filter((r) => r.version !== 1 || r.duplicate), scope.groups]))
+    assert.ok(
+      results.every((r) => r.version === 1 && !r.duplicate),
+      JSON.stringify([results.filter((r) => r.version !== 1 || r.duplicate), scope.groups]),
+    )
     const counted = await server.counted()
     // The first starts alone at once; the others arrive while it runs and share the next one.
     assert.ok(counted.transactions <= 3, explain(counted))
